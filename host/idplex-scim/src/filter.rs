@@ -1,0 +1,581 @@
+//! SCIM filter expressions (RFC 7644 §3.4.2.2): AST and parser, plus the PATCH `path`
+//! grammar (§3.5.2) which reuses the value-path part of the filter grammar.
+//!
+//! Precedence is `not` > `and` > `or`; operators and keywords are case-insensitive.
+//! Errors are `invalidFilter` (or `invalidPath` for PATCH paths) and name the
+//! character position at fault.
+//!
+//! Two documented leniencies, both seen in real IdP traffic:
+//! * `emails[type eq "work"].value eq "x"` (Entra's matching filter, not in the RFC ABNF) is
+//!   accepted and parsed as `emails[type eq "work" and value eq "x"]`;
+//! * an unquoted bare word as comparison value (`externalId eq jyoung`, older Entra docs)
+//!   is read as a string.
+
+use crate::error::{ScimError, ScimType, err};
+use crate::path::{AttrPath, is_attr_name};
+use serde_json::Value;
+use std::fmt;
+
+/// Comparison operators (`pr` is represented by [`Filter::Present`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    /// equal
+    Eq,
+    /// not equal
+    Ne,
+    /// contains (strings)
+    Co,
+    /// starts with
+    Sw,
+    /// ends with
+    Ew,
+    /// greater than
+    Gt,
+    /// greater than or equal
+    Ge,
+    /// less than
+    Lt,
+    /// less than or equal
+    Le,
+}
+
+impl CompareOp {
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "eq" => CompareOp::Eq,
+            "ne" => CompareOp::Ne,
+            "co" => CompareOp::Co,
+            "sw" => CompareOp::Sw,
+            "ew" => CompareOp::Ew,
+            "gt" => CompareOp::Gt,
+            "ge" => CompareOp::Ge,
+            "lt" => CompareOp::Lt,
+            "le" => CompareOp::Le,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Co => "co",
+            CompareOp::Sw => "sw",
+            CompareOp::Ew => "ew",
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+        }
+    }
+
+    /// Whether this is an ordering operator (`gt ge lt le`).
+    pub fn is_ordering(self) -> bool {
+        matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
+    }
+}
+
+/// A filter expression tree.
+///
+/// Inside a [`Filter::ValuePath`], the inner filter's paths are relative to the elements
+/// of the multi-valued attribute (their `attr` is a sub-attribute name).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// `path op value`.
+    Compare {
+        /// Attribute compared.
+        path: AttrPath,
+        /// Operator.
+        op: CompareOp,
+        /// Literal: string, number, boolean or null.
+        value: Value,
+    },
+    /// `path pr`.
+    Present(AttrPath),
+    /// Conjunction.
+    And(Box<Filter>, Box<Filter>),
+    /// Disjunction.
+    Or(Box<Filter>, Box<Filter>),
+    /// Negation.
+    Not(Box<Filter>),
+    /// `path[filter]`: some element of the multi-valued attribute matches `filter`.
+    ValuePath {
+        /// The multi-valued (or complex) attribute.
+        path: AttrPath,
+        /// Filter applied to each element.
+        filter: Box<Filter>,
+    },
+}
+
+impl Filter {
+    /// Parses a filter (`filter` query parameter or `/.search` body).
+    pub fn parse(text: &str) -> Result<Filter, ScimError> {
+        let mut p = Parser::new(text, ScimType::InvalidFilter)?;
+        let f = p.or_expr(false)?;
+        p.expect_end()?;
+        Ok(f)
+    }
+
+    /// For storage layers: the filter is a single `attr eq literal` (no value path), the
+    /// typical IdP lookup (`userName eq "..."`, `externalId eq "..."`) that an index can answer.
+    pub fn as_simple_eq(&self) -> Option<(&AttrPath, &Value)> {
+        match self {
+            Filter::Compare { path, op: CompareOp::Eq, value } => Some((path, value)),
+            _ => None,
+        }
+    }
+
+    /// For storage layers: the filter is a conjunction (`and`) of simple equalities; the
+    /// returned list has one entry per equality. Covers every Entra/Okta matching filter
+    /// except the value-path email one.
+    pub fn as_eq_conjunction(&self) -> Option<Vec<(&AttrPath, &Value)>> {
+        match self {
+            Filter::And(a, b) => {
+                let mut v = a.as_eq_conjunction()?;
+                v.extend(b.as_eq_conjunction()?);
+                Some(v)
+            }
+            other => other.as_simple_eq().map(|p| vec![p]),
+        }
+    }
+}
+
+impl fmt::Display for Filter {
+    /// Canonical text form (fully parenthesised binary operators), re-parsable.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),
+            Filter::Present(p) => write!(f, "{p} pr"),
+            Filter::And(a, b) => write!(f, "({a} and {b})"),
+            Filter::Or(a, b) => write!(f, "({a} or {b})"),
+            Filter::Not(a) => write!(f, "not ({a})"),
+            Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
+        }
+    }
+}
+
+/// A parsed PATCH `path`: `attrPath` or `valuePath [ "." subAttr ]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchPath {
+    /// Target attribute (may carry a sub-attribute when there is no filter: `name.givenName`).
+    pub attr: AttrPath,
+    /// Value selection filter (`emails[type eq "work"]`).
+    pub filter: Option<Filter>,
+    /// Sub-attribute after the filter (`.value` in `emails[type eq "work"].value`).
+    pub sub_after_filter: Option<String>,
+}
+
+impl PatchPath {
+    /// Parses a PATCH path; errors are `invalidPath`.
+    pub fn parse(text: &str) -> Result<PatchPath, ScimError> {
+        let mut p = Parser::new(text, ScimType::InvalidPath)?;
+        let (attr, at) = p.attr_path()?;
+        let mut out = PatchPath { attr, filter: None, sub_after_filter: None };
+        if p.eat(&Tok::LBracket) {
+            if out.attr.sub_attr.is_some() {
+                return Err(p.error_at(at, "a value filter cannot follow a sub-attribute"));
+            }
+            out.filter = Some(p.or_expr(true)?);
+            p.expect(&Tok::RBracket, "']'")?;
+            if p.eat(&Tok::Dot) {
+                out.sub_after_filter = Some(p.name()?);
+            }
+        }
+        p.expect_end()?;
+        Ok(out)
+    }
+
+    /// The sub-attribute targeted, whichever syntax was used.
+    pub fn sub_attr(&self) -> Option<&str> {
+        self.sub_after_filter.as_deref().or(self.attr.sub_attr.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Dot,
+    Word(String),
+    Str(String),
+}
+
+/// Recursive-descent parser over a token list carrying character positions.
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    end: usize,
+    kind: ScimType,
+}
+
+impl Parser {
+    fn new(text: &str, kind: ScimType) -> Result<Self, ScimError> {
+        let toks = lex(text).map_err(|(at, msg)| err(kind, format!("{msg} at position {at}")))?;
+        Ok(Parser { toks, pos: 0, end: text.chars().count(), kind })
+    }
+
+    fn error_at(&self, at: usize, msg: impl fmt::Display) -> ScimError {
+        err(self.kind, format!("{msg} at position {at}"))
+    }
+
+    fn here(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.end, |t| t.1)
+    }
+
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|t| &t.0)
+    }
+
+    fn eat(&mut self, t: &Tok) -> bool {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, t: &Tok, what: &str) -> Result<(), ScimError> {
+        if self.eat(t) { Ok(()) } else { Err(self.error_at(self.here(), format!("expected {what}"))) }
+    }
+
+    fn expect_end(&self) -> Result<(), ScimError> {
+        match self.peek() {
+            None => Ok(()),
+            Some(t) => Err(self.error_at(self.here(), format!("unexpected {}", describe(t)))),
+        }
+    }
+
+    fn eat_keyword(&mut self, kw: &str) -> bool {
+        match self.peek() {
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw) => {
+                self.pos += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn or_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+        let mut left = self.and_expr(in_brackets)?;
+        while self.eat_keyword("or") {
+            let right = self.and_expr(in_brackets)?;
+            left = Filter::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+        let mut left = self.unary(in_brackets)?;
+        while self.eat_keyword("and") {
+            let right = self.unary(in_brackets)?;
+            left = Filter::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+        if self.eat_keyword("not") {
+            let at = self.here();
+            if self.peek() != Some(&Tok::LParen) {
+                return Err(self.error_at(at, "expected '(' after 'not'"));
+            }
+            return Ok(Filter::Not(Box::new(self.unary(in_brackets)?)));
+        }
+        if self.eat(&Tok::LParen) {
+            let inner = self.or_expr(in_brackets)?;
+            self.expect(&Tok::RParen, "')'")?;
+            return Ok(inner);
+        }
+        self.attr_expr(in_brackets)
+    }
+
+    fn attr_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+        let (path, at) = self.attr_path()?;
+        if self.peek() == Some(&Tok::LBracket) {
+            if in_brackets {
+                return Err(self.error_at(self.here(), "nested value filters are not allowed"));
+            }
+            if path.sub_attr.is_some() {
+                return Err(self.error_at(at, "a value filter cannot follow a sub-attribute"));
+            }
+            self.pos += 1;
+            let inner = self.or_expr(true)?;
+            self.expect(&Tok::RBracket, "']'")?;
+            let filter = if self.eat(&Tok::Dot) {
+                // Entra dialect: emails[type eq "work"].value eq "x"
+                let sub_at = self.here();
+                let sub = self.name()?;
+                let cond = self.condition(AttrPath::new(sub), sub_at)?;
+                Filter::And(Box::new(inner), Box::new(cond))
+            } else {
+                inner
+            };
+            return Ok(Filter::ValuePath { path, filter: Box::new(filter) });
+        }
+        if in_brackets && (path.urn.is_some() || path.sub_attr.is_some()) {
+            return Err(self.error_at(at, "only sub-attribute names are allowed inside a value filter"));
+        }
+        self.condition(path, at)
+    }
+
+    /// `pr` or `compareOp compValue` after an attribute path.
+    fn condition(&mut self, path: AttrPath, path_at: usize) -> Result<Filter, ScimError> {
+        let at = self.here();
+        let op_word = match self.peek() {
+            Some(Tok::Word(w)) => w.clone(),
+            Some(t) => return Err(self.error_at(at, format!("expected an operator after '{path}', found {}", describe(t)))),
+            None => return Err(self.error_at(at, format!("expected an operator after '{path}' (attribute at {path_at})"))),
+        };
+        self.pos += 1;
+        if op_word.eq_ignore_ascii_case("pr") {
+            return Ok(Filter::Present(path));
+        }
+        let op = CompareOp::parse(&op_word).ok_or_else(|| self.error_at(at, format!("unknown operator '{op_word}'")))?;
+        let value = self.comp_value()?;
+        Ok(Filter::Compare { path, op, value })
+    }
+
+    fn comp_value(&mut self) -> Result<Value, ScimError> {
+        let at = self.here();
+        let tok = self.toks.get(self.pos).map(|t| t.0.clone());
+        let value = match tok {
+            Some(Tok::Str(s)) => Value::String(s),
+            Some(Tok::Word(w)) => match w.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                "null" => Value::Null,
+                "and" | "or" | "not" => return Err(self.error_at(at, "expected a comparison value")),
+                _ if w.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                    let n: serde_json::Number =
+                        w.parse().map_err(|_| self.error_at(at, format!("invalid number '{w}'")))?;
+                    Value::Number(n)
+                }
+                // Lenient: bare word read as a string (older Entra `externalId eq jyoung`).
+                _ => Value::String(w),
+            },
+            Some(t) => return Err(self.error_at(at, format!("expected a comparison value, found {}", describe(&t)))),
+            None => return Err(self.error_at(at, "expected a comparison value")),
+        };
+        self.pos += 1;
+        Ok(value)
+    }
+
+    fn attr_path(&mut self) -> Result<(AttrPath, usize), ScimError> {
+        let at = self.here();
+        match self.peek() {
+            Some(Tok::Word(w)) => {
+                let w = w.clone();
+                self.pos += 1;
+                let p = AttrPath::parse(&w).map_err(|_| self.error_at(at, format!("invalid attribute path '{w}'")))?;
+                Ok((p, at))
+            }
+            Some(t) => Err(self.error_at(at, format!("expected an attribute path, found {}", describe(t)))),
+            None => Err(self.error_at(at, "expected an attribute path")),
+        }
+    }
+
+    fn name(&mut self) -> Result<String, ScimError> {
+        let at = self.here();
+        match self.peek() {
+            Some(Tok::Word(w)) if is_attr_name(w) => {
+                let w = w.clone();
+                self.pos += 1;
+                Ok(w)
+            }
+            _ => Err(self.error_at(at, "expected a sub-attribute name")),
+        }
+    }
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::LParen => "'('".into(),
+        Tok::RParen => "')'".into(),
+        Tok::LBracket => "'['".into(),
+        Tok::RBracket => "']'".into(),
+        Tok::Dot => "'.'".into(),
+        Tok::Word(w) => format!("'{w}'"),
+        Tok::Str(s) => format!("string \"{s}\""),
+    }
+}
+
+/// Splits filter text into tokens with their character positions. Strings are JSON
+/// strings (all JSON escapes honoured).
+fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        let simple = match c {
+            '(' => Some(Tok::LParen),
+            ')' => Some(Tok::RParen),
+            '[' => Some(Tok::LBracket),
+            ']' => Some(Tok::RBracket),
+            '.' => Some(Tok::Dot),
+            _ => None,
+        };
+        if let Some(t) = simple {
+            toks.push((t, start));
+            i += 1;
+        } else if c.is_whitespace() {
+            i += 1;
+        } else if c == '"' {
+            i += 1;
+            let mut escaped = false;
+            loop {
+                match chars.get(i) {
+                    None => return Err((start, "unterminated string".into())),
+                    Some('\\') if !escaped => escaped = true,
+                    Some('"') if !escaped => break,
+                    Some(_) => escaped = false,
+                }
+                i += 1;
+            }
+            let raw: String = chars[start..=i].iter().collect();
+            let s: String =
+                serde_json::from_str(&raw).map_err(|e| (start, format!("invalid string literal ({e})")))?;
+            toks.push((Tok::Str(s), start));
+            i += 1;
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() && !"()[]\"".contains(chars[i]) {
+                i += 1;
+            }
+            toks.push((Tok::Word(chars[start..i].iter().collect()), start));
+        }
+    }
+    Ok(toks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cmp(path: &str, op: CompareOp, value: Value) -> Filter {
+        Filter::Compare { path: AttrPath::parse(path).unwrap(), op, value }
+    }
+
+    #[test]
+    fn precedence_and_grouping() {
+        // (input, canonical rendering)
+        let table = [
+            ("a eq 1 or b eq 2 and c eq 3", "(a eq 1 or (b eq 2 and c eq 3))"),
+            ("a eq 1 and b eq 2 or c eq 3", "((a eq 1 and b eq 2) or c eq 3)"),
+            ("(a eq 1 or b eq 2) and c eq 3", "((a eq 1 or b eq 2) and c eq 3)"),
+            ("not (a eq 1) and b pr", "(not (a eq 1) and b pr)"),
+            ("a eq 1 AND NOT (b Eq 2) Or c PR", "((a eq 1 and not (b eq 2)) or c pr)"),
+            ("a eq 1 and b eq 2 and c eq 3", "((a eq 1 and b eq 2) and c eq 3)"),
+            (
+                "emails[type eq \"work\" and value co \"@x\"]",
+                "emails[(type eq \"work\" and value co \"@x\")]",
+            ),
+            ("emails[type eq \"work\"].value eq \"u@c.com\"", "emails[(type eq \"work\" and value eq \"u@c.com\")]"),
+            ("meta.lastModified gt \"2011-05-13T04:42:34Z\"", "meta.lastModified gt \"2011-05-13T04:42:34Z\""),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"Sales\"",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"Sales\"",
+            ),
+            ("x eq 1.5e3 or y eq -2 or z eq null", "((x eq 1500.0 or y eq -2) or z eq null)"),
+            ("externalId eq jyoung", "externalId eq \"jyoung\""),
+        ];
+        for (input, expected) in table {
+            let f = Filter::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(f.to_string(), expected, "{input}");
+            // The rendering parses back to the same tree.
+            assert_eq!(Filter::parse(&f.to_string()).unwrap(), f, "{input}");
+        }
+    }
+
+    #[test]
+    fn literals_and_escapes() {
+        let f = Filter::parse(r#"title eq "a \"quoted\" \\ \u00e9 \n""#).unwrap();
+        assert_eq!(f, cmp("title", CompareOp::Eq, json!("a \"quoted\" \\ é \n")));
+        assert_eq!(Filter::parse("active eq TRUE").unwrap(), cmp("active", CompareOp::Eq, json!(true)));
+        assert_eq!(Filter::parse("active ne false").unwrap(), cmp("active", CompareOp::Ne, json!(false)));
+        assert_eq!(Filter::parse("n ge 10").unwrap(), cmp("n", CompareOp::Ge, json!(10)));
+        assert_eq!(Filter::parse("title pr").unwrap(), Filter::Present(AttrPath::new("title")));
+        for (op, expected) in [("eq", CompareOp::Eq), ("NE", CompareOp::Ne), ("Co", CompareOp::Co), ("sW", CompareOp::Sw),
+            ("ew", CompareOp::Ew), ("gt", CompareOp::Gt), ("ge", CompareOp::Ge), ("lt", CompareOp::Lt), ("le", CompareOp::Le)]
+        {
+            assert_eq!(Filter::parse(&format!("a {op} \"x\"")).unwrap(), cmp("a", expected, json!("x")));
+        }
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        // (input, fragment expected in the detail)
+        let table = [
+            ("userName zz \"x\"", "unknown operator 'zz' at position 9"),
+            ("userName eq", "expected a comparison value at position 11"),
+            ("userName", "expected an operator after 'userName'"),
+            ("(a eq 1", "expected ')' at position 7"),
+            ("a eq 1)", "unexpected ')' at position 6"),
+            ("a eq \"x", "unterminated string at position 5"),
+            ("emails[type eq \"work\"", "expected ']' at position 21"),
+            ("emails[x[y eq 1]]", "nested value filters are not allowed at position 8"),
+            ("not a eq 1", "expected '(' after 'not' at position 4"),
+            ("a eq 1 and", "expected an attribute path at position 10"),
+            ("", "expected an attribute path at position 0"),
+            ("1a eq 2", "invalid attribute path '1a' at position 0"),
+            ("a eq 12abc", "invalid number '12abc' at position 5"),
+            ("a eq \"\\q\"", "invalid string literal"),
+            ("a eq and", "expected a comparison value at position 5"),
+        ];
+        for (input, fragment) in table {
+            let e = Filter::parse(input).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{input}");
+            assert_eq!(e.status, 400);
+            assert!(e.detail.contains(fragment), "{input}: {}", e.detail);
+        }
+    }
+
+    #[test]
+    fn simple_eq_recognition() {
+        let f = Filter::parse("userName eq \"bjensen\"").unwrap();
+        let (p, v) = f.as_simple_eq().unwrap();
+        assert_eq!((p.attr.as_str(), v), ("userName", &json!("bjensen")));
+        assert!(Filter::parse("userName ne \"x\"").unwrap().as_simple_eq().is_none());
+        assert!(Filter::parse("emails[type eq \"work\"]").unwrap().as_simple_eq().is_none());
+        let c = Filter::parse("userName eq \"a\" and externalId eq \"b\"").unwrap();
+        assert_eq!(c.as_eq_conjunction().unwrap().len(), 2);
+        assert!(Filter::parse("a eq 1 or b eq 2").unwrap().as_eq_conjunction().is_none());
+    }
+
+    #[test]
+    fn patch_paths() {
+        let p = PatchPath::parse("emails[type eq \"work\"].value").unwrap();
+        assert_eq!(p.attr, AttrPath::new("emails"));
+        assert_eq!(p.filter, Some(cmp("type", CompareOp::Eq, json!("work"))));
+        assert_eq!(p.sub_attr(), Some("value"));
+        let p = PatchPath::parse("name.givenName").unwrap();
+        assert_eq!((p.filter.is_none(), p.sub_attr()), (true, Some("givenName")));
+        let p = PatchPath::parse("members[value eq \"7f4b\"]").unwrap();
+        assert!(p.filter.is_some() && p.sub_attr().is_none());
+        let p = PatchPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager").unwrap();
+        assert_eq!(p.attr.urn.as_deref(), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+        for bad in ["", "emails[", "emails[type eq \"w\"]x", "name.givenName[type eq \"x\"]", "emails[type eq \"w\"]."] {
+            assert_eq!(PatchPath::parse(bad).unwrap_err().scim_type, Some(ScimType::InvalidPath), "{bad}");
+        }
+    }
+
+    /// Every filter the IdP fixture vectors send must parse.
+    #[test]
+    fn fixture_filters_parse() {
+        let filters = crate::test_fixtures::all_filters();
+        assert!(filters.len() >= 10, "fixtures not found");
+        for (id, f) in filters {
+            let parsed = Filter::parse(&f);
+            if id == "rfc-03" {
+                assert_eq!(parsed.unwrap_err().scim_type, Some(ScimType::InvalidFilter));
+            } else {
+                parsed.unwrap_or_else(|e| panic!("{id}: {f}: {e}"));
+            }
+        }
+    }
+}
