@@ -1,0 +1,326 @@
+//! One connector call: a fresh instance, the sandbox limits, the host imports, and the
+//! classification of whatever went wrong into a [`CallError`] an admin can act on.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::clocks::{WasiClocksCtx, WasiClocksCtxView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::{Connector, WitConnectorError, idplex::connector as host};
+use crate::egress::{EgressHooks, EgressPolicy};
+use crate::engine::Limits;
+use crate::install::LoadedConnector;
+use crate::size::OutputSize;
+
+/// Everything a call on one connection needs besides the connector itself.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The connection (directory) the call serves, for logs and events.
+    pub connection_id: Option<String>,
+    /// The connection's config values, served through the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// Where the connector may send HTTP requests, with which credential.
+    pub egress: Arc<EgressPolicy>,
+    /// Sandbox limits of this connection.
+    pub limits: Limits,
+}
+
+impl CallContext {
+    /// A context with no config, no egress and the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        CallContext { limits, egress: Arc::new(EgressPolicy::deny_all()), ..Default::default() }
+    }
+}
+
+/// Why a connector call failed. Every variant names the connector (`name@version`) and says
+/// what limit or rule was hit, so the message can go straight into the admin's event log.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest trapped (panic, unreachable, out-of-bounds access, ...).
+    #[error("connector {connector} crashed (trap): {detail}")]
+    Trap { connector: String, detail: String },
+    /// The call ran past its deadline and was interrupted.
+    #[error("connector {connector} exceeded its deadline of {limit_ms} ms and was stopped")]
+    Timeout { connector: String, limit_ms: u64 },
+    /// The guest tried to grow its memory past the connection's limit.
+    #[error(
+        "connector {connector} exceeded its memory limit of {limit} bytes (asked for {requested} bytes)"
+    )]
+    MemoryLimit { connector: String, limit: u64, requested: u64 },
+    /// The guest returned more data than a call may return.
+    #[error("connector {connector} returned {size} bytes, over the limit of {limit} bytes")]
+    OutputTooLarge { connector: String, size: u64, limit: u64 },
+    /// The guest tried to reach a destination not allowed for this connection.
+    #[error(
+        "connector {connector} tried to reach {destination}, which is not allowed for this connection (allowed: {allowed})"
+    )]
+    EgressDenied { connector: String, destination: String, allowed: String },
+    /// The connector ran fine and refused the input with its own error.
+    #[error("connector {connector} refused the request ({}): {}", kind_name(.error.kind), .error.message)]
+    Connector { connector: String, error: WitConnectorError },
+    /// The connector returned something the host cannot accept (e.g. invalid JSON).
+    #[error("connector {connector} returned invalid output: {detail}")]
+    InvalidOutput { connector: String, detail: String },
+    /// No instance could be created (e.g. every pool slot is busy).
+    #[error("connector {connector} could not be started: {detail}")]
+    Instantiate { connector: String, detail: String },
+}
+
+impl CallError {
+    /// A short, stable name of the failure class, for event logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Trap { .. } => "trap",
+            CallError::Timeout { .. } => "timeout",
+            CallError::MemoryLimit { .. } => "memory",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::EgressDenied { .. } => "egress_denied",
+            CallError::Connector { .. } => "connector_error",
+            CallError::InvalidOutput { .. } => "invalid_output",
+            CallError::Instantiate { .. } => "instantiate",
+        }
+    }
+
+    /// Whether the connector misbehaved (as opposed to refusing bad input on purpose).
+    pub fn is_connector_fault(&self) -> bool {
+        !matches!(self, CallError::Connector { .. })
+    }
+}
+
+fn kind_name(kind: crate::bindings::ConnectorErrorKind) -> &'static str {
+    use crate::bindings::ConnectorErrorKind as K;
+    match kind {
+        K::InvalidRequest => "invalid request",
+        K::Unsupported => "unsupported",
+        K::Config => "configuration",
+        K::Upstream => "upstream",
+        K::Internal => "internal error",
+    }
+}
+
+/// Caps linear memory growth and remembers a refusal so it can be reported as such.
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    refused: Option<u64>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.refused.get_or_insert(desired as u64);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 16)
+    }
+}
+
+/// Most log lines one call may write, and the longest line kept.
+const LOG_LINES_PER_CALL: u32 = 64;
+const LOG_LINE_MAX: usize = 2048;
+
+/// The `T` of every connector `Store`: what the host imports can see during one call.
+pub(crate) struct CallState {
+    label: Arc<str>,
+    connection: Option<String>,
+    config: BTreeMap<String, String>,
+    limiter: MemoryLimiter,
+    table: ResourceTable,
+    clocks: WasiClocksCtx,
+    http: WasiHttpCtx,
+    hooks: EgressHooks,
+    log_lines: u32,
+}
+
+impl CallState {
+    pub(crate) fn clocks(&mut self) -> WasiClocksCtxView<'_> {
+        WasiClocksCtxView { ctx: &mut self.clocks, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for CallState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+impl host::types::Host for CallState {}
+
+impl host::log::Host for CallState {
+    fn log(&mut self, level: host::log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > LOG_LINES_PER_CALL {
+            return;
+        }
+        let mut message = message;
+        if message.len() > LOG_LINE_MAX {
+            let mut cut = LOG_LINE_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("…");
+        }
+        let connector = &*self.label;
+        let connection = self.connection.as_deref().unwrap_or("-");
+        use host::log::Level;
+        match level {
+            Level::Trace => tracing::trace!(target: "connector", connector, connection, "{message}"),
+            Level::Debug => tracing::debug!(target: "connector", connector, connection, "{message}"),
+            Level::Info => tracing::info!(target: "connector", connector, connection, "{message}"),
+            Level::Warn => tracing::warn!(target: "connector", connector, connection, "{message}"),
+            Level::Error => tracing::error!(target: "connector", connector, connection, "{message}"),
+        }
+    }
+}
+
+impl host::config::Host for CallState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl host::clock::Host for CallState {
+    fn now_unix_millis(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// The body of one call, given the fresh instance and its store.
+pub(crate) type CallFn<'a, R> = Box<
+    dyn for<'s> FnOnce(
+            &'s Connector,
+            &'s mut Store<CallState>,
+        ) -> Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 's>>
+        + Send
+        + 'a,
+>;
+
+impl LoadedConnector {
+    /// Run `body` in a fresh instance under `ctx`'s limits and classify the outcome.
+    pub(crate) async fn run<R>(&self, ctx: &CallContext, body: CallFn<'_, R>) -> Result<R, CallError>
+    where
+        R: OutputSize + Send,
+    {
+        let limits = ctx.limits;
+        let deadline = limits.deadline();
+        let runtime = &self.runtime;
+        let state = CallState {
+            label: self.label.clone(),
+            connection: ctx.connection_id.clone(),
+            config: ctx.config.clone(),
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes.min(runtime.config().max_memory_bytes),
+                refused: None,
+            },
+            table: ResourceTable::new(),
+            clocks: WasiClocksCtx::default(),
+            http: WasiHttpCtx::new(),
+            hooks: EgressHooks {
+                policy: ctx.egress.clone(),
+                denied: None,
+                requests: 0,
+                deadline,
+            },
+            log_lines: 0,
+        };
+        let mut store = Store::new(&runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(runtime.ticks(deadline));
+        store.epoch_deadline_trap();
+
+        let outcome = {
+            let pre = &self.pre;
+            let store = &mut store;
+            let work = async move {
+                let instance = pre.instantiate_async(&mut *store).await.map_err(CallFailure::Start)?;
+                body(&instance, store).await.map_err(CallFailure::Run)
+            };
+            tokio::time::timeout(deadline, work).await
+        };
+        let connector = self.label.to_string();
+        let state = store.data();
+        if let Some(destination) = &state.hooks.denied {
+            return Err(CallError::EgressDenied {
+                connector,
+                destination: destination.clone(),
+                allowed: if ctx.egress.allowed().is_empty() {
+                    "no destinations".into()
+                } else {
+                    ctx.egress.allowed().join(", ")
+                },
+            });
+        }
+        let value = match outcome {
+            Err(_elapsed) => {
+                return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
+            }
+            Ok(Err(CallFailure::Start(e))) => {
+                return Err(CallError::Instantiate { connector, detail: format!("{e:#}") });
+            }
+            Ok(Err(CallFailure::Run(e))) => {
+                if let Some(requested) = state.limiter.refused {
+                    return Err(CallError::MemoryLimit {
+                        connector,
+                        limit: state.limiter.limit,
+                        requested,
+                    });
+                }
+                if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
+                }
+                let detail = match e.downcast_ref::<Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}"),
+                };
+                return Err(CallError::Trap { connector, detail });
+            }
+            Ok(Ok(value)) => value,
+        };
+        let size = value.output_size();
+        if size > limits.max_output_bytes {
+            return Err(CallError::OutputTooLarge { connector, size, limit: limits.max_output_bytes });
+        }
+        Ok(value)
+    }
+}
+
+enum CallFailure {
+    Start(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+/// Unwrap a connector's `result<T, connector-error>` into the host's error type.
+pub(crate) fn flatten<T>(label: &str, r: Result<T, WitConnectorError>) -> Result<T, CallError> {
+    r.map_err(|error| CallError::Connector { connector: label.to_string(), error })
+}

@@ -1,0 +1,204 @@
+//! The wasmtime engine, the linker of host capabilities, and runtime-wide configuration.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::Connector;
+use crate::call::CallState;
+
+/// The version of the `idplex:connector` contract this host implements. Components built against
+/// any `1.x` are accepted; other majors are refused at install.
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// Per-call sandbox limits. Defaults suit a connector that maps identities; an admin can raise
+/// or lower them per connection (see [`Limits::merged_with`]) up to [`RuntimeConfig::max_memory_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory a call may use, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline of one call, in milliseconds (covers Wasm execution and egress waits).
+    pub deadline_ms: u64,
+    /// Largest result a call may return, in bytes of strings and lists.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 64 << 20, deadline_ms: 2_000, max_output_bytes: 4 << 20 }
+    }
+}
+
+impl Limits {
+    /// Apply an admin's override (a JSON object with any of the fields) on top of `self`.
+    pub fn merged_with(&self, overrides: &serde_json::Value) -> Result<Limits, String> {
+        let mut merged = serde_json::to_value(self).expect("limits serialize");
+        let Some(obj) = overrides.as_object() else {
+            return if overrides.is_null() {
+                Ok(*self)
+            } else {
+                Err("limits must be a JSON object".into())
+            };
+        };
+        for (k, v) in obj {
+            merged[k] = v.clone();
+        }
+        serde_json::from_value(merged).map_err(|e| format!("invalid limits: {e}"))
+    }
+
+    /// The deadline as a [`Duration`].
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// Runtime-wide settings chosen by the operator at start-up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled artifacts are cached (`<sha256>-<engine>.cwasm`). Must be writable only by
+    /// idplex: artifacts are loaded as trusted native code.
+    pub cache_dir: PathBuf,
+    /// Limits a connection gets unless its admin overrides them.
+    pub default_limits: Limits,
+    /// Largest module accepted at install.
+    pub max_module_bytes: usize,
+    /// Hard ceiling on any connection's memory limit (sizes the pooling allocator's slots).
+    pub max_memory_bytes: u64,
+    /// How many connector instances may exist at once (pool size); calls beyond it fail fast.
+    pub max_concurrent_instances: u32,
+    /// Granularity of deadline checks.
+    pub epoch_tick: Duration,
+}
+
+impl RuntimeConfig {
+    /// Defaults with the given cache directory.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            cache_dir: cache_dir.into(),
+            default_limits: Limits::default(),
+            max_module_bytes: 16 << 20,
+            max_memory_bytes: 512 << 20,
+            max_concurrent_instances: 256,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The shared, cheap-to-clone runtime. One per process.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) config: RuntimeConfig,
+    /// Identifies the engine configuration in cache file names, so an upgraded wasmtime or a
+    /// changed setting never loads a stale artifact.
+    pub(crate) engine_key: String,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine, the linker and the epoch ticker; create the cache directory.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        std::fs::create_dir_all(&config.cache_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create cache directory {}: {e}", config.cache_dir.display())
+        })?;
+
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_concurrent_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .max_core_instances_per_component(16)
+            .total_memories(n * 2)
+            .max_memories_per_component(2)
+            .total_tables(n * 4)
+            .max_tables_per_component(8)
+            .total_stacks(n)
+            .max_memory_size(config.max_memory_bytes as usize)
+            .linear_memory_keep_resident(128 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20)
+            .memory_reservation(config.max_memory_bytes.next_power_of_two().max(1 << 30))
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+
+        let linker = build_linker(&engine).map_err(|e| anyhow::anyhow!("linker: {e}"))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("idplex-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner { engine, linker, config, engine_key, stop_ticker }),
+        })
+    }
+
+    /// The settings this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Ticks of the epoch clock that make up `d` (at least one).
+    pub(crate) fn ticks(&self, d: Duration) -> u64 {
+        let tick = self.inner.config.epoch_tick.as_micros().max(1);
+        (d.as_micros() / tick).max(1) as u64
+    }
+}
+
+/// Every capability a connector may import, and nothing else: the contract's own imports
+/// (log, config, clock), `wasi:io` + `wasi:clocks` (needed by `wasi:http`), and
+/// `wasi:http/outgoing-handler` behind the egress policy. No filesystem, environment, sockets,
+/// random or stdio: a component importing those cannot be instantiated and is refused at install.
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    use wasmtime_wasi::clocks::WasiClocks;
+    use wasmtime_wasi::p2::bindings::clocks;
+
+    let mut linker = Linker::<CallState>::new(engine);
+    Connector::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wasmtime_wasi_io::add_to_linker_async(&mut linker)?;
+    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(&mut linker, CallState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(
+        &mut linker,
+        CallState::clocks,
+    )?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}

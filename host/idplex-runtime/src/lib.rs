@@ -1,0 +1,32 @@
+//! The idplex connector runtime: everything between a connector's bytes and a finished call.
+//!
+//! * [`Runtime`] owns the wasmtime [`Engine`](wasmtime::Engine) (pooling allocator, epoch
+//!   interruption), the [`Linker`](wasmtime::component::Linker) with exactly the host
+//!   capabilities a connector may import, and the on-disk cache of compiled artifacts.
+//! * [`Runtime::install`] turns untrusted bytes into a [`LoadedConnector`] or a
+//!   [`InstallError`] that says why not (not a component, another world, another contract
+//!   major version, too large, imports the host does not grant).
+//! * [`LoadedConnector`] calls run in a fresh instance each, under [`Limits`] (memory, deadline,
+//!   output size) and an [`EgressPolicy`]; failures come back as [`CallError`].
+//! * [`Registry`] binds connections to loaded connectors and swaps them atomically.
+//!
+//! This crate knows nothing of HTTP servers, SCIM semantics or storage.
+
+mod bindings;
+mod call;
+mod egress;
+mod engine;
+mod install;
+mod registry;
+mod size;
+
+pub use bindings::{
+    Capability, CanonicalGroup, CanonicalUser, ConnectorErrorKind, ConnectorInfo, Email,
+    ListQuery, Operation, PatchOp, PatchOperation, ResourceKind, SamlAttribute, ScimRequest,
+    SsoIdentity, SyncPage, VerifiedAssertion, WitConnectorError,
+};
+pub use call::{CallContext, CallError};
+pub use egress::{Credential, EgressPolicy};
+pub use engine::{Limits, Runtime, RuntimeConfig, CONTRACT_VERSION};
+pub use install::{InstallError, LoadedConnector, ModuleHash};
+pub use registry::{Binding, Registry};
