@@ -1,0 +1,359 @@
+//! Connections (an organization's IdP directories) and their binding to connector versions.
+
+use crate::error::is_unique_violation;
+use crate::{
+    BindingAction, BindingChange, Connection, ConnectionUpdate, NewConnection, Store, StoreError,
+    now_ms, random_id, to_json,
+};
+
+/// How often a binding change is retried after losing a race against another change of the
+/// same connection. Each round lets at least one contender through, so this only bounds
+/// pathological contention.
+const MAX_BINDING_ATTEMPTS: u32 = 64;
+
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    id: String,
+    org_id: String,
+    name: String,
+    connector_name: String,
+    active_version: Option<String>,
+    previous_version: Option<String>,
+    config_json: String,
+    egress_allow_json: String,
+    limits_json: String,
+    generation: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ConnectionRow {
+    fn into_connection(self) -> Result<Connection, StoreError> {
+        let config = serde_json::from_str(&self.config_json)
+            .map_err(|e| StoreError::corrupt("config_json of connection", &self.id, e))?;
+        let egress_allow = serde_json::from_str(&self.egress_allow_json)
+            .map_err(|e| StoreError::corrupt("egress_allow_json of connection", &self.id, e))?;
+        let limits = serde_json::from_str(&self.limits_json)
+            .map_err(|e| StoreError::corrupt("limits_json of connection", &self.id, e))?;
+        Ok(Connection {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            connector_name: self.connector_name,
+            active_version: self.active_version,
+            previous_version: self.previous_version,
+            config,
+            egress_allow,
+            limits,
+            generation: self.generation,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    connection_id: String,
+    seq: i64,
+    from_version: Option<String>,
+    to_version: String,
+    action: String,
+    actor: String,
+    at: i64,
+}
+
+const COLUMNS: &str = "id, org_id, name, connector_name, active_version, previous_version, \
+     config_json, egress_allow_json, limits_json, generation, created_at, updated_at";
+
+const INSERT_CONNECTION: &str = "INSERT INTO connections \
+     (id, org_id, name, connector_name, active_version, previous_version, \
+      config_json, egress_allow_json, limits_json, generation, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6, $7, 0, $8, $8)";
+
+/// Conditional on the generation read at the start of the transaction: a concurrent change
+/// makes it match no row, and the change is retried on fresh data.
+const UPDATE_BINDING: &str = "UPDATE connections \
+     SET active_version = $1, previous_version = $2, generation = $3, updated_at = $4 \
+     WHERE id = $5 AND generation = $6";
+
+const INSERT_HISTORY: &str = "INSERT INTO binding_history \
+     (connection_id, seq, from_version, to_version, action, actor, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+enum Change<'a> {
+    Activate(&'a str),
+    Rollback,
+}
+
+fn validate_egress(hosts: &[String]) -> Result<(), StoreError> {
+    for host in hosts {
+        if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(StoreError::InvalidInput {
+                what: "egress allow-list",
+                reason: format!("{host:?} is not a host name"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(what: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a connection with no active version (generation 0).
+    /// `org_id` + `name` must be unique ([`StoreError::Conflict`] otherwise).
+    pub async fn create_connection(&self, new: &NewConnection) -> Result<Connection, StoreError> {
+        non_empty("organization id", &new.org_id)?;
+        non_empty("connection name", &new.name)?;
+        non_empty("connector name", &new.connector_name)?;
+        validate_egress(&new.egress_allow)?;
+        let id = match &new.id {
+            Some(id) => {
+                non_empty("connection id", id)?;
+                id.clone()
+            }
+            None => random_id("conn_"),
+        };
+        let config = to_json(&new.config, "connection config")?;
+        let egress = to_json(&new.egress_allow, "egress allow-list")?;
+        let limits = to_json(&new.limits, "connection limits")?;
+        let now = now_ms();
+
+        let result = with_pool!(self, write, |pool| {
+            sqlx::query(INSERT_CONNECTION)
+                .bind(&id)
+                .bind(&new.org_id)
+                .bind(&new.name)
+                .bind(&new.connector_name)
+                .bind(&config)
+                .bind(&egress)
+                .bind(&limits)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        });
+        match result {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                // Either the id or (org_id, name) is taken; say which.
+                return Err(match self.get_connection(&id).await {
+                    Ok(_) => StoreError::conflict("connection", id, "already exists"),
+                    Err(_) => StoreError::conflict(
+                        "connection",
+                        format!("{:?}", new.name),
+                        format!("already exists in organization {}", new.org_id),
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(connection = %id, org = %new.org_id, connector = %new.connector_name, "connection created");
+        self.get_connection_on_writer(&id).await
+    }
+
+    /// The connection with this id.
+    pub async fn get_connection(&self, id: &str) -> Result<Connection, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+        let row: Option<ConnectionRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+    }
+
+    /// Read-your-writes variant used right after a write (same connection as the writer on SQLite).
+    async fn get_connection_on_writer(&self, id: &str) -> Result<Connection, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+        let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+    }
+
+    /// All connections, by organization then name.
+    pub async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY org_id, name, id");
+        let rows: Vec<ConnectionRow> = with_pool!(self, read, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
+        rows.into_iter().map(ConnectionRow::into_connection).collect()
+    }
+
+    /// Replaces the given parts of a connection's admin configuration. Does not touch the
+    /// binding nor the generation; bumps `updated_at`.
+    pub async fn update_connection_config(
+        &self,
+        id: &str,
+        update: &ConnectionUpdate,
+    ) -> Result<Connection, StoreError> {
+        if let Some(hosts) = &update.egress_allow {
+            validate_egress(hosts)?;
+        }
+        let config = update.config.as_ref().map(|v| to_json(v, "connection config")).transpose()?;
+        let egress = update.egress_allow.as_ref().map(|v| to_json(v, "egress allow-list")).transpose()?;
+        let limits = update.limits.as_ref().map(|v| to_json(v, "connection limits")).transpose()?;
+        let sql = format!(
+            "UPDATE connections SET config_json = COALESCE($2, config_json), \
+             egress_allow_json = COALESCE($3, egress_allow_json), \
+             limits_json = COALESCE($4, limits_json), updated_at = $5 \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(config)
+                .bind(egress)
+                .bind(limits)
+                .bind(now_ms())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+    }
+
+    /// Binds `version` of the connection's connector to the connection, atomically: the
+    /// previously active version becomes `previous_version` (unless `version` was already
+    /// active, in which case the rollback target is kept), `generation` is bumped and the
+    /// change is appended to the binding history.
+    ///
+    /// [`StoreError::NotFound`] if the connection or the module `connector_name@version` does
+    /// not exist.
+    pub async fn activate(&self, connection_id: &str, version: &str, actor: &str) -> Result<Connection, StoreError> {
+        non_empty("connector version", version)?;
+        self.change_binding(connection_id, Change::Activate(version), actor).await
+    }
+
+    /// Swaps the active and previous versions, with the same bookkeeping as [`Store::activate`].
+    /// [`StoreError::NothingToRollBack`] if there is no previous version.
+    pub async fn rollback(&self, connection_id: &str, actor: &str) -> Result<Connection, StoreError> {
+        self.change_binding(connection_id, Change::Rollback, actor).await
+    }
+
+    /// The binding changes of a connection, oldest first. Empty for an unknown connection.
+    pub async fn binding_history(&self, connection_id: &str) -> Result<Vec<BindingChange>, StoreError> {
+        let rows: Vec<HistoryRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT connection_id, seq, from_version, to_version, action, actor, at \
+                 FROM binding_history WHERE connection_id = $1 ORDER BY seq",
+            )
+            .bind(connection_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                let action = BindingAction::parse(&r.action).ok_or_else(|| {
+                    StoreError::corrupt(
+                        "binding history entry",
+                        format!("{}#{}", r.connection_id, r.seq),
+                        format!("unknown action {:?}", r.action),
+                    )
+                })?;
+                Ok(BindingChange {
+                    connection_id: r.connection_id,
+                    seq: r.seq,
+                    from_version: r.from_version,
+                    to_version: r.to_version,
+                    action,
+                    actor: r.actor,
+                    at: r.at,
+                })
+            })
+            .collect()
+    }
+
+    async fn change_binding(&self, id: &str, change: Change<'_>, actor: &str) -> Result<Connection, StoreError> {
+        non_empty("actor", actor)?;
+        let select = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+        for attempt in 1..=MAX_BINDING_ATTEMPTS {
+            let now = now_ms();
+            let done: Option<Connection> = with_tx!(self, |tx| {
+                let row: Option<ConnectionRow> =
+                    sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
+                let row = row.ok_or_else(|| StoreError::not_found("connection", id))?;
+
+                let (action, to_version, new_previous) = match change {
+                    Change::Activate(version) => {
+                        let keep = if row.active_version.as_deref() == Some(version) {
+                            row.previous_version.clone()
+                        } else {
+                            row.active_version.clone()
+                        };
+                        (BindingAction::Activate, version.to_owned(), keep)
+                    }
+                    Change::Rollback => {
+                        let target = row.previous_version.clone().ok_or_else(|| {
+                            StoreError::NothingToRollBack { connection_id: id.to_owned() }
+                        })?;
+                        (BindingAction::Rollback, target, row.active_version.clone())
+                    }
+                };
+
+                let module: Option<(String,)> =
+                    sqlx::query_as("SELECT sha256 FROM modules WHERE name = $1 AND version = $2")
+                        .bind(&row.connector_name)
+                        .bind(&to_version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if module.is_none() {
+                    return Err(StoreError::not_found(
+                        "connector",
+                        format!("{}@{}", row.connector_name, to_version),
+                    ));
+                }
+
+                let generation = row.generation + 1;
+                let updated = sqlx::query(UPDATE_BINDING)
+                    .bind(&to_version)
+                    .bind(&new_previous)
+                    .bind(generation)
+                    .bind(now)
+                    .bind(id)
+                    .bind(row.generation)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    None
+                } else {
+                    sqlx::query(INSERT_HISTORY)
+                        .bind(id)
+                        .bind(generation)
+                        .bind(&row.active_version)
+                        .bind(&to_version)
+                        .bind(action.as_str())
+                        .bind(actor)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::info!(
+                        connection = %id, action = action.as_str(), from = ?row.active_version,
+                        to = %to_version, generation, actor, "binding changed"
+                    );
+                    let mut row = row;
+                    row.previous_version = new_previous;
+                    row.active_version = Some(to_version);
+                    row.generation = generation;
+                    row.updated_at = now;
+                    Some(row.into_connection()?)
+                }
+            });
+            if let Some(connection) = done {
+                return Ok(connection);
+            }
+            tracing::debug!(connection = %id, attempt, "binding change lost a race; retrying");
+            tokio::task::yield_now().await;
+        }
+        Err(StoreError::Contended {
+            connection_id: id.to_owned(),
+            attempts: MAX_BINDING_ATTEMPTS,
+        })
+    }
+}

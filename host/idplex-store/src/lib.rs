@@ -1,0 +1,314 @@
+//! Persistence for idplex: installed connector modules, connections (directories) and their
+//! bindings to connector versions, admin tokens and connector events.
+//!
+//! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
+//! PostgreSQL (several replicas sharing one database, module bytes included).
+//!
+//! # Why an enum of typed pools rather than `AnyPool`
+//!
+//! [`Store`] holds either SQLite pools or a PostgreSQL pool ([`Pools`]), and every operation is
+//! written once, as one SQL string with `$N` placeholders (both sqlx drivers accept them) and one
+//! body of Rust, expanded for each backend by the `with_pool!` / `with_tx!` macros below. That
+//! keeps the SQL single-sourced wherever the dialects agree (they agree everywhere except the
+//! migrations) while keeping what `AnyPool` would lose:
+//!
+//! * per-backend connection setup: SQLite pragmas (WAL, `synchronous=NORMAL`, foreign keys,
+//!   busy timeout) and a separate single-connection write pool beside a multi-connection read
+//!   pool, because SQLite admits one writer at a time; `BEGIN IMMEDIATE` for SQLite write
+//!   transactions so a transaction never has to upgrade its lock half-way;
+//! * native type mapping (`BLOB`/`BYTEA`, `i64`) without the Any driver's reduced type set;
+//! * static dispatch and typed errors from the real driver (unique violations and so on).
+//!
+//! # Timestamps and ids
+//!
+//! Timestamps are `i64` unix milliseconds taken from the host clock; ids are `TEXT`
+//! (`conn_<hex>`, `tok_<hex>`), module ids are their sha256 in lowercase hex.
+
+mod error;
+mod model;
+
+pub use error::StoreError;
+pub use model::*;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Knobs for [`Store::open_with`]. `Default` is what [`Store::open`] uses.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// PostgreSQL only: create this schema if missing and put it first on every connection's
+    /// `search_path`, so all tables (and sqlx's migration bookkeeping) live in it. Must be a
+    /// plain identifier (`[A-Za-z_][A-Za-z0-9_]*`). Used to isolate tests or tenants.
+    /// (A `?options=-c%20search_path%3D...` parameter in the URL is honoured too.)
+    pub postgres_schema: Option<String>,
+    /// Maximum connections of the PostgreSQL pool, or of the SQLite read pool.
+    /// Defaults to 2 × available parallelism, clamped to 4..=16.
+    pub max_connections: Option<u32>,
+}
+
+/// The connection pools of a [`Store`], one variant per backend.
+#[derive(Debug, Clone)]
+enum Pools {
+    /// `write` has exactly one connection (SQLite admits one writer); `read` has several.
+    /// For an in-memory database both are the same one-connection pool.
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool: `read` or `write` (same pool on PostgreSQL).
+/// `$body` is compiled once per backend, so it must be written against sqlx's generic API.
+macro_rules! with_pool {
+    ($store:expr, read, |$p:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { read: $p, .. } => $body,
+            $crate::Pools::Postgres($p) => $body,
+        }
+    };
+    ($store:expr, write, |$p:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { write: $p, .. } => $body,
+            $crate::Pools::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` (an expression of type `T`, which may use `?`) inside a write transaction
+/// bound to `$tx`, then commits. An early return through `?` drops, hence rolls back, the
+/// transaction.
+macro_rules! with_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { write, .. } => {
+                #[allow(unused_mut)]
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::Pools::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+mod connections;
+mod events;
+mod modules;
+mod tokens;
+
+pub use events::{MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES};
+pub use modules::sha256_hex;
+pub use tokens::ADMIN_TOKEN_PREFIX;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handle on the idplex database. Cheap to clone (pools are reference-counted).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies pending migrations.
+    ///
+    /// * `sqlite://PATH`, `sqlite:PATH`, or a plain file path: SQLite, file created if missing;
+    /// * `sqlite::memory:`: a private in-memory SQLite database (one connection);
+    /// * `postgres://...` / `postgresql://...`: PostgreSQL.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &OpenOptions::default()).await
+    }
+
+    /// [`Store::open`] with explicit [`OpenOptions`].
+    pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Store, StoreError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(StoreError::InvalidUrl {
+                reason: "empty database URL".into(),
+            });
+        }
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::open_postgres(url, options).await?
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+                reason: format!("cannot parse SQLite URL: {e}"),
+            })?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            Store::open_sqlite(connect, in_memory, options).await?
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(StoreError::InvalidUrl {
+                reason: format!(
+                    "unsupported scheme {scheme:?}: expected sqlite://, postgres:// or a file path"
+                ),
+            });
+        } else {
+            Store::open_sqlite(SqliteConnectOptions::new().filename(url), false, options).await?
+        };
+        tracing::info!(backend = %store.backend(), "store opened");
+        Ok(store)
+    }
+
+    async fn open_sqlite(
+        connect: SqliteConnectOptions,
+        in_memory: bool,
+        options: &OpenOptions,
+    ) -> Result<Store, StoreError> {
+        if options.postgres_schema.is_some() {
+            return Err(StoreError::InvalidUrl {
+                reason: "a PostgreSQL schema was requested for a SQLite database".into(),
+            });
+        }
+        let connect = connect
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+
+        let pools = if in_memory {
+            // Every connection to `:memory:` would see its own database: use exactly one,
+            // and never let it be reaped.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(connect)
+                .await?;
+            Pools::Sqlite {
+                read: pool.clone(),
+                write: pool,
+            }
+        } else {
+            let connect = connect
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .connect_with(connect.clone())
+                .await?;
+            // Readers never block the writer under WAL; `query_only` guards against a write
+            // slipping onto a read connection.
+            let read = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+                .connect_with(connect.pragma("query_only", "ON"))
+                .await?;
+            Pools::Sqlite { read, write }
+        };
+        if let Pools::Sqlite { write, .. } = &pools {
+            SQLITE_MIGRATOR.run(write).await?;
+        }
+        Ok(Store { pools })
+    }
+
+    async fn open_postgres(url: &str, options: &OpenOptions) -> Result<Store, StoreError> {
+        let mut connect = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+            reason: format!("cannot parse PostgreSQL URL: {e}"),
+        })?;
+        if let Some(schema) = &options.postgres_schema {
+            if !is_plain_identifier(schema) {
+                return Err(StoreError::InvalidInput {
+                    what: "PostgreSQL schema name",
+                    reason: format!("{schema:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)"),
+                });
+            }
+            // Create it with a throw-away connection, before the pool's connections use it.
+            let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&connect).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&mut conn)
+                .await?;
+            sqlx::Connection::close(conn).await?;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await?;
+        POSTGRES_MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            pools: Pools::Postgres(pool),
+        })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes all connections, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+fn default_pool_size() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    (cpus * 2).clamp(4, 16)
+}
+
+fn is_plain_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 63
+}
+
+/// Current time in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `prefix` followed by 16 random bytes in hex.
+pub(crate) fn random_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub(crate) fn to_json(value: &impl serde::Serialize, what: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::InvalidInput {
+        what,
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,214 @@
+//! Public data types. Timestamps are unix milliseconds (`i64`), ids are strings.
+
+use serde::{Deserialize, Serialize};
+
+/// A connector module to install. The store computes its sha256 and size from `component`.
+#[derive(Debug, Clone)]
+pub struct NewModule {
+    pub name: String,
+    pub version: String,
+    pub contract_version: String,
+    /// The connector's self-description, opaque to the store.
+    pub info: serde_json::Value,
+    /// The component bytes.
+    pub component: Vec<u8>,
+}
+
+/// Result of [`crate::Store::insert_module`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The module was not there and now is.
+    Inserted { sha256: String },
+    /// The very same bytes were already installed as the same name@version: nothing changed.
+    AlreadyPresent { sha256: String },
+}
+
+impl InsertOutcome {
+    pub fn sha256(&self) -> &str {
+        match self {
+            InsertOutcome::Inserted { sha256 } | InsertOutcome::AlreadyPresent { sha256 } => sha256,
+        }
+    }
+}
+
+/// An installed module, without its bytes (see [`crate::Store::module_bytes`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    pub contract_version: String,
+    pub size_bytes: i64,
+    pub info: serde_json::Value,
+    pub installed_at: i64,
+}
+
+/// A connection to create. `id` is generated (`conn_<hex>`) when `None`.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub id: Option<String>,
+    pub org_id: String,
+    pub name: String,
+    pub connector_name: String,
+    pub config: serde_json::Value,
+    pub egress_allow: Vec<String>,
+    pub limits: serde_json::Value,
+}
+
+/// Fields of a connection an admin may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    pub config: Option<serde_json::Value>,
+    pub egress_allow: Option<Vec<String>>,
+    pub limits: Option<serde_json::Value>,
+}
+
+/// An IdP connection of an organization (a.k.a. directory) and its binding to a connector version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub connector_name: String,
+    pub active_version: Option<String>,
+    pub previous_version: Option<String>,
+    pub config: serde_json::Value,
+    pub egress_allow: Vec<String>,
+    pub limits: serde_json::Value,
+    /// Bumped by every binding change (activate, rollback); not by config updates.
+    pub generation: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingAction {
+    Activate,
+    Rollback,
+}
+
+impl BindingAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingAction::Activate => "activate",
+            BindingAction::Rollback => "rollback",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "activate" => Some(BindingAction::Activate),
+            "rollback" => Some(BindingAction::Rollback),
+            _ => None,
+        }
+    }
+}
+
+/// One binding change of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BindingChange {
+    pub connection_id: String,
+    /// The connection's generation right after this change (1, 2, 3, ...).
+    pub seq: i64,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub action: BindingAction,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// An admin token as listed: never carries the secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminToken {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// What went wrong with a connector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Trap,
+    Timeout,
+    Memory,
+    OutputTooLarge,
+    EgressDenied,
+    InvalidOutput,
+    InstallRefused,
+    /// Anything else; stored verbatim.
+    Other(String),
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventKind::Trap => "trap",
+            EventKind::Timeout => "timeout",
+            EventKind::Memory => "memory",
+            EventKind::OutputTooLarge => "output_too_large",
+            EventKind::EgressDenied => "egress_denied",
+            EventKind::InvalidOutput => "invalid_output",
+            EventKind::InstallRefused => "install_refused",
+            EventKind::Other(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "trap" => EventKind::Trap,
+            "timeout" => EventKind::Timeout,
+            "memory" => EventKind::Memory,
+            "output_too_large" => EventKind::OutputTooLarge,
+            "egress_denied" => EventKind::EgressDenied,
+            "invalid_output" => EventKind::InvalidOutput,
+            "install_refused" => EventKind::InstallRefused,
+            other => EventKind::Other(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(EventKind::parse(&String::deserialize(d)?))
+    }
+}
+
+/// A connector event to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// When it happened; `None` means now.
+    pub at: Option<i64>,
+    pub connection_id: Option<String>,
+    /// `name@version` of the connector.
+    pub connector: String,
+    pub kind: EventKind,
+    /// Human-readable detail; truncated to [`crate::MAX_EVENT_MESSAGE_BYTES`].
+    pub message: String,
+}
+
+/// A recorded connector event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    pub connection_id: Option<String>,
+    pub connector: String,
+    pub kind: EventKind,
+    pub message: String,
+}
