@@ -167,7 +167,8 @@ impl Store {
         let row: Option<ConnectionRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
         });
-        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+        row.ok_or_else(|| StoreError::not_found("connection", id))?
+            .into_connection()
     }
 
     /// Read-your-writes variant used right after a write (same connection as the writer on SQLite).
@@ -176,14 +177,19 @@ impl Store {
         let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
         });
-        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+        row.ok_or_else(|| StoreError::not_found("connection", id))?
+            .into_connection()
     }
 
     /// All connections, by organization then name.
     pub async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY org_id, name, id");
-        let rows: Vec<ConnectionRow> = with_pool!(self, read, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
-        rows.into_iter().map(ConnectionRow::into_connection).collect()
+        let rows: Vec<ConnectionRow> = with_pool!(self, read, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(ConnectionRow::into_connection)
+            .collect()
     }
 
     /// Replaces the given parts of a connection's admin configuration. Does not touch the
@@ -196,9 +202,21 @@ impl Store {
         if let Some(hosts) = &update.egress_allow {
             validate_egress(hosts)?;
         }
-        let config = update.config.as_ref().map(|v| to_json(v, "connection config")).transpose()?;
-        let egress = update.egress_allow.as_ref().map(|v| to_json(v, "egress allow-list")).transpose()?;
-        let limits = update.limits.as_ref().map(|v| to_json(v, "connection limits")).transpose()?;
+        let config = update
+            .config
+            .as_ref()
+            .map(|v| to_json(v, "connection config"))
+            .transpose()?;
+        let egress = update
+            .egress_allow
+            .as_ref()
+            .map(|v| to_json(v, "egress allow-list"))
+            .transpose()?;
+        let limits = update
+            .limits
+            .as_ref()
+            .map(|v| to_json(v, "connection limits"))
+            .transpose()?;
         let sql = format!(
             "UPDATE connections SET config_json = COALESCE($2, config_json), \
              egress_allow_json = COALESCE($3, egress_allow_json), \
@@ -215,7 +233,8 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        row.ok_or_else(|| StoreError::not_found("connection", id))?.into_connection()
+        row.ok_or_else(|| StoreError::not_found("connection", id))?
+            .into_connection()
     }
 
     /// Binds `version` of the connection's connector to the connection, atomically: the
@@ -225,19 +244,33 @@ impl Store {
     ///
     /// [`StoreError::NotFound`] if the connection or the module `connector_name@version` does
     /// not exist.
-    pub async fn activate(&self, connection_id: &str, version: &str, actor: &str) -> Result<Connection, StoreError> {
+    pub async fn activate(
+        &self,
+        connection_id: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<Connection, StoreError> {
         non_empty("connector version", version)?;
-        self.change_binding(connection_id, Change::Activate(version), actor).await
+        self.change_binding(connection_id, Change::Activate(version), actor)
+            .await
     }
 
     /// Swaps the active and previous versions, with the same bookkeeping as [`Store::activate`].
     /// [`StoreError::NothingToRollBack`] if there is no previous version.
-    pub async fn rollback(&self, connection_id: &str, actor: &str) -> Result<Connection, StoreError> {
-        self.change_binding(connection_id, Change::Rollback, actor).await
+    pub async fn rollback(
+        &self,
+        connection_id: &str,
+        actor: &str,
+    ) -> Result<Connection, StoreError> {
+        self.change_binding(connection_id, Change::Rollback, actor)
+            .await
     }
 
     /// The binding changes of a connection, oldest first. Empty for an unknown connection.
-    pub async fn binding_history(&self, connection_id: &str) -> Result<Vec<BindingChange>, StoreError> {
+    pub async fn binding_history(
+        &self,
+        connection_id: &str,
+    ) -> Result<Vec<BindingChange>, StoreError> {
         let rows: Vec<HistoryRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT connection_id, seq, from_version, to_version, action, actor, at \
@@ -269,14 +302,21 @@ impl Store {
             .collect()
     }
 
-    async fn change_binding(&self, id: &str, change: Change<'_>, actor: &str) -> Result<Connection, StoreError> {
+    async fn change_binding(
+        &self,
+        id: &str,
+        change: Change<'_>,
+        actor: &str,
+    ) -> Result<Connection, StoreError> {
         non_empty("actor", actor)?;
         let select = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
         for attempt in 1..=MAX_BINDING_ATTEMPTS {
             let now = now_ms();
             let done: Option<Connection> = with_tx!(self, |tx| {
-                let row: Option<ConnectionRow> =
-                    sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
+                let row: Option<ConnectionRow> = sqlx::query_as(&select)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let row = row.ok_or_else(|| StoreError::not_found("connection", id))?;
 
                 let (action, to_version, new_previous) = match change {
@@ -290,7 +330,9 @@ impl Store {
                     }
                     Change::Rollback => {
                         let target = row.previous_version.clone().ok_or_else(|| {
-                            StoreError::NothingToRollBack { connection_id: id.to_owned() }
+                            StoreError::NothingToRollBack {
+                                connection_id: id.to_owned(),
+                            }
                         })?;
                         (BindingAction::Rollback, target, row.active_version.clone())
                     }

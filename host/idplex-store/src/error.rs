@@ -26,8 +26,13 @@ pub enum StoreError {
     NothingToRollBack { connection_id: String },
 
     /// A binding change kept losing against concurrent changes of the same connection.
-    #[error("connection {connection_id} is being changed concurrently; gave up after {attempts} attempts")]
-    Contended { connection_id: String, attempts: u32 },
+    #[error(
+        "connection {connection_id} is being changed concurrently; gave up after {attempts} attempts"
+    )]
+    Contended {
+        connection_id: String,
+        attempts: u32,
+    },
 
     /// The caller passed a value the store refuses to persist.
     #[error("invalid {what}: {reason}")]
@@ -70,7 +75,11 @@ impl StoreError {
         }
     }
 
-    pub(crate) fn conflict(what: &'static str, key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn conflict(
+        what: &'static str,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         StoreError::Conflict {
             what,
             key: key.into(),
@@ -78,7 +87,11 @@ impl StoreError {
         }
     }
 
-    pub(crate) fn corrupt(what: &'static str, key: impl Into<String>, reason: impl ToString) -> Self {
+    pub(crate) fn corrupt(
+        what: &'static str,
+        key: impl Into<String>,
+        reason: impl ToString,
+    ) -> Self {
         StoreError::Corrupt {
             what,
             key: key.into(),

@@ -58,29 +58,29 @@ impl Store {
 
     /// The most recent events, newest first, optionally only those of one connection.
     /// `limit` is clamped to 1..=[`MAX_EVENT_LIST_LIMIT`].
-    pub async fn list_events(&self, connection_id: Option<&str>, limit: u32) -> Result<Vec<Event>, StoreError> {
+    pub async fn list_events(
+        &self,
+        connection_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
         let limit = i64::from(limit.clamp(1, MAX_EVENT_LIST_LIMIT));
         let rows: Vec<EventRow> = with_pool!(self, read, |pool| {
             match connection_id {
-                Some(connection_id) => {
-                    sqlx::query_as(
-                        "SELECT id, at, connection_id, connector, kind, message FROM connector_events \
+                Some(connection_id) => sqlx::query_as(
+                    "SELECT id, at, connection_id, connector, kind, message FROM connector_events \
                          WHERE connection_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-                    )
-                    .bind(connection_id)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-                }
-                None => {
-                    sqlx::query_as(
-                        "SELECT id, at, connection_id, connector, kind, message FROM connector_events \
+                )
+                .bind(connection_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
+                None => sqlx::query_as(
+                    "SELECT id, at, connection_id, connector, kind, message FROM connector_events \
                          ORDER BY at DESC, id DESC LIMIT $1",
-                    )
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-                }
+                )
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
             }
         });
         Ok(rows

@@ -59,7 +59,7 @@ impl std::fmt::Display for Backend {
 pub struct OpenOptions {
     /// PostgreSQL only: create this schema if missing and put it first on every connection's
     /// `search_path`, so all tables (and sqlx's migration bookkeeping) live in it. Must be a
-    /// plain identifier (`[A-Za-z_][A-Za-z0-9_]*`). Used to isolate tests or tenants.
+    /// plain lowercase identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes). Used to isolate tests or tenants.
     /// (A `?options=-c%20search_path%3D...` parameter in the URL is honoured too.)
     pub postgres_schema: Option<String>,
     /// Maximum connections of the PostgreSQL pool, or of the SQLite read pool.
@@ -72,7 +72,10 @@ pub struct OpenOptions {
 enum Pools {
     /// `write` has exactly one connection (SQLite admits one writer); `read` has several.
     /// For an in-memory database both are the same one-connection pool.
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -158,9 +161,10 @@ impl Store {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::open_postgres(url, options).await?
         } else if url.starts_with("sqlite:") {
-            let connect = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
-                reason: format!("cannot parse SQLite URL: {e}"),
-            })?;
+            let connect =
+                SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+                    reason: format!("cannot parse SQLite URL: {e}"),
+                })?;
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             Store::open_sqlite(connect, in_memory, options).await?
         } else if let Some((scheme, _)) = url.split_once("://") {
@@ -237,7 +241,9 @@ impl Store {
             if !is_plain_identifier(schema) {
                 return Err(StoreError::InvalidInput {
                     what: "PostgreSQL schema name",
-                    reason: format!("{schema:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)"),
+                    reason: format!(
+                        "{schema:?} is not a plain lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+                    ),
                 });
             }
             // Create it with a throw-away connection, before the pool's connections use it.
@@ -267,6 +273,14 @@ impl Store {
         }
     }
 
+    /// Round-trips a trivial query (readiness probes use this).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, read, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Closes all connections, waiting for those in use to be returned.
     pub async fn close(&self) {
         match &self.pools {
@@ -284,10 +298,11 @@ fn default_pool_size() -> u32 {
     (cpus * 2).clamp(4, 16)
 }
 
+/// Lowercase only: `search_path` folds unquoted names to lowercase, `CREATE SCHEMA "..."` does not.
 fn is_plain_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && s.len() <= 63
 }
 
@@ -306,9 +321,33 @@ pub(crate) fn random_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
-pub(crate) fn to_json(value: &impl serde::Serialize, what: &'static str) -> Result<String, StoreError> {
+pub(crate) fn to_json(
+    value: &impl serde::Serialize,
+    what: &'static str,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::InvalidInput {
         what,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_names_must_be_plain_lowercase_identifiers() {
+        for ok in ["t_0a1b", "_x", "idplex"] {
+            assert!(super::is_plain_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "T_upper",
+            "a-b",
+            "a;drop schema public",
+            "x\"y",
+            &"a".repeat(64),
+        ] {
+            assert!(!super::is_plain_identifier(bad), "{bad}");
+        }
+    }
 }

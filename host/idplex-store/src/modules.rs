@@ -120,7 +120,9 @@ impl Store {
             return Err(StoreError::conflict(
                 "module",
                 sha256.clone(),
-                format!("is already installed as connector {name}@{version}, cannot install it again as {key}"),
+                format!(
+                    "is already installed as connector {name}@{version}, cannot install it again as {key}"
+                ),
             ));
         }
         // The conflicting row vanished between the two statements (no delete API today): report it.
@@ -135,16 +137,24 @@ impl Store {
     pub async fn get_module_by_hash(&self, sha256: &str) -> Result<ModuleSummary, StoreError> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM modules WHERE sha256 = $1");
         let row: Option<ModuleRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(&sql).bind(sha256).fetch_optional(pool).await?
+            sqlx::query_as(&sql)
+                .bind(sha256)
+                .fetch_optional(pool)
+                .await?
         });
-        row.ok_or_else(|| StoreError::not_found("module", sha256))?.into_summary()
+        row.ok_or_else(|| StoreError::not_found("module", sha256))?
+            .into_summary()
     }
 
     /// Metadata of connector `name` at `version`.
     pub async fn get_module(&self, name: &str, version: &str) -> Result<ModuleSummary, StoreError> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM modules WHERE name = $1 AND version = $2");
         let row: Option<ModuleRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(&sql).bind(name).bind(version).fetch_optional(pool).await?
+            sqlx::query_as(&sql)
+                .bind(name)
+                .bind(version)
+                .fetch_optional(pool)
+                .await?
         });
         row.ok_or_else(|| StoreError::not_found("connector", format!("{name}@{version}")))?
             .into_summary()
@@ -152,8 +162,11 @@ impl Store {
 
     /// All installed modules (without bytes), by name then installation time.
     pub async fn list_modules(&self) -> Result<Vec<ModuleSummary>, StoreError> {
-        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM modules ORDER BY name, installed_at, version");
-        let rows: Vec<ModuleRow> = with_pool!(self, read, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
+        let sql =
+            format!("SELECT {SUMMARY_COLUMNS} FROM modules ORDER BY name, installed_at, version");
+        let rows: Vec<ModuleRow> = with_pool!(self, read, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await?);
         rows.into_iter().map(ModuleRow::into_summary).collect()
     }
 
@@ -179,7 +192,11 @@ impl Store {
         });
         let (bytes,) = row.ok_or_else(|| StoreError::not_found("module", sha256))?;
         if sha256_hex(&bytes) != sha256 {
-            return Err(StoreError::corrupt("module", sha256, "bytes do not match their sha256"));
+            return Err(StoreError::corrupt(
+                "module",
+                sha256,
+                "bytes do not match their sha256",
+            ));
         }
         Ok(bytes)
     }

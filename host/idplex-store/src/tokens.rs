@@ -24,6 +24,17 @@ struct TokenRow {
     last_used_at: Option<i64>,
 }
 
+/// What listing selects: everything but the hash, which never leaves the database there.
+#[derive(sqlx::FromRow)]
+struct ListedTokenRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
 impl TokenRow {
     fn into_token(self) -> AdminToken {
         AdminToken {
@@ -110,11 +121,15 @@ impl Store {
             return Ok(None);
         }
         let now = now_ms();
-        if row.revoked_at.is_some_and(|at| at <= now) || row.expires_at.is_some_and(|at| at <= now) {
+        if row.revoked_at.is_some_and(|at| at <= now) || row.expires_at.is_some_and(|at| at <= now)
+        {
             return Ok(None);
         }
         let mut token = row.into_token();
-        if token.last_used_at.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS) {
+        if token
+            .last_used_at
+            .is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
+        {
             with_pool!(self, write, |pool| {
                 sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
                     .bind(now)
@@ -139,7 +154,9 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        let token = row.ok_or_else(|| StoreError::not_found("admin token", id))?.into_token();
+        let token = row
+            .ok_or_else(|| StoreError::not_found("admin token", id))?
+            .into_token();
         tracing::info!(token = %token.id, "admin token revoked");
         Ok(token)
     }
@@ -147,7 +164,7 @@ impl Store {
     /// All admin tokens, including revoked and expired ones, oldest first. Never includes
     /// secrets or their hashes.
     pub async fn list_admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
-        let rows: Vec<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)> = with_pool!(self, read, |pool| {
+        let rows: Vec<ListedTokenRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT id, name, created_at, expires_at, revoked_at, last_used_at \
                  FROM admin_tokens ORDER BY created_at, id",
@@ -157,13 +174,13 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, name, created_at, expires_at, revoked_at, last_used_at)| AdminToken {
-                id,
-                name,
-                created_at,
-                expires_at,
-                revoked_at,
-                last_used_at,
+            .map(|r| AdminToken {
+                id: r.id,
+                name: r.name,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                revoked_at: r.revoked_at,
+                last_used_at: r.last_used_at,
             })
             .collect())
     }

@@ -21,8 +21,14 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 
 #[derive(Clone)]
 pub enum TestDb {
-    Sqlite { path: PathBuf, _dir: Arc<tempfile::TempDir> },
-    Postgres { url: String, schema: String },
+    Sqlite {
+        path: PathBuf,
+        _dir: Arc<tempfile::TempDir>,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
 impl TestDb {
@@ -71,7 +77,8 @@ where
         eprintln!("IDPLEX_SKIP_POSTGRES=1: skipping the PostgreSQL variant of this test");
         return;
     }
-    let url = std::env::var("IDPLEX_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let url = std::env::var("IDPLEX_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
