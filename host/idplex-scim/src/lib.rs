@@ -2,19 +2,44 @@
 //!
 //! Nothing here performs I/O: the HTTP server and the storage layer call these functions
 //! with `serde_json::Value` resources and turn [`ScimError`] into responses.
+//!
+//! * [`schema`](ResourceType): User / Enterprise User / Group definitions and lookup;
+//!   discovery documents ([`schemas_response`], [`resource_types_response`],
+//!   [`service_provider_config`]).
+//! * [`Filter`]: parse, [`Filter::validate_for`], [`Filter::matches`],
+//!   [`Filter::as_simple_eq`] for indexed lookups.
+//! * [`apply_patch`]: atomic PATCH with [`PatchOptions`] for IdP quirks.
+//! * [`Projection`]: `attributes` / `excludedAttributes`.
+//! * [`prepare_resource`]: create/replace validation and normalisation.
+//! * [`sort_resources`], [`ListResponse`]: query results.
 
+mod coerce;
+mod discovery;
 mod error;
 mod eval;
 mod filter;
+mod list;
+mod patch;
 mod path;
+mod projection;
 mod schema;
+mod validate;
 mod value;
 
 #[cfg(test)]
 mod test_fixtures;
 
+pub use coerce::PatchOptions;
+pub use discovery::{
+    MAX_RESULTS, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA, attribute_json,
+    resource_type_resource, resource_types_response, schema_resource, schemas_response, service_provider_config,
+};
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};
+pub use list::{LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, sort_key, sort_resources};
+pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch};
 pub use path::AttrPath;
+pub use projection::Projection;
 pub use schema::*;
+pub use validate::prepare_resource;
 pub use value::{Comparable, parse_datetime};

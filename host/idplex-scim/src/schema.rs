@@ -182,6 +182,12 @@ const fn attr(name: &'static str, ty: AttrType, description: &'static str) -> At
     }
 }
 
+/// A bare attribute of the given type, for unit tests of type handling.
+#[cfg(test)]
+pub(crate) fn attr_for_tests(ty: AttrType) -> AttributeDef {
+    attr("x", ty, "")
+}
+
 const fn string(name: &'static str, description: &'static str) -> AttributeDef {
     attr(name, AttrType::String, description)
 }
