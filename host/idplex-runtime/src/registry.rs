@@ -20,8 +20,9 @@ pub struct Binding {
     pub connector: Arc<LoadedConnector>,
     /// Config, egress policy and limits for calls on this connection.
     pub context: Arc<CallContext>,
-    /// The store's generation counter this binding reflects (to skip redundant reloads).
-    pub generation: i64,
+    /// The stored connection's `updated_at` this binding reflects; a watcher rebinds when the
+    /// store holds a newer one (a change made by another process or replica).
+    pub stamp: i64,
 }
 
 /// connection id → current binding. Reads are lock-free; writes copy the (small) map.

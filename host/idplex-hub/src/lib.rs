@@ -1,0 +1,447 @@
+//! The application services of idplex, shared by the CLI and the HTTP server.
+//!
+//! [`Hub`] ties the [`Store`] (what is installed and bound, durably) to the connector
+//! [`Runtime`] (what is compiled and callable, in this process): it installs modules, binds
+//! connections to connector versions and swaps them atomically, keeps the in-process bindings in
+//! step with the store (so a change made by another process or replica takes effect without a
+//! restart), and records every connector failure where an admin reads it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use idplex_runtime::{
+    Binding, CallContext, CallError, ConnectorInfo, Credential, EgressPolicy, InstallError,
+    LoadedConnector, Operation, Registry, Runtime, ScimRequest, SsoIdentity, VerifiedAssertion,
+};
+use idplex_store::{
+    Connection, EventKind, InsertOutcome, ModuleSummary, NewEvent, NewModule, Store, StoreError,
+};
+use serde::Serialize;
+
+/// Config keys with this prefix are secrets: never handed to a connector, never listed back.
+/// `secret.authorization` is attached by the host as the `Authorization` header of allowed
+/// egress requests.
+pub const SECRET_PREFIX: &str = "secret.";
+
+/// What went wrong, in the admin's terms. [`HubError::class`] groups the variants for exit codes
+/// and HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The module was refused at install.
+    #[error("connector refused: {0}")]
+    Refused(#[from] InstallError),
+    /// The store failed or the object does not exist / conflicts.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A connector call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The connection has no active connector version.
+    #[error("connection {0} is not bound to any connector version; activate one first (idplex connector activate)")]
+    NotBound(String),
+    /// The bound connector does not implement what was asked.
+    #[error("connector {connector} does not declare the {capability} capability")]
+    MissingCapability { connector: String, capability: &'static str },
+    /// Input the hub refuses.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+/// Coarse classes of [`HubError`], for CLI exit codes and HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The named object does not exist.
+    NotFound,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// The input (module, config, request) is unacceptable.
+    Invalid,
+    /// A connector misbehaved (trap, timeout, limits, egress).
+    ConnectorFault,
+    /// The connector ran and refused the input.
+    ConnectorRefused,
+    /// Anything else (database down, I/O).
+    Internal,
+}
+
+impl HubError {
+    /// The class of this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HubError::Refused(_) | HubError::Invalid { .. } | HubError::MissingCapability { .. } => {
+                ErrorClass::Invalid
+            }
+            HubError::NotBound(_) => ErrorClass::Conflict,
+            HubError::Store(e) if e.is_not_found() => ErrorClass::NotFound,
+            HubError::Store(StoreError::NothingToRollBack { .. }) => ErrorClass::Conflict,
+            HubError::Store(e) if e.is_conflict() => ErrorClass::Conflict,
+            HubError::Store(StoreError::InvalidInput { .. }) => ErrorClass::Invalid,
+            HubError::Store(_) => ErrorClass::Internal,
+            HubError::Call(CallError::Connector { .. }) => ErrorClass::ConnectorRefused,
+            HubError::Call(_) => ErrorClass::ConnectorFault,
+        }
+    }
+
+    /// A short, stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::Refused(e) => e.kind(),
+            HubError::Call(e) => e.kind(),
+            HubError::NotBound(_) => "not_bound",
+            HubError::MissingCapability { .. } => "missing_capability",
+            HubError::Invalid { .. } => "invalid",
+            HubError::Store(_) => match self.class() {
+                ErrorClass::NotFound => "not_found",
+                ErrorClass::Conflict => "conflict",
+                ErrorClass::Invalid => "invalid",
+                _ => "store",
+            },
+        }
+    }
+}
+
+/// The outcome of an install, as shown to admins and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// `installed`, or `already_installed` when the same bytes were there.
+    pub outcome: &'static str,
+    /// Content address.
+    pub sha256: String,
+    /// Connector name.
+    pub name: String,
+    /// Connector version.
+    pub version: String,
+    /// Contract version it was built against.
+    pub contract_version: String,
+    /// Size of the component.
+    pub size_bytes: usize,
+    /// The connector's self-description.
+    pub info: serde_json::Value,
+}
+
+/// Store + runtime + the live bindings of this process.
+pub struct Hub {
+    store: Store,
+    runtime: Runtime,
+    registry: Registry,
+    loaded: Mutex<HashMap<String, Arc<LoadedConnector>>>,
+}
+
+impl Hub {
+    /// A hub over `store` and `runtime` with no bindings yet (see [`Hub::sync_bindings`]).
+    pub fn new(store: Store, runtime: Runtime) -> Arc<Hub> {
+        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default() })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Validate, compile and persist a module. The same bytes twice is not an error.
+    pub async fn install(&self, bytes: &[u8]) -> Result<InstallReport, HubError> {
+        let loaded = match self.runtime.install(bytes).await {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                let event = NewEvent {
+                    at: None,
+                    connection_id: None,
+                    connector: format!("upload of {} bytes", bytes.len()),
+                    kind: EventKind::InstallRefused,
+                    message: e.to_string(),
+                };
+                if let Err(store_err) = self.store.record_event(&event).await {
+                    tracing::error!(error = %store_err, "could not record refused install");
+                }
+                tracing::warn!(reason = %e, "connector install refused");
+                return Err(e.into());
+            }
+        };
+        let info = loaded.info();
+        let outcome = self
+            .store
+            .insert_module(&NewModule {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                contract_version: loaded.contract_version().to_string(),
+                info: info_json(info),
+                component: loaded.component_bytes().to_vec(),
+            })
+            .await?;
+        let report = InstallReport {
+            outcome: match outcome {
+                InsertOutcome::Inserted { .. } => "installed",
+                InsertOutcome::AlreadyPresent { .. } => "already_installed",
+            },
+            sha256: loaded.hash().0.clone(),
+            name: info.name.clone(),
+            version: info.version.clone(),
+            contract_version: loaded.contract_version().to_string(),
+            size_bytes: loaded.component_bytes().len(),
+            info: info_json(info),
+        };
+        tracing::info!(connector = %loaded.label(), sha256 = %report.sha256, outcome = report.outcome, "connector installed");
+        self.loaded.lock().unwrap().insert(report.sha256.clone(), loaded);
+        Ok(report)
+    }
+
+    /// Install every first-party connector compiled into this binary (idempotent).
+    pub async fn install_bundled(&self) -> Result<Vec<InstallReport>, HubError> {
+        let mut reports = Vec::new();
+        for bundled in idplex_bundled::FIRST_PARTY {
+            reports.push(self.install(bundled.component).await?);
+        }
+        Ok(reports)
+    }
+
+    /// The loaded form of an installed module, compiling (or reading the artifact cache) once.
+    pub async fn connector(&self, sha256: &str) -> Result<Arc<LoadedConnector>, HubError> {
+        if let Some(c) = self.loaded.lock().unwrap().get(sha256) {
+            return Ok(c.clone());
+        }
+        let bytes = self.store.module_bytes(sha256).await?;
+        let loaded = Arc::new(self.runtime.load(bytes.into()).await?);
+        self.loaded.lock().unwrap().insert(sha256.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The module `name@version`, loaded.
+    pub async fn connector_version(&self, name: &str, version: &str) -> Result<(ModuleSummary, Arc<LoadedConnector>), HubError> {
+        let summary = self.store.get_module(name, version).await?;
+        let loaded = self.connector(&summary.sha256).await?;
+        Ok((summary, loaded))
+    }
+
+    /// Bind `connection_id` to `version` of its connector: durably in the store, then in this
+    /// process. The module is loaded first, so a version that cannot run is never activated.
+    pub async fn activate(&self, connection_id: &str, version: &str, actor: &str) -> Result<Connection, HubError> {
+        let conn = self.store.get_connection(connection_id).await?;
+        self.connector_version(&conn.connector_name, version).await?;
+        let conn = self.store.activate(connection_id, version, actor).await?;
+        self.bind(&conn).await?;
+        tracing::info!(connection = connection_id, version, actor, "connector version activated");
+        Ok(conn)
+    }
+
+    /// Go back to the previously active version, durably and in this process.
+    pub async fn rollback(&self, connection_id: &str, actor: &str) -> Result<Connection, HubError> {
+        let conn = self.store.get_connection(connection_id).await?;
+        if let Some(previous) = &conn.previous_version {
+            self.connector_version(&conn.connector_name, previous).await?;
+        }
+        let conn = self.store.rollback(connection_id, actor).await?;
+        self.bind(&conn).await?;
+        tracing::info!(connection = connection_id, version = ?conn.active_version, actor, "connector version rolled back");
+        Ok(conn)
+    }
+
+    /// Publish the binding `conn` describes in this process (atomic swap).
+    pub async fn bind(&self, conn: &Connection) -> Result<(), HubError> {
+        let Some(version) = &conn.active_version else {
+            self.registry.unbind(&conn.id);
+            return Ok(());
+        };
+        let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
+        let context = call_context(&self.runtime, conn, &connector)?;
+        self.registry.bind(Binding {
+            connection_id: conn.id.clone(),
+            connector,
+            context: Arc::new(context),
+            stamp: conn.updated_at,
+        });
+        Ok(())
+    }
+
+    /// Bring this process's bindings in line with the store: bind what changed since we last
+    /// looked, unbind what disappeared. Returns how many bindings changed.
+    pub async fn sync_bindings(&self) -> Result<usize, HubError> {
+        let connections = self.store.list_connections().await?;
+        let mut changed = 0;
+        for conn in &connections {
+            let current = self.registry.get(&conn.id);
+            let up_to_date = match (&current, &conn.active_version) {
+                (Some(b), Some(_)) => b.stamp == conn.updated_at,
+                (None, None) => true,
+                _ => false,
+            };
+            if up_to_date {
+                continue;
+            }
+            match self.bind(conn).await {
+                Ok(()) => changed += 1,
+                Err(e) => tracing::error!(connection = %conn.id, error = %e, "could not bind connection"),
+            }
+        }
+        for id in self.registry.connection_ids() {
+            if !connections.iter().any(|c| c.id == id) {
+                self.registry.unbind(&id);
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Poll the store every `every` and apply changes made elsewhere (the CLI, another replica),
+    /// until `shutdown` resolves.
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                match hub.sync_bindings().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changed = n, "applied binding changes from the store"),
+                    Err(e) => tracing::warn!(error = %e, "binding watcher could not read the store"),
+                }
+            }
+        })
+    }
+
+    /// The live binding of a connection.
+    pub fn binding(&self, connection_id: &str) -> Result<Arc<Binding>, HubError> {
+        self.registry.get(connection_id).ok_or_else(|| HubError::NotBound(connection_id.to_string()))
+    }
+
+    /// Normalize a SCIM request through the connection's connector.
+    pub async fn normalize(&self, connection_id: &str, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
+        let b = self.binding(connection_id)?;
+        require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
+        let out = b.connector.normalize(&b.context, request).await;
+        self.observe(&b, out).await
+    }
+
+    /// Render a stored resource the way the connection's IdP expects it.
+    pub async fn render(&self, connection_id: &str, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
+        let b = self.binding(connection_id)?;
+        require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
+        let out = b.connector.render(&b.context, kind, resource).await;
+        self.observe(&b, out).await
+    }
+
+    /// Map a verified SAML assertion through the connection's connector.
+    pub async fn map_assertion(&self, connection_id: &str, assertion: VerifiedAssertion) -> Result<SsoIdentity, HubError> {
+        let b = self.binding(connection_id)?;
+        require(&b, idplex_runtime::Capability::Sso, "sso")?;
+        let out = b.connector.map_assertion(&b.context, assertion).await;
+        self.observe(&b, out).await
+    }
+
+    /// Record a connector fault as an event an admin sees, and pass the result on.
+    async fn observe<T>(&self, b: &Binding, out: Result<T, CallError>) -> Result<T, HubError> {
+        match out {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_connector_fault() {
+                    tracing::warn!(connection = %b.connection_id, connector = b.connector.label(), kind = e.kind(), error = %e, "connector call failed");
+                    let event = NewEvent {
+                        at: None,
+                        connection_id: Some(b.connection_id.clone()),
+                        connector: b.connector.label().to_string(),
+                        kind: EventKind::parse(e.kind()),
+                        message: e.to_string(),
+                    };
+                    if let Err(store_err) = self.store.record_event(&event).await {
+                        tracing::error!(error = %store_err, "could not record connector event");
+                    }
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn require(b: &Binding, capability: idplex_runtime::Capability, name: &'static str) -> Result<(), HubError> {
+    if b.connector.has(capability) {
+        Ok(())
+    } else {
+        Err(HubError::MissingCapability { connector: b.connector.label().to_string(), capability: name })
+    }
+}
+
+/// Build the per-call context of a connection: its non-secret config, its egress policy (the
+/// intersection of what the connector declared and the admin allowed, with the credential from
+/// `secret.authorization`), and its limits (runtime defaults with the admin's overrides).
+pub fn call_context(runtime: &Runtime, conn: &Connection, connector: &LoadedConnector) -> Result<CallContext, HubError> {
+    let mut config = BTreeMap::new();
+    let mut credential = None;
+    match &conn.config {
+        serde_json::Value::Null => {}
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if k == "secret.authorization" {
+                    let value = http::HeaderValue::from_str(&text).map_err(|_| HubError::Invalid {
+                        what: "secret.authorization",
+                        reason: "not a valid HTTP header value".into(),
+                    })?;
+                    let mut value = value;
+                    value.set_sensitive(true);
+                    credential = Some(Credential { header: http::header::AUTHORIZATION, value });
+                } else if !k.starts_with(SECRET_PREFIX) {
+                    config.insert(k.clone(), text);
+                }
+            }
+        }
+        _ => {
+            return Err(HubError::Invalid {
+                what: "connection config",
+                reason: format!("connection {} config must be a JSON object", conn.id),
+            });
+        }
+    }
+    let limits = runtime
+        .config()
+        .default_limits
+        .merged_with(&conn.limits)
+        .map_err(|reason| HubError::Invalid { what: "connection limits", reason })?;
+    Ok(CallContext {
+        connection_id: Some(conn.id.clone()),
+        config,
+        egress: Arc::new(EgressPolicy::new(&connector.info().egress_hosts, &conn.egress_allow, credential)),
+        limits,
+    })
+}
+
+/// A connection as shown to admins: secret config values are replaced by `"<redacted>"`.
+pub fn redacted(conn: &Connection) -> serde_json::Value {
+    let mut v = serde_json::to_value(conn).unwrap_or_default();
+    if let Some(cfg) = v.get_mut("config").and_then(|c| c.as_object_mut()) {
+        for (k, val) in cfg.iter_mut() {
+            if k.starts_with(SECRET_PREFIX) {
+                *val = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+    v
+}
+
+/// A connector's self-description as JSON (what the store keeps and admins read).
+pub fn info_json(info: &ConnectorInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": info.name,
+        "vendor": info.vendor,
+        "version": info.version,
+        "description": info.description,
+        "capabilities": info.capabilities.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
+        "egress_hosts": info.egress_hosts,
+    })
+}

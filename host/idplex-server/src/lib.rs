@@ -1,0 +1,411 @@
+//! The idplex HTTP server: `/healthz`, `/readyz` and the admin API under `/admin/v1`.
+//!
+//! Every admin route requires `Authorization: Bearer <admin token>` (tokens are stored hashed
+//! and compared in constant time by the store). Errors are JSON `{"error": code, "message": ...}`
+//! with a status that matches their class: 404 not found, 409 conflict, 422 refused input,
+//! 502/504 connector faults, 500 internal.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idplex_hub::{ErrorClass, Hub, HubError, redacted};
+use idplex_runtime::{
+    CallError, ListQuery, Operation, PatchOp, ResourceKind, SamlAttribute, ScimRequest,
+    VerifiedAssertion,
+};
+use idplex_store::NewConnection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The application services.
+    pub hub: Arc<Hub>,
+}
+
+/// An error answered as JSON with a status derived from its class.
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into() }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        let status = match e.class() {
+            ErrorClass::NotFound => StatusCode::NOT_FOUND,
+            ErrorClass::Conflict => StatusCode::CONFLICT,
+            ErrorClass::Invalid | ErrorClass::ConnectorRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorClass::ConnectorFault => match &e {
+                HubError::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+                HubError::Call(CallError::Instantiate { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "admin API internal error");
+        }
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Largest module upload the admin API reads (the runtime applies its own, usually lower, limit).
+const MAX_UPLOAD: usize = 64 << 20;
+
+/// The whole router.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let state = AppState { hub };
+    let admin = Router::new()
+        .route("/connectors", get(list_connectors).post(install_connector))
+        .route("/connectors/{name}", get(connector_versions))
+        .route("/connectors/{name}/{version}", get(inspect_connector))
+        .route("/connections", get(list_connections).post(create_connection))
+        .route("/connections/{id}", get(get_connection))
+        .route("/connections/{id}/activate", post(activate))
+        .route("/connections/{id}/rollback", post(rollback))
+        .route("/connections/{id}/history", get(history))
+        .route("/connections/{id}/dry-run/scim", post(dry_run_scim))
+        .route("/connections/{id}/dry-run/sso", post(dry_run_sso))
+        .route("/events", get(events))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest("/admin/v1", admin)
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.hub.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response()
+        }
+    }
+}
+
+async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(secret) = presented else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing `Authorization: Bearer <admin token>`; create one with `idplex token create`",
+        )
+        .into_response();
+    };
+    match s.hub.store().verify_admin_token(secret).await {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin token is unknown, expired or revoked",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(HubError::from(e)).into_response(),
+    }
+}
+
+async fn list_connectors(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let modules = s.hub.store().list_modules().await.map_err(HubError::from)?;
+    Ok(Json(json!({ "connectors": modules })))
+}
+
+async fn install_connector(State(s): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "send the component bytes as the request body (Content-Type: application/wasm)",
+        ));
+    }
+    let report = s.hub.install(&body).await?;
+    let status = if report.outcome == "installed" { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(serde_json::to_value(report).unwrap_or_default())))
+}
+
+async fn connector_versions(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let versions = s.hub.store().list_versions(&name).await.map_err(HubError::from)?;
+    if versions.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("connector {name} is not installed")));
+    }
+    Ok(Json(json!({ "name": name, "versions": versions })))
+}
+
+async fn inspect_connector(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let module = s.hub.store().get_module(&name, &version).await.map_err(HubError::from)?;
+    Ok(Json(serde_json::to_value(module).unwrap_or_default()))
+}
+
+async fn list_connections(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let conns = s.hub.store().list_connections().await.map_err(HubError::from)?;
+    Ok(Json(json!({ "connections": conns.iter().map(redacted).collect::<Vec<_>>() })))
+}
+
+/// Body of `POST /admin/v1/connections`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConnection {
+    name: String,
+    connector: String,
+    #[serde(default = "default_org")]
+    org_id: String,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    egress_allow: Vec<String>,
+    #[serde(default)]
+    limits: Value,
+    /// Activate this version right away.
+    #[serde(default)]
+    version: Option<String>,
+}
+
+fn default_org() -> String {
+    "default".into()
+}
+
+async fn create_connection(
+    State(s): State<AppState>,
+    body: Result<Json<CreateConnection>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(c) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let config = if c.config.is_null() { json!({}) } else { c.config };
+    let limits = if c.limits.is_null() { json!({}) } else { c.limits };
+    let conn = s
+        .hub
+        .store()
+        .create_connection(&NewConnection {
+            id: None,
+            org_id: c.org_id,
+            name: c.name,
+            connector_name: c.connector,
+            config,
+            egress_allow: c.egress_allow,
+            limits,
+        })
+        .await
+        .map_err(HubError::from)?;
+    let conn = match c.version {
+        Some(v) => s.hub.activate(&conn.id, &v, "admin-api").await?,
+        None => conn,
+    };
+    Ok((StatusCode::CREATED, Json(redacted(&conn))))
+}
+
+async fn get_connection(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let conn = s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
+    Ok(Json(redacted(&conn)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    version: String,
+}
+
+async fn activate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ActivateBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(b) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let conn = s.hub.activate(&id, &b.version, actor(&headers)).await?;
+    Ok(Json(redacted(&conn)))
+}
+
+async fn rollback(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let conn = s.hub.rollback(&id, actor(&headers)).await?;
+    Ok(Json(redacted(&conn)))
+}
+
+fn actor(headers: &HeaderMap) -> &str {
+    headers.get("x-idplex-actor").and_then(|v| v.to_str().ok()).unwrap_or("admin-api")
+}
+
+async fn history(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
+    let h = s.hub.store().binding_history(&id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "connection_id": id, "history": h })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    connection: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiResult<Json<Value>> {
+    let events = s
+        .hub
+        .store()
+        .list_events(q.connection.as_deref(), q.limit.unwrap_or(100))
+        .await
+        .map_err(HubError::from)?;
+    Ok(Json(json!({ "events": events })))
+}
+
+/// Body of the SCIM dry run: a request envelope as the SCIM server would pass it on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScimEnvelope {
+    method: String,
+    resource: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    query: Vec<(String, String)>,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+/// Show what the connection's connector makes of a SCIM request, without applying it.
+async fn dry_run_scim(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ScimEnvelope>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(env) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let resource = match env.resource.as_str() {
+        "Users" | "User" | "user" => ResourceKind::User,
+        "Groups" | "Group" | "group" => ResourceKind::Group,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                format!("resource must be Users or Groups, not {other:?}"),
+            ));
+        }
+    };
+    let request = ScimRequest {
+        method: env.method.to_ascii_uppercase(),
+        resource,
+        id: env.id,
+        query: env.query,
+        body: env.body.map(|b| b.to_string()),
+    };
+    let ops = s.hub.normalize(&id, request).await?;
+    Ok(Json(json!({ "operations": ops.iter().map(operation_json).collect::<Vec<_>>() })))
+}
+
+/// A verified assertion as JSON (the shape the SAML layer hands over).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssertionBody {
+    issuer: String,
+    name_id: String,
+    #[serde(default)]
+    name_id_format: Option<String>,
+    #[serde(default)]
+    session_index: Option<String>,
+    #[serde(default)]
+    authn_context: Option<String>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Show which identity the connection's connector maps a (trusted, already verified) assertion to.
+async fn dry_run_sso(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AssertionBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(a) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let assertion = VerifiedAssertion {
+        issuer: a.issuer,
+        name_id: a.name_id,
+        name_id_format: a.name_id_format,
+        session_index: a.session_index,
+        authn_context: a.authn_context,
+        attributes: a.attributes.into_iter().map(|(name, values)| SamlAttribute { name, values }).collect(),
+    };
+    let identity = s.hub.map_assertion(&id, assertion).await?;
+    let u = &identity.user;
+    Ok(Json(json!({
+        "user": {
+            "external_id": u.external_id,
+            "user_name": u.user_name,
+            "given_name": u.given_name,
+            "family_name": u.family_name,
+            "display_name": u.display_name,
+            "emails": u.emails.iter().map(|e| json!({"value": e.value, "type": e.kind, "primary": e.primary})).collect::<Vec<_>>(),
+            "active": u.active,
+            "groups": u.groups,
+        },
+        "groups": identity.groups,
+    })))
+}
+
+/// A normalized operation as JSON, for dry runs and logs.
+pub fn operation_json(op: &Operation) -> Value {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    match op {
+        Operation::Create(body) => json!({"op": "create", "resource": parse(body)}),
+        Operation::Replace((id, body)) => json!({"op": "replace", "id": id, "resource": parse(body)}),
+        Operation::Patch((id, ops)) => json!({"op": "patch", "id": id, "operations": ops.iter().map(|p| json!({
+            "op": match p.op { PatchOp::Add => "add", PatchOp::Replace => "replace", PatchOp::Remove => "remove" },
+            "path": p.path,
+            "value": p.value.as_deref().map(parse),
+        })).collect::<Vec<_>>()}),
+        Operation::Delete(id) => json!({"op": "delete", "id": id}),
+        Operation::Get(id) => json!({"op": "get", "id": id}),
+        Operation::Query(q) => query_json(q),
+    }
+}
+
+fn query_json(q: &ListQuery) -> Value {
+    json!({
+        "op": "query",
+        "filter": q.filter,
+        "start_index": q.start_index,
+        "count": q.count,
+        "sort_by": q.sort_by,
+        "sort_descending": q.sort_descending,
+        "attributes": q.attributes,
+        "excluded_attributes": q.excluded_attributes,
+    })
+}
+
+/// Serve `router(hub)` on `listener` until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    hub: Arc<Hub>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(hub).layer(tower_http::trace::TraceLayer::new_for_http());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,506 @@
+//! `idplex`: the server and the admin CLI.
+//!
+//! Exit codes (stable, for scripts): 0 success; 1 internal error (database, I/O); 2 usage error;
+//! 3 refused input (invalid module, bad config); 4 not found; 5 conflict (e.g. nothing to roll
+//! back, same version with other bytes); 6 a connector call failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use idplex_hub::{ErrorClass, Hub, HubError, redacted};
+use idplex_runtime::{Runtime, RuntimeConfig};
+use idplex_store::{NewConnection, Store};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "idplex", version, about = "One place to manage users across every identity provider.")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Database: `sqlite://PATH` (embedded default) or `postgres://…` for several replicas.
+    #[arg(long, global = true, env = "IDPLEX_DB")]
+    db: Option<String>,
+    /// Directory for the SQLite file and the compiled-connector cache.
+    #[arg(long, global = true, env = "IDPLEX_DATA_DIR", default_value = "idplex-data")]
+    data_dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "IDPLEX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (admin API, health and readiness endpoints).
+    Serve(ServeArgs),
+    /// Install, list, inspect, activate and roll back connector modules.
+    #[command(subcommand)]
+    Connector(ConnectorCmd),
+    /// Create and list IdP connections (directories).
+    #[command(subcommand)]
+    Connection(ConnectionCmd),
+    /// Create, list and revoke admin API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Show connector events (traps, timeouts, refused installs, ...), newest first.
+    Events {
+        /// Only events of this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IDPLEX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// On first start, also create a demo connection bound to custom-saml and an admin token,
+    /// and print them.
+    #[arg(long)]
+    demo: bool,
+    /// How often to apply binding changes made by other processes (ms).
+    #[arg(long, default_value_t = 500)]
+    watch_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum ConnectorCmd {
+    /// Install a connector module from a `.wasm` file (a component, or a core module with
+    /// embedded WIT metadata).
+    Install { file: PathBuf },
+    /// List installed modules.
+    List,
+    /// Show one module: `NAME@VERSION`, or `NAME` for all its versions.
+    Inspect { target: String },
+    /// Bind a connection to `NAME@VERSION` (or just `VERSION` of the connection's connector).
+    Activate {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+        /// `VERSION` or `NAME@VERSION`.
+        version: String,
+    },
+    /// Bind a connection back to its previous version.
+    Rollback {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionCmd {
+    /// Create a connection.
+    Create {
+        /// Display name, unique in the organization.
+        name: String,
+        /// Connector name (e.g. custom-saml).
+        #[arg(long)]
+        connector: String,
+        /// Organization id.
+        #[arg(long, default_value = "default")]
+        org: String,
+        /// Config value `KEY=VALUE` (repeatable). Keys starting with `secret.` are never shown
+        /// to the connector; `secret.authorization` is attached to its allowed egress requests.
+        #[arg(long = "config", value_parser = parse_kv)]
+        config: Vec<(String, String)>,
+        /// Host (or host:port) the connector may reach (repeatable).
+        #[arg(long = "allow-egress")]
+        allow_egress: Vec<String>,
+        /// Sandbox limits as JSON, e.g. '{"memory_bytes":33554432,"deadline_ms":500}'.
+        #[arg(long)]
+        limits: Option<String>,
+        /// Activate this version right away.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List connections.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create an admin token; the secret is printed once and stored only as a hash.
+    Create {
+        name: String,
+        /// Days until it expires (default 365; 0 = never).
+        #[arg(long, default_value_t = 365)]
+        expires_days: u32,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let json_out = cli.global.json;
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let (code, class) = match e.downcast_ref::<HubError>() {
+                Some(h) => (exit_code(h.class()), h.code()),
+                None => (1, "error"),
+            };
+            if json_out {
+                println!("{}", json!({"error": class, "message": format!("{e:#}")}));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Internal => 1,
+        ErrorClass::Invalid | ErrorClass::ConnectorRefused => 3,
+        ErrorClass::NotFound => 4,
+        ErrorClass::Conflict => 5,
+        ErrorClass::ConnectorFault => 6,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDPLEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_hub(g: &Global) -> anyhow::Result<Arc<Hub>> {
+    std::fs::create_dir_all(&g.data_dir)
+        .with_context(|| format!("cannot create data directory {}", g.data_dir.display()))?;
+    let url = match &g.db {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
+    };
+    let store = Store::open(&url).await.map_err(HubError::from)?;
+    let runtime = Runtime::new(RuntimeConfig::new(g.data_dir.join("cache")))?;
+    Ok(Hub::new(store, runtime))
+}
+
+/// Print `value` as JSON, or `text` for people.
+fn emit(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    } else {
+        println!("{}", text());
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    let hub = open_hub(g).await?;
+    match cli.command {
+        Command::Serve(args) => serve(hub, g, args).await,
+        Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
+        Command::Connection(cmd) => connection(&hub, g.json, cmd).await,
+        Command::Token(cmd) => token(&hub, g.json, cmd).await,
+        Command::Events { connection, limit } => {
+            let events = hub.store().list_events(connection.as_deref(), limit).await.map_err(HubError::from)?;
+            emit(g.json, &json!({ "events": events }), || {
+                events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}  {:<16} {:<24} {:<18} {}",
+                            e.at,
+                            e.kind,
+                            e.connector,
+                            e.connection_id.as_deref().unwrap_or("-"),
+                            e.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let installed = hub.install_bundled().await?;
+    for r in &installed {
+        tracing::info!(connector = %format!("{}@{}", r.name, r.version), outcome = r.outcome, "bundled connector");
+    }
+    if args.demo {
+        demo_setup(&hub, &installed).await?;
+    }
+    let bound = hub.sync_bindings().await?;
+    tracing::info!(bound, startup_ms = t0.elapsed().as_millis() as u64, "connectors loaded");
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %hub.store().backend(), data_dir = %g.data_dir.display(), "idplex listening");
+    println!("idplex listening on http://{addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx);
+    let shutdown = async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    idplex_server::serve(hub.clone(), listener, shutdown).await?;
+    let _ = watcher.await;
+    hub.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// First start with `--demo`: a connection bound to custom-saml and an admin token, printed.
+async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyhow::Result<()> {
+    let store = hub.store();
+    if store.list_connections().await.map_err(HubError::from)?.iter().any(|c| c.name == "demo") {
+        println!("demo connection already exists; admin tokens are shown only once (idplex token create NAME makes a new one)");
+        return Ok(());
+    }
+    let saml = installed
+        .iter()
+        .find(|r| r.name == "custom-saml")
+        .context("the custom-saml connector is not bundled in this build")?;
+    let conn = store
+        .create_connection(&NewConnection {
+            id: None,
+            org_id: "default".into(),
+            name: "demo".into(),
+            connector_name: saml.name.clone(),
+            config: json!({}),
+            egress_allow: vec![],
+            limits: json!({}),
+        })
+        .await
+        .map_err(HubError::from)?;
+    hub.activate(&conn.id, &saml.version, "demo").await?;
+    let expires = now_ms() + 365 * 86_400_000;
+    let (_, secret) = store.create_admin_token("demo", Some(expires)).await.map_err(HubError::from)?;
+    println!("demo connection: {} (custom-saml@{})", conn.id, saml.version);
+    println!("admin token (shown once): {secret}");
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConnectorCmd::Install { file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = hub.install(&bytes).await?;
+            emit(json_out, &serde_json::to_value(&report)?, || {
+                format!(
+                    "{} {}@{} (sha256 {}, {} bytes, contract {})",
+                    report.outcome, report.name, report.version, report.sha256, report.size_bytes, report.contract_version
+                )
+            });
+        }
+        ConnectorCmd::List => {
+            let modules = hub.store().list_modules().await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "connectors": modules }), || {
+                modules
+                    .iter()
+                    .map(|m| format!("{}@{}  sha256:{}  {} bytes", m.name, m.version, &m.sha256[..16], m.size_bytes))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ConnectorCmd::Inspect { target } => {
+            let value = match target.split_once('@') {
+                Some((name, version)) => {
+                    serde_json::to_value(hub.store().get_module(name, version).await.map_err(HubError::from)?)?
+                }
+                None => {
+                    let versions = hub.store().list_versions(&target).await.map_err(HubError::from)?;
+                    if versions.is_empty() {
+                        return Err(HubError::Store(idplex_store::StoreError::NotFound {
+                            what: "connector",
+                            key: target,
+                        })
+                        .into());
+                    }
+                    json!({ "name": target, "versions": versions })
+                }
+            };
+            emit(json_out, &value, || serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
+        ConnectorCmd::Activate { connection, version } => {
+            let conn = hub.store().get_connection(&connection).await.map_err(HubError::from)?;
+            let version = match version.split_once('@') {
+                Some((name, v)) if name == conn.connector_name => v.to_string(),
+                Some((name, _)) => {
+                    return Err(HubError::Invalid {
+                        what: "version",
+                        reason: format!(
+                            "connection {connection} uses connector {}, not {name}",
+                            conn.connector_name
+                        ),
+                    }
+                    .into());
+                }
+                None => version,
+            };
+            let conn = hub.activate(&connection, &version, &actor()).await?;
+            emit(json_out, &redacted(&conn), || {
+                format!("connection {} now runs {}@{}", conn.id, conn.connector_name, version)
+            });
+        }
+        ConnectorCmd::Rollback { connection } => {
+            let conn = hub.rollback(&connection, &actor()).await?;
+            emit(json_out, &redacted(&conn), || {
+                format!(
+                    "connection {} rolled back to {}@{}",
+                    conn.id,
+                    conn.connector_name,
+                    conn.active_version.as_deref().unwrap_or("-")
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn actor() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConnectionCmd::Create { name, connector, org, config, allow_egress, limits, version } => {
+            let limits: Value = match limits {
+                Some(text) => serde_json::from_str(&text).map_err(|e| HubError::Invalid {
+                    what: "limits",
+                    reason: format!("not JSON: {e}"),
+                })?,
+                None => json!({}),
+            };
+            let config: serde_json::Map<String, Value> =
+                config.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let conn = hub
+                .store()
+                .create_connection(&NewConnection {
+                    id: None,
+                    org_id: org,
+                    name,
+                    connector_name: connector,
+                    config: Value::Object(config),
+                    egress_allow: allow_egress,
+                    limits,
+                })
+                .await
+                .map_err(HubError::from)?;
+            let conn = match version {
+                Some(v) => hub.activate(&conn.id, &v, &actor()).await?,
+                None => conn,
+            };
+            emit(json_out, &redacted(&conn), || format!("created connection {} ({})", conn.id, conn.name));
+        }
+        ConnectionCmd::List => {
+            let conns = hub.store().list_connections().await.map_err(HubError::from)?;
+            let value = json!({ "connections": conns.iter().map(redacted).collect::<Vec<_>>() });
+            emit(json_out, &value, || {
+                conns
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}  {:<20} {}@{}",
+                            c.id,
+                            c.name,
+                            c.connector_name,
+                            c.active_version.as_deref().unwrap_or("(none)")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn token(hub: &Hub, json_out: bool, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create { name, expires_days } => {
+            let expires = (expires_days > 0).then(|| now_ms() + i64::from(expires_days) * 86_400_000);
+            let (tok, secret) = hub.store().create_admin_token(&name, expires).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok, "secret": secret }), || {
+                format!("admin token {} created; secret (shown once):\n{secret}", tok.id)
+            });
+        }
+        TokenCmd::List => {
+            let toks = hub.store().list_admin_tokens().await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "tokens": toks }), || {
+                toks.iter()
+                    .map(|t| format!("{}  {:<20} revoked={}", t.id, t.name, t.revoked_at.is_some()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TokenCmd::Revoke { id } => {
+            let tok = hub.store().revoke_admin_token(&id).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
+        }
+    }
+    Ok(())
+}
