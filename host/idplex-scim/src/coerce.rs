@@ -54,10 +54,17 @@ impl PatchOptions {
 
 /// Checks a whole attribute value (array for multi-valued attributes). `Ok(None)` means
 /// the value amounts to "unassigned" (null, or an array with no non-null element).
-pub(crate) fn coerce_attr(def: &AttributeDef, v: &Value, o: &PatchOptions, path: &str) -> Result<Option<Value>, ScimError> {
+pub(crate) fn coerce_attr(
+    def: &AttributeDef,
+    v: &Value,
+    o: &PatchOptions,
+    path: &str,
+) -> Result<Option<Value>, ScimError> {
     if !def.multi_valued {
         return match v {
-            Value::Array(a) if o.coerce_shorthand_values && a.len() == 1 => coerce_single(def, &a[0], o, path),
+            Value::Array(a) if o.coerce_shorthand_values && a.len() == 1 => {
+                coerce_single(def, &a[0], o, path)
+            }
             Value::Array(_) => Err(invalid(path, "a single value, not an array")),
             _ => coerce_single(def, v, o, path),
         };
@@ -77,7 +84,12 @@ pub(crate) fn coerce_attr(def: &AttributeDef, v: &Value, o: &PatchOptions, path:
 }
 
 /// Checks one value (one element of a multi-valued attribute).
-pub(crate) fn coerce_single(def: &AttributeDef, v: &Value, o: &PatchOptions, path: &str) -> Result<Option<Value>, ScimError> {
+pub(crate) fn coerce_single(
+    def: &AttributeDef,
+    v: &Value,
+    o: &PatchOptions,
+    path: &str,
+) -> Result<Option<Value>, ScimError> {
     if v.is_null() {
         return Ok(None);
     }
@@ -87,7 +99,10 @@ pub(crate) fn coerce_single(def: &AttributeDef, v: &Value, o: &PatchOptions, pat
             let mut out = Map::new();
             for (k, x) in obj {
                 let sub = def.sub_attribute(k).ok_or_else(|| {
-                    err(ScimType::InvalidSyntax, format!("unknown sub-attribute '{path}.{k}'"))
+                    err(
+                        ScimType::InvalidSyntax,
+                        format!("unknown sub-attribute '{path}.{k}'"),
+                    )
                 })?;
                 if sub.is_read_only() {
                     continue;
@@ -98,16 +113,20 @@ pub(crate) fn coerce_single(def: &AttributeDef, v: &Value, o: &PatchOptions, pat
             }
             Ok((!out.is_empty()).then_some(Value::Object(out)))
         }
-        (AttrType::Complex, Value::String(s)) if o.coerce_shorthand_values && def.sub_attribute("value").is_some() => {
+        (AttrType::Complex, Value::String(s))
+            if o.coerce_shorthand_values && def.sub_attribute("value").is_some() =>
+        {
             Ok(Some(serde_json::json!({ "value": s })))
         }
         (AttrType::String | AttrType::Reference, Value::String(_)) => ok(v),
         (AttrType::Binary, Value::String(s)) if is_base64(s) => ok(v),
         (AttrType::Boolean, Value::Bool(_)) => ok(v),
-        (AttrType::Boolean, Value::String(s)) if o.coerce_boolean_strings => match parse_bool_str(s) {
-            Some(b) => Ok(Some(Value::Bool(b))),
-            None => Err(invalid(path, "a boolean")),
-        },
+        (AttrType::Boolean, Value::String(s)) if o.coerce_boolean_strings => {
+            match parse_bool_str(s) {
+                Some(b) => Ok(Some(Value::Bool(b))),
+                None => Err(invalid(path, "a boolean")),
+            }
+        }
         (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => ok(v),
         (AttrType::Decimal, Value::Number(_)) => ok(v),
         (AttrType::DateTime, Value::String(s)) if parse_datetime(s).is_some() => ok(v),
@@ -125,11 +144,15 @@ fn describe(ty: AttrType) -> &'static str {
 }
 
 fn invalid(path: &str, expected: &str) -> ScimError {
-    err(ScimType::InvalidValue, format!("attribute '{path}' requires {expected}"))
+    err(
+        ScimType::InvalidValue,
+        format!("attribute '{path}' requires {expected}"),
+    )
 }
 
 fn is_base64(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_\r\n ".contains(c))
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+/=-_\r\n ".contains(c))
 }
 
 #[cfg(test)]
@@ -143,29 +166,105 @@ mod tests {
         let strict = PatchOptions::STRICT;
         let lenient = PatchOptions::IDP_COMPATIBLE;
         // (path, input, options, expected Ok value or Err fragment)
-        let table: &[(&str, Value, PatchOptions, Result<Option<Value>, &str>)] = &[
+        type Row = (
+            &'static str,
+            Value,
+            PatchOptions,
+            Result<Option<Value>, &'static str>,
+        );
+        let table: &[Row] = &[
             ("active", json!(true), strict, Ok(Some(json!(true)))),
-            ("active", json!("False"), strict, Err("requires a value of type boolean")),
+            (
+                "active",
+                json!("False"),
+                strict,
+                Err("requires a value of type boolean"),
+            ),
             ("active", json!("False"), lenient, Ok(Some(json!(false)))),
             ("active", json!("TRUE"), lenient, Ok(Some(json!(true)))),
             ("active", json!("yes"), lenient, Err("requires a boolean")),
-            ("userName", json!(5), strict, Err("'userName' requires a value of type string")),
+            (
+                "userName",
+                json!(5),
+                strict,
+                Err("'userName' requires a value of type string"),
+            ),
             ("userName", json!(null), strict, Ok(None)),
-            ("name", json!({"GivenName": "A", "familyName": null}), strict, Ok(Some(json!({"givenName": "A"})))),
-            ("name", json!({"nope": "A"}), strict, Err("unknown sub-attribute 'name.nope'")),
+            (
+                "name",
+                json!({"GivenName": "A", "familyName": null}),
+                strict,
+                Ok(Some(json!({"givenName": "A"}))),
+            ),
+            (
+                "name",
+                json!({"nope": "A"}),
+                strict,
+                Err("unknown sub-attribute 'name.nope'"),
+            ),
             ("name", json!("A"), strict, Err("complex")),
-            ("emails", json!([{"value": "a@b", "primary": true}, null]), strict, Ok(Some(json!([{"value": "a@b", "primary": true}])))),
-            ("emails", json!({"value": "a@b"}), strict, Ok(Some(json!([{"value": "a@b"}])))),
+            (
+                "emails",
+                json!([{"value": "a@b", "primary": true}, null]),
+                strict,
+                Ok(Some(json!([{"value": "a@b", "primary": true}]))),
+            ),
+            (
+                "emails",
+                json!({"value": "a@b"}),
+                strict,
+                Ok(Some(json!([{"value": "a@b"}]))),
+            ),
             ("emails", json!([]), strict, Ok(None)),
-            ("emails", json!([{"primary": "true"}]), strict, Err("'emails.primary' requires a value of type boolean")),
+            (
+                "emails",
+                json!([{"primary": "true"}]),
+                strict,
+                Err("'emails.primary' requires a value of type boolean"),
+            ),
             ("manager", json!("271"), strict, Err("complex")),
-            ("manager", json!("271"), lenient, Ok(Some(json!({"value": "271"})))),
-            ("manager", json!([{"value": "m", "$ref": "u"}]), lenient, Ok(Some(json!({"value": "m", "$ref": "u"})))),
-            ("manager", json!([{"value": "m"}]), strict, Err("not an array")),
-            ("manager", json!({"value": "m", "displayName": "ro"}), strict, Ok(Some(json!({"value": "m"})))),
-            ("meta", json!({"created": "2011-05-13T04:42:34Z"}), strict, Ok(None)), // readOnly subs dropped
-            ("x509Certificates", json!([{"value": "MIIB+w=="}]), strict, Ok(Some(json!([{"value": "MIIB+w=="}])))),
-            ("x509Certificates", json!([{"value": "not base64!"}]), strict, Err("binary")),
+            (
+                "manager",
+                json!("271"),
+                lenient,
+                Ok(Some(json!({"value": "271"}))),
+            ),
+            (
+                "manager",
+                json!([{"value": "m", "$ref": "u"}]),
+                lenient,
+                Ok(Some(json!({"value": "m", "$ref": "u"}))),
+            ),
+            (
+                "manager",
+                json!([{"value": "m"}]),
+                strict,
+                Err("not an array"),
+            ),
+            (
+                "manager",
+                json!({"value": "m", "displayName": "ro"}),
+                strict,
+                Ok(Some(json!({"value": "m"}))),
+            ),
+            (
+                "meta",
+                json!({"created": "2011-05-13T04:42:34Z"}),
+                strict,
+                Ok(None),
+            ), // readOnly subs dropped
+            (
+                "x509Certificates",
+                json!([{"value": "MIIB+w=="}]),
+                strict,
+                Ok(Some(json!([{"value": "MIIB+w=="}]))),
+            ),
+            (
+                "x509Certificates",
+                json!([{"value": "not base64!"}]),
+                strict,
+                Err("binary"),
+            ),
         ];
         for (path, input, o, expected) in table {
             let def = USER_RESOURCE_TYPE.resolve_str(path).unwrap().leaf();
@@ -187,7 +286,15 @@ mod tests {
         assert!(coerce_single(&a(AttrType::Integer), &json!(3), &o, "n").is_ok());
         assert!(coerce_single(&a(AttrType::Integer), &json!(3.5), &o, "n").is_err());
         assert!(coerce_single(&a(AttrType::Decimal), &json!(3.5), &o, "n").is_ok());
-        assert!(coerce_single(&a(AttrType::DateTime), &json!("2011-05-13T04:42:34Z"), &o, "d").is_ok());
+        assert!(
+            coerce_single(
+                &a(AttrType::DateTime),
+                &json!("2011-05-13T04:42:34Z"),
+                &o,
+                "d"
+            )
+            .is_ok()
+        );
         assert!(coerce_single(&a(AttrType::DateTime), &json!("yesterday"), &o, "d").is_err());
     }
 }

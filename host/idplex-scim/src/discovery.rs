@@ -4,11 +4,14 @@
 //! `https://idp.example/scim/v2`) used for `meta.location`.
 
 use crate::list::ListResponse;
-use crate::schema::{ALL_RESOURCE_TYPES, ALL_SCHEMAS, AttrType, AttributeDef, ResourceType, Schema};
+use crate::schema::{
+    ALL_RESOURCE_TYPES, ALL_SCHEMAS, AttrType, AttributeDef, ResourceType, Schema,
+};
 use serde_json::{Value, json};
 
 /// URN of the ServiceProviderConfig schema.
-pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 /// URN of the ResourceType schema.
 pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 /// URN of the Schema schema.
@@ -60,7 +63,10 @@ pub fn schema_resource(schema: &Schema, base_url: &str) -> Value {
 
 /// The `/Schemas` ListResponse (User, Enterprise User, Group).
 pub fn schemas_response(base_url: &str) -> Value {
-    let all = ALL_SCHEMAS.iter().map(|s| schema_resource(s, base_url)).collect();
+    let all = ALL_SCHEMAS
+        .iter()
+        .map(|s| schema_resource(s, base_url))
+        .collect();
     ListResponse::complete(all).to_json()
 }
 
@@ -80,7 +86,10 @@ pub fn resource_type_resource(rt: &ResourceType, base_url: &str) -> Value {
 
 /// The `/ResourceTypes` ListResponse (User with the enterprise extension, Group).
 pub fn resource_types_response(base_url: &str) -> Value {
-    let all = ALL_RESOURCE_TYPES.iter().map(|rt| resource_type_resource(rt, base_url)).collect();
+    let all = ALL_RESOURCE_TYPES
+        .iter()
+        .map(|rt| resource_type_resource(rt, base_url))
+        .collect();
     ListResponse::complete(all).to_json()
 }
 
@@ -117,7 +126,9 @@ mod tests {
     const BASE: &str = "https://idp.example/scim/v2/";
 
     fn find<'a>(list: &'a [Value], key: &str, name: &str) -> &'a Value {
-        list.iter().find(|a| a[key] == name).unwrap_or_else(|| panic!("{name} missing"))
+        list.iter()
+            .find(|a| a[key] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
     }
 
     #[test]
@@ -125,26 +136,66 @@ mod tests {
         let doc = schemas_response(BASE);
         assert_eq!(doc["totalResults"], 3);
         let resources = doc["Resources"].as_array().unwrap();
-        let user = find(resources, "id", "urn:ietf:params:scim:schemas:core:2.0:User");
-        assert_eq!(user["meta"]["location"], "https://idp.example/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User");
+        let user = find(
+            resources,
+            "id",
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+        );
+        assert_eq!(
+            user["meta"]["location"],
+            "https://idp.example/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"
+        );
         let attrs = user["attributes"].as_array().unwrap();
         let user_name = find(attrs, "name", "userName");
         assert_eq!(
-            (&user_name["type"], &user_name["required"], &user_name["caseExact"], &user_name["uniqueness"]),
-            (&json!("string"), &json!(true), &json!(false), &json!("server"))
+            (
+                &user_name["type"],
+                &user_name["required"],
+                &user_name["caseExact"],
+                &user_name["uniqueness"]
+            ),
+            (
+                &json!("string"),
+                &json!(true),
+                &json!(false),
+                &json!("server")
+            )
         );
         let emails = find(attrs, "name", "emails");
         assert_eq!(emails["multiValued"], true);
-        assert_eq!(find(emails["subAttributes"].as_array().unwrap(), "name", "type")["canonicalValues"], json!(["work", "home", "other"]));
+        assert_eq!(
+            find(emails["subAttributes"].as_array().unwrap(), "name", "type")["canonicalValues"],
+            json!(["work", "home", "other"])
+        );
         assert_eq!(find(attrs, "name", "groups")["mutability"], "readOnly");
         assert_eq!(find(attrs, "name", "password")["returned"], "never");
         let ent = find(resources, "id", ENTERPRISE_USER_URN);
         let manager = find(ent["attributes"].as_array().unwrap(), "name", "manager");
-        assert_eq!(find(manager["subAttributes"].as_array().unwrap(), "name", "$ref")["referenceTypes"], json!(["User"]));
-        let group = find(resources, "id", "urn:ietf:params:scim:schemas:core:2.0:Group");
+        assert_eq!(
+            find(manager["subAttributes"].as_array().unwrap(), "name", "$ref")["referenceTypes"],
+            json!(["User"])
+        );
+        let group = find(
+            resources,
+            "id",
+            "urn:ietf:params:scim:schemas:core:2.0:Group",
+        );
         let members = find(group["attributes"].as_array().unwrap(), "name", "members");
-        let subs: Vec<&Value> = members["subAttributes"].as_array().unwrap().iter().map(|s| &s["name"]).collect();
-        assert_eq!(subs, [&json!("value"), &json!("$ref"), &json!("display"), &json!("type")]);
+        let subs: Vec<&Value> = members["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["name"])
+            .collect();
+        assert_eq!(
+            subs,
+            [
+                &json!("value"),
+                &json!("$ref"),
+                &json!("display"),
+                &json!("type")
+            ]
+        );
         // Common attributes are not part of /Schemas.
         assert!(attrs.iter().all(|a| a["name"] != "id"));
     }
@@ -155,8 +206,14 @@ mod tests {
         let list = doc["Resources"].as_array().unwrap();
         let user = find(list, "id", "User");
         assert_eq!(user["endpoint"], "/Users");
-        assert_eq!(user["schemaExtensions"], json!([{"schema": ENTERPRISE_USER_URN, "required": false}]));
-        assert_eq!(user["meta"]["location"], "https://idp.example/scim/v2/ResourceTypes/User");
+        assert_eq!(
+            user["schemaExtensions"],
+            json!([{"schema": ENTERPRISE_USER_URN, "required": false}])
+        );
+        assert_eq!(
+            user["meta"]["location"],
+            "https://idp.example/scim/v2/ResourceTypes/User"
+        );
         assert_eq!(find(list, "id", "Group")["schemaExtensions"], json!([]));
     }
 
@@ -172,7 +229,10 @@ mod tests {
             ("/sort/supported", json!(true)),
             ("/etag/supported", json!(true)),
             ("/authenticationSchemes/0/type", json!("oauthbearertoken")),
-            ("/meta/location", json!("https://idp.example/scim/v2/ServiceProviderConfig")),
+            (
+                "/meta/location",
+                json!("https://idp.example/scim/v2/ServiceProviderConfig"),
+            ),
             ("/schemas/0", json!(SERVICE_PROVIDER_CONFIG_SCHEMA)),
         ];
         for (ptr, expected) in table {

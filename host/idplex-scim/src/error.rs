@@ -78,12 +78,20 @@ pub struct ScimError {
 impl ScimError {
     /// An error with a `scimType`; the status is the one the RFC assigns to that type.
     pub fn new(scim_type: ScimType, detail: impl Into<String>) -> Self {
-        ScimError { status: scim_type.http_status(), scim_type: Some(scim_type), detail: detail.into() }
+        ScimError {
+            status: scim_type.http_status(),
+            scim_type: Some(scim_type),
+            detail: detail.into(),
+        }
     }
 
     /// An error without `scimType` (404, 401, 500, ...).
     pub fn with_status(status: u16, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type: None, detail: detail.into() }
+        ScimError {
+            status,
+            scim_type: None,
+            detail: detail.into(),
+        }
     }
 
     /// Prefixes the detail with some context (e.g. which PATCH operation failed).

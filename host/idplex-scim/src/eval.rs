@@ -35,7 +35,12 @@ impl Filter {
 
     /// Whether one element of a multi-valued attribute (`parent`) matches this filter,
     /// whose paths name sub-attributes. Used by PATCH value-path selection.
-    pub fn matches_element(&self, rt: &ResourceType, parent: &'static AttributeDef, element: &Value) -> bool {
+    pub fn matches_element(
+        &self,
+        rt: &ResourceType,
+        parent: &'static AttributeDef,
+        element: &Value,
+    ) -> bool {
         eval(self, rt, element, Scope::Element(Some(parent)))
     }
 
@@ -52,14 +57,19 @@ fn eval(f: &Filter, rt: &ResourceType, target: &Value, scope: Scope) -> bool {
         Filter::And(a, b) => eval(a, rt, target, scope) && eval(b, rt, target, scope),
         Filter::Or(a, b) => eval(a, rt, target, scope) || eval(b, rt, target, scope),
         Filter::Not(a) => !eval(a, rt, target, scope),
-        Filter::Present(path) => lookup(rt, target, path, scope).0.iter().any(|v| is_present(v)),
+        Filter::Present(path) => lookup(rt, target, path, scope)
+            .0
+            .iter()
+            .any(|v| is_present(v)),
         Filter::Compare { path, op, value } => {
             let (values, def) = lookup(rt, target, path, scope);
             compare_attr(*op, &values, value, def)
         }
         Filter::ValuePath { path, filter } => {
             let (elements, def) = lookup(rt, target, path, scope);
-            elements.iter().any(|e| eval(filter, rt, e, Scope::Element(def)))
+            elements
+                .iter()
+                .any(|e| eval(filter, rt, e, Scope::Element(def)))
         }
     }
 }
@@ -78,7 +88,11 @@ fn lookup<'a>(
         },
         Scope::Element(parent) => {
             let def = parent.and_then(|p| p.sub_attribute(&path.attr));
-            let vals = target.as_object().and_then(|o| get_ci(o, &path.attr)).map(flat).unwrap_or_default();
+            let vals = target
+                .as_object()
+                .and_then(|o| get_ci(o, &path.attr))
+                .map(flat)
+                .unwrap_or_default();
             (vals, def)
         }
     }
@@ -91,11 +105,17 @@ fn raw_values<'a>(target: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
         Some(u) => root.and_then(|o| get_ci(o, u)).and_then(Value::as_object),
         None => root,
     };
-    let Some(top) = container.and_then(|o| get_ci(o, &path.attr)) else { return Vec::new() };
+    let Some(top) = container.and_then(|o| get_ci(o, &path.attr)) else {
+        return Vec::new();
+    };
     let tops = flat(top);
     match &path.sub_attr {
         None => tops,
-        Some(s) => tops.into_iter().filter_map(|v| v.as_object().and_then(|o| get_ci(o, s))).flat_map(flat).collect(),
+        Some(s) => tops
+            .into_iter()
+            .filter_map(|v| v.as_object().and_then(|o| get_ci(o, s)))
+            .flat_map(flat)
+            .collect(),
     }
 }
 
@@ -107,8 +127,17 @@ fn flat(v: &Value) -> Vec<&Value> {
     }
 }
 
-fn compare_attr(op: CompareOp, values: &[&Value], literal: &Value, def: Option<&AttributeDef>) -> bool {
-    let any_eq = || values.iter().any(|v| compare_one(CompareOp::Eq, v, literal, def));
+fn compare_attr(
+    op: CompareOp,
+    values: &[&Value],
+    literal: &Value,
+    def: Option<&AttributeDef>,
+) -> bool {
+    let any_eq = || {
+        values
+            .iter()
+            .any(|v| compare_one(CompareOp::Eq, v, literal, def))
+    };
     match (op, literal) {
         (CompareOp::Eq, Value::Null) => !values.iter().any(|v| is_present(v)),
         (CompareOp::Ne, Value::Null) => values.iter().any(|v| is_present(v)),
@@ -118,7 +147,10 @@ fn compare_attr(op: CompareOp, values: &[&Value], literal: &Value, def: Option<&
 }
 
 fn compare_one(op: CompareOp, actual: &Value, literal: &Value, def: Option<&AttributeDef>) -> bool {
-    let (Some(a), Some(l)) = (Comparable::from_json(actual, def), Comparable::from_json(literal, def)) else {
+    let (Some(a), Some(l)) = (
+        Comparable::from_json(actual, def),
+        Comparable::from_json(literal, def),
+    ) else {
         return false;
     };
     match op {
@@ -141,13 +173,22 @@ fn compare_one(op: CompareOp, actual: &Value, literal: &Value, def: Option<&Attr
     }
 }
 
-fn validate(f: &Filter, rt: &ResourceType, parent: Option<&'static AttributeDef>) -> Result<(), ScimError> {
+fn validate(
+    f: &Filter,
+    rt: &ResourceType,
+    parent: Option<&'static AttributeDef>,
+) -> Result<(), ScimError> {
     let def_of = |path: &AttrPath| -> Result<&'static AttributeDef, ScimError> {
         let found = match parent {
             None => rt.resolve(path).map(|r| r.leaf()),
             Some(p) => p.sub_attribute(&path.attr),
         };
-        found.ok_or_else(|| err(ScimType::InvalidFilter, format!("unknown attribute '{path}' in filter")))
+        found.ok_or_else(|| {
+            err(
+                ScimType::InvalidFilter,
+                format!("unknown attribute '{path}' in filter"),
+            )
+        })
     };
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => {
@@ -158,10 +199,19 @@ fn validate(f: &Filter, rt: &ResourceType, parent: Option<&'static AttributeDef>
         Filter::Present(p) => def_of(p).map(|_| ()),
         Filter::Compare { path, op, .. } => {
             let def = def_of(path)?;
-            if op.is_ordering() && matches!(def.ty, AttrType::Boolean | AttrType::Binary | AttrType::Complex) {
+            if op.is_ordering()
+                && matches!(
+                    def.ty,
+                    AttrType::Boolean | AttrType::Binary | AttrType::Complex
+                )
+            {
                 return Err(err(
                     ScimType::InvalidFilter,
-                    format!("operator '{}' is not supported on {} attribute '{path}'", op.as_str(), def.ty.as_str()),
+                    format!(
+                        "operator '{}' is not supported on {} attribute '{path}'",
+                        op.as_str(),
+                        def.ty.as_str()
+                    ),
                 ));
             }
             Ok(())
@@ -169,7 +219,10 @@ fn validate(f: &Filter, rt: &ResourceType, parent: Option<&'static AttributeDef>
         Filter::ValuePath { path, filter } => {
             let def = def_of(path)?;
             if def.ty != AttrType::Complex {
-                return Err(err(ScimType::InvalidFilter, format!("'{path}' is not a complex attribute")));
+                return Err(err(
+                    ScimType::InvalidFilter,
+                    format!("'{path}' is not a complex attribute"),
+                ));
             }
             validate(filter, rt, Some(def))
         }
@@ -226,9 +279,18 @@ mod tests {
             ("emails eq \"babs@jensen.org\"", true),       // complex compares on value
             ("emails[type eq \"work\" and value co \"@example\"]", true),
             ("emails[type eq \"home\" and value co \"@example\"]", false),
-            ("emails[type eq \"work\"].value eq \"bjensen@example.com\"", true),
-            ("emails[type eq \"home\"].value eq \"bjensen@example.com\"", false),
-            ("emails[primary eq true].value eq \"bjensen@example.com\"", true),
+            (
+                "emails[type eq \"work\"].value eq \"bjensen@example.com\"",
+                true,
+            ),
+            (
+                "emails[type eq \"home\"].value eq \"bjensen@example.com\"",
+                false,
+            ),
+            (
+                "emails[primary eq true].value eq \"bjensen@example.com\"",
+                true,
+            ),
             ("addresses[primary eq true]", true), // stored "true" string compared leniently
             ("name.givenName eq \"barbara\"", true),
             ("title pr", false),
@@ -251,10 +313,19 @@ mod tests {
             ("loginCount gt 10", true),
             ("loginCount le 16.5", false),
             ("userName gt \"a\" and userName lt \"c\"", true),
-            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"tour operations\"", true),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"tour operations\"",
+                true,
+            ),
             ("department sw \"Tour\"", true),
-            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq \"26118915\"", true),
-            ("not (userName eq \"x\") and (title pr or active eq true)", true),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq \"26118915\"",
+                true,
+            ),
+            (
+                "not (userName eq \"x\") and (title pr or active eq true)",
+                true,
+            ),
             ("userName eq \"x\" or not (emails pr)", false),
             ("x509Certificates.value eq \"MIIDQzCC\"", true),
         ];
@@ -266,9 +337,17 @@ mod tests {
 
     #[test]
     fn schema_validation() {
-        let ok = ["userName eq \"a\"", "emails[type eq \"work\"].value eq \"a\"", "meta.created gt \"2011-01-01T00:00:00Z\"", "manager.value pr"];
+        let ok = [
+            "userName eq \"a\"",
+            "emails[type eq \"work\"].value eq \"a\"",
+            "meta.created gt \"2011-01-01T00:00:00Z\"",
+            "manager.value pr",
+        ];
         for f in ok {
-            Filter::parse(f).unwrap().validate_for(&USER_RESOURCE_TYPE).unwrap_or_else(|e| panic!("{f}: {e}"));
+            Filter::parse(f)
+                .unwrap()
+                .validate_for(&USER_RESOURCE_TYPE)
+                .unwrap_or_else(|e| panic!("{f}: {e}"));
         }
         let bad = [
             ("nope eq \"a\"", "unknown attribute 'nope'"),
@@ -277,7 +356,10 @@ mod tests {
             ("userName[value eq \"a\"]", "not a complex attribute"),
         ];
         for (f, frag) in bad {
-            let e = Filter::parse(f).unwrap().validate_for(&USER_RESOURCE_TYPE).unwrap_err();
+            let e = Filter::parse(f)
+                .unwrap()
+                .validate_for(&USER_RESOURCE_TYPE)
+                .unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
             assert!(e.detail.contains(frag), "{f}: {}", e.detail);
         }
@@ -306,11 +388,16 @@ mod tests {
             "externalId eq \"jyoung\"",
             "externalId eq jyoung",
         ] {
-            assert!(Filter::parse(f).unwrap().matches(&USER_RESOURCE_TYPE, &u), "{f}");
+            assert!(
+                Filter::parse(f).unwrap().matches(&USER_RESOURCE_TYPE, &u),
+                "{f}"
+            );
         }
         for (id, f) in crate::test_fixtures::all_filters() {
             if let Ok(filter) = Filter::parse(&f) {
-                filter.validate_for(&USER_RESOURCE_TYPE).or_else(|_| filter.validate_for(&GROUP_RESOURCE_TYPE))
+                filter
+                    .validate_for(&USER_RESOURCE_TYPE)
+                    .or_else(|_| filter.validate_for(&GROUP_RESOURCE_TYPE))
                     .unwrap_or_else(|e| panic!("{id}: {e}"));
             }
         }

@@ -72,7 +72,10 @@ impl CompareOp {
 
     /// Whether this is an ordering operator (`gt ge lt le`).
     pub fn is_ordering(self) -> bool {
-        matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
+        matches!(
+            self,
+            CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+        )
     }
 }
 
@@ -121,7 +124,11 @@ impl Filter {
     /// typical IdP lookup (`userName eq "..."`, `externalId eq "..."`) that an index can answer.
     pub fn as_simple_eq(&self) -> Option<(&AttrPath, &Value)> {
         match self {
-            Filter::Compare { path, op: CompareOp::Eq, value } => Some((path, value)),
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value,
+            } => Some((path, value)),
             _ => None,
         }
     }
@@ -171,7 +178,11 @@ impl PatchPath {
     pub fn parse(text: &str) -> Result<PatchPath, ScimError> {
         let mut p = Parser::new(text, ScimType::InvalidPath)?;
         let (attr, at) = p.attr_path()?;
-        let mut out = PatchPath { attr, filter: None, sub_after_filter: None };
+        let mut out = PatchPath {
+            attr,
+            filter: None,
+            sub_after_filter: None,
+        };
         if p.eat(&Tok::LBracket) {
             if out.attr.sub_attr.is_some() {
                 return Err(p.error_at(at, "a value filter cannot follow a sub-attribute"));
@@ -188,7 +199,9 @@ impl PatchPath {
 
     /// The sub-attribute targeted, whichever syntax was used.
     pub fn sub_attr(&self) -> Option<&str> {
-        self.sub_after_filter.as_deref().or(self.attr.sub_attr.as_deref())
+        self.sub_after_filter
+            .as_deref()
+            .or(self.attr.sub_attr.as_deref())
     }
 }
 
@@ -214,7 +227,12 @@ struct Parser {
 impl Parser {
     fn new(text: &str, kind: ScimType) -> Result<Self, ScimError> {
         let toks = lex(text).map_err(|(at, msg)| err(kind, format!("{msg} at position {at}")))?;
-        Ok(Parser { toks, pos: 0, end: text.chars().count(), kind })
+        Ok(Parser {
+            toks,
+            pos: 0,
+            end: text.chars().count(),
+            kind,
+        })
     }
 
     fn error_at(&self, at: usize, msg: impl fmt::Display) -> ScimError {
@@ -239,7 +257,11 @@ impl Parser {
     }
 
     fn expect(&mut self, t: &Tok, what: &str) -> Result<(), ScimError> {
-        if self.eat(t) { Ok(()) } else { Err(self.error_at(self.here(), format!("expected {what}"))) }
+        if self.eat(t) {
+            Ok(())
+        } else {
+            Err(self.error_at(self.here(), format!("expected {what}")))
+        }
     }
 
     fn expect_end(&self) -> Result<(), ScimError> {
@@ -314,10 +336,16 @@ impl Parser {
             } else {
                 inner
             };
-            return Ok(Filter::ValuePath { path, filter: Box::new(filter) });
+            return Ok(Filter::ValuePath {
+                path,
+                filter: Box::new(filter),
+            });
         }
         if in_brackets && (path.urn.is_some() || path.sub_attr.is_some()) {
-            return Err(self.error_at(at, "only sub-attribute names are allowed inside a value filter"));
+            return Err(self.error_at(
+                at,
+                "only sub-attribute names are allowed inside a value filter",
+            ));
         }
         self.condition(path, at)
     }
@@ -327,14 +355,25 @@ impl Parser {
         let at = self.here();
         let op_word = match self.peek() {
             Some(Tok::Word(w)) => w.clone(),
-            Some(t) => return Err(self.error_at(at, format!("expected an operator after '{path}', found {}", describe(t)))),
-            None => return Err(self.error_at(at, format!("expected an operator after '{path}' (attribute at {path_at})"))),
+            Some(t) => {
+                return Err(self.error_at(
+                    at,
+                    format!("expected an operator after '{path}', found {}", describe(t)),
+                ));
+            }
+            None => {
+                return Err(self.error_at(
+                    at,
+                    format!("expected an operator after '{path}' (attribute at {path_at})"),
+                ));
+            }
         };
         self.pos += 1;
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(path));
         }
-        let op = CompareOp::parse(&op_word).ok_or_else(|| self.error_at(at, format!("unknown operator '{op_word}'")))?;
+        let op = CompareOp::parse(&op_word)
+            .ok_or_else(|| self.error_at(at, format!("unknown operator '{op_word}'")))?;
         let value = self.comp_value()?;
         Ok(Filter::Compare { path, op, value })
     }
@@ -348,16 +387,24 @@ impl Parser {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
                 "null" => Value::Null,
-                "and" | "or" | "not" => return Err(self.error_at(at, "expected a comparison value")),
+                "and" | "or" | "not" => {
+                    return Err(self.error_at(at, "expected a comparison value"));
+                }
                 _ if w.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
-                    let n: serde_json::Number =
-                        w.parse().map_err(|_| self.error_at(at, format!("invalid number '{w}'")))?;
+                    let n: serde_json::Number = w
+                        .parse()
+                        .map_err(|_| self.error_at(at, format!("invalid number '{w}'")))?;
                     Value::Number(n)
                 }
                 // Lenient: bare word read as a string (older Entra `externalId eq jyoung`).
                 _ => Value::String(w),
             },
-            Some(t) => return Err(self.error_at(at, format!("expected a comparison value, found {}", describe(&t)))),
+            Some(t) => {
+                return Err(self.error_at(
+                    at,
+                    format!("expected a comparison value, found {}", describe(&t)),
+                ));
+            }
             None => return Err(self.error_at(at, "expected a comparison value")),
         };
         self.pos += 1;
@@ -370,10 +417,14 @@ impl Parser {
             Some(Tok::Word(w)) => {
                 let w = w.clone();
                 self.pos += 1;
-                let p = AttrPath::parse(&w).map_err(|_| self.error_at(at, format!("invalid attribute path '{w}'")))?;
+                let p = AttrPath::parse(&w)
+                    .map_err(|_| self.error_at(at, format!("invalid attribute path '{w}'")))?;
                 Ok((p, at))
             }
-            Some(t) => Err(self.error_at(at, format!("expected an attribute path, found {}", describe(t)))),
+            Some(t) => Err(self.error_at(
+                at,
+                format!("expected an attribute path, found {}", describe(t)),
+            )),
             None => Err(self.error_at(at, "expected an attribute path")),
         }
     }
@@ -438,8 +489,8 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
                 i += 1;
             }
             let raw: String = chars[start..=i].iter().collect();
-            let s: String =
-                serde_json::from_str(&raw).map_err(|e| (start, format!("invalid string literal ({e})")))?;
+            let s: String = serde_json::from_str(&raw)
+                .map_err(|e| (start, format!("invalid string literal ({e})")))?;
             toks.push((Tok::Str(s), start));
             i += 1;
         } else {
@@ -458,30 +509,58 @@ mod tests {
     use serde_json::json;
 
     fn cmp(path: &str, op: CompareOp, value: Value) -> Filter {
-        Filter::Compare { path: AttrPath::parse(path).unwrap(), op, value }
+        Filter::Compare {
+            path: AttrPath::parse(path).unwrap(),
+            op,
+            value,
+        }
     }
 
     #[test]
     fn precedence_and_grouping() {
         // (input, canonical rendering)
         let table = [
-            ("a eq 1 or b eq 2 and c eq 3", "(a eq 1 or (b eq 2 and c eq 3))"),
-            ("a eq 1 and b eq 2 or c eq 3", "((a eq 1 and b eq 2) or c eq 3)"),
-            ("(a eq 1 or b eq 2) and c eq 3", "((a eq 1 or b eq 2) and c eq 3)"),
+            (
+                "a eq 1 or b eq 2 and c eq 3",
+                "(a eq 1 or (b eq 2 and c eq 3))",
+            ),
+            (
+                "a eq 1 and b eq 2 or c eq 3",
+                "((a eq 1 and b eq 2) or c eq 3)",
+            ),
+            (
+                "(a eq 1 or b eq 2) and c eq 3",
+                "((a eq 1 or b eq 2) and c eq 3)",
+            ),
             ("not (a eq 1) and b pr", "(not (a eq 1) and b pr)"),
-            ("a eq 1 AND NOT (b Eq 2) Or c PR", "((a eq 1 and not (b eq 2)) or c pr)"),
-            ("a eq 1 and b eq 2 and c eq 3", "((a eq 1 and b eq 2) and c eq 3)"),
+            (
+                "a eq 1 AND NOT (b Eq 2) Or c PR",
+                "((a eq 1 and not (b eq 2)) or c pr)",
+            ),
+            (
+                "a eq 1 and b eq 2 and c eq 3",
+                "((a eq 1 and b eq 2) and c eq 3)",
+            ),
             (
                 "emails[type eq \"work\" and value co \"@x\"]",
                 "emails[(type eq \"work\" and value co \"@x\")]",
             ),
-            ("emails[type eq \"work\"].value eq \"u@c.com\"", "emails[(type eq \"work\" and value eq \"u@c.com\")]"),
-            ("meta.lastModified gt \"2011-05-13T04:42:34Z\"", "meta.lastModified gt \"2011-05-13T04:42:34Z\""),
+            (
+                "emails[type eq \"work\"].value eq \"u@c.com\"",
+                "emails[(type eq \"work\" and value eq \"u@c.com\")]",
+            ),
+            (
+                "meta.lastModified gt \"2011-05-13T04:42:34Z\"",
+                "meta.lastModified gt \"2011-05-13T04:42:34Z\"",
+            ),
             (
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"Sales\"",
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"Sales\"",
             ),
-            ("x eq 1.5e3 or y eq -2 or z eq null", "((x eq 1500.0 or y eq -2) or z eq null)"),
+            (
+                "x eq 1.5e3 or y eq -2 or z eq null",
+                "((x eq 1500.0 or y eq -2) or z eq null)",
+            ),
             ("externalId eq jyoung", "externalId eq \"jyoung\""),
         ];
         for (input, expected) in table {
@@ -495,15 +574,41 @@ mod tests {
     #[test]
     fn literals_and_escapes() {
         let f = Filter::parse(r#"title eq "a \"quoted\" \\ \u00e9 \n""#).unwrap();
-        assert_eq!(f, cmp("title", CompareOp::Eq, json!("a \"quoted\" \\ é \n")));
-        assert_eq!(Filter::parse("active eq TRUE").unwrap(), cmp("active", CompareOp::Eq, json!(true)));
-        assert_eq!(Filter::parse("active ne false").unwrap(), cmp("active", CompareOp::Ne, json!(false)));
-        assert_eq!(Filter::parse("n ge 10").unwrap(), cmp("n", CompareOp::Ge, json!(10)));
-        assert_eq!(Filter::parse("title pr").unwrap(), Filter::Present(AttrPath::new("title")));
-        for (op, expected) in [("eq", CompareOp::Eq), ("NE", CompareOp::Ne), ("Co", CompareOp::Co), ("sW", CompareOp::Sw),
-            ("ew", CompareOp::Ew), ("gt", CompareOp::Gt), ("ge", CompareOp::Ge), ("lt", CompareOp::Lt), ("le", CompareOp::Le)]
-        {
-            assert_eq!(Filter::parse(&format!("a {op} \"x\"")).unwrap(), cmp("a", expected, json!("x")));
+        assert_eq!(
+            f,
+            cmp("title", CompareOp::Eq, json!("a \"quoted\" \\ é \n"))
+        );
+        assert_eq!(
+            Filter::parse("active eq TRUE").unwrap(),
+            cmp("active", CompareOp::Eq, json!(true))
+        );
+        assert_eq!(
+            Filter::parse("active ne false").unwrap(),
+            cmp("active", CompareOp::Ne, json!(false))
+        );
+        assert_eq!(
+            Filter::parse("n ge 10").unwrap(),
+            cmp("n", CompareOp::Ge, json!(10))
+        );
+        assert_eq!(
+            Filter::parse("title pr").unwrap(),
+            Filter::Present(AttrPath::new("title"))
+        );
+        for (op, expected) in [
+            ("eq", CompareOp::Eq),
+            ("NE", CompareOp::Ne),
+            ("Co", CompareOp::Co),
+            ("sW", CompareOp::Sw),
+            ("ew", CompareOp::Ew),
+            ("gt", CompareOp::Gt),
+            ("ge", CompareOp::Ge),
+            ("lt", CompareOp::Lt),
+            ("le", CompareOp::Le),
+        ] {
+            assert_eq!(
+                Filter::parse(&format!("a {op} \"x\"")).unwrap(),
+                cmp("a", expected, json!("x"))
+            );
         }
     }
 
@@ -518,7 +623,10 @@ mod tests {
             ("a eq 1)", "unexpected ')' at position 6"),
             ("a eq \"x", "unterminated string at position 5"),
             ("emails[type eq \"work\"", "expected ']' at position 21"),
-            ("emails[x[y eq 1]]", "nested value filters are not allowed at position 8"),
+            (
+                "emails[x[y eq 1]]",
+                "nested value filters are not allowed at position 8",
+            ),
             ("not a eq 1", "expected '(' after 'not' at position 4"),
             ("a eq 1 and", "expected an attribute path at position 10"),
             ("", "expected an attribute path at position 0"),
@@ -540,11 +648,26 @@ mod tests {
         let f = Filter::parse("userName eq \"bjensen\"").unwrap();
         let (p, v) = f.as_simple_eq().unwrap();
         assert_eq!((p.attr.as_str(), v), ("userName", &json!("bjensen")));
-        assert!(Filter::parse("userName ne \"x\"").unwrap().as_simple_eq().is_none());
-        assert!(Filter::parse("emails[type eq \"work\"]").unwrap().as_simple_eq().is_none());
+        assert!(
+            Filter::parse("userName ne \"x\"")
+                .unwrap()
+                .as_simple_eq()
+                .is_none()
+        );
+        assert!(
+            Filter::parse("emails[type eq \"work\"]")
+                .unwrap()
+                .as_simple_eq()
+                .is_none()
+        );
         let c = Filter::parse("userName eq \"a\" and externalId eq \"b\"").unwrap();
         assert_eq!(c.as_eq_conjunction().unwrap().len(), 2);
-        assert!(Filter::parse("a eq 1 or b eq 2").unwrap().as_eq_conjunction().is_none());
+        assert!(
+            Filter::parse("a eq 1 or b eq 2")
+                .unwrap()
+                .as_eq_conjunction()
+                .is_none()
+        );
     }
 
     #[test]
@@ -554,13 +677,31 @@ mod tests {
         assert_eq!(p.filter, Some(cmp("type", CompareOp::Eq, json!("work"))));
         assert_eq!(p.sub_attr(), Some("value"));
         let p = PatchPath::parse("name.givenName").unwrap();
-        assert_eq!((p.filter.is_none(), p.sub_attr()), (true, Some("givenName")));
+        assert_eq!(
+            (p.filter.is_none(), p.sub_attr()),
+            (true, Some("givenName"))
+        );
         let p = PatchPath::parse("members[value eq \"7f4b\"]").unwrap();
         assert!(p.filter.is_some() && p.sub_attr().is_none());
-        let p = PatchPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager").unwrap();
-        assert_eq!(p.attr.urn.as_deref(), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
-        for bad in ["", "emails[", "emails[type eq \"w\"]x", "name.givenName[type eq \"x\"]", "emails[type eq \"w\"]."] {
-            assert_eq!(PatchPath::parse(bad).unwrap_err().scim_type, Some(ScimType::InvalidPath), "{bad}");
+        let p =
+            PatchPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager")
+                .unwrap();
+        assert_eq!(
+            p.attr.urn.as_deref(),
+            Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+        );
+        for bad in [
+            "",
+            "emails[",
+            "emails[type eq \"w\"]x",
+            "name.givenName[type eq \"x\"]",
+            "emails[type eq \"w\"].",
+        ] {
+            assert_eq!(
+                PatchPath::parse(bad).unwrap_err().scim_type,
+                Some(ScimType::InvalidPath),
+                "{bad}"
+            );
         }
     }
 

@@ -12,6 +12,25 @@
 //! * [`Projection`]: `attributes` / `excludedAttributes`.
 //! * [`prepare_resource`]: create/replace validation and normalisation.
 //! * [`sort_resources`], [`ListResponse`]: query results.
+//!
+//! # Design choices
+//!
+//! * **Case rules.** Attribute names, URNs, operators and PATCH `op` values are matched
+//!   case-insensitively. Attribute *values* compare per the schema's `caseExact`:
+//!   `id`, `externalId`, `members.value` exactly; `userName`, `emails.value`, `displayName`
+//!   and attributes unknown to the schema case-insensitively. dateTimes compare as
+//!   instants (offsets honoured), booleans stored as `"true"` strings compare as booleans.
+//! * **Unknown attributes.** Create/replace rejects them (`invalidSyntax`, naming the
+//!   attribute) — stricter than the RFC's "may ignore", and every Okta / Entra / OneLogin
+//!   fixture body still passes; unknown URNs merely *listed* in `schemas` are tolerated.
+//!   PATCH paths to unknown attributes are `invalidPath`. readOnly input is ignored in
+//!   bodies and path-less PATCH values, refused (`mutability`) for explicit PATCH paths.
+//! * **IdP quirks** are opt-in through [`PatchOptions`] (`STRICT` default,
+//!   `IDP_COMPATIBLE` for production); quirks that do not conflict with the RFC (dotted and
+//!   URN keys in path-less values, legacy `urn:scim:schemas:*` URNs, member removal by value
+//!   list, the Entra `emails[type eq "work"].value eq "x"` filter) are always accepted.
+
+#![warn(missing_docs)]
 
 mod coerce;
 mod discovery;
@@ -31,8 +50,9 @@ mod test_fixtures;
 
 pub use coerce::PatchOptions;
 pub use discovery::{
-    MAX_RESULTS, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA, attribute_json,
-    resource_type_resource, resource_types_response, schema_resource, schemas_response, service_provider_config,
+    MAX_RESULTS, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA,
+    attribute_json, resource_type_resource, resource_types_response, schema_resource,
+    schemas_response, service_provider_config,
 };
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};

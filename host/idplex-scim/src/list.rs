@@ -24,18 +24,31 @@ pub struct ListResponse {
 impl ListResponse {
     /// A single page holding every result (discovery endpoints).
     pub fn complete(resources: Vec<Value>) -> Self {
-        ListResponse { total_results: resources.len(), start_index: 1, resources }
+        ListResponse {
+            total_results: resources.len(),
+            start_index: 1,
+            resources,
+        }
     }
 
     /// Cuts one page out of the full, ordered result list. Per RFC 7644 §3.4.2.4 a
     /// `startIndex` below 1 means 1 and a negative `count` means 0; `count` defaults to
     /// (and is capped at) `max_count`.
-    pub fn page(all: Vec<Value>, start_index: Option<i64>, count: Option<i64>, max_count: usize) -> Self {
+    pub fn page(
+        all: Vec<Value>,
+        start_index: Option<i64>,
+        count: Option<i64>,
+        max_count: usize,
+    ) -> Self {
         let start = start_index.unwrap_or(1).max(1) as usize;
         let count = count.map_or(max_count, |c| (c.max(0) as usize).min(max_count));
         let total_results = all.len();
         let resources = all.into_iter().skip(start - 1).take(count).collect();
-        ListResponse { total_results, start_index: start, resources }
+        ListResponse {
+            total_results,
+            start_index: start,
+            resources,
+        }
     }
 
     /// The ListResponse body; `itemsPerPage` is the number of resources in this page and
@@ -79,7 +92,9 @@ pub fn sort_key(rt: &ResourceType, resource: &Value, path: &AttrPath) -> Option<
     let r = rt.resolve(path)?;
     let elements = values_at(rt, resource, &ResolvedAttr { sub: None, ..r });
     let primary = elements.iter().find(|e| {
-        e.as_object().and_then(|o| get_ci(o, "primary")).and_then(|p| Comparable::from_json(p, r.attr.sub_attribute("primary")))
+        e.as_object()
+            .and_then(|o| get_ci(o, "primary"))
+            .and_then(|p| Comparable::from_json(p, r.attr.sub_attribute("primary")))
             == Some(Comparable::Bool(true))
     });
     let element = primary.or(elements.first())?;
@@ -92,9 +107,16 @@ pub fn sort_key(rt: &ResourceType, resource: &Value, path: &AttrPath) -> Option<
 
 /// Sorts resources by `path` (stable). Resources without a value sort last when
 /// ascending and first when descending.
-pub fn sort_resources(rt: &ResourceType, resources: &mut [Value], path: &AttrPath, order: SortOrder) {
-    let mut keyed: Vec<(Option<Comparable>, Value)> =
-        resources.iter_mut().map(|r| (sort_key(rt, r, path), std::mem::take(r))).collect();
+pub fn sort_resources(
+    rt: &ResourceType,
+    resources: &mut [Value],
+    path: &AttrPath,
+    order: SortOrder,
+) {
+    let mut keyed: Vec<(Option<Comparable>, Value)> = resources
+        .iter_mut()
+        .map(|r| (sort_key(rt, r, path), std::mem::take(r)))
+        .collect();
     keyed.sort_by(|(a, _), (b, _)| {
         let ord = match (a, b) {
             (Some(a), Some(b)) => a.partial_cmp_same(b).unwrap_or(Ordering::Equal),
@@ -102,7 +124,11 @@ pub fn sort_resources(rt: &ResourceType, resources: &mut [Value], path: &AttrPat
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
-        if order == SortOrder::Descending { ord.reverse() } else { ord }
+        if order == SortOrder::Descending {
+            ord.reverse()
+        } else {
+            ord
+        }
     });
     for (slot, (_, r)) in resources.iter_mut().zip(keyed) {
         *slot = r;
@@ -141,10 +167,18 @@ mod tests {
         ];
         for (path, order, expected) in table {
             let mut list = users();
-            sort_resources(&USER_RESOURCE_TYPE, &mut list, &AttrPath::parse(path).unwrap(), *order);
+            sort_resources(
+                &USER_RESOURCE_TYPE,
+                &mut list,
+                &AttrPath::parse(path).unwrap(),
+                *order,
+            );
             assert_eq!(ids(&list), *expected, "{path} {order:?}");
         }
-        assert_eq!(SortOrder::from_param(Some("DESCENDING")), SortOrder::Descending);
+        assert_eq!(
+            SortOrder::from_param(Some("DESCENDING")),
+            SortOrder::Descending
+        );
         assert_eq!(SortOrder::from_param(None), SortOrder::Ascending);
     }
 
@@ -160,7 +194,14 @@ mod tests {
     #[test]
     fn pagination_table() {
         // (startIndex, count, max, expected ids, startIndex echoed)
-        let table: &[(Option<i64>, Option<i64>, usize, &[&str], usize)] = &[
+        type Row = (
+            Option<i64>,
+            Option<i64>,
+            usize,
+            &'static [&'static str],
+            usize,
+        );
+        let table: &[Row] = &[
             (None, None, 200, &["1", "2", "3", "4"], 1),
             (Some(1), Some(2), 200, &["1", "2"], 1),
             (Some(3), Some(2), 200, &["3", "4"], 3),

@@ -57,24 +57,42 @@ impl PatchOperation {
     /// must hold at least one operation). Errors are `invalidSyntax`.
     pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
         let syntax = |m: &str| err(ScimType::InvalidSyntax, m.to_owned());
-        let obj = body.as_object().ok_or_else(|| syntax("PATCH body must be a JSON object"))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| syntax("PATCH body must be a JSON object"))?;
         let has_schema = get_ci(obj, "schemas")
             .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP_SCHEMA))));
+            .is_some_and(|s| {
+                s.iter().any(|u| {
+                    u.as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP_SCHEMA))
+                })
+            });
         if !has_schema {
-            return Err(syntax("PATCH body must list schema urn:ietf:params:scim:api:messages:2.0:PatchOp"));
+            return Err(syntax(
+                "PATCH body must list schema urn:ietf:params:scim:api:messages:2.0:PatchOp",
+            ));
         }
-        let ops = get_ci(obj, "Operations").and_then(Value::as_array).ok_or_else(|| syntax("missing 'Operations' array"))?;
+        let ops = get_ci(obj, "Operations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| syntax("missing 'Operations' array"))?;
         if ops.is_empty() {
             return Err(syntax("'Operations' must contain at least one operation"));
         }
-        ops.iter().enumerate().map(|(i, o)| Self::parse_one(o).map_err(|e| e.context(format!("Operations[{i}]")))).collect()
+        ops.iter()
+            .enumerate()
+            .map(|(i, o)| Self::parse_one(o).map_err(|e| e.context(format!("Operations[{i}]"))))
+            .collect()
     }
 
     fn parse_one(v: &Value) -> Result<PatchOperation, ScimError> {
         let syntax = |m: String| err(ScimType::InvalidSyntax, m);
-        let o = v.as_object().ok_or_else(|| syntax("operation must be an object".into()))?;
-        let op_text = get_ci(o, "op").and_then(Value::as_str).ok_or_else(|| syntax("missing 'op'".into()))?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| syntax("operation must be an object".into()))?;
+        let op_text = get_ci(o, "op")
+            .and_then(Value::as_str)
+            .ok_or_else(|| syntax("missing 'op'".into()))?;
         let op = match op_text.to_ascii_lowercase().as_str() {
             "add" => PatchOpKind::Add,
             "replace" => PatchOpKind::Replace,
@@ -86,7 +104,11 @@ impl PatchOperation {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(syntax("'path' must be a string".into())),
         };
-        Ok(PatchOperation { op, path, value: get_ci(o, "value").cloned() })
+        Ok(PatchOperation {
+            op,
+            path,
+            value: get_ci(o, "value").cloned(),
+        })
     }
 }
 
@@ -99,14 +121,21 @@ pub fn apply_patch(
     options: &PatchOptions,
 ) -> Result<bool, ScimError> {
     let mut work = resource.clone();
-    let root = work.as_object_mut().ok_or_else(|| err(ScimType::InvalidSyntax, "resource is not a JSON object"))?;
+    let root = work
+        .as_object_mut()
+        .ok_or_else(|| err(ScimType::InvalidSyntax, "resource is not a JSON object"))?;
     let patcher = Patcher { rt, o: options };
     for (i, op) in ops.iter().enumerate() {
-        patcher.apply(root, op).map_err(|e| e.context(format!("operation {i} ({:?})", op.op)))?;
+        patcher
+            .apply(root, op)
+            .map_err(|e| e.context(format!("operation {i} ({:?})", op.op)))?;
     }
     for a in rt.schema.attributes.iter().filter(|a| a.required) {
         if !get_ci(root, a.name).is_some_and(is_present) {
-            return Err(err(ScimType::InvalidValue, format!("required attribute '{}' cannot be removed", a.name)));
+            return Err(err(
+                ScimType::InvalidValue,
+                format!("required attribute '{}' cannot be removed", a.name),
+            ));
         }
     }
     sync_schemas(rt, root);
@@ -119,8 +148,14 @@ pub fn apply_patch(
 fn sync_schemas(rt: &ResourceType, root: &mut Map<String, Value>) {
     for ext in rt.extensions {
         let present = extension_key(rt, root, ext.schema).is_some();
-        let Some(Value::Array(schemas)) = root.get_mut("schemas") else { return };
-        let listed = schemas.iter().position(|s| s.as_str().and_then(|u| rt.extension(u)).is_some_and(|s| std::ptr::eq(s, ext.schema)));
+        let Some(Value::Array(schemas)) = root.get_mut("schemas") else {
+            return;
+        };
+        let listed = schemas.iter().position(|s| {
+            s.as_str()
+                .and_then(|u| rt.extension(u))
+                .is_some_and(|s| std::ptr::eq(s, ext.schema))
+        });
         match (present, listed) {
             (true, None) => schemas.push(Value::String(ext.schema.id.to_owned())),
             (false, Some(i)) => {
@@ -149,9 +184,16 @@ impl Patcher<'_> {
             if op.op == PatchOpKind::Remove {
                 return Err(err(ScimType::NoTarget, "remove requires a 'path'"));
             }
-            let value = op.value.as_ref().and_then(Value::as_object).ok_or_else(|| {
-                err(ScimType::InvalidValue, "add/replace without 'path' requires an object 'value'")
-            })?;
+            let value = op
+                .value
+                .as_ref()
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    err(
+                        ScimType::InvalidValue,
+                        "add/replace without 'path' requires an object 'value'",
+                    )
+                })?;
             return self.apply_object(root, op.op, None, value);
         };
         if let Some(ext) = self.rt.extension(path) {
@@ -162,9 +204,16 @@ impl Patcher<'_> {
                 }
                 return Ok(());
             }
-            let value = op.value.as_ref().and_then(Value::as_object).ok_or_else(|| {
-                err(ScimType::InvalidValue, format!("'{path}' requires an object value"))
-            })?;
+            let value = op
+                .value
+                .as_ref()
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    err(
+                        ScimType::InvalidValue,
+                        format!("'{path}' requires an object value"),
+                    )
+                })?;
             return self.apply_object(root, op.op, Some(ext.id), value);
         }
         let target = PatchPath::parse(path)?;
@@ -189,7 +238,12 @@ impl Patcher<'_> {
                 match v {
                     Value::Object(inner) => self.apply_object(root, kind, Some(ext.id), inner)?,
                     Value::Null => {}
-                    _ => return Err(err(ScimType::InvalidValue, format!("'{key}' requires an object value"))),
+                    _ => {
+                        return Err(err(
+                            ScimType::InvalidValue,
+                            format!("'{key}' requires an object value"),
+                        ));
+                    }
                 }
                 continue;
             }
@@ -214,17 +268,28 @@ impl Patcher<'_> {
             Some(s) => target.attr.with_sub(s),
             None => target.attr.clone(),
         };
-        let r = self.rt.resolve(&full).ok_or_else(|| err(ScimType::InvalidPath, format!("unknown attribute '{full}'")))?;
+        let r = self
+            .rt
+            .resolve(&full)
+            .ok_or_else(|| err(ScimType::InvalidPath, format!("unknown attribute '{full}'")))?;
         if r.attr.is_read_only() || r.leaf().is_read_only() {
             return match origin {
                 Origin::PathlessValue => Ok(()),
-                Origin::Path => Err(err(ScimType::Mutability, format!("attribute '{full}' is readOnly"))),
+                Origin::Path => Err(err(
+                    ScimType::Mutability,
+                    format!("attribute '{full}' is readOnly"),
+                )),
             };
         }
         let value = match (kind, value) {
             (PatchOpKind::Remove, v) => v,
             (_, Some(v)) => Some(v),
-            (_, None) => return Err(err(ScimType::InvalidValue, format!("'{full}': add/replace requires a 'value'"))),
+            (_, None) => {
+                return Err(err(
+                    ScimType::InvalidValue,
+                    format!("'{full}': add/replace requires a 'value'"),
+                ));
+            }
         };
         let ext_key = match r.extension {
             None => None,
@@ -233,7 +298,8 @@ impl Patcher<'_> {
                 if kind == PatchOpKind::Remove && !root.contains_key(&key) {
                     return self.no_match_on_remove(target, &full);
                 }
-                root.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                root.entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 Some(key)
             }
         };
@@ -242,17 +308,28 @@ impl Patcher<'_> {
             Some(k) => root
                 .get_mut(k)
                 .and_then(Value::as_object_mut)
-                .ok_or_else(|| err(ScimType::InvalidValue, format!("extension '{k}' is not an object")))?,
+                .ok_or_else(|| {
+                    err(
+                        ScimType::InvalidValue,
+                        format!("extension '{k}' is not an object"),
+                    )
+                })?,
         };
         let label = full.to_string();
         let result = match (r.attr.multi_valued, &target.filter) {
-            (false, Some(_)) => Err(err(ScimType::InvalidPath, format!("'{label}' is single-valued: no value filter allowed"))),
+            (false, Some(_)) => Err(err(
+                ScimType::InvalidPath,
+                format!("'{label}' is single-valued: no value filter allowed"),
+            )),
             (false, None) => self.single(container, &r, kind, value, &label),
             (true, filter) => self.multi(container, &r, kind, filter.as_ref(), value, &label),
         };
         // An extension left without attributes is removed altogether.
         if let Some(k) = ext_key
-            && root.get(&k).and_then(Value::as_object).is_some_and(Map::is_empty)
+            && root
+                .get(&k)
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
         {
             root.remove(&k);
         }
@@ -261,7 +338,10 @@ impl Patcher<'_> {
 
     fn no_match_on_remove(&self, target: &PatchPath, full: &AttrPath) -> Result<(), ScimError> {
         if target.filter.is_some() && !self.o.ignore_unmatched_remove {
-            Err(err(ScimType::NoTarget, format!("no value of '{full}' matches the filter")))
+            Err(err(
+                ScimType::NoTarget,
+                format!("no value of '{full}' matches the filter"),
+            ))
         } else {
             Ok(())
         }
@@ -291,7 +371,8 @@ impl Patcher<'_> {
                 // Complex: the given sub-attributes replace/add, the others stay (§3.5.2.1/3).
                 (true, Value::Object(subs)) => {
                     let existing = get_obj_mut(container, name);
-                    subs.into_iter().for_each(|(k, v)| insert_ci(existing, &k, v));
+                    subs.into_iter()
+                        .for_each(|(k, v)| insert_ci(existing, &k, v));
                     Ok(())
                 }
                 (_, new) => {
@@ -338,7 +419,10 @@ impl Patcher<'_> {
         let outcome = (|| -> Result<(), ScimError> {
             match (filter, r.sub, kind) {
                 (None, None, PatchOpKind::Add) => {
-                    let new = value.map(|v| coerce_attr(attr, v, self.o, label)).transpose()?.flatten();
+                    let new = value
+                        .map(|v| coerce_attr(attr, v, self.o, label))
+                        .transpose()?
+                        .flatten();
                     for element in new.map(into_vec).unwrap_or_default() {
                         if !items.iter().any(|e| same_element(attr, e, &element)) {
                             items.push(element);
@@ -347,13 +431,20 @@ impl Patcher<'_> {
                     }
                 }
                 (None, None, PatchOpKind::Replace) => {
-                    items = value.map(|v| coerce_attr(attr, v, self.o, label)).transpose()?.flatten().map(into_vec).unwrap_or_default();
+                    items = value
+                        .map(|v| coerce_attr(attr, v, self.o, label))
+                        .transpose()?
+                        .flatten()
+                        .map(into_vec)
+                        .unwrap_or_default();
                     touched = (0..items.len()).collect();
                 }
                 (None, None, PatchOpKind::Remove) => match value.filter(|v| !v.is_null()) {
                     // Entra: remove listed elements only.
                     Some(v) => {
-                        let listed = coerce_attr(attr, v, self.o, label)?.map(into_vec).unwrap_or_default();
+                        let listed = coerce_attr(attr, v, self.o, label)?
+                            .map(into_vec)
+                            .unwrap_or_default();
                         items.retain(|e| !listed.iter().any(|l| element_matches(e, l)));
                     }
                     None => items.clear(),
@@ -366,12 +457,15 @@ impl Patcher<'_> {
                 (None, Some(_), _) => {
                     return Err(err(
                         ScimType::InvalidPath,
-                        format!("'{label}': a sub-attribute of a multi-valued attribute needs a value filter"),
+                        format!(
+                            "'{label}': a sub-attribute of a multi-valued attribute needs a value filter"
+                        ),
                     ));
                 }
                 (Some(f), sub, kind) => {
-                    let selected: Vec<usize> =
-                        (0..items.len()).filter(|&i| f.matches_element(self.rt, attr, &items[i])).collect();
+                    let selected: Vec<usize> = (0..items.len())
+                        .filter(|&i| f.matches_element(self.rt, attr, &items[i]))
+                        .collect();
                     if selected.is_empty() {
                         let create = kind == PatchOpKind::Add
                             || (kind == PatchOpKind::Replace && self.o.create_on_unmatched_filter);
@@ -379,7 +473,10 @@ impl Patcher<'_> {
                             return Ok(());
                         }
                         if !create {
-                            return Err(err(ScimType::NoTarget, format!("no value of '{}' matches the filter", attr.name)));
+                            return Err(err(
+                                ScimType::NoTarget,
+                                format!("no value of '{}' matches the filter", attr.name),
+                            ));
                         }
                         let element = self.new_element(attr, f, sub, value, label)?;
                         items.push(element);
@@ -402,20 +499,39 @@ impl Patcher<'_> {
                             }
                         }
                         (_, Some(sub)) => {
-                            let new = value.map(|v| coerce_attr(sub, v, self.o, label)).transpose()?.flatten();
+                            let new = value
+                                .map(|v| coerce_attr(sub, v, self.o, label))
+                                .transpose()?
+                                .flatten();
                             for &i in &selected {
-                                let e = items[i].as_object_mut().ok_or_else(|| err(ScimType::InvalidValue, format!("'{}' element is not an object", attr.name)))?;
+                                let e = items[i].as_object_mut().ok_or_else(|| {
+                                    err(
+                                        ScimType::InvalidValue,
+                                        format!("'{}' element is not an object", attr.name),
+                                    )
+                                })?;
                                 set_sub(e, sub, new.clone(), label)?;
                             }
                             touched = selected;
                         }
                         (kind, None) => {
-                            let new = value.map(|v| coerce_single(attr, v, self.o, label)).transpose()?.flatten();
+                            let new = value
+                                .map(|v| coerce_single(attr, v, self.o, label))
+                                .transpose()?
+                                .flatten();
                             let Some(Value::Object(new)) = new else {
-                                return Err(err(ScimType::InvalidValue, format!("'{label}' requires an object value")));
+                                return Err(err(
+                                    ScimType::InvalidValue,
+                                    format!("'{label}' requires an object value"),
+                                ));
                             };
                             for &i in &selected {
-                                let e = items[i].as_object_mut().ok_or_else(|| err(ScimType::InvalidValue, format!("'{}' element is not an object", attr.name)))?;
+                                let e = items[i].as_object_mut().ok_or_else(|| {
+                                    err(
+                                        ScimType::InvalidValue,
+                                        format!("'{}' element is not an object", attr.name),
+                                    )
+                                })?;
                                 if kind == PatchOpKind::Replace {
                                     check_immutable_subs(attr, e, &new, label)?;
                                     e.clear();
@@ -452,7 +568,10 @@ impl Patcher<'_> {
         if !seed_from_filter(f, &mut seed) {
             return Err(err(
                 ScimType::NoTarget,
-                format!("no value of '{}' matches the filter, and it is not a plain 'eq' filter to create one from", attr.name),
+                format!(
+                    "no value of '{}' matches the filter, and it is not a plain 'eq' filter to create one from",
+                    attr.name
+                ),
             ));
         }
         match (sub, value) {
@@ -460,7 +579,12 @@ impl Patcher<'_> {
                 seed.insert(s.name.to_owned(), v.clone());
             }
             (None, Some(Value::Object(o))) => seed.extend(o.clone()),
-            (None, Some(_)) => return Err(err(ScimType::InvalidValue, format!("'{label}' requires an object value"))),
+            (None, Some(_)) => {
+                return Err(err(
+                    ScimType::InvalidValue,
+                    format!("'{label}' requires an object value"),
+                ));
+            }
             (_, None) => {}
         }
         coerce_single(attr, &Value::Object(seed), self.o, label)?
@@ -468,9 +592,15 @@ impl Patcher<'_> {
     }
 }
 
-fn get_obj_mut<'a>(container: &'a mut Map<String, Value>, name: &str) -> &'a mut Map<String, Value> {
+fn get_obj_mut<'a>(
+    container: &'a mut Map<String, Value>,
+    name: &str,
+) -> &'a mut Map<String, Value> {
     let k = key_ci(container, name).expect("checked present");
-    container.get_mut(&k).and_then(Value::as_object_mut).expect("checked object")
+    container
+        .get_mut(&k)
+        .and_then(Value::as_object_mut)
+        .expect("checked object")
 }
 
 fn into_vec(v: Value) -> Vec<Value> {
@@ -481,7 +611,12 @@ fn into_vec(v: Value) -> Vec<Value> {
 }
 
 /// Sets (or with `None`, removes) a sub-attribute, enforcing immutability.
-fn set_sub(parent: &mut Map<String, Value>, sub: &AttributeDef, new: Option<Value>, label: &str) -> Result<(), ScimError> {
+fn set_sub(
+    parent: &mut Map<String, Value>,
+    sub: &AttributeDef,
+    new: Option<Value>,
+    label: &str,
+) -> Result<(), ScimError> {
     match new {
         None => {
             remove_ci(parent, sub.name);
@@ -495,19 +630,39 @@ fn set_sub(parent: &mut Map<String, Value>, sub: &AttributeDef, new: Option<Valu
 }
 
 /// RFC 7643 §7: an immutable attribute may be set once, never changed.
-fn check_immutable(def: &AttributeDef, old: Option<&Value>, new: &Value, label: &str) -> Result<(), ScimError> {
+fn check_immutable(
+    def: &AttributeDef,
+    old: Option<&Value>,
+    new: &Value,
+    label: &str,
+) -> Result<(), ScimError> {
     match old {
-        Some(o) if def.mutability == Mutability::Immutable && !o.is_null() && o != new => {
-            Err(err(ScimType::Mutability, format!("attribute '{label}' is immutable")))
-        }
+        Some(o) if def.mutability == Mutability::Immutable && !o.is_null() && o != new => Err(err(
+            ScimType::Mutability,
+            format!("attribute '{label}' is immutable"),
+        )),
         _ => Ok(()),
     }
 }
 
-fn check_immutable_subs(attr: &AttributeDef, old: &Map<String, Value>, new: &Map<String, Value>, label: &str) -> Result<(), ScimError> {
-    for sub in attr.sub_attributes.iter().filter(|s| s.mutability == Mutability::Immutable) {
+fn check_immutable_subs(
+    attr: &AttributeDef,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    label: &str,
+) -> Result<(), ScimError> {
+    for sub in attr
+        .sub_attributes
+        .iter()
+        .filter(|s| s.mutability == Mutability::Immutable)
+    {
         if let Some(n) = get_ci(new, sub.name) {
-            check_immutable(sub, get_ci(old, sub.name), n, &format!("{label}.{}", sub.name))?;
+            check_immutable(
+                sub,
+                get_ci(old, sub.name),
+                n,
+                &format!("{label}.{}", sub.name),
+            )?;
         }
     }
     Ok(())
@@ -516,9 +671,13 @@ fn check_immutable_subs(attr: &AttributeDef, old: &Map<String, Value>, new: &Map
 /// Two elements are "the same" for de-duplication on add: equal `value` when the
 /// attribute's `value` is immutable (an identity, like Group `members`), else equal JSON.
 fn same_element(attr: &AttributeDef, a: &Value, b: &Value) -> bool {
-    let identity = attr.sub_attribute("value").is_some_and(|v| v.mutability == Mutability::Immutable);
+    let identity = attr
+        .sub_attribute("value")
+        .is_some_and(|v| v.mutability == Mutability::Immutable);
     match (identity, a.as_object(), b.as_object()) {
-        (true, Some(x), Some(y)) => get_ci(x, "value").is_some() && get_ci(x, "value") == get_ci(y, "value"),
+        (true, Some(x), Some(y)) => {
+            get_ci(x, "value").is_some() && get_ci(x, "value") == get_ci(y, "value")
+        }
         _ => a == b,
     }
 }
@@ -534,7 +693,11 @@ fn element_matches(element: &Value, pattern: &Value) -> bool {
 /// Collects `sub eq literal` terms of a conjunction; false if the filter has anything else.
 fn seed_from_filter(f: &Filter, seed: &mut Map<String, Value>) -> bool {
     match f {
-        Filter::Compare { path, op: CompareOp::Eq, value } if path.urn.is_none() && path.sub_attr.is_none() => {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value,
+        } if path.urn.is_none() && path.sub_attr.is_none() => {
             seed.insert(path.attr.clone(), value.clone());
             true
         }
@@ -545,24 +708,44 @@ fn seed_from_filter(f: &Filter, seed: &mut Map<String, Value>) -> bool {
 
 /// At most one element may have `primary: true` (RFC 7643 §2.4): elements touched by the
 /// operation win, the others are set to false.
-fn enforce_single_primary(attr: &AttributeDef, items: &mut [Value], touched: &[usize], label: &str) -> Result<(), ScimError> {
-    let Some(primary_def) = attr.sub_attribute("primary") else { return Ok(()) };
+fn enforce_single_primary(
+    attr: &AttributeDef,
+    items: &mut [Value],
+    touched: &[usize],
+    label: &str,
+) -> Result<(), ScimError> {
+    let Some(primary_def) = attr.sub_attribute("primary") else {
+        return Ok(());
+    };
     let is_primary = |v: &Value| {
-        v.as_object().and_then(|o| get_ci(o, "primary")).and_then(|p| Comparable::from_json(p, Some(primary_def)))
+        v.as_object()
+            .and_then(|o| get_ci(o, "primary"))
+            .and_then(|p| Comparable::from_json(p, Some(primary_def)))
             == Some(Comparable::Bool(true))
     };
-    let winners: Vec<usize> = touched.iter().copied().filter(|&i| is_primary(&items[i])).collect();
+    let winners: Vec<usize> = touched
+        .iter()
+        .copied()
+        .filter(|&i| is_primary(&items[i]))
+        .collect();
     match winners.as_slice() {
         [] => Ok(()),
         [w] => {
             for (i, e) in items.iter_mut().enumerate() {
                 if i != *w && is_primary(e) {
-                    insert_ci(e.as_object_mut().expect("primary implies object"), "primary", Value::Bool(false));
+                    insert_ci(
+                        e.as_object_mut().expect("primary implies object"),
+                        "primary",
+                        Value::Bool(false),
+                    );
                 }
             }
             Ok(())
         }
-        _ => Err(err(ScimType::InvalidValue, format!("'{label}': more than one value has primary=true"))),
+        _ => Err(err(
+            ScimType::InvalidValue,
+            format!("'{label}': more than one value has primary=true"),
+        )),
     }
 }
 
@@ -607,11 +790,20 @@ mod tests {
     }
 
     fn op(kind: PatchOpKind, path: Option<&str>, value: Option<Value>) -> PatchOperation {
-        PatchOperation { op: kind, path: path.map(str::to_owned), value }
+        PatchOperation {
+            op: kind,
+            path: path.map(str::to_owned),
+            value,
+        }
     }
     use PatchOpKind::{Add, Remove, Replace};
 
-    fn run(rt: &ResourceType, base: Value, ops: &[PatchOperation], o: &PatchOptions) -> Result<(Value, bool), ScimError> {
+    fn run(
+        rt: &ResourceType,
+        base: Value,
+        ops: &[PatchOperation],
+        o: &PatchOptions,
+    ) -> Result<(Value, bool), ScimError> {
         let mut r = base;
         let before = r.clone();
         match apply_patch(rt, &mut r, ops, o) {
@@ -632,39 +824,227 @@ mod tests {
     fn user_operations() {
         let s = PatchOptions::STRICT;
         let table: Vec<(&str, Vec<PatchOperation>, Vec<&str>)> = vec![
-            ("simple replace", vec![op(Replace, Some("displayName"), Some(json!("Babs")))], vec!["displayName eq \"Babs\""]),
-            ("sub-attribute", vec![op(Replace, Some("name.givenName"), Some(json!("B")))], vec!["name.givenName eq \"B\"", "name.familyName eq \"Jensen\""]),
-            ("case-insensitive path", vec![op(Replace, Some("NAME.GIVENNAME"), Some(json!("C")))], vec!["name.givenName eq \"C\""]),
-            ("complex merge", vec![op(Add, Some("name"), Some(json!({"middleName": "M"})))], vec!["name.middleName eq \"M\"", "name.givenName eq \"Barbara\""]),
-            ("pathless merge", vec![op(Replace, None, Some(json!({"active": false, "name": {"givenName": "X"}})))], vec!["active eq false", "name.givenName eq \"X\"", "name.familyName pr"]),
-            ("pathless dotted and urn keys", vec![op(Replace, None, Some(json!({"name.familyName": "F", (format!("{ENT}:employeeNumber")): "42"})))], vec!["name.familyName eq \"F\"", "employeeNumber eq \"42\"", "department pr"]),
-            ("pathless extension object", vec![op(Add, None, Some(json!({ENT: {"costCenter": "CC"}})))], vec!["costCenter eq \"CC\"", "employeeNumber eq \"701984\""]),
-            ("urn path", vec![op(Replace, Some(&format!("{ENT}:department")), Some(json!("Sales")))], vec!["department eq \"Sales\""]),
-            ("manager sub-path", vec![op(Add, Some(&format!("{ENT}:manager.value")), Some(json!("m1")))], vec!["manager.value eq \"m1\""]),
-            ("filtered sub replace", vec![op(Replace, Some("emails[type eq \"work\"].value"), Some(json!("new@x.com")))], vec!["emails[type eq \"work\"].value eq \"new@x.com\"", "emails[type eq \"home\"].value eq \"babs@home.org\""]),
-            ("filtered remove", vec![op(Remove, Some("emails[type eq \"home\"]"), None)], vec!["not (emails[type eq \"home\"])", "emails[type eq \"work\"]"]),
-            ("filtered sub remove", vec![op(Remove, Some("emails[type eq \"home\"].type"), None)], vec!["emails.value eq \"babs@home.org\"", "not (emails.type eq \"home\")"]),
-            ("append to multi", vec![op(Add, Some("emails"), Some(json!([{"value": "third@x.com", "type": "other"}])))], vec!["emails.value eq \"third@x.com\"", "emails.value eq \"babs@home.org\""]),
-            ("add existing is no-op", vec![op(Add, Some("emails"), Some(json!([{"value": "babs@home.org", "type": "home"}])))], vec![]),
-            ("new primary demotes old", vec![op(Add, Some("emails"), Some(json!({"value": "p@x.com", "primary": true})))], vec!["emails[value eq \"p@x.com\" and primary eq true]", "emails[type eq \"work\" and primary eq false]"]),
-            ("primary via filter path", vec![op(Replace, Some("emails[type eq \"home\"].primary"), Some(json!(true)))], vec!["emails[type eq \"home\" and primary eq true]", "emails[type eq \"work\" and primary eq false]"]),
-            ("add with unmatched filter creates", vec![op(Add, Some("phoneNumbers[type eq \"mobile\"].value"), Some(json!("+1 555")))], vec!["phoneNumbers[type eq \"mobile\" and value eq \"+1 555\"]"]),
-            ("replace whole multi", vec![op(Replace, Some("emails"), Some(json!([{"value": "only@x.com"}])))], vec!["emails.value eq \"only@x.com\"", "not (emails.value eq \"babs@home.org\")"]),
-            ("remove whole attribute", vec![op(Remove, Some("emails"), None)], vec!["not (emails pr)"]),
-            ("remove extension attr", vec![op(Remove, Some("department"), None)], vec!["not (department pr)", "employeeNumber pr"]),
-            ("null value unassigns", vec![op(Replace, Some("name.givenName"), Some(Value::Null))], vec!["not (name.givenName pr)"]),
-            ("op order matters", vec![op(Remove, Some("emails"), None), op(Add, Some("emails"), Some(json!([{"value": "z@x.com"}])))], vec!["emails.value eq \"z@x.com\"", "not (emails.value eq \"babs@home.org\")"]),
-            ("replace missing single creates", vec![op(Replace, Some("nickName"), Some(json!("Babs")))], vec!["nickName eq \"Babs\""]),
-            ("pathless ignores readOnly", vec![op(Replace, None, Some(json!({"id": "other", "groups": [], "meta": {}, "displayName": "Y", "schemas": []})))], vec!["id eq \"5171a35d82074e068ce2\"", "groups pr", "displayName eq \"Y\""]),
+            (
+                "simple replace",
+                vec![op(Replace, Some("displayName"), Some(json!("Babs")))],
+                vec!["displayName eq \"Babs\""],
+            ),
+            (
+                "sub-attribute",
+                vec![op(Replace, Some("name.givenName"), Some(json!("B")))],
+                vec!["name.givenName eq \"B\"", "name.familyName eq \"Jensen\""],
+            ),
+            (
+                "case-insensitive path",
+                vec![op(Replace, Some("NAME.GIVENNAME"), Some(json!("C")))],
+                vec!["name.givenName eq \"C\""],
+            ),
+            (
+                "complex merge",
+                vec![op(Add, Some("name"), Some(json!({"middleName": "M"})))],
+                vec!["name.middleName eq \"M\"", "name.givenName eq \"Barbara\""],
+            ),
+            (
+                "pathless merge",
+                vec![op(
+                    Replace,
+                    None,
+                    Some(json!({"active": false, "name": {"givenName": "X"}})),
+                )],
+                vec![
+                    "active eq false",
+                    "name.givenName eq \"X\"",
+                    "name.familyName pr",
+                ],
+            ),
+            (
+                "pathless dotted and urn keys",
+                vec![op(
+                    Replace,
+                    None,
+                    Some(json!({"name.familyName": "F", (format!("{ENT}:employeeNumber")): "42"})),
+                )],
+                vec![
+                    "name.familyName eq \"F\"",
+                    "employeeNumber eq \"42\"",
+                    "department pr",
+                ],
+            ),
+            (
+                "pathless extension object",
+                vec![op(Add, None, Some(json!({ENT: {"costCenter": "CC"}})))],
+                vec!["costCenter eq \"CC\"", "employeeNumber eq \"701984\""],
+            ),
+            (
+                "urn path",
+                vec![op(
+                    Replace,
+                    Some(&format!("{ENT}:department")),
+                    Some(json!("Sales")),
+                )],
+                vec!["department eq \"Sales\""],
+            ),
+            (
+                "manager sub-path",
+                vec![op(
+                    Add,
+                    Some(&format!("{ENT}:manager.value")),
+                    Some(json!("m1")),
+                )],
+                vec!["manager.value eq \"m1\""],
+            ),
+            (
+                "filtered sub replace",
+                vec![op(
+                    Replace,
+                    Some("emails[type eq \"work\"].value"),
+                    Some(json!("new@x.com")),
+                )],
+                vec![
+                    "emails[type eq \"work\"].value eq \"new@x.com\"",
+                    "emails[type eq \"home\"].value eq \"babs@home.org\"",
+                ],
+            ),
+            (
+                "filtered remove",
+                vec![op(Remove, Some("emails[type eq \"home\"]"), None)],
+                vec!["not (emails[type eq \"home\"])", "emails[type eq \"work\"]"],
+            ),
+            (
+                "filtered sub remove",
+                vec![op(Remove, Some("emails[type eq \"home\"].type"), None)],
+                vec![
+                    "emails.value eq \"babs@home.org\"",
+                    "not (emails.type eq \"home\")",
+                ],
+            ),
+            (
+                "append to multi",
+                vec![op(
+                    Add,
+                    Some("emails"),
+                    Some(json!([{"value": "third@x.com", "type": "other"}])),
+                )],
+                vec![
+                    "emails.value eq \"third@x.com\"",
+                    "emails.value eq \"babs@home.org\"",
+                ],
+            ),
+            (
+                "add existing is no-op",
+                vec![op(
+                    Add,
+                    Some("emails"),
+                    Some(json!([{"value": "babs@home.org", "type": "home"}])),
+                )],
+                vec![],
+            ),
+            (
+                "new primary demotes old",
+                vec![op(
+                    Add,
+                    Some("emails"),
+                    Some(json!({"value": "p@x.com", "primary": true})),
+                )],
+                vec![
+                    "emails[value eq \"p@x.com\" and primary eq true]",
+                    "emails[type eq \"work\" and primary eq false]",
+                ],
+            ),
+            (
+                "primary via filter path",
+                vec![op(
+                    Replace,
+                    Some("emails[type eq \"home\"].primary"),
+                    Some(json!(true)),
+                )],
+                vec![
+                    "emails[type eq \"home\" and primary eq true]",
+                    "emails[type eq \"work\" and primary eq false]",
+                ],
+            ),
+            (
+                "add with unmatched filter creates",
+                vec![op(
+                    Add,
+                    Some("phoneNumbers[type eq \"mobile\"].value"),
+                    Some(json!("+1 555")),
+                )],
+                vec!["phoneNumbers[type eq \"mobile\" and value eq \"+1 555\"]"],
+            ),
+            (
+                "replace whole multi",
+                vec![op(
+                    Replace,
+                    Some("emails"),
+                    Some(json!([{"value": "only@x.com"}])),
+                )],
+                vec![
+                    "emails.value eq \"only@x.com\"",
+                    "not (emails.value eq \"babs@home.org\")",
+                ],
+            ),
+            (
+                "remove whole attribute",
+                vec![op(Remove, Some("emails"), None)],
+                vec!["not (emails pr)"],
+            ),
+            (
+                "remove extension attr",
+                vec![op(Remove, Some("department"), None)],
+                vec!["not (department pr)", "employeeNumber pr"],
+            ),
+            (
+                "null value unassigns",
+                vec![op(Replace, Some("name.givenName"), Some(Value::Null))],
+                vec!["not (name.givenName pr)"],
+            ),
+            (
+                "op order matters",
+                vec![
+                    op(Remove, Some("emails"), None),
+                    op(Add, Some("emails"), Some(json!([{"value": "z@x.com"}]))),
+                ],
+                vec![
+                    "emails.value eq \"z@x.com\"",
+                    "not (emails.value eq \"babs@home.org\")",
+                ],
+            ),
+            (
+                "replace missing single creates",
+                vec![op(Replace, Some("nickName"), Some(json!("Babs")))],
+                vec!["nickName eq \"Babs\""],
+            ),
+            (
+                "pathless ignores readOnly",
+                vec![op(
+                    Replace,
+                    None,
+                    Some(
+                        json!({"id": "other", "groups": [], "meta": {}, "displayName": "Y", "schemas": []}),
+                    ),
+                )],
+                vec![
+                    "id eq \"5171a35d82074e068ce2\"",
+                    "groups pr",
+                    "displayName eq \"Y\"",
+                ],
+            ),
         ];
         for (what, ops, holds) in table {
-            let (after, changed) = run(&USER_RESOURCE_TYPE, user(), &ops, &s).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let (after, changed) = run(&USER_RESOURCE_TYPE, user(), &ops, &s)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(changed, after != user(), "{what}");
             assert_eq!(changed, !holds.is_empty(), "{what}: changed flag");
             for f in holds {
-                assert!(check(&USER_RESOURCE_TYPE, &after, f), "{what}: {f} on {after:#}");
+                assert!(
+                    check(&USER_RESOURCE_TYPE, &after, f),
+                    "{what}: {f} on {after:#}"
+                );
             }
-            let primaries = after["emails"].as_array().map_or(0, |a| a.iter().filter(|e| e["primary"] == json!(true)).count());
+            let primaries = after["emails"].as_array().map_or(0, |a| {
+                a.iter().filter(|e| e["primary"] == json!(true)).count()
+            });
             assert!(primaries <= 1, "{what}: {primaries} primaries");
         }
     }
@@ -674,11 +1054,20 @@ mod tests {
         let ops = [op(Remove, Some(ENT), None)];
         let (after, _) = run(&USER_RESOURCE_TYPE, user(), &ops, &PatchOptions::STRICT).unwrap();
         assert!(after.get(ENT).is_none());
-        assert_eq!(after["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
+        assert_eq!(
+            after["schemas"],
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+        );
         let mut u = user();
         u.as_object_mut().unwrap().remove(ENT);
         u["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User"]);
-        let (after, _) = run(&USER_RESOURCE_TYPE, u, &[op(Add, Some("department"), Some(json!("D")))], &PatchOptions::STRICT).unwrap();
+        let (after, _) = run(
+            &USER_RESOURCE_TYPE,
+            u,
+            &[op(Add, Some("department"), Some(json!("D")))],
+            &PatchOptions::STRICT,
+        )
+        .unwrap();
         assert_eq!(after[ENT], json!({"department": "D"}));
         assert_eq!(after["schemas"][1], json!(ENT));
     }
@@ -689,27 +1078,182 @@ mod tests {
         let s = PatchOptions::STRICT;
         let l = PatchOptions::IDP_COMPATIBLE;
         let table: Vec<(&str, Vec<PatchOperation>, PatchOptions, ScimType, &str)> = vec![
-            ("unknown attribute", vec![op(Replace, Some("doesNotExist"), Some(json!("x")))], s, ScimType::InvalidPath, "unknown attribute 'doesNotExist'"),
-            ("unknown pathless key", vec![op(Replace, None, Some(json!({"doesNotExist": 1})))], s, ScimType::InvalidPath, "doesNotExist"),
-            ("bad path syntax", vec![op(Replace, Some("emails[type eq"), Some(json!("x")))], s, ScimType::InvalidPath, "position"),
-            ("readOnly id", vec![op(Replace, Some("id"), Some(json!("x")))], s, ScimType::Mutability, "'id' is readOnly"),
-            ("readOnly meta sub", vec![op(Replace, Some("meta.created"), Some(json!("2011-05-13T04:42:34Z")))], s, ScimType::Mutability, "readOnly"),
-            ("readOnly groups", vec![op(Add, Some("groups"), Some(json!([{"value": "g2"}])))], s, ScimType::Mutability, "'groups' is readOnly"),
-            ("remove without path", vec![op(Remove, None, None)], s, ScimType::NoTarget, "requires a 'path'"),
-            ("replace unmatched filter", vec![op(Replace, Some("emails[type eq \"other\"].value"), Some(json!("x")))], s, ScimType::NoTarget, "matches the filter"),
-            ("remove unmatched filter", vec![op(Remove, Some("emails[type eq \"other\"]"), None)], s, ScimType::NoTarget, "matches the filter"),
-            ("create needs eq filter", vec![op(Add, Some("emails[type ne \"work\" and type ne \"home\"].value"), Some(json!("x")))], l, ScimType::NoTarget, "plain 'eq' filter"),
-            ("boolean string strict", vec![op(Replace, Some("active"), Some(json!("False")))], s, ScimType::InvalidValue, "'active' requires a value of type boolean"),
-            ("wrong type", vec![op(Replace, Some("userName"), Some(json!(42)))], s, ScimType::InvalidValue, "'userName' requires"),
-            ("required removal", vec![op(Remove, Some("userName"), None)], s, ScimType::InvalidValue, "required attribute 'userName'"),
-            ("missing value", vec![op(Add, Some("nickName"), None)], s, ScimType::InvalidValue, "requires a 'value'"),
-            ("pathless non-object", vec![op(Replace, None, Some(json!("x")))], s, ScimType::InvalidValue, "object 'value'"),
-            ("filter on single-valued", vec![op(Replace, Some("name[givenName eq \"B\"].familyName"), Some(json!("x")))], s, ScimType::InvalidPath, "single-valued"),
-            ("sub of multi without filter", vec![op(Replace, Some("emails.value"), Some(json!("x")))], s, ScimType::InvalidPath, "needs a value filter"),
-            ("two new primaries", vec![op(Add, Some("emails"), Some(json!([{"value": "a@x", "primary": true}, {"value": "b@x", "primary": true}])))], s, ScimType::InvalidValue, "more than one"),
-            ("unknown sub in value", vec![op(Add, Some("emails"), Some(json!([{"value": "a@x", "kind": "x"}])))], s, ScimType::InvalidSyntax, "emails.kind"),
-            ("manager shorthand strict", vec![op(Add, Some(&format!("{ENT}:manager")), Some(json!("271")))], s, ScimType::InvalidValue, "complex"),
-            ("atomic: second op fails", vec![op(Replace, Some("displayName"), Some(json!("ok"))), op(Replace, Some("id"), Some(json!("x")))], s, ScimType::Mutability, "operation 1"),
+            (
+                "unknown attribute",
+                vec![op(Replace, Some("doesNotExist"), Some(json!("x")))],
+                s,
+                ScimType::InvalidPath,
+                "unknown attribute 'doesNotExist'",
+            ),
+            (
+                "unknown pathless key",
+                vec![op(Replace, None, Some(json!({"doesNotExist": 1})))],
+                s,
+                ScimType::InvalidPath,
+                "doesNotExist",
+            ),
+            (
+                "bad path syntax",
+                vec![op(Replace, Some("emails[type eq"), Some(json!("x")))],
+                s,
+                ScimType::InvalidPath,
+                "position",
+            ),
+            (
+                "readOnly id",
+                vec![op(Replace, Some("id"), Some(json!("x")))],
+                s,
+                ScimType::Mutability,
+                "'id' is readOnly",
+            ),
+            (
+                "readOnly meta sub",
+                vec![op(
+                    Replace,
+                    Some("meta.created"),
+                    Some(json!("2011-05-13T04:42:34Z")),
+                )],
+                s,
+                ScimType::Mutability,
+                "readOnly",
+            ),
+            (
+                "readOnly groups",
+                vec![op(Add, Some("groups"), Some(json!([{"value": "g2"}])))],
+                s,
+                ScimType::Mutability,
+                "'groups' is readOnly",
+            ),
+            (
+                "remove without path",
+                vec![op(Remove, None, None)],
+                s,
+                ScimType::NoTarget,
+                "requires a 'path'",
+            ),
+            (
+                "replace unmatched filter",
+                vec![op(
+                    Replace,
+                    Some("emails[type eq \"other\"].value"),
+                    Some(json!("x")),
+                )],
+                s,
+                ScimType::NoTarget,
+                "matches the filter",
+            ),
+            (
+                "remove unmatched filter",
+                vec![op(Remove, Some("emails[type eq \"other\"]"), None)],
+                s,
+                ScimType::NoTarget,
+                "matches the filter",
+            ),
+            (
+                "create needs eq filter",
+                vec![op(
+                    Add,
+                    Some("emails[type ne \"work\" and type ne \"home\"].value"),
+                    Some(json!("x")),
+                )],
+                l,
+                ScimType::NoTarget,
+                "plain 'eq' filter",
+            ),
+            (
+                "boolean string strict",
+                vec![op(Replace, Some("active"), Some(json!("False")))],
+                s,
+                ScimType::InvalidValue,
+                "'active' requires a value of type boolean",
+            ),
+            (
+                "wrong type",
+                vec![op(Replace, Some("userName"), Some(json!(42)))],
+                s,
+                ScimType::InvalidValue,
+                "'userName' requires",
+            ),
+            (
+                "required removal",
+                vec![op(Remove, Some("userName"), None)],
+                s,
+                ScimType::InvalidValue,
+                "required attribute 'userName'",
+            ),
+            (
+                "missing value",
+                vec![op(Add, Some("nickName"), None)],
+                s,
+                ScimType::InvalidValue,
+                "requires a 'value'",
+            ),
+            (
+                "pathless non-object",
+                vec![op(Replace, None, Some(json!("x")))],
+                s,
+                ScimType::InvalidValue,
+                "object 'value'",
+            ),
+            (
+                "filter on single-valued",
+                vec![op(
+                    Replace,
+                    Some("name[givenName eq \"B\"].familyName"),
+                    Some(json!("x")),
+                )],
+                s,
+                ScimType::InvalidPath,
+                "single-valued",
+            ),
+            (
+                "sub of multi without filter",
+                vec![op(Replace, Some("emails.value"), Some(json!("x")))],
+                s,
+                ScimType::InvalidPath,
+                "needs a value filter",
+            ),
+            (
+                "two new primaries",
+                vec![op(
+                    Add,
+                    Some("emails"),
+                    Some(
+                        json!([{"value": "a@x", "primary": true}, {"value": "b@x", "primary": true}]),
+                    ),
+                )],
+                s,
+                ScimType::InvalidValue,
+                "more than one",
+            ),
+            (
+                "unknown sub in value",
+                vec![op(
+                    Add,
+                    Some("emails"),
+                    Some(json!([{"value": "a@x", "kind": "x"}])),
+                )],
+                s,
+                ScimType::InvalidSyntax,
+                "emails.kind",
+            ),
+            (
+                "manager shorthand strict",
+                vec![op(Add, Some(&format!("{ENT}:manager")), Some(json!("271")))],
+                s,
+                ScimType::InvalidValue,
+                "complex",
+            ),
+            (
+                "atomic: second op fails",
+                vec![
+                    op(Replace, Some("displayName"), Some(json!("ok"))),
+                    op(Replace, Some("id"), Some(json!("x"))),
+                ],
+                s,
+                ScimType::Mutability,
+                "operation 1",
+            ),
         ];
         for (what, ops, o, ty, frag) in table {
             let e = run(&USER_RESOURCE_TYPE, user(), &ops, &o).expect_err(what);
@@ -722,31 +1266,79 @@ mod tests {
     fn group_members() {
         let s = PatchOptions::STRICT;
         let members = |g: &Value| -> Vec<String> {
-            g["members"].as_array().map_or(vec![], |a| a.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect())
+            g["members"].as_array().map_or(vec![], |a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
         };
         // Dedup by value even when display differs.
-        let ops = [op(Add, Some("members"), Some(json!([{"value": "f648f8d5ea4e4cd38e9c", "display": "x"}, {"value": "new"}])))];
+        let ops = [op(
+            Add,
+            Some("members"),
+            Some(json!([{"value": "f648f8d5ea4e4cd38e9c", "display": "x"}, {"value": "new"}])),
+        )];
         let (g, changed) = run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap();
         assert!(changed);
         assert_eq!(members(&g).len(), 4);
         // readOnly display dropped from input.
         assert!(g["members"][3].get("display").is_none());
         // Filtered removal.
-        let ops = [op(Remove, Some("members[value eq \"f648f8d5ea4e4cd38e9c\"]"), None)];
-        assert_eq!(members(&run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap().0).len(), 2);
+        let ops = [op(
+            Remove,
+            Some("members[value eq \"f648f8d5ea4e4cd38e9c\"]"),
+            None,
+        )];
+        assert_eq!(
+            members(&run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap().0).len(),
+            2
+        );
         // Entra legacy: remove path members with a value list removes those only.
-        let ops = [op(Remove, Some("members"), Some(json!([{"$ref": null, "value": "f648f8d5ea4e4cd38e9c"}])))];
-        assert_eq!(members(&run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap().0).len(), 2);
+        let ops = [op(
+            Remove,
+            Some("members"),
+            Some(json!([{"$ref": null, "value": "f648f8d5ea4e4cd38e9c"}])),
+        )];
+        assert_eq!(
+            members(&run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap().0).len(),
+            2
+        );
         // RFC: remove without value clears.
-        let (g, _) = run(&GROUP_RESOURCE_TYPE, group(), &[op(Remove, Some("members"), None)], &s).unwrap();
+        let (g, _) = run(
+            &GROUP_RESOURCE_TYPE,
+            group(),
+            &[op(Remove, Some("members"), None)],
+            &s,
+        )
+        .unwrap();
         assert!(g.get("members").is_none());
         // Immutable member value.
-        let ops = [op(Replace, Some("members[value eq \"f648f8d5ea4e4cd38e9c\"].value"), Some(json!("other")))];
-        assert_eq!(run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap_err().scim_type, Some(ScimType::Mutability));
+        let ops = [op(
+            Replace,
+            Some("members[value eq \"f648f8d5ea4e4cd38e9c\"].value"),
+            Some(json!("other")),
+        )];
+        assert_eq!(
+            run(&GROUP_RESOURCE_TYPE, group(), &ops, &s)
+                .unwrap_err()
+                .scim_type,
+            Some(ScimType::Mutability)
+        );
         // Stale member removal: noTarget strictly, ignored leniently.
         let ops = [op(Remove, Some("members[value eq \"gone\"]"), None)];
-        assert_eq!(run(&GROUP_RESOURCE_TYPE, group(), &ops, &s).unwrap_err().scim_type, Some(ScimType::NoTarget));
-        let (g, changed) = run(&GROUP_RESOURCE_TYPE, group(), &ops, &PatchOptions::IDP_COMPATIBLE).unwrap();
+        assert_eq!(
+            run(&GROUP_RESOURCE_TYPE, group(), &ops, &s)
+                .unwrap_err()
+                .scim_type,
+            Some(ScimType::NoTarget)
+        );
+        let (g, changed) = run(
+            &GROUP_RESOURCE_TYPE,
+            group(),
+            &ops,
+            &PatchOptions::IDP_COMPATIBLE,
+        )
+        .unwrap();
         assert!(!changed);
         assert_eq!(g, group());
     }
@@ -754,11 +1346,27 @@ mod tests {
     #[test]
     fn lenient_options() {
         let l = PatchOptions::IDP_COMPATIBLE;
-        let (u, _) = run(&USER_RESOURCE_TYPE, user(), &[op(Replace, Some("active"), Some(json!("False")))], &l).unwrap();
+        let (u, _) = run(
+            &USER_RESOURCE_TYPE,
+            user(),
+            &[op(Replace, Some("active"), Some(json!("False")))],
+            &l,
+        )
+        .unwrap();
         assert_eq!(u["active"], json!(false));
-        let (u, _) = run(&USER_RESOURCE_TYPE, user(), &[op(Add, Some(&format!("{ENT}:manager")), Some(json!("271")))], &l).unwrap();
+        let (u, _) = run(
+            &USER_RESOURCE_TYPE,
+            user(),
+            &[op(Add, Some(&format!("{ENT}:manager")), Some(json!("271")))],
+            &l,
+        )
+        .unwrap();
         assert_eq!(u[ENT]["manager"], json!({"value": "271"}));
-        let ops = [op(Replace, Some("phoneNumbers[type eq \"work\"].value"), Some(json!("555")))];
+        let ops = [op(
+            Replace,
+            Some("phoneNumbers[type eq \"work\"].value"),
+            Some(json!("555")),
+        )];
         let (u, _) = run(&USER_RESOURCE_TYPE, user(), &ops, &l).unwrap();
         assert_eq!(u["phoneNumbers"], json!([{"type": "work", "value": "555"}]));
     }
@@ -771,10 +1379,22 @@ mod tests {
         assert_eq!(ops[1].op, Remove);
         for (bad, frag) in [
             (json!({"Operations": []}), "PatchOp"),
-            (json!({"schemas": [PATCH_OP_SCHEMA]}), "missing 'Operations'"),
-            (json!({"schemas": [PATCH_OP_SCHEMA], "Operations": []}), "at least one"),
-            (json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "move"}]}), "Operations[0]: unknown op 'move'"),
-            (json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "add", "path": 3}]}), "'path' must be a string"),
+            (
+                json!({"schemas": [PATCH_OP_SCHEMA]}),
+                "missing 'Operations'",
+            ),
+            (
+                json!({"schemas": [PATCH_OP_SCHEMA], "Operations": []}),
+                "at least one",
+            ),
+            (
+                json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "move"}]}),
+                "Operations[0]: unknown op 'move'",
+            ),
+            (
+                json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "add", "path": 3}]}),
+                "'path' must be a string",
+            ),
             (json!([]), "JSON object"),
         ] {
             let e = PatchOperation::parse_request(&bad).unwrap_err();
@@ -795,9 +1415,18 @@ mod tests {
             }
             seen += 1;
             let is_group = req["path"].as_str().unwrap().contains("/Groups");
-            let (rt, base) = if is_group { (&GROUP_RESOURCE_TYPE, group()) } else { (&USER_RESOURCE_TYPE, user()) };
-            let ops = PatchOperation::parse_request(&req["body"]).unwrap_or_else(|e| panic!("{id}: {e}"));
-            let ok_expected = v["expected_response"]["status"].as_array().unwrap().iter().any(|s| s.as_u64().unwrap() < 300);
+            let (rt, base) = if is_group {
+                (&GROUP_RESOURCE_TYPE, group())
+            } else {
+                (&USER_RESOURCE_TYPE, user())
+            };
+            let ops =
+                PatchOperation::parse_request(&req["body"]).unwrap_or_else(|e| panic!("{id}: {e}"));
+            let ok_expected = v["expected_response"]["status"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_u64().unwrap() < 300);
             let result = run(rt, base, &ops, &PatchOptions::IDP_COMPATIBLE);
             if !ok_expected {
                 assert!(result.is_err(), "{id} should fail");
@@ -838,7 +1467,9 @@ mod tests {
                 }
                 "membership_set" => {
                     let want: Vec<&Value> = effect["members"].as_array().unwrap().iter().collect();
-                    let got: Vec<&Value> = after["members"].as_array().map_or(vec![], |a| a.iter().map(|m| &m["value"]).collect());
+                    let got: Vec<&Value> = after["members"]
+                        .as_array()
+                        .map_or(vec![], |a| a.iter().map(|m| &m["value"]).collect());
                     assert_eq!(got, want, "{id}");
                 }
                 other => panic!("{id}: unhandled effect {other}"),

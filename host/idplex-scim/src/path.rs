@@ -22,13 +22,22 @@ pub struct AttrPath {
 impl AttrPath {
     /// Path to a top-level attribute without URN.
     pub fn new(attr: impl Into<String>) -> Self {
-        AttrPath { urn: None, attr: attr.into(), sub_attr: None }
+        AttrPath {
+            urn: None,
+            attr: attr.into(),
+            sub_attr: None,
+        }
     }
 
     /// Parses `[URN:]attr[.sub]`. The URN is everything up to the last `:` (URNs contain
     /// dots, e.g. `2.0`, so sub-attributes are only looked for after it).
     pub fn parse(text: &str) -> Result<Self, ScimError> {
-        let invalid = |why: &str| err(ScimType::InvalidPath, format!("invalid attribute path '{text}': {why}"));
+        let invalid = |why: &str| {
+            err(
+                ScimType::InvalidPath,
+                format!("invalid attribute path '{text}': {why}"),
+            )
+        };
         let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
             let idx = text.rfind(':').expect("starts with urn:");
             (Some(text[..idx].to_owned()), &text[idx + 1..])
@@ -47,12 +56,19 @@ impl AttrPath {
         {
             return Err(invalid("bad sub-attribute name"));
         }
-        Ok(AttrPath { urn, attr: attr.to_owned(), sub_attr: sub.map(str::to_owned) })
+        Ok(AttrPath {
+            urn,
+            attr: attr.to_owned(),
+            sub_attr: sub.map(str::to_owned),
+        })
     }
 
     /// The same path with a sub-attribute appended (used for `emails[...].value`).
     pub fn with_sub(&self, sub: impl Into<String>) -> Self {
-        AttrPath { sub_attr: Some(sub.into()), ..self.clone() }
+        AttrPath {
+            sub_attr: Some(sub.into()),
+            ..self.clone()
+        }
     }
 
     /// Whether both paths designate the same attribute (case-insensitive, URN ignored
@@ -124,7 +140,15 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        for bad in ["", "1abc", "a.b.c", "name.", "urn:x:", "a b", "emails[type eq \"x\"]"] {
+        for bad in [
+            "",
+            "1abc",
+            "a.b.c",
+            "name.",
+            "urn:x:",
+            "a b",
+            "emails[type eq \"x\"]",
+        ] {
             let e = AttrPath::parse(bad).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{bad}");
         }

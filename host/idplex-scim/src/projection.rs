@@ -20,20 +20,35 @@ pub struct Projection {
 impl Projection {
     /// Parses the comma-separated query parameters. Paths may be URN-qualified or name a
     /// whole extension URN. Malformed paths are `invalidPath`.
-    pub fn from_params(attributes: Option<&str>, excluded_attributes: Option<&str>) -> Result<Self, ScimError> {
+    pub fn from_params(
+        attributes: Option<&str>,
+        excluded_attributes: Option<&str>,
+    ) -> Result<Self, ScimError> {
         let list = |s: Option<&str>| -> Result<Vec<AttrPath>, ScimError> {
-            s.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()).map(AttrPath::parse).collect()
+            s.unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(AttrPath::parse)
+                .collect()
         };
-        Ok(Projection { attributes: list(attributes)?, excluded: list(excluded_attributes)? })
+        Ok(Projection {
+            attributes: list(attributes)?,
+            excluded: list(excluded_attributes)?,
+        })
     }
 
     /// Returns the projected copy of `resource` (of type `rt`).
     pub fn apply(&self, rt: &ResourceType, resource: &Value) -> Value {
-        let Some(obj) = resource.as_object() else { return resource.clone() };
+        let Some(obj) = resource.as_object() else {
+            return resource.clone();
+        };
         let mut out = Map::new();
         for (key, value) in obj {
             if let Some(ext) = rt.extension(key) {
-                let Some(inner) = value.as_object() else { continue };
+                let Some(inner) = value.as_object() else {
+                    continue;
+                };
                 let whole = Selection {
                     included: self.attributes.iter().any(|p| names_extension(rt, p, ext)),
                     excluded: self.excluded.iter().any(|p| names_extension(rt, p, ext)),
@@ -47,7 +62,14 @@ impl Projection {
                 if !ext_out.is_empty() {
                     out.insert(key.clone(), Value::Object(ext_out));
                 }
-            } else if let Some(x) = self.project(rt, None, key, rt.root_attribute(key), value, Selection::default()) {
+            } else if let Some(x) = self.project(
+                rt,
+                None,
+                key,
+                rt.root_attribute(key),
+                value,
+                Selection::default(),
+            ) {
                 out.insert(key.clone(), x);
             }
         }
@@ -86,7 +108,9 @@ impl Projection {
             return if whole || parent.included {
                 Some(value.clone())
             } else if !subs.is_empty() {
-                keep_subs(value, def, |s| subs.iter().any(|x| x.eq_ignore_ascii_case(s)))
+                keep_subs(value, def, |s| {
+                    subs.iter().any(|x| x.eq_ignore_ascii_case(s))
+                })
             } else {
                 None
             };
@@ -95,7 +119,13 @@ impl Projection {
         if returned == Returned::Request || whole || parent.excluded {
             return None;
         }
-        if subs.is_empty() { Some(value.clone()) } else { keep_subs(value, def, |s| !subs.iter().any(|x| x.eq_ignore_ascii_case(s))) }
+        if subs.is_empty() {
+            Some(value.clone())
+        } else {
+            keep_subs(value, def, |s| {
+                !subs.iter().any(|x| x.eq_ignore_ascii_case(s))
+            })
+        }
     }
 }
 
@@ -108,13 +138,31 @@ struct Selection {
 /// Whether `p` is the URN of extension `ext` itself (`urn:...:enterprise:2.0:User`).
 fn names_extension(rt: &ResourceType, p: &AttrPath, ext: &Schema) -> bool {
     p.sub_attr.is_none()
-        && p.urn.as_ref().and_then(|u| rt.extension(&format!("{u}:{}", p.attr))).is_some_and(|s| std::ptr::eq(s, ext))
+        && p.urn
+            .as_ref()
+            .and_then(|u| rt.extension(&format!("{u}:{}", p.attr)))
+            .is_some_and(|s| std::ptr::eq(s, ext))
 }
 
 /// Whether path `p` designates the attribute `name` (defined by `def`, living in `ext`).
-fn designates(rt: &ResourceType, p: &AttrPath, ext: Option<&Schema>, name: &str, def: Option<&'static AttributeDef>) -> bool {
-    match (def, rt.resolve(&AttrPath { sub_attr: None, ..p.clone() })) {
-        (Some(d), Some(r)) => std::ptr::eq(r.attr, d) && r.extension.map(|s| s as *const Schema) == ext.map(|s| s as *const Schema),
+fn designates(
+    rt: &ResourceType,
+    p: &AttrPath,
+    ext: Option<&Schema>,
+    name: &str,
+    def: Option<&'static AttributeDef>,
+) -> bool {
+    match (
+        def,
+        rt.resolve(&AttrPath {
+            sub_attr: None,
+            ..p.clone()
+        }),
+    ) {
+        (Some(d), Some(r)) => {
+            std::ptr::eq(r.attr, d)
+                && r.extension.map(|s| s as *const Schema) == ext.map(|s| s as *const Schema)
+        }
         (None, None) => p.attr.eq_ignore_ascii_case(name),
         _ => false,
     }
@@ -122,18 +170,32 @@ fn designates(rt: &ResourceType, p: &AttrPath, ext: Option<&Schema>, name: &str,
 
 /// Keeps the sub-attributes accepted by `keep` (plus `always` ones) of a complex value or
 /// of each element of a multi-valued one; `None` if nothing is left.
-fn keep_subs(value: &Value, def: Option<&AttributeDef>, keep: impl Fn(&str) -> bool) -> Option<Value> {
-    let always = |k: &str| def.and_then(|d| d.sub_attribute(k)).is_some_and(|s| s.returned == Returned::Always);
+fn keep_subs(
+    value: &Value,
+    def: Option<&AttributeDef>,
+    keep: impl Fn(&str) -> bool,
+) -> Option<Value> {
+    let always = |k: &str| {
+        def.and_then(|d| d.sub_attribute(k))
+            .is_some_and(|s| s.returned == Returned::Always)
+    };
     let filter_obj = |o: &Map<String, Value>| -> Map<String, Value> {
-        o.iter().filter(|(k, _)| keep(k) || always(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        o.iter()
+            .filter(|(k, _)| keep(k) || always(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     };
     match value {
-        Value::Object(o) => Some(filter_obj(o)).filter(|m| !m.is_empty()).map(Value::Object),
+        Value::Object(o) => Some(filter_obj(o))
+            .filter(|m| !m.is_empty())
+            .map(Value::Object),
         Value::Array(a) => {
             let items: Vec<Value> = a
                 .iter()
                 .filter_map(|e| match e {
-                    Value::Object(o) => Some(filter_obj(o)).filter(|m| !m.is_empty()).map(Value::Object),
+                    Value::Object(o) => Some(filter_obj(o))
+                        .filter(|m| !m.is_empty())
+                        .map(Value::Object),
                     _ => None,
                 })
                 .collect();
@@ -172,17 +234,51 @@ mod tests {
     #[test]
     fn projection_table() {
         let table: &[(Option<&str>, Option<&str>, &[&str])] = &[
-            (None, None, &["emails", "id", "meta", "name", "schemas", "userName", ENT]),
-            (Some("userName"), None, &["id", "meta", "schemas", "userName"]),
-            (Some("USERNAME, name.givenName"), None, &["id", "meta", "name", "schemas", "userName"]),
+            (
+                None,
+                None,
+                &["emails", "id", "meta", "name", "schemas", "userName", ENT],
+            ),
+            (
+                Some("userName"),
+                None,
+                &["id", "meta", "schemas", "userName"],
+            ),
+            (
+                Some("USERNAME, name.givenName"),
+                None,
+                &["id", "meta", "name", "schemas", "userName"],
+            ),
             (Some("password"), None, &["id", "meta", "schemas"]),
             (Some("department"), None, &["id", "meta", "schemas", ENT]),
             (Some(ENT), None, &["id", "meta", "schemas", ENT]),
-            (None, Some("emails,name"), &["id", "meta", "schemas", "userName", ENT]),
-            (None, Some("id,meta,schemas"), &["emails", "id", "meta", "name", "schemas", "userName", ENT]),
-            (None, Some(ENT), &["emails", "id", "meta", "name", "schemas", "userName"]),
-            (None, Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department,manager"), &["emails", "id", "meta", "name", "schemas", "userName"]),
-            (Some("userName"), Some("userName"), &["id", "meta", "schemas", "userName"]),
+            (
+                None,
+                Some("emails,name"),
+                &["id", "meta", "schemas", "userName", ENT],
+            ),
+            (
+                None,
+                Some("id,meta,schemas"),
+                &["emails", "id", "meta", "name", "schemas", "userName", ENT],
+            ),
+            (
+                None,
+                Some(ENT),
+                &["emails", "id", "meta", "name", "schemas", "userName"],
+            ),
+            (
+                None,
+                Some(
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department,manager",
+                ),
+                &["emails", "id", "meta", "name", "schemas", "userName"],
+            ),
+            (
+                Some("userName"),
+                Some("userName"),
+                &["id", "meta", "schemas", "userName"],
+            ),
         ];
         for (inc, exc, expected) in table {
             let p = Projection::from_params(*inc, *exc).unwrap();
@@ -204,15 +300,22 @@ mod tests {
         let out = p.apply(&USER_RESOURCE_TYPE, &user());
         assert_eq!(out["emails"], json!([{"value": "a@x"}, {"value": "b@x"}]));
         assert_eq!(out[ENT], json!({"department": "Ops"}));
-        assert_eq!(p.apply(&USER_RESOURCE_TYPE, &user())["name"], user()["name"]);
+        assert_eq!(
+            p.apply(&USER_RESOURCE_TYPE, &user())["name"],
+            user()["name"]
+        );
     }
 
     #[test]
     fn group_members_excluded() {
         let g = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g", "displayName": "G", "members": [{"value": "u"}]});
-        let out = Projection::from_params(None, Some("members")).unwrap().apply(&GROUP_RESOURCE_TYPE, &g);
+        let out = Projection::from_params(None, Some("members"))
+            .unwrap()
+            .apply(&GROUP_RESOURCE_TYPE, &g);
         assert_eq!(keys(&out), ["displayName", "id", "schemas"]);
-        let out = Projection::from_params(Some("displayName"), None).unwrap().apply(&GROUP_RESOURCE_TYPE, &g);
+        let out = Projection::from_params(Some("displayName"), None)
+            .unwrap()
+            .apply(&GROUP_RESOURCE_TYPE, &g);
         assert_eq!(keys(&out), ["displayName", "id", "schemas"]);
         assert!(Projection::from_params(Some("a b"), None).is_err());
     }

@@ -21,8 +21,14 @@ const URN_ALIASES: &[(&str, &str)] = &[
     ("urn:scim:schemas:core:2.0", "<core>"),
     ("urn:scim:schemas:core:2.0:User", USER_SCHEMA_URN),
     ("urn:scim:schemas:core:2.0:Group", GROUP_SCHEMA_URN),
-    ("urn:scim:schemas:extension:enterprise:2.0", ENTERPRISE_USER_URN),
-    ("urn:scim:schemas:extension:enterprise:2.0:User", ENTERPRISE_USER_URN),
+    (
+        "urn:scim:schemas:extension:enterprise:2.0",
+        ENTERPRISE_USER_URN,
+    ),
+    (
+        "urn:scim:schemas:extension:enterprise:2.0:User",
+        ENTERPRISE_USER_URN,
+    ),
 ];
 
 /// Data type of an attribute (RFC 7643 §2.3).
@@ -192,11 +198,19 @@ const fn string(name: &'static str, description: &'static str) -> AttributeDef {
     attr(name, AttrType::String, description)
 }
 
-const fn complex(name: &'static str, description: &'static str, subs: &'static [AttributeDef]) -> AttributeDef {
+const fn complex(
+    name: &'static str,
+    description: &'static str,
+    subs: &'static [AttributeDef],
+) -> AttributeDef {
     attr(name, AttrType::Complex, description).subs(subs)
 }
 
-const fn reference(name: &'static str, description: &'static str, types: &'static [&'static str]) -> AttributeDef {
+const fn reference(
+    name: &'static str,
+    description: &'static str,
+    types: &'static [&'static str],
+) -> AttributeDef {
     attr(name, AttrType::Reference, description).refs(types)
 }
 
@@ -261,9 +275,16 @@ macro_rules! multi_valued_subs {
     ($value:expr, $types:expr) => {
         &[
             $value,
-            string("display", "A human-readable name, primarily used for display purposes."),
+            string(
+                "display",
+                "A human-readable name, primarily used for display purposes.",
+            ),
             string("type", "A label indicating the attribute's function.").canonical($types),
-            attr("primary", AttrType::Boolean, "Whether this is the primary or preferred value."),
+            attr(
+                "primary",
+                AttrType::Boolean,
+                "Whether this is the primary or preferred value.",
+            ),
         ]
     };
 }
@@ -280,16 +301,36 @@ pub static COMMON_ATTRIBUTES: &[AttributeDef] = &[
         .read_only()
         .returned(Returned::Always)
         .unique(Uniqueness::Server),
-    string("externalId", "Identifier assigned by the provisioning client.").case_exact(),
+    string(
+        "externalId",
+        "Identifier assigned by the provisioning client.",
+    )
+    .case_exact(),
     complex(
         "meta",
         "Resource metadata maintained by the service provider.",
         &[
-            string("resourceType", "Name of the resource type.").case_exact().read_only(),
-            attr("created", AttrType::DateTime, "When the resource was added.").read_only(),
-            attr("lastModified", AttrType::DateTime, "When the resource was last updated.").read_only(),
-            reference("location", "URI of the resource.", &["uri"]).case_exact().read_only(),
-            string("version", "Entity tag of the resource version.").case_exact().read_only(),
+            string("resourceType", "Name of the resource type.")
+                .case_exact()
+                .read_only(),
+            attr(
+                "created",
+                AttrType::DateTime,
+                "When the resource was added.",
+            )
+            .read_only(),
+            attr(
+                "lastModified",
+                AttrType::DateTime,
+                "When the resource was last updated.",
+            )
+            .read_only(),
+            reference("location", "URI of the resource.", &["uri"])
+                .case_exact()
+                .read_only(),
+            string("version", "Entity tag of the resource version.")
+                .case_exact()
+                .read_only(),
         ],
     )
     .read_only()
@@ -298,9 +339,12 @@ pub static COMMON_ATTRIBUTES: &[AttributeDef] = &[
 
 /// Attributes of the core User schema (RFC 7643 §4.1, §8.7.1).
 static USER_ATTRIBUTES: &[AttributeDef] = &[
-    string("userName", "Unique identifier for the user, used to authenticate.")
-        .required()
-        .unique(Uniqueness::Server),
+    string(
+        "userName",
+        "Unique identifier for the user, used to authenticate.",
+    )
+    .required()
+    .unique(Uniqueness::Server),
     complex(
         "name",
         "The components of the user's real name.",
@@ -315,26 +359,52 @@ static USER_ATTRIBUTES: &[AttributeDef] = &[
     ),
     string("displayName", "Name of the user suitable for display."),
     string("nickName", "Casual way to address the user."),
-    reference("profileUrl", "URI of the user's online profile.", &["external"]),
+    reference(
+        "profileUrl",
+        "URI of the user's online profile.",
+        &["external"],
+    ),
     string("title", "The user's title, e.g. 'Vice President'."),
-    string("userType", "Relationship between organization and user, e.g. 'Employee'."),
-    string("preferredLanguage", "Preferred written or spoken language (RFC 7231 language tag)."),
-    string("locale", "Default location for localisation (e.g. 'en-US')."),
-    string("timezone", "Time zone in IANA format (e.g. 'America/Los_Angeles')."),
-    attr("active", AttrType::Boolean, "Administrative status of the user."),
+    string(
+        "userType",
+        "Relationship between organization and user, e.g. 'Employee'.",
+    ),
+    string(
+        "preferredLanguage",
+        "Preferred written or spoken language (RFC 7231 language tag).",
+    ),
+    string(
+        "locale",
+        "Default location for localisation (e.g. 'en-US').",
+    ),
+    string(
+        "timezone",
+        "Time zone in IANA format (e.g. 'America/Los_Angeles').",
+    ),
+    attr(
+        "active",
+        AttrType::Boolean,
+        "Administrative status of the user.",
+    ),
     string("password", "Cleartext password, write-only.")
         .mutability(Mutability::WriteOnly)
         .returned(Returned::Never),
     complex(
         "emails",
         "Email addresses of the user.",
-        multi_valued_subs!(string("value", "Email address."), &["work", "home", "other"]),
+        multi_valued_subs!(
+            string("value", "Email address."),
+            &["work", "home", "other"]
+        ),
     )
     .multi(),
     complex(
         "phoneNumbers",
         "Phone numbers of the user.",
-        multi_valued_subs!(string("value", "Phone number."), &["work", "home", "mobile", "fax", "pager", "other"]),
+        multi_valued_subs!(
+            string("value", "Phone number."),
+            &["work", "home", "mobile", "fax", "pager", "other"]
+        ),
     )
     .multi(),
     complex(
@@ -349,7 +419,10 @@ static USER_ATTRIBUTES: &[AttributeDef] = &[
     complex(
         "photos",
         "URLs of photos of the user.",
-        multi_valued_subs!(reference("value", "URL of a photo.", &["external"]), &["photo", "thumbnail"]),
+        multi_valued_subs!(
+            reference("value", "URL of a photo.", &["external"]),
+            &["photo", "thumbnail"]
+        ),
     )
     .multi(),
     complex(
@@ -362,8 +435,13 @@ static USER_ATTRIBUTES: &[AttributeDef] = &[
             string("region", "State or region."),
             string("postalCode", "Zip code or postal code."),
             string("country", "Country name (ISO 3166-1 alpha-2)."),
-            string("type", "A label indicating the address' function.").canonical(&["work", "home", "other"]),
-            attr("primary", AttrType::Boolean, "Whether this is the primary address."),
+            string("type", "A label indicating the address' function.")
+                .canonical(&["work", "home", "other"]),
+            attr(
+                "primary",
+                AttrType::Boolean,
+                "Whether this is the primary address.",
+            ),
         ],
     )
     .multi(),
@@ -374,25 +452,46 @@ static USER_ATTRIBUTES: &[AttributeDef] = &[
             string("value", "Identifier of the group.").read_only(),
             reference("$ref", "URI of the group.", &["User", "Group"]).read_only(),
             string("display", "Display name of the group.").read_only(),
-            string("type", "Direct or indirect membership.").canonical(&["direct", "indirect"]).read_only(),
+            string("type", "Direct or indirect membership.")
+                .canonical(&["direct", "indirect"])
+                .read_only(),
         ],
     )
     .multi()
     .read_only(),
-    complex("entitlements", "Entitlements of the user.", multi_valued_subs!(string("value", "Entitlement."), &[]))
-        .multi(),
-    complex("roles", "Roles of the user.", multi_valued_subs!(string("value", "Role."), &[])).multi(),
+    complex(
+        "entitlements",
+        "Entitlements of the user.",
+        multi_valued_subs!(string("value", "Entitlement."), &[]),
+    )
+    .multi(),
+    complex(
+        "roles",
+        "Roles of the user.",
+        multi_valued_subs!(string("value", "Role."), &[]),
+    )
+    .multi(),
     complex(
         "x509Certificates",
         "X.509 certificates of the user.",
-        multi_valued_subs!(attr("value", AttrType::Binary, "DER-encoded certificate, base64."), &[]),
+        multi_valued_subs!(
+            attr(
+                "value",
+                AttrType::Binary,
+                "DER-encoded certificate, base64."
+            ),
+            &[]
+        ),
     )
     .multi(),
 ];
 
 /// Attributes of the Enterprise User extension (RFC 7643 §4.3).
 static ENTERPRISE_USER_ATTRIBUTES: &[AttributeDef] = &[
-    string("employeeNumber", "Numeric or alphanumeric identifier assigned to a person."),
+    string(
+        "employeeNumber",
+        "Numeric or alphanumeric identifier assigned to a person.",
+    ),
     string("costCenter", "Name of a cost center."),
     string("organization", "Name of an organization."),
     string("division", "Name of a division."),
@@ -415,10 +514,15 @@ static GROUP_ATTRIBUTES: &[AttributeDef] = &[
         "members",
         "Members of the group.",
         &[
-            string("value", "Identifier of the member.").case_exact().mutability(Mutability::Immutable),
-            reference("$ref", "URI of the member resource.", &["User", "Group"]).mutability(Mutability::Immutable),
+            string("value", "Identifier of the member.")
+                .case_exact()
+                .mutability(Mutability::Immutable),
+            reference("$ref", "URI of the member resource.", &["User", "Group"])
+                .mutability(Mutability::Immutable),
             string("display", "Display name of the member.").read_only(),
-            string("type", "Type of the member.").canonical(&["User", "Group"]).mutability(Mutability::Immutable),
+            string("type", "Type of the member.")
+                .canonical(&["User", "Group"])
+                .mutability(Mutability::Immutable),
         ],
     )
     .multi(),
@@ -445,8 +549,12 @@ impl Schema {
 }
 
 /// The core User schema.
-pub static USER_SCHEMA: Schema =
-    Schema { id: USER_SCHEMA_URN, name: "User", description: "User Account", attributes: USER_ATTRIBUTES };
+pub static USER_SCHEMA: Schema = Schema {
+    id: USER_SCHEMA_URN,
+    name: "User",
+    description: "User Account",
+    attributes: USER_ATTRIBUTES,
+};
 /// The Enterprise User extension schema.
 pub static ENTERPRISE_USER_SCHEMA: Schema = Schema {
     id: ENTERPRISE_USER_URN,
@@ -455,8 +563,12 @@ pub static ENTERPRISE_USER_SCHEMA: Schema = Schema {
     attributes: ENTERPRISE_USER_ATTRIBUTES,
 };
 /// The core Group schema.
-pub static GROUP_SCHEMA: Schema =
-    Schema { id: GROUP_SCHEMA_URN, name: "Group", description: "Group", attributes: GROUP_ATTRIBUTES };
+pub static GROUP_SCHEMA: Schema = Schema {
+    id: GROUP_SCHEMA_URN,
+    name: "Group",
+    description: "Group",
+    attributes: GROUP_ATTRIBUTES,
+};
 
 /// Every schema this crate defines, in `/Schemas` order.
 pub static ALL_SCHEMAS: &[&Schema] = &[&USER_SCHEMA, &ENTERPRISE_USER_SCHEMA, &GROUP_SCHEMA];
@@ -491,7 +603,10 @@ pub static USER_RESOURCE_TYPE: ResourceType = ResourceType {
     endpoint: "/Users",
     description: "User Account",
     schema: &USER_SCHEMA,
-    extensions: &[SchemaExtension { schema: &ENTERPRISE_USER_SCHEMA, required: false }],
+    extensions: &[SchemaExtension {
+        schema: &ENTERPRISE_USER_SCHEMA,
+        required: false,
+    }],
 };
 
 /// The Group resource type.
@@ -534,7 +649,10 @@ impl ResourceType {
         if urn.eq_ignore_ascii_case(self.schema.id) {
             return Some((self.schema, false));
         }
-        self.extensions.iter().find(|e| e.schema.id.eq_ignore_ascii_case(urn)).map(|e| (e.schema, true))
+        self.extensions
+            .iter()
+            .find(|e| e.schema.id.eq_ignore_ascii_case(urn))
+            .map(|e| (e.schema, true))
     }
 
     /// The extension schema whose URN (or legacy alias) is `urn`.
@@ -553,11 +671,19 @@ impl ResourceType {
             Some(urn) => {
                 let (schema, is_ext) = self.schema_for_urn(urn)?;
                 let attr = schema.attribute(&path.attr).or_else(|| {
-                    if is_ext { None } else { find_attr(COMMON_ATTRIBUTES, &path.attr) }
+                    if is_ext {
+                        None
+                    } else {
+                        find_attr(COMMON_ATTRIBUTES, &path.attr)
+                    }
                 })?;
                 (is_ext.then_some(schema), attr)
             }
-            None => match self.schema.attribute(&path.attr).or_else(|| find_attr(COMMON_ATTRIBUTES, &path.attr)) {
+            None => match self
+                .schema
+                .attribute(&path.attr)
+                .or_else(|| find_attr(COMMON_ATTRIBUTES, &path.attr))
+            {
                 Some(a) => (None, a),
                 None => self
                     .extensions
@@ -569,7 +695,11 @@ impl ResourceType {
             Some(s) => Some(attr.sub_attribute(s)?),
             None => None,
         };
-        Some(ResolvedAttr { extension, attr, sub })
+        Some(ResolvedAttr {
+            extension,
+            attr,
+            sub,
+        })
     }
 
     /// Convenience: parses then resolves a textual path (`"name.givenName"`,
@@ -581,14 +711,19 @@ impl ResourceType {
     /// All top-level attributes a resource of this type may carry at its root
     /// (core schema + common attributes).
     pub fn root_attribute(&self, name: &str) -> Option<&'static AttributeDef> {
-        self.schema.attribute(name).or_else(|| find_attr(COMMON_ATTRIBUTES, name))
+        self.schema
+            .attribute(name)
+            .or_else(|| find_attr(COMMON_ATTRIBUTES, name))
     }
 }
 
 /// Maps legacy URN aliases to the RFC URN; `core` is what the bare legacy core URN
 /// (`urn:scim:schemas:core:2.0`) means for the resource type at hand.
 fn canonical_urn<'a>(urn: &'a str, core: &'static str) -> &'a str {
-    match URN_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(urn)) {
+    match URN_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(urn))
+    {
         Some((_, "<core>")) => core,
         Some((_, target)) => target,
         None => urn,
@@ -611,24 +746,50 @@ mod tests {
             ("emails.value", "value", false),
             ("id", "id", false),
             ("meta.lastModified", "lastModified", false),
-            ("urn:ietf:params:scim:schemas:core:2.0:User:userName", "userName", false),
-            ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "department", true),
-            ("URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:manager.value", "value", true),
+            (
+                "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+                "userName",
+                false,
+            ),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                "department",
+                true,
+            ),
+            (
+                "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:manager.value",
+                "value",
+                true,
+            ),
             ("manager", "manager", true),
-            ("urn:scim:schemas:extension:enterprise:2.0:employeeNumber", "employeeNumber", true),
+            (
+                "urn:scim:schemas:extension:enterprise:2.0:employeeNumber",
+                "employeeNumber",
+                true,
+            ),
             ("groups.display", "display", false),
             ("x509Certificates.value", "value", false),
         ];
         for (path, leaf, ext) in table {
-            let r = u.resolve_str(path).unwrap_or_else(|| panic!("{path} should resolve"));
+            let r = u
+                .resolve_str(path)
+                .unwrap_or_else(|| panic!("{path} should resolve"));
             assert_eq!(r.leaf().name, *leaf, "{path}");
             assert_eq!(r.extension.is_some(), *ext, "{path}");
         }
-        for bad in ["nope", "name.nope", "urn:ietf:params:scim:schemas:extension:other:2.0:User:x", "members"] {
+        for bad in [
+            "nope",
+            "name.nope",
+            "urn:ietf:params:scim:schemas:extension:other:2.0:User:x",
+            "members",
+        ] {
             assert!(u.resolve_str(bad).is_none(), "{bad}");
         }
         let g = &GROUP_RESOURCE_TYPE;
-        assert_eq!(g.resolve_str("members.$ref").unwrap().leaf().ty, AttrType::Reference);
+        assert_eq!(
+            g.resolve_str("members.$ref").unwrap().leaf().ty,
+            AttrType::Reference
+        );
         assert!(g.resolve_str("manager").is_none());
     }
 
@@ -654,10 +815,26 @@ mod tests {
     #[test]
     fn urn_aliases() {
         let u = &USER_RESOURCE_TYPE;
-        assert_eq!(u.schema_for_urn("urn:scim:schemas:core:2.0"), Some((&USER_SCHEMA, false)));
-        assert_eq!(GROUP_RESOURCE_TYPE.schema_for_urn("urn:scim:schemas:core:2.0"), Some((&GROUP_SCHEMA, false)));
-        assert_eq!(u.extension("urn:scim:schemas:extension:enterprise:2.0").unwrap().id, ENTERPRISE_USER_URN);
+        assert_eq!(
+            u.schema_for_urn("urn:scim:schemas:core:2.0"),
+            Some((&USER_SCHEMA, false))
+        );
+        assert_eq!(
+            GROUP_RESOURCE_TYPE.schema_for_urn("urn:scim:schemas:core:2.0"),
+            Some((&GROUP_SCHEMA, false))
+        );
+        assert_eq!(
+            u.extension("urn:scim:schemas:extension:enterprise:2.0")
+                .unwrap()
+                .id,
+            ENTERPRISE_USER_URN
+        );
         assert!(u.extension(USER_SCHEMA_URN).is_none());
-        assert!(u.schema_for_urn("http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User").is_none());
+        assert!(
+            u.schema_for_urn(
+                "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User"
+            )
+            .is_none()
+        );
     }
 }

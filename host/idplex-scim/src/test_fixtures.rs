@@ -6,7 +6,10 @@ use std::path::PathBuf;
 fn dir() -> PathBuf {
     match std::env::var_os("IDPLEX_IDP_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/idp-dialects")),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/idp-dialects"
+        )),
     }
 }
 
@@ -15,7 +18,8 @@ pub fn vectors() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for name in ["okta", "entra", "onelogin", "generic_rfc7644"] {
         let path = dir().join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let doc: Value = serde_json::from_str(&text).expect("fixture is JSON");
         for v in doc["vectors"].as_array().expect("vectors") {
             out.push((v["id"].as_str().expect("id").to_owned(), v.clone()));
@@ -28,6 +32,10 @@ pub fn vectors() -> Vec<(String, Value)> {
 pub fn all_filters() -> Vec<(String, String)> {
     vectors()
         .into_iter()
-        .filter_map(|(id, v)| v["request"]["query"]["filter"].as_str().map(|f| (id, f.to_owned())))
+        .filter_map(|(id, v)| {
+            v["request"]["query"]["filter"]
+                .as_str()
+                .map(|f| (id, f.to_owned()))
+        })
         .collect()
 }

@@ -28,14 +28,26 @@ use serde_json::{Map, Value};
 
 /// Checks `input` against `rt` and returns the normalised resource (see module docs).
 /// `options` enables the same value coercions as PATCH (e.g. `"True"` for booleans).
-pub fn prepare_resource(rt: &ResourceType, input: &Value, options: &PatchOptions) -> Result<Value, ScimError> {
-    let obj = input.as_object().ok_or_else(|| err(ScimType::InvalidSyntax, "resource must be a JSON object"))?;
-    let schemas = get_ci(obj, "schemas").and_then(Value::as_array).ok_or_else(|| {
-        err(ScimType::InvalidSyntax, "missing 'schemas' array")
-    })?;
-    let has_core = schemas.iter().filter_map(Value::as_str).any(|u| matches!(rt.schema_for_urn(u), Some((_, false))));
+pub fn prepare_resource(
+    rt: &ResourceType,
+    input: &Value,
+    options: &PatchOptions,
+) -> Result<Value, ScimError> {
+    let obj = input
+        .as_object()
+        .ok_or_else(|| err(ScimType::InvalidSyntax, "resource must be a JSON object"))?;
+    let schemas = get_ci(obj, "schemas")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(ScimType::InvalidSyntax, "missing 'schemas' array"))?;
+    let has_core = schemas
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|u| matches!(rt.schema_for_urn(u), Some((_, false))));
     if !has_core {
-        return Err(err(ScimType::InvalidSyntax, format!("'schemas' must include {}", rt.schema.id)));
+        return Err(err(
+            ScimType::InvalidSyntax,
+            format!("'schemas' must include {}", rt.schema.id),
+        ));
     }
     let mut out = Map::new();
     let mut schema_ids = vec![Value::String(rt.schema.id.to_owned())];
@@ -47,12 +59,25 @@ pub fn prepare_resource(rt: &ResourceType, input: &Value, options: &PatchOptions
             let inner = match value {
                 Value::Null => continue,
                 Value::Object(o) => o,
-                _ => return Err(err(ScimType::InvalidSyntax, format!("'{key}' must be an object"))),
+                _ => {
+                    return Err(err(
+                        ScimType::InvalidSyntax,
+                        format!("'{key}' must be an object"),
+                    ));
+                }
             };
             let mut ext_out = Map::new();
             for (k, v) in inner {
-                let def = ext.attribute(k).ok_or_else(|| unknown(&format!("{}:{k}", ext.id)))?;
-                put(&mut ext_out, def, v, options, &format!("{}:{}", ext.id, def.name))?;
+                let def = ext
+                    .attribute(k)
+                    .ok_or_else(|| unknown(&format!("{}:{k}", ext.id)))?;
+                put(
+                    &mut ext_out,
+                    def,
+                    v,
+                    options,
+                    &format!("{}:{}", ext.id, def.name),
+                )?;
             }
             if !ext_out.is_empty() {
                 out.insert(ext.id.to_owned(), Value::Object(ext_out));
@@ -65,12 +90,18 @@ pub fn prepare_resource(rt: &ResourceType, input: &Value, options: &PatchOptions
     }
     for def in rt.schema.attributes.iter().filter(|a| a.required) {
         if !out.get(def.name).is_some_and(is_present) {
-            return Err(err(ScimType::InvalidValue, format!("required attribute '{}' is missing", def.name)));
+            return Err(err(
+                ScimType::InvalidValue,
+                format!("required attribute '{}' is missing", def.name),
+            ));
         }
     }
     for ext in rt.extensions.iter().filter(|e| e.required) {
         if !out.contains_key(ext.schema.id) {
-            return Err(err(ScimType::InvalidValue, format!("required extension '{}' is missing", ext.schema.id)));
+            return Err(err(
+                ScimType::InvalidValue,
+                format!("required extension '{}' is missing", ext.schema.id),
+            ));
         }
     }
     out.insert("schemas".to_owned(), Value::Array(schema_ids));
@@ -78,12 +109,21 @@ pub fn prepare_resource(rt: &ResourceType, input: &Value, options: &PatchOptions
 }
 
 fn unknown(name: &str) -> ScimError {
-    err(ScimType::InvalidSyntax, format!("unknown attribute '{name}'"))
+    err(
+        ScimType::InvalidSyntax,
+        format!("unknown attribute '{name}'"),
+    )
 }
 
 /// Type-checks one attribute and stores it under its schema spelling, skipping readOnly
 /// attributes and unassigned values.
-fn put(out: &mut Map<String, Value>, def: &AttributeDef, v: &Value, o: &PatchOptions, label: &str) -> Result<(), ScimError> {
+fn put(
+    out: &mut Map<String, Value>,
+    def: &AttributeDef,
+    v: &Value,
+    o: &PatchOptions,
+    label: &str,
+) -> Result<(), ScimError> {
     if def.is_read_only() {
         return Ok(());
     }
@@ -126,22 +166,104 @@ mod tests {
     #[test]
     fn rejections() {
         let table: Vec<(&str, bool, Value, ScimType, &str)> = vec![
-            ("not an object", false, json!([]), ScimType::InvalidSyntax, "JSON object"),
-            ("no schemas", false, json!({"userName": "a"}), ScimType::InvalidSyntax, "missing 'schemas'"),
-            ("wrong core", false, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "a"}), ScimType::InvalidSyntax, "must include urn:ietf:params:scim:schemas:core:2.0:User"),
-            ("missing userName", false, json!({"schemas": [CORE], "displayName": "x"}), ScimType::InvalidValue, "required attribute 'userName'"),
-            ("empty userName", false, json!({"schemas": [CORE], "userName": ""}), ScimType::InvalidValue, "required attribute 'userName'"),
-            ("unknown attribute", false, json!({"schemas": [CORE], "userName": "a", "favoriteColor": "red"}), ScimType::InvalidSyntax, "unknown attribute 'favoriteColor'"),
-            ("unknown ext attribute", false, json!({"schemas": [CORE], "userName": "a", ENTERPRISE_USER_URN: {"shoeSize": 9}}), ScimType::InvalidSyntax, "enterprise:2.0:User:shoeSize"),
-            ("unknown extension", false, json!({"schemas": [CORE], "userName": "a", "urn:example:ext:1.0": {"x": 1}}), ScimType::InvalidSyntax, "unknown attribute 'urn:example:ext:1.0'"),
-            ("unknown sub-attribute", false, json!({"schemas": [CORE], "userName": "a", "name": {"nick": "x"}}), ScimType::InvalidSyntax, "'name.nick'"),
-            ("bad boolean", false, json!({"schemas": [CORE], "userName": "a", "active": "yes"}), ScimType::InvalidValue, "'active'"),
-            ("bad multi element", false, json!({"schemas": [CORE], "userName": "a", "emails": ["a@b"]}), ScimType::InvalidValue, "'emails'"),
-            ("group needs displayName", true, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}), ScimType::InvalidValue, "'displayName'"),
-            ("user attr on group", true, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g", "userName": "x"}), ScimType::InvalidSyntax, "'userName'"),
+            (
+                "not an object",
+                false,
+                json!([]),
+                ScimType::InvalidSyntax,
+                "JSON object",
+            ),
+            (
+                "no schemas",
+                false,
+                json!({"userName": "a"}),
+                ScimType::InvalidSyntax,
+                "missing 'schemas'",
+            ),
+            (
+                "wrong core",
+                false,
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "a"}),
+                ScimType::InvalidSyntax,
+                "must include urn:ietf:params:scim:schemas:core:2.0:User",
+            ),
+            (
+                "missing userName",
+                false,
+                json!({"schemas": [CORE], "displayName": "x"}),
+                ScimType::InvalidValue,
+                "required attribute 'userName'",
+            ),
+            (
+                "empty userName",
+                false,
+                json!({"schemas": [CORE], "userName": ""}),
+                ScimType::InvalidValue,
+                "required attribute 'userName'",
+            ),
+            (
+                "unknown attribute",
+                false,
+                json!({"schemas": [CORE], "userName": "a", "favoriteColor": "red"}),
+                ScimType::InvalidSyntax,
+                "unknown attribute 'favoriteColor'",
+            ),
+            (
+                "unknown ext attribute",
+                false,
+                json!({"schemas": [CORE], "userName": "a", ENTERPRISE_USER_URN: {"shoeSize": 9}}),
+                ScimType::InvalidSyntax,
+                "enterprise:2.0:User:shoeSize",
+            ),
+            (
+                "unknown extension",
+                false,
+                json!({"schemas": [CORE], "userName": "a", "urn:example:ext:1.0": {"x": 1}}),
+                ScimType::InvalidSyntax,
+                "unknown attribute 'urn:example:ext:1.0'",
+            ),
+            (
+                "unknown sub-attribute",
+                false,
+                json!({"schemas": [CORE], "userName": "a", "name": {"nick": "x"}}),
+                ScimType::InvalidSyntax,
+                "'name.nick'",
+            ),
+            (
+                "bad boolean",
+                false,
+                json!({"schemas": [CORE], "userName": "a", "active": "yes"}),
+                ScimType::InvalidValue,
+                "'active'",
+            ),
+            (
+                "bad multi element",
+                false,
+                json!({"schemas": [CORE], "userName": "a", "emails": ["a@b"]}),
+                ScimType::InvalidValue,
+                "'emails'",
+            ),
+            (
+                "group needs displayName",
+                true,
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}),
+                ScimType::InvalidValue,
+                "'displayName'",
+            ),
+            (
+                "user attr on group",
+                true,
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g", "userName": "x"}),
+                ScimType::InvalidSyntax,
+                "'userName'",
+            ),
         ];
         for (what, is_group, input, ty, frag) in table {
-            let rt = if is_group { &GROUP_RESOURCE_TYPE } else { &USER_RESOURCE_TYPE };
+            let rt = if is_group {
+                &GROUP_RESOURCE_TYPE
+            } else {
+                &USER_RESOURCE_TYPE
+            };
             let e = prepare_resource(rt, &input, &PatchOptions::STRICT).expect_err(what);
             assert_eq!(e.scim_type, Some(ty), "{what}: {e}");
             assert!(e.detail.contains(frag), "{what}: {}", e.detail);
@@ -152,7 +274,8 @@ mod tests {
     fn lenient_boolean_strings() {
         let input = json!({"schemas": [CORE], "userName": "a", "active": "False"});
         assert!(prepare_resource(&USER_RESOURCE_TYPE, &input, &PatchOptions::STRICT).is_err());
-        let out = prepare_resource(&USER_RESOURCE_TYPE, &input, &PatchOptions::IDP_COMPATIBLE).unwrap();
+        let out =
+            prepare_resource(&USER_RESOURCE_TYPE, &input, &PatchOptions::IDP_COMPATIBLE).unwrap();
         assert_eq!(out["active"], json!(false));
     }
 
@@ -166,13 +289,22 @@ mod tests {
                 continue;
             }
             seen += 1;
-            let rt = if req["path"].as_str().unwrap().contains("/Groups") { &GROUP_RESOURCE_TYPE } else { &USER_RESOURCE_TYPE };
-            let out = prepare_resource(rt, &req["body"], &PatchOptions::STRICT).unwrap_or_else(|e| panic!("{id}: {e}"));
+            let rt = if req["path"].as_str().unwrap().contains("/Groups") {
+                &GROUP_RESOURCE_TYPE
+            } else {
+                &USER_RESOURCE_TYPE
+            };
+            let out = prepare_resource(rt, &req["body"], &PatchOptions::STRICT)
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
             for ro in ["id", "meta", "groups"] {
                 assert!(out.get(ro).is_none(), "{id}: {ro} kept");
             }
             // Normalising is idempotent.
-            assert_eq!(prepare_resource(rt, &out, &PatchOptions::STRICT).unwrap(), out, "{id}");
+            assert_eq!(
+                prepare_resource(rt, &out, &PatchOptions::STRICT).unwrap(),
+                out,
+                "{id}"
+            );
         }
         assert!(seen >= 10, "only {seen} bodies");
     }

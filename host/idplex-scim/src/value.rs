@@ -8,7 +8,11 @@ use std::cmp::Ordering;
 
 /// Case-insensitive member lookup (attribute names are case-insensitive, RFC 7643 §2.1).
 pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    map.get(name).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    map.get(name).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 /// The actual key under which `name` is stored, if any.
@@ -31,8 +35,15 @@ pub(crate) fn insert_ci(map: &mut Map<String, Value>, name: &str, value: Value) 
 }
 
 /// Finds the key of an extension object in a resource (exact URN, other case, or legacy alias).
-pub(crate) fn extension_key(rt: &ResourceType, resource: &Map<String, Value>, ext: &Schema) -> Option<String> {
-    resource.keys().find(|k| rt.extension(k).is_some_and(|s| std::ptr::eq(s, ext))).cloned()
+pub(crate) fn extension_key(
+    rt: &ResourceType,
+    resource: &Map<String, Value>,
+    ext: &Schema,
+) -> Option<String> {
+    resource
+        .keys()
+        .find(|k| rt.extension(k).is_some_and(|s| std::ptr::eq(s, ext)))
+        .cloned()
 }
 
 /// The object holding the attribute: the resource itself or its extension object.
@@ -51,8 +62,13 @@ pub(crate) fn container<'a>(
 /// The values an attribute path designates in a resource, flattened: each element of a
 /// multi-valued attribute, then the sub-attribute of each if the path has one. Nulls are
 /// skipped.
-pub(crate) fn values_at<'a>(rt: &ResourceType, resource: &'a Value, r: &ResolvedAttr) -> Vec<&'a Value> {
-    let Some(top) = container(rt, resource, r.extension).and_then(|m| get_ci(m, r.attr.name)) else {
+pub(crate) fn values_at<'a>(
+    rt: &ResourceType,
+    resource: &'a Value,
+    r: &ResolvedAttr,
+) -> Vec<&'a Value> {
+    let Some(top) = container(rt, resource, r.extension).and_then(|m| get_ci(m, r.attr.name))
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -123,7 +139,11 @@ impl Comparable {
                 {
                     return Some(Comparable::Bool(b));
                 }
-                Some(Comparable::Text(if case_exact { s.clone() } else { s.to_lowercase() }))
+                Some(Comparable::Text(if case_exact {
+                    s.clone()
+                } else {
+                    s.to_lowercase()
+                }))
             }
             Value::Object(o) => get_ci(o, "value").and_then(|x| Comparable::from_json(x, def)),
             _ => None,
@@ -160,9 +180,19 @@ pub fn parse_datetime(s: &str) -> Option<i128> {
     let b = s.as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(range)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
     };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
