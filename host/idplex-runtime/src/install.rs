@@ -235,6 +235,13 @@ impl Runtime {
         let component_bytes: Vec<u8> = if wasmparser::Parser::is_component(bytes) {
             bytes.to_vec()
         } else if wasmparser::Parser::is_core_wasm(bytes) {
+            // Without it, wit-component would wrap the module in an empty component, which
+            // would then be refused as "another world": misleading for a plain core module.
+            if !has_component_type_metadata(bytes) {
+                return Err(InstallError::NotAComponent {
+                    detail: "no `component-type` custom section".into(),
+                });
+            }
             wit_component::ComponentEncoder::default()
                 .validate(true)
                 .module(bytes)
@@ -401,4 +408,18 @@ fn validate_info(info: &ConnectorInfo) -> Result<(), InstallError> {
         }
     }
     Ok(())
+}
+
+/// Whether a core module carries wit-bindgen's `component-type*` custom section (the WIT
+/// metadata needed to componentize it). Unparseable modules answer `true`, so the encoder
+/// reports their real error.
+fn has_component_type_metadata(module: &[u8]) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(s)) if s.name().starts_with("component-type") => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }

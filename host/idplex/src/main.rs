@@ -179,14 +179,31 @@ fn main() -> ExitCode {
                 Some(h) => (exit_code(h.class()), h.code()),
                 None => (1, "error"),
             };
+            let message = error_message(&e);
             if json_out {
-                println!("{}", json!({"error": class, "message": format!("{e:#}")}));
+                println!("{}", json!({"error": class, "message": message}));
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {message}");
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, skipping a cause whose text the message already
+/// holds (e.g. `connector refused: {0}` displays its source itself; `{:#}` would print it twice).
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn exit_code(class: ErrorClass) -> u8 {

@@ -1,0 +1,146 @@
+//! `idplex connection create` + `connector activate|rollback`: version swaps from the CLI, and
+//! the exit codes scripts rely on.
+
+use idplex_bundled::testing::{ECHO_V1, ECHO_V2};
+use idplex_tests::TestEnv;
+
+const BIN: &str = env!("CARGO_BIN_EXE_idplex");
+
+const EXIT_NOT_FOUND: i32 = 4;
+const EXIT_CONFLICT: i32 = 5;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activate_rollback_and_rollback_again() {
+    let env = TestEnv::new(BIN).await;
+    if env.is_postgres() {
+        assert!(
+            env.db_url().contains("search_path%3Dt_"),
+            "each test gets its own schema: {}",
+            env.db_url()
+        );
+    }
+    assert_eq!(
+        env.install("echo-v1.wasm", ECHO_V1).await.ok_json()["version"],
+        "1.0.0"
+    );
+    assert_eq!(
+        env.install("echo-v2.wasm", ECHO_V2).await.ok_json()["version"],
+        "2.0.0"
+    );
+
+    let conn = env
+        .cli_json(&[
+            "connection",
+            "create",
+            "demo",
+            "--connector",
+            "echo",
+            "--version",
+            "1.0.0",
+        ])
+        .await
+        .ok_json();
+    let id = conn["id"].as_str().expect("connection id").to_string();
+    assert_eq!(conn["active_version"], "1.0.0");
+
+    let c = env
+        .cli_json(&["connector", "activate", "--connection", &id, "2.0.0"])
+        .await
+        .ok_json();
+    assert_eq!(c["active_version"], "2.0.0");
+    assert_eq!(c["previous_version"], "1.0.0");
+
+    let c = env
+        .cli_json(&["connector", "rollback", "--connection", &id])
+        .await
+        .ok_json();
+    assert_eq!(
+        c["active_version"], "1.0.0",
+        "rollback returns to the previous version"
+    );
+    assert_eq!(c["previous_version"], "2.0.0");
+
+    // The store swaps active and previous: a second rollback undoes the first.
+    let c = env
+        .cli_json(&["connector", "rollback", "--connection", &id])
+        .await
+        .ok_json();
+    assert_eq!(c["active_version"], "2.0.0", "a second rollback swaps back");
+    assert_eq!(c["previous_version"], "1.0.0");
+
+    // `NAME@VERSION` works too.
+    let c = env
+        .cli_json(&["connector", "activate", "--connection", &id, "echo@1.0.0"])
+        .await
+        .ok_json();
+    assert_eq!(c["active_version"], "1.0.0");
+
+    // What `connection list` shows agrees.
+    let list = env.cli_json(&["connection", "list"]).await.ok_json();
+    let listed = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .cloned();
+    assert_eq!(
+        listed.expect("connection listed")["active_version"],
+        "1.0.0"
+    );
+    // The database really is the one chosen: no SQLite file appears when running on PostgreSQL.
+    assert_eq!(
+        env.data_dir().join("idplex.db").exists(),
+        !env.is_postgres()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activate_unknown_version_is_not_found_and_rollback_without_history_is_a_conflict() {
+    let env = TestEnv::new(BIN).await;
+    env.install("echo-v1.wasm", ECHO_V1).await.expect_code(0);
+    let id = env
+        .cli_json(&[
+            "connection",
+            "create",
+            "fresh",
+            "--connector",
+            "echo",
+            "--version",
+            "1.0.0",
+        ])
+        .await
+        .ok_json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = env
+        .cli(&["connector", "activate", "--connection", &id, "3.0.0"])
+        .await;
+    out.expect_code(EXIT_NOT_FOUND);
+    assert!(
+        out.stderr.contains("3.0.0"),
+        "the message names the missing version: {}",
+        out.stderr
+    );
+    // Still bound to what it was.
+    let list = env.cli_json(&["connection", "list"]).await.ok_json();
+    assert_eq!(list["connections"][0]["active_version"], "1.0.0");
+
+    // Only ever bound once: nothing to roll back to.
+    let out = env
+        .cli(&["connector", "rollback", "--connection", &id])
+        .await;
+    out.expect_code(EXIT_CONFLICT);
+    assert!(out.stderr.contains("no previous version"), "{}", out.stderr);
+
+    // Unknown connection: not found.
+    env.cli(&[
+        "connector",
+        "rollback",
+        "--connection",
+        "no-such-connection",
+    ])
+    .await
+    .expect_code(EXIT_NOT_FOUND);
+}
