@@ -256,8 +256,10 @@ impl LoadedConnector {
         };
         let mut store = Store::new(&runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(runtime.ticks(deadline));
-        store.epoch_deadline_trap();
+        // Yield to the async executor at every epoch tick, so a busy guest never monopolizes a
+        // worker thread; the wall-clock timeout below enforces the deadline at those points.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
 
         let outcome = {
             let pre = &self.pre;

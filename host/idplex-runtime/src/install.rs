@@ -260,7 +260,7 @@ impl Runtime {
     /// Uses the compiled-artifact cache when it holds an artifact for this hash and engine.
     pub async fn load(&self, component_bytes: Arc<[u8]>) -> Result<LoadedConnector, InstallError> {
         let hash = ModuleHash::of(&component_bytes);
-        let component = self.compile_cached(&hash, &component_bytes)?;
+        let (component, from_cache) = self.compile_cached(&hash, &component_bytes)?;
         let contract_version = self.check_component_type(&component)?;
         let pre = self
             .inner
@@ -291,6 +291,10 @@ impl Runtime {
         validate_info(&info)?;
         loaded.label = Arc::from(format!("{}@{}", info.name, info.version));
         loaded.info = info;
+        if !from_cache {
+            // Only a component that passed every check earns a cached artifact.
+            self.write_artifact(&loaded.hash, &component)?;
+        }
         Ok(loaded)
     }
 
@@ -298,32 +302,45 @@ impl Runtime {
         self.config().cache_dir.join(format!("{}-{}.cwasm", hash.0, self.inner.engine_key))
     }
 
-    fn compile_cached(&self, hash: &ModuleHash, bytes: &[u8]) -> Result<Component, InstallError> {
+    /// The compiled component, and whether it came from the artifact cache.
+    fn compile_cached(&self, hash: &ModuleHash, bytes: &[u8]) -> Result<(Component, bool), InstallError> {
         let path = self.cache_path(hash);
-        if path.exists() {
+        // Read the artifact into memory rather than mapping the file: a file changed or
+        // truncated under a live mapping would crash the process (SIGBUS).
+        if let Ok(artifact) = std::fs::read(&path) {
             // SAFETY: the cache directory is owned by idplex and only ever holds artifacts this
             // engine configuration serialized (the file name carries the engine's compatibility
             // hash); wasmtime still checks the artifact's header against the engine.
-            match unsafe { Component::deserialize_file(&self.inner.engine, &path) } {
-                Ok(c) => return Ok(c),
+            match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
+                Ok(c) => {
+                    self.inner.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok((c, true));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
                     let _ = std::fs::remove_file(&path);
                 }
             }
         }
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| {
-            let detail = format!("{e:#}");
-            InstallError::Invalid { detail }
-        })?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| InstallError::Invalid { detail: format!("{e:#}") })?;
+        self.inner.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((component, false))
+    }
+
+    /// Persist a compiled component atomically (temp file + rename: readers never see half).
+    fn write_artifact(&self, hash: &ModuleHash, component: &Component) -> Result<(), InstallError> {
+        let path = self.cache_path(hash);
         let artifact = component
             .serialize()
             .map_err(|e| InstallError::Cache { path: path.clone(), detail: format!("{e:#}") })?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per writer: concurrent installs of the same module must not share a temp file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
         std::fs::write(&tmp, &artifact)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| InstallError::Cache { path: path.clone(), detail: e.to_string() })?;
-        Ok(component)
+            .map_err(|e| InstallError::Cache { path: path.clone(), detail: e.to_string() })
     }
 
     /// Check exports and imports by name before linking, to refuse with a precise reason.

@@ -27,6 +27,6 @@ pub use bindings::{
 };
 pub use call::{CallContext, CallError};
 pub use egress::{Credential, EgressPolicy};
-pub use engine::{Limits, Runtime, RuntimeConfig, CONTRACT_VERSION};
+pub use engine::{CONTRACT_VERSION, CacheStats, Limits, Runtime, RuntimeConfig};
 pub use install::{InstallError, LoadedConnector, ModuleHash};
 pub use registry::{Binding, Registry};

@@ -1,0 +1,321 @@
+//! The runtime against real components: the first-party connector, and hostile fixtures built
+//! from `connectors/testing/` (see `idplex_bundled::testing`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use idplex_bundled::testing::{ECHO_V1, ECHO_V2, HOSTILE};
+use idplex_runtime::{
+    Binding, CallContext, CallError, Capability, Credential, EgressPolicy, Limits,
+    LoadedConnector, Registry, ResourceKind, Runtime, RuntimeConfig,
+};
+
+fn runtime_in(cache: &Path) -> Runtime {
+    let mut cfg = RuntimeConfig::new(cache);
+    cfg.max_concurrent_instances = 64;
+    Runtime::new(cfg).expect("runtime")
+}
+
+/// One cache directory for the whole test binary, so each component compiles once.
+fn shared_runtime() -> Runtime {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    runtime_in(dir.path())
+}
+
+fn ctx(config: &[(&str, &str)], limits: Limits) -> CallContext {
+    CallContext {
+        connection_id: Some("conn_test".into()),
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        egress: Arc::new(EgressPolicy::deny_all()),
+        limits,
+    }
+}
+
+async fn hostile(rt: &Runtime) -> LoadedConnector {
+    rt.install(HOSTILE).await.expect("hostile fixture installs")
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("valid wat")
+}
+
+#[tokio::test]
+async fn refuses_what_is_not_a_connector_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.max_module_bytes = 1 << 20;
+    cfg.max_concurrent_instances = 8;
+    let rt = Runtime::new(cfg).unwrap();
+
+    let mut too_large = b"\0asm\x0d\0\x01\0".to_vec();
+    too_large.resize((1 << 20) + 1, 0);
+    let other_world = wat(r#"(component (instance $i) (export "acme:thing/api@1.0.0" (instance $i)))"#);
+    let next_major = wat(r#"(component (instance $i) (export "idplex:connector/metadata@2.0.0" (instance $i)))"#);
+    let wants_fs = wat(
+        r#"(component (import "wasi:filesystem/types@0.2.0" (instance))
+                      (instance $i) (export "idplex:connector/metadata@1.0.0" (instance $i)))"#,
+    );
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("random bytes", b"definitely not wasm".to_vec(), "not_wasm", "not a WebAssembly binary"),
+        ("core module without WIT", wat("(module)"), "not_a_component", "core WebAssembly module"),
+        ("another world", other_world, "wrong_world", "acme:thing/api@1.0.0"),
+        ("contract 2.0.0", next_major, "incompatible_contract", "idplex:connector@2.0.0"),
+        ("filesystem import", wants_fs, "forbidden_import", "no filesystem"),
+        ("over the size limit", too_large, "too_large", "limit is 1048576 bytes"),
+        ("truncated component", ECHO_V1[..ECHO_V1.len() / 2].to_vec(), "invalid", "invalid component"),
+    ];
+    for (what, bytes, kind, needle) in cases {
+        let err = rt.install(&bytes).await.expect_err(what);
+        assert_eq!(err.kind(), kind, "{what}: {err}");
+        assert!(err.to_string().contains(needle), "{what}: message {err:?} should mention {needle:?}");
+    }
+    // Nothing refused was compiled into the cache.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn installs_the_first_party_connector_and_reuses_the_compiled_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let saml = idplex_bundled::FIRST_PARTY.iter().find(|c| c.crate_name == "custom-saml").unwrap();
+
+    let rt = runtime_in(dir.path());
+    let loaded = rt.install(saml.component).await.unwrap();
+    assert_eq!(loaded.info().name, "custom-saml");
+    assert!(loaded.has(Capability::Provisioning) && loaded.has(Capability::Sso));
+    assert_eq!(loaded.contract_version(), "1.0.0");
+    assert_eq!(loaded.hash().0.len(), 64);
+    assert_eq!(rt.cache_stats().compiled, 1);
+
+    // A restarted process (new runtime, same cache dir) does not recompile.
+    let rt2 = runtime_in(dir.path());
+    let again = rt2.load(loaded.component_bytes().clone()).await.unwrap();
+    assert_eq!(again.hash(), loaded.hash());
+    assert_eq!(rt2.cache_stats().compiled, 0);
+    assert_eq!(rt2.cache_stats().cache_hits, 1);
+
+    // A corrupt artifact is discarded and rebuilt, not trusted.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    // The runtimes that loaded the old artifact keep working (they hold it in memory).
+    let info = again.describe(&ctx(&[], Limits::default())).await.unwrap();
+    assert_eq!(info.name, "custom-saml");
+    let rt3 = runtime_in(dir.path());
+    rt3.load(loaded.component_bytes().clone()).await.unwrap();
+    assert_eq!(rt3.cache_stats().compiled, 1);
+}
+
+#[tokio::test]
+async fn a_trapping_connector_fails_only_that_call() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let err = h.render(&ctx(&[("mode", "trap")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
+    assert_eq!(err.kind(), "trap");
+    assert!(err.to_string().contains("hostile@1.0.0"), "{err}");
+    // The same module keeps serving healthy calls.
+    let ok = h.render(&ctx(&[("mode", "ok")], Limits::default()), ResourceKind::User, r#"{"a":1}"#.into()).await.unwrap();
+    assert_eq!(ok, r#"{"a":1}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_connector_is_stopped_at_its_deadline_while_others_keep_running() {
+    let rt = shared_runtime();
+    let h = Arc::new(hostile(&rt).await);
+    let echo = rt.install(ECHO_V1).await.unwrap();
+    let limits = Limits { deadline_ms: 1_500, ..Limits::default() };
+
+    let looping = {
+        let h = h.clone();
+        tokio::spawn(async move { h.render(&ctx(&[("mode", "loop")], limits), ResourceKind::User, "{}".into()).await })
+    };
+    let healthy = ctx(&[], Limits::default());
+    for i in 0..200 {
+        let out = echo.render(&healthy, ResourceKind::User, format!(r#"{{"n":{i}}}"#)).await.unwrap();
+        assert!(out.contains(&format!(r#""n":{i}"#)));
+    }
+    assert!(!looping.is_finished(), "200 healthy calls completed while the loop was still running");
+    let err = looping.await.unwrap().unwrap_err();
+    assert!(matches!(err, CallError::Timeout { limit_ms: 1_500, .. }), "{err:?}");
+    assert!(err.to_string().contains("1500 ms"), "{err}");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_connection_memory_limit() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let err = h.render(&ctx(&[("mode", "oom")], limits), ResourceKind::User, "{}".into()).await.unwrap_err();
+    match &err {
+        CallError::MemoryLimit { limit, requested, .. } => {
+            assert_eq!(*limit, 32 << 20);
+            assert!(*requested > 32 << 20);
+        }
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+    assert_eq!(err.kind(), "memory");
+}
+
+#[tokio::test]
+async fn a_100_mb_answer_is_refused_by_the_output_cap() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let limits = Limits { memory_bytes: 256 << 20, max_output_bytes: 1 << 20, ..Limits::default() };
+    let err = h.render(&ctx(&[("mode", "huge")], limits), ResourceKind::User, "{}".into()).await.unwrap_err();
+    match &err {
+        CallError::OutputTooLarge { size, limit, .. } => {
+            assert!(*size >= 100 << 20, "size {size}");
+            assert_eq!(*limit, 1 << 20);
+        }
+        other => panic!("expected OutputTooLarge, got {other:?}"),
+    }
+    // With the default memory limit (64 MiB) the guest cannot even build it.
+    let err = h.render(&ctx(&[("mode", "huge")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "memory", "{err}");
+}
+
+/// A one-shot HTTP/1.1 server on loopback that records the request head it received.
+fn local_idp_api() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut s) = stream else { break };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            log.lock().unwrap().push(String::from_utf8_lossy(&buf).to_string());
+            let body = r#"{"users":[]}"#;
+            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_goes_only_to_allowed_hosts_and_carries_the_host_credential() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let (port, seen) = local_idp_api();
+    let declared = h.info().egress_hosts.clone();
+    let credential = Credential {
+        header: http::header::AUTHORIZATION,
+        value: http::HeaderValue::from_static("Bearer idp-api-secret"),
+    };
+
+    // Allowed: declared by the connector and allowed by the admin.
+    let mut allowed = ctx(&[("mode", "egress"), ("url", &format!("http://127.0.0.1:{port}/users"))], Limits::default());
+    allowed.egress = Arc::new(EgressPolicy::new(&declared, &["127.0.0.1".into()], Some(credential.clone())));
+    let out = h.render(&allowed, ResourceKind::User, "{}".into()).await.unwrap();
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["body"], r#"{"users":[]}"#);
+    let head = seen.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /users"), "{head}");
+    assert!(head.contains("authorization: bearer idp-api-secret"), "host attached the credential: {head}");
+
+    // Declared by the connector but not allowed by the admin: refused, nothing sent.
+    let mut denied = ctx(&[("mode", "egress"), ("url", &format!("http://localhost:{port}/users"))], Limits::default());
+    denied.egress = Arc::new(EgressPolicy::new(&declared, &["127.0.0.1".into()], Some(credential)));
+    let err = h.render(&denied, ResourceKind::User, "{}".into()).await.unwrap_err();
+    match &err {
+        CallError::EgressDenied { destination, allowed, .. } => {
+            assert_eq!(destination, &format!("localhost:{port}"));
+            assert_eq!(allowed, "127.0.0.1");
+        }
+        other => panic!("expected EgressDenied, got {other:?}"),
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "the denied request never left the host");
+
+    // No policy at all: refused too.
+    let none = ctx(&[("mode", "egress"), ("url", &format!("http://127.0.0.1:{port}/"))], Limits::default());
+    let err = h.render(&none, ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert!(err.to_string().contains("allowed: no destinations"), "{err}");
+}
+
+#[tokio::test]
+async fn connector_config_reaches_the_connector_and_invalid_input_is_its_error() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let err = h.render(&ctx(&[("mode", "nonsense")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    match &err {
+        CallError::Connector { error, .. } => assert!(error.message.contains("`nonsense`"), "{}", error.message),
+        other => panic!("expected the connector's own config error, got {other:?}"),
+    }
+    assert!(!err.is_connector_fault());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_100_times_under_concurrent_calls_fails_nothing() {
+    let rt = shared_runtime();
+    let v1 = Arc::new(rt.install(ECHO_V1).await.unwrap());
+    let v2 = Arc::new(rt.install(ECHO_V2).await.unwrap());
+    let registry = Arc::new(Registry::new());
+    let bind = |c: &Arc<LoadedConnector>, stamp| Binding {
+        connection_id: "conn_swap".into(),
+        connector: c.clone(),
+        context: Arc::new(ctx(&[], Limits::default())),
+        stamp,
+    };
+    registry.bind(bind(&v1, 0));
+
+    // An in-flight snapshot keeps its version across a swap.
+    let snapshot = registry.get("conn_swap").unwrap();
+    registry.bind(bind(&v2, 1));
+    let out = snapshot.connector.render(&snapshot.context, ResourceKind::User, "{}".into()).await.unwrap();
+    assert!(out.contains(r#""served_by":"1.0.0""#), "{out}");
+    registry.bind(bind(&v1, 2));
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for worker in 0..4 {
+        let registry = registry.clone();
+        let stop = stop.clone();
+        callers.push(tokio::spawn(async move {
+            let (mut ok, mut versions) = (0u64, HashSet::new());
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 50 {
+                i += 1;
+                let b = registry.get("conn_swap").expect("always bound");
+                let out = b
+                    .connector
+                    .render(&b.context, ResourceKind::User, format!(r#"{{"w":{worker},"i":{i}}}"#))
+                    .await
+                    .unwrap_or_else(|e| panic!("call failed during swaps: {e}"));
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["input"]["i"], i, "answer belongs to this call");
+                versions.insert(v["served_by"].as_str().unwrap().to_string());
+                ok += 1;
+                tokio::task::yield_now().await;
+            }
+            (ok, versions)
+        }));
+    }
+    for n in 0..100 {
+        let next = if n % 2 == 0 { &v2 } else { &v1 };
+        registry.bind(bind(next, 3 + n));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut seen = HashSet::new();
+    for c in callers {
+        let (ok, versions) = c.await.expect("caller did not panic");
+        total += ok;
+        seen.extend(versions);
+    }
+    assert!(total >= 200, "{total} calls");
+    assert!(seen.iter().all(|v| v == "1.0.0" || v == "2.0.0"), "{seen:?}");
+    assert_eq!(seen.len(), 2, "both versions served calls during the swaps: {seen:?}");
+}
