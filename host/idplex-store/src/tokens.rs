@@ -1,4 +1,6 @@
 //! Admin API tokens. The secret is shown once at creation; only its sha256 is stored.
+//!
+//! The secret helpers below are shared with SCIM tokens (`scim_tokens.rs`).
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -12,6 +14,9 @@ pub const ADMIN_TOKEN_PREFIX: &str = "idp_adm_";
 /// `last_used_at` is refreshed at most this often per token, so that verifying a token on
 /// every request does not turn every request into a database write.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+/// Number of hex digits after the prefix of every secret (32 random bytes).
+const SECRET_HEX_LEN: usize = 64;
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -48,8 +53,36 @@ impl TokenRow {
     }
 }
 
-fn hash_secret(secret: &str) -> String {
+/// A fresh secret: `prefix` followed by 32 random bytes in hex.
+pub(crate) fn new_secret(prefix: &str) -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    format!("{prefix}{}", hex::encode(raw))
+}
+
+/// Whether `secret` has the shape [`new_secret`] gives secrets with this `prefix`. Anything
+/// else is refused before it costs a database query.
+pub(crate) fn is_well_formed(secret: &str, prefix: &str) -> bool {
+    secret.strip_prefix(prefix).is_some_and(|body| {
+        body.len() == SECRET_HEX_LEN && body.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// What the database stores instead of a secret: its sha256 in lowercase hex.
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares a stored hash with the presented secret's hash in constant time. The lookup is by
+/// hash already; comparing again this way means no code path decides on a secret-derived value
+/// with an early-exit comparison.
+pub(crate) fn hashes_match(stored: &str, presented: &str) -> bool {
+    bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// Whether a verified token's `last_used_at` is old enough to be written again at `now`.
+pub(crate) fn last_use_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
 }
 
 impl Store {
@@ -67,9 +100,7 @@ impl Store {
                 reason: "must not be empty".into(),
             });
         }
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let secret = format!("{ADMIN_TOKEN_PREFIX}{}", hex::encode(raw));
+        let secret = new_secret(ADMIN_TOKEN_PREFIX);
         let token = AdminToken {
             id: random_id("tok_"),
             name: name.to_owned(),
@@ -98,10 +129,7 @@ impl Store {
     /// The token whose secret this is, if it exists and is neither revoked nor expired;
     /// `None` otherwise (the caller cannot tell which, by design). Records the use.
     pub async fn verify_admin_token(&self, secret: &str) -> Result<Option<AdminToken>, StoreError> {
-        let Some(body) = secret.strip_prefix(ADMIN_TOKEN_PREFIX) else {
-            return Ok(None);
-        };
-        if body.len() != 64 || !body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_well_formed(secret, ADMIN_TOKEN_PREFIX) {
             return Ok(None);
         }
         let presented = hash_secret(secret);
@@ -115,9 +143,7 @@ impl Store {
             .await?
         });
         let Some(row) = row else { return Ok(None) };
-        // The lookup is by hash already; compare again in constant time so that no code path
-        // decides on a secret-derived value with an early-exit comparison.
-        if !bool::from(row.token_hash.as_bytes().ct_eq(presented.as_bytes())) {
+        if !hashes_match(&row.token_hash, &presented) {
             return Ok(None);
         }
         let now = now_ms();
@@ -126,10 +152,7 @@ impl Store {
             return Ok(None);
         }
         let mut token = row.into_token();
-        if token
-            .last_used_at
-            .is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
-        {
+        if last_use_is_stale(token.last_used_at, now) {
             with_pool!(self, write, |pool| {
                 sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
                     .bind(now)
