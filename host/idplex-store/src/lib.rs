@@ -1,5 +1,6 @@
 //! Persistence for idplex: installed connector modules, connections (directories) and their
-//! bindings to connector versions, admin tokens and connector events.
+//! bindings to connector versions, admin tokens, SCIM tokens (per connection) and connector
+//! events.
 //!
 //! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
 //! PostgreSQL (several replicas sharing one database, module bytes included).
@@ -22,7 +23,7 @@
 //! # Timestamps and ids
 //!
 //! Timestamps are `i64` unix milliseconds taken from the host clock; ids are `TEXT`
-//! (`conn_<hex>`, `tok_<hex>`), module ids are their sha256 in lowercase hex.
+//! (`conn_<hex>`, `tok_<hex>`, `stok_<hex>`), module ids are their sha256 in lowercase hex.
 
 mod error;
 mod model;
@@ -123,10 +124,12 @@ macro_rules! with_tx {
 mod connections;
 mod events;
 mod modules;
+mod scim_tokens;
 mod tokens;
 
 pub use events::{MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES};
 pub use modules::sha256_hex;
+pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use tokens::ADMIN_TOKEN_PREFIX;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

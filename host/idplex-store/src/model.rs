@@ -129,6 +129,28 @@ pub struct AdminToken {
     pub last_used_at: Option<i64>,
 }
 
+/// A SCIM bearer token of one connection (directory), as listed: never carries the secret nor
+/// its hash. An IdP presents the secret to `/scim/v2/{connection}`, and it authenticates requests
+/// to that connection only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScimToken {
+    /// `stok_` followed by 32 hex digits.
+    pub id: String,
+    /// The connection (directory) this token gives access to, and the only one.
+    pub connection_id: String,
+    /// When the token was issued.
+    pub created_at: i64,
+    /// When the token stops working. Every SCIM token expires; rotating it may bring this
+    /// forward to the end of the overlap window.
+    pub expires_at: i64,
+    /// When the token was revoked, if it was. A revoked token never works again.
+    pub revoked_at: Option<i64>,
+    /// When the token last authenticated a request, to within a minute.
+    pub last_used_at: Option<i64>,
+    /// The id of the token this one replaced, if it was issued by rotation.
+    pub rotated_from: Option<String>,
+}
+
 /// What went wrong with a connector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventKind {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use common::TestDb;
 use idplex_store::{
     Backend, BindingAction, ConnectionUpdate, EventKind, InsertOutcome, NewConnection, NewEvent,
-    NewModule, Store, StoreError, sha256_hex,
+    NewModule, SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX, Store, StoreError, sha256_hex,
 };
 use serde_json::json;
 
@@ -20,6 +20,12 @@ on_both_backends!(
     activate_and_rollback_keep_books,
     concurrent_activations_lose_no_update,
     admin_tokens,
+    scim_tokens_round_trip,
+    scim_tokens_refuse_wrong_and_malformed_secrets,
+    scim_token_of_one_connection_never_opens_another,
+    scim_tokens_expire_and_revoke,
+    scim_token_rotation_overlaps_then_retires_the_old_token,
+    scim_tokens_listing_newest_first_without_secrets,
     events_newest_first,
 );
 
@@ -43,6 +49,14 @@ fn connection(org: &str, name: &str, connector: &str) -> NewConnection {
         egress_allow: vec!["acme.okta.com".into()],
         limits: json!({ "timeout_ms": 2000 }),
     }
+}
+
+/// The current time in unix milliseconds, as the store reads it.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn expected_backend(db: &TestDb) -> Backend {
@@ -77,6 +91,7 @@ async fn data_survives_reopen(db: TestDb) {
         .unwrap();
     store.activate(&conn.id, "1.0.0", "alice").await.unwrap();
     let (token, secret) = store.create_admin_token("ops", None).await.unwrap();
+    let (scim, scim_secret) = store.create_scim_token(&conn.id, None).await.unwrap();
     store
         .record_event(&NewEvent {
             at: None,
@@ -106,6 +121,14 @@ async fn data_survives_reopen(db: TestDb) {
             .unwrap()
             .map(|t| t.id),
         Some(token.id)
+    );
+    assert_eq!(
+        store
+            .verify_scim_token(&conn.id, &scim_secret)
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some(scim.id)
     );
     let events = store.list_events(None, 10).await.unwrap();
     assert_eq!(events.len(), 1);
@@ -542,6 +565,469 @@ async fn admin_tokens(db: TestDb) {
         assert!(!dump.contains(s.as_str()));
         assert!(!dump.contains(&sha256_hex(s.as_bytes())));
         assert!(!dump.contains(s.trim_start_matches("idp_adm_")));
+    }
+    store.close().await;
+}
+
+async fn scim_tokens_round_trip(db: TestDb) {
+    let store = db.open().await;
+    let conn = store
+        .create_connection(&connection("org1", "main", "okta"))
+        .await
+        .unwrap();
+    let before = unix_ms();
+    let (token, secret) = store.create_scim_token(&conn.id, None).await.unwrap();
+    let after = unix_ms();
+    assert!(secret.starts_with("idp_scim_"));
+    assert_eq!(secret.len(), "idp_scim_".len() + 64);
+    let id_hex = token.id.strip_prefix("stok_").expect("stok_ id");
+    assert!(id_hex.len() == 32 && id_hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(token.connection_id, conn.id);
+    assert!((before..=after).contains(&token.created_at));
+    assert_eq!(
+        token.expires_at,
+        token.created_at + SCIM_TOKEN_DEFAULT_LIFETIME_MS,
+        "one year by default"
+    );
+    assert_eq!(
+        (
+            token.revoked_at,
+            token.last_used_at,
+            token.rotated_from.as_deref()
+        ),
+        (None, None, None)
+    );
+
+    let verified = store
+        .verify_scim_token(&conn.id, &secret)
+        .await
+        .unwrap()
+        .expect("valid token");
+    let used_at = verified.last_used_at.expect("use recorded");
+    assert_eq!(
+        verified,
+        idplex_store::ScimToken {
+            last_used_at: Some(used_at),
+            ..token.clone()
+        }
+    );
+    // Within a minute, a second use is not written again.
+    let again = store
+        .verify_scim_token(&conn.id, &secret)
+        .await
+        .unwrap()
+        .expect("still valid");
+    assert_eq!(again.last_used_at, Some(used_at));
+    assert_eq!(store.list_scim_tokens(&conn.id).await.unwrap(), [again]);
+
+    // An explicit expiry is kept as given.
+    let in_a_day = unix_ms() + 86_400_000;
+    let (short, _) = store
+        .create_scim_token(&conn.id, Some(in_a_day))
+        .await
+        .unwrap();
+    assert_eq!(short.expires_at, in_a_day);
+
+    let err = store.create_scim_token("missing", None).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(err.to_string(), "connection missing not found");
+    assert!(store.list_scim_tokens("missing").await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn scim_tokens_refuse_wrong_and_malformed_secrets(db: TestDb) {
+    let store = db.open().await;
+    let conn = store
+        .create_connection(&connection("org1", "main", "okta"))
+        .await
+        .unwrap();
+    let (_, secret) = store.create_scim_token(&conn.id, None).await.unwrap();
+    let (_, admin_secret) = store.create_admin_token("ops", None).await.unwrap();
+
+    let mut tampered = secret.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let well_formed_wrong = [
+        format!("{SCIM_TOKEN_PREFIX}{}", "ab".repeat(32)),
+        tampered,
+        secret.to_uppercase().replacen("IDP_SCIM_", "idp_scim_", 1),
+    ];
+    let malformed = [
+        String::new(),
+        SCIM_TOKEN_PREFIX.to_owned(),
+        secret.trim_start_matches(SCIM_TOKEN_PREFIX).to_owned(),
+        format!("{secret}0"),
+        secret[..secret.len() - 1].to_owned(),
+        format!("{}zz", &secret[..secret.len() - 2]),
+        format!(" {secret}"),
+        format!("Bearer {secret}"),
+        admin_secret.clone(),
+    ];
+    for wrong in well_formed_wrong.iter().chain(&malformed) {
+        assert_eq!(
+            store.verify_scim_token(&conn.id, wrong).await.unwrap(),
+            None,
+            "{wrong:?}"
+        );
+    }
+    // Nor is a SCIM secret an admin secret.
+    assert_eq!(store.verify_admin_token(&secret).await.unwrap(), None);
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Malformed secrets are refused without a query: they are refused even with the pools
+    // closed, where any query would fail.
+    store.close().await;
+    for wrong in &malformed {
+        assert_eq!(
+            store.verify_scim_token(&conn.id, wrong).await.unwrap(),
+            None,
+            "{wrong:?}"
+        );
+    }
+    assert!(store.verify_scim_token(&conn.id, &secret).await.is_err());
+}
+
+async fn scim_token_of_one_connection_never_opens_another(db: TestDb) {
+    let store = db.open().await;
+    let a = store
+        .create_connection(&connection("org1", "okta-dir", "okta"))
+        .await
+        .unwrap();
+    let b = store
+        .create_connection(&connection("org2", "entra-dir", "azure"))
+        .await
+        .unwrap();
+    let (token_a, secret_a) = store.create_scim_token(&a.id, None).await.unwrap();
+    let (token_b, secret_b) = store.create_scim_token(&b.id, None).await.unwrap();
+
+    assert_eq!(
+        store.verify_scim_token(&b.id, &secret_a).await.unwrap(),
+        None,
+        "A's token presented for B"
+    );
+    assert_eq!(
+        store.verify_scim_token(&a.id, &secret_b).await.unwrap(),
+        None,
+        "B's token presented for A"
+    );
+    assert_eq!(
+        store.verify_scim_token("missing", &secret_a).await.unwrap(),
+        None
+    );
+    let ok_a = store.verify_scim_token(&a.id, &secret_a).await.unwrap();
+    assert_eq!(ok_a.map(|t| t.id), Some(token_a.id.clone()));
+    let ok_b = store.verify_scim_token(&b.id, &secret_b).await.unwrap();
+    assert_eq!(ok_b.map(|t| t.id), Some(token_b.id.clone()));
+
+    // Nor can B's admin path reach A's tokens: they are not found there, and stay untouched.
+    let err = store
+        .revoke_scim_token(&b.id, &token_a.id)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("SCIM token {} not found", token_a.id)
+    );
+    let err = store
+        .rotate_scim_token(&b.id, &token_a.id, 0)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let listed_a = store.list_scim_tokens(&a.id).await.unwrap();
+    assert_eq!(
+        listed_a.len(),
+        1,
+        "no token was issued by the refused rotation"
+    );
+    assert_eq!(
+        (listed_a[0].expires_at, listed_a[0].revoked_at),
+        (token_a.expires_at, None)
+    );
+    assert!(
+        store
+            .verify_scim_token(&a.id, &secret_a)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .list_scim_tokens(&b.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        [token_b.id]
+    );
+    store.close().await;
+}
+
+async fn scim_tokens_expire_and_revoke(db: TestDb) {
+    let store = db.open().await;
+    let conn = store
+        .create_connection(&connection("org1", "main", "okta"))
+        .await
+        .unwrap();
+    let now = unix_ms();
+
+    // Expired, and not yet expired.
+    let (_, expired_secret) = store
+        .create_scim_token(&conn.id, Some(now - 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .verify_scim_token(&conn.id, &expired_secret)
+            .await
+            .unwrap(),
+        None
+    );
+    let (_, fresh_secret) = store
+        .create_scim_token(&conn.id, Some(now + 3_600_000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &fresh_secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Revoked: refused at once; a second revocation changes nothing.
+    let (token, secret) = store.create_scim_token(&conn.id, None).await.unwrap();
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let revoked = store.revoke_scim_token(&conn.id, &token.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(revoked.id, token.id);
+    assert_eq!(
+        store.verify_scim_token(&conn.id, &secret).await.unwrap(),
+        None
+    );
+    let again = store.revoke_scim_token(&conn.id, &token.id).await.unwrap();
+    assert_eq!(again, revoked, "revocation is idempotent");
+    assert_eq!(
+        store.verify_scim_token(&conn.id, &secret).await.unwrap(),
+        None
+    );
+
+    // A revoked token cannot be rotated back to life; unknown ones are not found.
+    let err = store
+        .rotate_scim_token(&conn.id, &token.id, 60_000)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("SCIM token {} is revoked", token.id)
+    );
+    let err = store
+        .rotate_scim_token(&conn.id, "stok_missing", 60_000)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = store
+        .revoke_scim_token(&conn.id, "stok_missing")
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "SCIM token stok_missing not found");
+    assert_eq!(store.list_scim_tokens(&conn.id).await.unwrap().len(), 3);
+    store.close().await;
+}
+
+async fn scim_token_rotation_overlaps_then_retires_the_old_token(db: TestDb) {
+    let store = db.open().await;
+    let conn = store
+        .create_connection(&connection("org1", "main", "okta"))
+        .await
+        .unwrap();
+    let (first, first_secret) = store.create_scim_token(&conn.id, None).await.unwrap();
+
+    // An hour of overlap: both work.
+    let before = unix_ms();
+    let (second, second_secret) = store
+        .rotate_scim_token(&conn.id, &first.id, 3_600_000)
+        .await
+        .unwrap();
+    let after = unix_ms();
+    assert_ne!(second.id, first.id);
+    assert_ne!(second_secret, first_secret);
+    assert!(second_secret.starts_with(SCIM_TOKEN_PREFIX));
+    assert_eq!(second.rotated_from.as_deref(), Some(first.id.as_str()));
+    assert_eq!(second.connection_id, conn.id);
+    assert_eq!(
+        second.expires_at,
+        second.created_at + SCIM_TOKEN_DEFAULT_LIFETIME_MS
+    );
+    for s in [&first_secret, &second_secret] {
+        assert!(
+            store
+                .verify_scim_token(&conn.id, s)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let listed = store.list_scim_tokens(&conn.id).await.unwrap();
+    let old = listed.iter().find(|t| t.id == first.id).unwrap();
+    assert!(
+        (before + 3_600_000..=after + 3_600_000).contains(&old.expires_at),
+        "the old token now ends with the overlap: {} not in {}..={}",
+        old.expires_at,
+        before + 3_600_000,
+        after + 3_600_000
+    );
+    assert_eq!(old.revoked_at, None);
+
+    // No overlap: the old token is retired at once, the new one works.
+    let (third, third_secret) = store
+        .rotate_scim_token(&conn.id, &second.id, 0)
+        .await
+        .unwrap();
+    assert_eq!(third.rotated_from.as_deref(), Some(second.id.as_str()));
+    assert_eq!(
+        store
+            .verify_scim_token(&conn.id, &second_secret)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .verify_scim_token(&conn.id, &third_secret)
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some(third.id.clone())
+    );
+    // The first token is still within its own overlap window.
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &first_secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Rotation never extends a token: one that ends sooner than the overlap keeps its expiry.
+    let soon = unix_ms() + 10_000;
+    let (short, _) = store.create_scim_token(&conn.id, Some(soon)).await.unwrap();
+    store
+        .rotate_scim_token(&conn.id, &short.id, 3_600_000)
+        .await
+        .unwrap();
+    let short_after = store
+        .list_scim_tokens(&conn.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == short.id)
+        .unwrap();
+    assert_eq!(short_after.expires_at, soon);
+
+    // An already expired token may be rotated (the replacement works), and stays expired.
+    let (expired, expired_secret) = store
+        .create_scim_token(&conn.id, Some(unix_ms() - 1_000))
+        .await
+        .unwrap();
+    let (renewed, renewed_secret) = store
+        .rotate_scim_token(&conn.id, &expired.id, 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed.rotated_from.as_deref(), Some(expired.id.as_str()));
+    assert_eq!(
+        store
+            .verify_scim_token(&conn.id, &expired_secret)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &renewed_secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let err = store
+        .rotate_scim_token(&conn.id, &third.id, -1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput { .. }), "{err:?}");
+    assert!(
+        store
+            .verify_scim_token(&conn.id, &third_secret)
+            .await
+            .unwrap()
+            .is_some(),
+        "a refused rotation leaves the token alone"
+    );
+    store.close().await;
+}
+
+async fn scim_tokens_listing_newest_first_without_secrets(db: TestDb) {
+    let store = db.open().await;
+    let conn = store
+        .create_connection(&connection("org1", "main", "okta"))
+        .await
+        .unwrap();
+    let other = store
+        .create_connection(&connection("org1", "other", "okta"))
+        .await
+        .unwrap();
+    let mut secrets = Vec::new();
+    let mut ids = HashSet::new();
+    for _ in 0..3 {
+        let (token, secret) = store.create_scim_token(&conn.id, None).await.unwrap();
+        ids.insert(token.id);
+        secrets.push(secret);
+        // Distinct creation times, so that the order is fully determined.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let (rotated, rotated_secret) = store
+        .rotate_scim_token(&conn.id, ids.iter().next().unwrap(), 60_000)
+        .await
+        .unwrap();
+    ids.insert(rotated.id.clone());
+    secrets.push(rotated_secret);
+    let (_, other_secret) = store.create_scim_token(&other.id, None).await.unwrap();
+
+    let listed = store.list_scim_tokens(&conn.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id.clone()).collect::<HashSet<_>>(),
+        ids,
+        "this connection's tokens only"
+    );
+    assert_eq!(listed[0].id, rotated.id, "newest first");
+    assert!(
+        listed.windows(2).all(|w| w[0].created_at > w[1].created_at),
+        "newest first: {listed:?}"
+    );
+    assert!(listed.iter().all(|t| t.connection_id == conn.id));
+
+    let dump = serde_json::to_string(&listed).unwrap() + &format!("{listed:?}");
+    let roundtrip: Vec<idplex_store::ScimToken> =
+        serde_json::from_str(&serde_json::to_string(&listed).unwrap()).unwrap();
+    assert_eq!(roundtrip, listed);
+    for s in secrets.iter().chain([&other_secret]) {
+        assert!(!dump.contains(s.as_str()));
+        assert!(!dump.contains(&sha256_hex(s.as_bytes())));
+        assert!(!dump.contains(s.trim_start_matches(SCIM_TOKEN_PREFIX)));
     }
     store.close().await;
 }
