@@ -422,7 +422,7 @@ fn main() -> Result<()> {
     let runtime = runtime_in(warm.path())?;
     let connector = Arc::new(rt.block_on(runtime.load(saml_arc.clone()))?);
     let label = connector.label().to_string();
-    let ctx = CallContext { config: sso_config(), ..CallContext::with_limits(Default::default()) };
+    let ctx = CallContext { config: std::sync::Arc::new(sso_config()), ..CallContext::with_limits(Default::default()) };
     let assertion = entra_assertion();
     let body = okta_user_body();
     let request = post_users(&body);

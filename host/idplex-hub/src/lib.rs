@@ -414,7 +414,7 @@ pub fn call_context(runtime: &Runtime, conn: &Connection, connector: &LoadedConn
         .map_err(|reason| HubError::Invalid { what: "connection limits", reason })?;
     Ok(CallContext {
         connection_id: Some(conn.id.clone()),
-        config,
+        config: Arc::new(config),
         egress: Arc::new(EgressPolicy::new(&connector.info().egress_hosts, &conn.egress_allow, credential)),
         limits,
     })

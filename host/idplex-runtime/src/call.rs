@@ -22,8 +22,9 @@ use crate::size::OutputSize;
 pub struct CallContext {
     /// The connection (directory) the call serves, for logs and events.
     pub connection_id: Option<String>,
-    /// The connection's config values, served through the `config` import.
-    pub config: BTreeMap<String, String>,
+    /// The connection's config values, served through the `config` import (shared, not copied,
+    /// by every call).
+    pub config: Arc<BTreeMap<String, String>>,
     /// Where the connector may send HTTP requests, with which credential.
     pub egress: Arc<EgressPolicy>,
     /// Sandbox limits of this connection.
@@ -141,7 +142,7 @@ const LOG_LINE_MAX: usize = 2048;
 pub(crate) struct CallState {
     label: Arc<str>,
     connection: Option<String>,
-    config: BTreeMap<String, String>,
+    config: Arc<BTreeMap<String, String>>,
     limiter: MemoryLimiter,
     table: ResourceTable,
     clocks: WasiClocksCtx,

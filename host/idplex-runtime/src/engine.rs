@@ -156,7 +156,13 @@ impl Runtime {
             .memory_init_cow(true)
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20)
-            .memory_reservation(config.max_memory_bytes.next_power_of_two().max(1 << 30))
+            // Explicit bounds checks instead of guard pages: a recycled pool slot then stays
+            // accessible, so a fresh instance costs no mprotect (and no cross-core TLB
+            // shootdown) per call. Connector calls are short; instantiation dominates them.
+            .memory_reservation(config.max_memory_bytes)
+            .memory_guard_size(0)
+            .memory_reservation_for_growth(0)
+            .signals_based_traps(false)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
 

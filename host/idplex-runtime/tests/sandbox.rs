@@ -29,7 +29,7 @@ fn shared_runtime() -> Runtime {
 fn ctx(config: &[(&str, &str)], limits: Limits) -> CallContext {
     CallContext {
         connection_id: Some("conn_test".into()),
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        config: Arc::new(config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
         egress: Arc::new(EgressPolicy::deny_all()),
         limits,
     }
@@ -164,7 +164,9 @@ async fn a_memory_bomb_hits_the_connection_memory_limit() {
 async fn a_100_mb_answer_is_refused_by_the_output_cap() {
     let rt = shared_runtime();
     let h = hostile(&rt).await;
-    let limits = Limits { memory_bytes: 256 << 20, max_output_bytes: 1 << 20, ..Limits::default() };
+    // Generous deadline: this test is about size, and building 100 MB takes a while on a
+    // loaded machine.
+    let limits = Limits { memory_bytes: 256 << 20, max_output_bytes: 1 << 20, deadline_ms: 30_000 };
     let err = h.render(&ctx(&[("mode", "huge")], limits), ResourceKind::User, "{}".into()).await.unwrap_err();
     match &err {
         CallError::OutputTooLarge { size, limit, .. } => {
@@ -174,7 +176,8 @@ async fn a_100_mb_answer_is_refused_by_the_output_cap() {
         other => panic!("expected OutputTooLarge, got {other:?}"),
     }
     // With the default memory limit (64 MiB) the guest cannot even build it.
-    let err = h.render(&ctx(&[("mode", "huge")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    let limits = Limits { deadline_ms: 30_000, ..Limits::default() };
+    let err = h.render(&ctx(&[("mode", "huge")], limits), ResourceKind::User, "{}".into()).await.unwrap_err();
     assert_eq!(err.kind(), "memory", "{err}");
 }
 

@@ -219,7 +219,7 @@ async fn hostile_connector_faults_are_contained_reported_and_recorded() {
         Case {
             name: "huge",
             config: json!({"mode": "huge"}),
-            limits: json!({"memory_bytes": 268435456, "max_output_bytes": 1048576}),
+            limits: json!({"memory_bytes": 268435456, "max_output_bytes": 1048576, "deadline_ms": 30000}),
             egress_allow: json!([]),
             status: 502,
             code: "output_too_large",
