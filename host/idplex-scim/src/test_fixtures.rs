@@ -1,4 +1,4 @@
-//! Access to the IdP request vectors in `/work/shared/fixtures/idp-dialects` (test only).
+//! Access to the IdP request vectors in `tests/fixtures/idp-dialects` (test only).
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ fn dir() -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/idp-dialects"
+            "/../../tests/fixtures/idp-dialects"
         )),
     }
 }
