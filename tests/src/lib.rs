@@ -215,9 +215,9 @@ impl TestEnv {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                // Keep reading even when nobody listens any more: closing the pipe would make
+                // the server's next print fail.
+                let _ = tx.send(line);
             }
         });
         let deadline = Instant::now() + STARTUP_TIMEOUT;

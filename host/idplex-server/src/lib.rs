@@ -23,6 +23,8 @@ use idplex_store::NewConnection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub mod scim;
+
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -89,12 +91,16 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/connections/{id}/dry-run/scim", post(dry_run_scim))
         .route("/connections/{id}/dry-run/sso", post(dry_run_sso))
         .route("/events", get(events))
+        .route("/connections/{id}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
+        .route("/connections/{id}/scim-tokens/{token}/rotate", post(rotate_scim_token))
+        .route("/connections/{id}/scim-tokens/{token}/revoke", post(revoke_scim_token))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest("/admin/v1", admin)
+        .merge(scim::router(state.clone()))
         .with_state(state)
 }
 
@@ -276,6 +282,56 @@ async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiR
         .await
         .map_err(HubError::from)?;
     Ok(Json(json!({ "events": events })))
+}
+
+/// Body of `POST /admin/v1/connections/{id}/scim-tokens`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewScimToken {
+    /// Expiry (unix ms); default one year.
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+async fn list_scim_tokens(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
+    let tokens = s.hub.store().list_scim_tokens(&id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "connection_id": id, "tokens": tokens })))
+}
+
+/// Issue a SCIM token; the secret is in this response only.
+async fn create_scim_token(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<NewScimToken>>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let expires_at = body.and_then(|Json(b)| b.expires_at);
+    let (token, secret) = s.hub.store().create_scim_token(&id, expires_at).await.map_err(HubError::from)?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": token, "secret": secret, "scim_path": format!("/scim/v2/{id}") }))))
+}
+
+#[derive(Deserialize)]
+struct RotateQuery {
+    /// How long the old token keeps working, in ms (default one hour).
+    overlap_ms: Option<i64>,
+}
+
+async fn rotate_scim_token(
+    State(s): State<AppState>,
+    Path((id, token)): Path<(String, String)>,
+    Query(q): Query<RotateQuery>,
+) -> ApiResult<Json<Value>> {
+    let overlap = q.overlap_ms.unwrap_or(3_600_000);
+    let (new, secret) = s.hub.store().rotate_scim_token(&id, &token, overlap).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "token": new, "secret": secret })))
+}
+
+async fn revoke_scim_token(
+    State(s): State<AppState>,
+    Path((id, token)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let t = s.hub.store().revoke_scim_token(&id, &token).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "token": t })))
 }
 
 /// Body of the SCIM dry run: a request envelope as the SCIM server would pass it on.

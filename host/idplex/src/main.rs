@@ -60,6 +60,10 @@ enum Command {
     /// Create, list and revoke admin API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Issue, list, rotate and revoke the SCIM bearer tokens of a connection (what an IdP uses
+    /// to provision into `/scim/v2/{connection}`).
+    #[command(subcommand)]
+    ScimToken(ScimTokenCmd),
     /// Show connector events (traps, timeouts, refused installs, ...), newest first.
     Events {
         /// Only events of this connection.
@@ -153,6 +157,44 @@ enum TokenCmd {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ScimTokenCmd {
+    /// Issue a token; the secret is printed once and stored only as a hash.
+    Create {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 365)]
+        expires_days: u32,
+    },
+    /// List a connection's tokens (never their secrets).
+    List {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+    },
+    /// Replace a token; the old one keeps working for the overlap window.
+    Rotate {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+        /// Token id (stok_…).
+        token: String,
+        /// Hours the old token keeps working.
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+        /// Token id (stok_…).
+        token: String,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -258,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
         Command::Connection(cmd) => connection(&hub, g.json, cmd).await,
         Command::Token(cmd) => token(&hub, g.json, cmd).await,
+        Command::ScimToken(cmd) => scim_token(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
             let events = hub.store().list_events(connection.as_deref(), limit).await.map_err(HubError::from)?;
             emit(g.json, &json!({ "events": events }), || {
@@ -287,9 +330,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     for r in &installed {
         tracing::info!(connector = %format!("{}@{}", r.name, r.version), outcome = r.outcome, "bundled connector");
     }
-    if args.demo {
-        demo_setup(&hub, &installed).await?;
-    }
+    let demo = if args.demo { demo_setup(&hub, &installed).await? } else { None };
     let bound = hub.sync_bindings().await?;
     tracing::info!(bound, startup_ms = t0.elapsed().as_millis() as u64, "connectors loaded");
 
@@ -298,6 +339,10 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = %hub.store().backend(), data_dir = %g.data_dir.display(), "idplex listening");
+    if let Some((connection, secret)) = demo {
+        println!("SCIM base URL: http://{addr}/scim/v2/{connection}");
+        println!("SCIM bearer token (shown once): {secret}");
+    }
     println!("idplex listening on http://{addr}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -329,12 +374,13 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-/// First start with `--demo`: a connection bound to custom-saml and an admin token, printed.
-async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyhow::Result<()> {
+/// First start with `--demo`: a connection bound to custom-saml, an admin token and a SCIM
+/// token, printed. Returns the connection id and the SCIM secret.
+async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyhow::Result<Option<(String, String)>> {
     let store = hub.store();
     if store.list_connections().await.map_err(HubError::from)?.iter().any(|c| c.name == "demo") {
-        println!("demo connection already exists; admin tokens are shown only once (idplex token create NAME makes a new one)");
-        return Ok(());
+        println!("demo connection already exists; tokens are shown only once (idplex token create NAME, idplex scim-token create --connection ID make new ones)");
+        return Ok(None);
     }
     let saml = installed
         .iter()
@@ -357,7 +403,8 @@ async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyho
     let (_, secret) = store.create_admin_token("demo", Some(expires)).await.map_err(HubError::from)?;
     println!("demo connection: {} (custom-saml@{})", conn.id, saml.version);
     println!("admin token (shown once): {secret}");
-    Ok(())
+    let (_, scim_secret) = store.create_scim_token(&conn.id, None).await.map_err(HubError::from)?;
+    Ok(Some((conn.id, scim_secret)))
 }
 
 fn now_ms() -> i64 {
@@ -519,6 +566,42 @@ async fn token(hub: &Hub, json_out: bool, cmd: TokenCmd) -> anyhow::Result<()> {
         }
         TokenCmd::Revoke { id } => {
             let tok = hub.store().revoke_admin_token(&id).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
+        }
+    }
+    Ok(())
+}
+
+async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Result<()> {
+    let store = hub.store();
+    match cmd {
+        ScimTokenCmd::Create { connection, expires_days } => {
+            store.get_connection(&connection).await.map_err(HubError::from)?;
+            let expires = now_ms() + i64::from(expires_days.max(1)) * 86_400_000;
+            let (tok, secret) = store.create_scim_token(&connection, Some(expires)).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok, "secret": secret, "scim_path": format!("/scim/v2/{connection}") }), || {
+                format!("SCIM token {} for /scim/v2/{connection}; secret (shown once):\n{secret}", tok.id)
+            });
+        }
+        ScimTokenCmd::List { connection } => {
+            store.get_connection(&connection).await.map_err(HubError::from)?;
+            let toks = store.list_scim_tokens(&connection).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "tokens": toks }), || {
+                toks.iter()
+                    .map(|t| format!("{}  expires {}  revoked={}", t.id, t.expires_at, t.revoked_at.is_some()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ScimTokenCmd::Rotate { connection, token, overlap_hours } => {
+            let overlap = i64::from(overlap_hours) * 3_600_000;
+            let (tok, secret) = store.rotate_scim_token(&connection, &token, overlap).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok, "secret": secret }), || {
+                format!("new SCIM token {} (old one works for {overlap_hours} h more); secret (shown once):\n{secret}", tok.id)
+            });
+        }
+        ScimTokenCmd::Revoke { connection, token } => {
+            let tok = store.revoke_scim_token(&connection, &token).await.map_err(HubError::from)?;
             emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }

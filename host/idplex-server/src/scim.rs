@@ -1,0 +1,147 @@
+//! The SCIM 2.0 surface (RFC 7644) of one connection: `/scim/v2/{connection}/...`.
+//!
+//! Authentication: `Authorization: Bearer <SCIM token of that connection>` (tokens are issued by
+//! `idplex scim-token create`, stored hashed and compared in constant time by the store; a token
+//! of one connection never authenticates another). Every error is an RFC 7644 §3.12 error body
+//! with `Content-Type: application/scim+json`.
+//!
+//! Served so far: the discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`,
+//! `/Schemas`, and single resource types and schemas by id).
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use idplex_scim::ScimError;
+use serde_json::Value;
+
+use crate::AppState;
+
+/// `application/scim+json`, the media type of every SCIM response.
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// A SCIM answer: a status and a JSON body, sent as `application/scim+json`.
+pub struct ScimJson(pub StatusCode, pub Value);
+
+impl IntoResponse for ScimJson {
+    fn into_response(self) -> Response {
+        let mut resp = (self.0, self.1.to_string()).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+        resp
+    }
+}
+
+/// A SCIM error answered with its RFC 7644 body.
+pub struct ScimFailure(pub ScimError);
+
+impl IntoResponse for ScimFailure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = ScimJson(status, self.0.to_json()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"idplex-scim\""));
+        }
+        resp
+    }
+}
+
+impl From<ScimError> for ScimFailure {
+    fn from(e: ScimError) -> Self {
+        ScimFailure(e)
+    }
+}
+
+/// The routes under `/scim/v2/{connection}`.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/scim/v2/{connection}/ServiceProviderConfig", get(service_provider_config))
+        .route("/scim/v2/{connection}/ResourceTypes", get(resource_types))
+        .route("/scim/v2/{connection}/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/{connection}/Schemas", get(schemas))
+        .route("/scim/v2/{connection}/Schemas/{id}", get(schema))
+        .route_layer(middleware::from_fn_with_state(state, require_scim_token))
+}
+
+/// Only a valid, unexpired, unrevoked SCIM token *of this connection* gets through.
+async fn require_scim_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let connection = req
+        .uri()
+        .path()
+        .strip_prefix("/scim/v2/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(secret) = presented else {
+        return ScimFailure(ScimError::with_status(
+            401,
+            "missing `Authorization: Bearer <token>`; issue a SCIM token for this connection with `idplex scim-token create`",
+        ))
+        .into_response();
+    };
+    match s.hub.store().verify_scim_token(&connection, secret).await {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => ScimFailure(ScimError::with_status(
+            401,
+            "the bearer token is unknown, expired or revoked, or belongs to another connection",
+        ))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, connection = %connection, "SCIM token check failed");
+            ScimFailure(ScimError::with_status(503, "the directory store is unavailable; retry later"))
+                .into_response()
+        }
+    }
+}
+
+/// The absolute base URL of a connection's SCIM endpoint as the client addressed it.
+fn base_url(headers: &HeaderMap, connection: &str) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}/scim/v2/{connection}")
+}
+
+async fn service_provider_config(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+    ScimJson(StatusCode::OK, idplex_scim::service_provider_config(&base_url(&headers, &connection)))
+}
+
+async fn resource_types(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+    ScimJson(StatusCode::OK, idplex_scim::resource_types_response(&base_url(&headers, &connection)))
+}
+
+async fn schemas(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+    ScimJson(StatusCode::OK, idplex_scim::schemas_response(&base_url(&headers, &connection)))
+}
+
+/// One entry of a discovery list, found by its `id`.
+fn find_by_id(list: Value, id: &str, what: &str) -> Result<ScimJson, ScimFailure> {
+    list["Resources"]
+        .as_array()
+        .and_then(|items| items.iter().find(|r| r["id"].as_str() == Some(id)))
+        .cloned()
+        .map(|r| ScimJson(StatusCode::OK, r))
+        .ok_or_else(|| ScimFailure(ScimError::with_status(404, format!("{what} {id:?} does not exist"))))
+}
+
+async fn resource_type(
+    Path((connection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<ScimJson, ScimFailure> {
+    find_by_id(idplex_scim::resource_types_response(&base_url(&headers, &connection)), &id, "resource type")
+}
+
+async fn schema(Path((connection, id)): Path<(String, String)>, headers: HeaderMap) -> Result<ScimJson, ScimFailure> {
+    find_by_id(idplex_scim::schemas_response(&base_url(&headers, &connection)), &id, "schema")
+}
