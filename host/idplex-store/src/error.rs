@@ -21,6 +21,16 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A conditional write (`If-Match`, HTTP 412) named a version of the object that is no longer
+    /// its current one: someone else changed it in between.
+    #[error("{what} {key} is at version {actual}, not the expected {expected}")]
+    PreconditionFailed {
+        what: &'static str,
+        key: String,
+        expected: i64,
+        actual: i64,
+    },
+
     /// `rollback` was asked for a connection that has no previous version.
     #[error("connection {connection_id} has no previous version to roll back to")]
     NothingToRollBack { connection_id: String },
@@ -66,6 +76,10 @@ impl StoreError {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, StoreError::PreconditionFailed { .. })
     }
 
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {

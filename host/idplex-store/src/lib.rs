@@ -1,5 +1,6 @@
 //! Persistence for idplex: installed connector modules, connections (directories) and their
-//! bindings to connector versions, admin tokens, SCIM tokens (per connection) and connector
+//! bindings to connector versions, admin tokens, SCIM tokens (per connection), the SCIM directory
+//! (users and groups provisioned by IdPs, [`Store::create_user`] and friends) and connector
 //! events.
 //!
 //! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
@@ -23,7 +24,7 @@
 //! # Timestamps and ids
 //!
 //! Timestamps are `i64` unix milliseconds taken from the host clock; ids are `TEXT`
-//! (`conn_<hex>`, `tok_<hex>`, `stok_<hex>`), module ids are their sha256 in lowercase hex.
+//! (`conn_<hex>`, `tok_<hex>`, `stok_<hex>`; directory users and groups: 32 bare hex digits), module ids are their sha256 in lowercase hex.
 
 mod error;
 mod model;
@@ -122,11 +123,16 @@ macro_rules! with_tx {
 }
 
 mod connections;
+mod directory;
 mod events;
 mod modules;
 mod scim_tokens;
 mod tokens;
 
+pub use directory::{
+    DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT, NewDirectoryGroup,
+    NewDirectoryUser,
+};
 pub use events::{MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES};
 pub use modules::sha256_hex;
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};

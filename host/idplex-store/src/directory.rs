@@ -1,0 +1,967 @@
+//! The SCIM directory: users and groups an IdP (Okta, Entra, OneLogin, ...) provisions through a
+//! connection. Groundwork for the SCIM server; no protocol here beyond what storage needs.
+//!
+//! Every operation is scoped by the connection the request came through (the one its SCIM token
+//! opens): an object of another connection is reported as not found, so one directory's token
+//! can never read or change another directory's data. `userName` uniqueness, on the other hand,
+//! is per organization (the connection's `org_id`) and case-insensitive, as RFC 7643 §4.1.1
+//! defines `userName` (`caseExact: false`, server-unique): two directories of one organization
+//! cannot provision the same person twice.
+//!
+//! Each user or group carries a `version`, 1 at creation and bumped by every write to it
+//! (membership changes included for groups): the SCIM server's ETag. Writes that take an
+//! `expected_version` fail with [`StoreError::PreconditionFailed`] (HTTP 412) when it is stale.
+//!
+//! Cost: creating a user is one `INSERT ... SELECT` (the organization is read from the connection
+//! in the same statement); lookups by `userName` and `externalId` are single indexed queries;
+//! listing a page of groups with members is two queries whatever the page size.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError, now_ms, random_id};
+
+/// Upper bound of `limit` in [`Store::list_users`] and [`Store::list_groups`]; larger values are
+/// clamped to it.
+pub const MAX_DIRECTORY_LIST_LIMIT: u32 = 1000;
+
+/// How many member ids one statement carries (well under both backends' parameter limits).
+const MEMBER_CHUNK: usize = 500;
+
+/// A user to create through a connection.
+#[derive(Debug, Clone)]
+pub struct NewDirectoryUser {
+    /// The connection (directory) provisioning the user; its organization owns the user.
+    pub connection_id: String,
+    /// SCIM `userName`; unique per organization, case-insensitively.
+    pub user_name: String,
+    /// SCIM `externalId`: the IdP's own identifier, if it sent one.
+    pub external_id: Option<String>,
+    /// SCIM `active`.
+    pub active: bool,
+    /// The full RFC 7643 resource (a JSON object), stored as given.
+    pub resource: serde_json::Value,
+}
+
+/// A user provisioned through a connection, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryUser {
+    /// 32 random hex digits; the SCIM `id`.
+    pub id: String,
+    /// The connection (directory) that provisioned the user, and the only one that can see it.
+    pub connection_id: String,
+    /// The organization of that connection; `userName` is unique within it.
+    pub org_id: String,
+    /// SCIM `userName`, as last written (original case).
+    pub user_name: String,
+    /// SCIM `externalId`.
+    pub external_id: Option<String>,
+    /// SCIM `active`; authoritative over any `active` inside `resource`.
+    pub active: bool,
+    /// The full RFC 7643 resource, as last written.
+    pub resource: serde_json::Value,
+    /// 1 at creation, bumped by every write: the ETag source.
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When the user was last deactivated, while it is inactive; `None` while active.
+    pub deactivated_at: Option<i64>,
+}
+
+/// A group to create through a connection.
+#[derive(Debug, Clone)]
+pub struct NewDirectoryGroup {
+    /// The connection (directory) provisioning the group; its organization owns the group.
+    pub connection_id: String,
+    /// SCIM `displayName`.
+    pub display_name: String,
+    /// SCIM `externalId`.
+    pub external_id: Option<String>,
+    /// The full RFC 7643 resource (a JSON object), stored as given. Membership is stored apart,
+    /// in `members`, and is what [`DirectoryGroup::members`] reports.
+    pub resource: serde_json::Value,
+    /// Ids of the initial members: users of the same organization.
+    pub members: Vec<String>,
+}
+
+/// A group provisioned through a connection, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryGroup {
+    /// 32 random hex digits; the SCIM `id`.
+    pub id: String,
+    /// The connection (directory) that provisioned the group, and the only one that can see it.
+    pub connection_id: String,
+    /// The organization of that connection.
+    pub org_id: String,
+    /// SCIM `displayName`.
+    pub display_name: String,
+    /// SCIM `externalId`.
+    pub external_id: Option<String>,
+    /// The full RFC 7643 resource, as last written (its `members`, if any, are not maintained:
+    /// read [`DirectoryGroup::members`]).
+    pub resource: serde_json::Value,
+    /// Ids of the member users, in ascending order. Empty when a listing was asked without members.
+    pub members: Vec<String>,
+    /// 1 at creation, bumped by every write, membership changes included: the ETag source.
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A group a user belongs to, as the user's SCIM `groups` attribute shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryGroupRef {
+    pub id: String,
+    pub display_name: String,
+}
+
+const USER_COLUMNS: &str = "id, org_id, connection_id, user_name, external_id, active, \
+     resource_json, version, created_at, updated_at, deactivated_at";
+
+const GROUP_COLUMNS: &str = "id, org_id, connection_id, display_name, external_id, \
+     resource_json, version, created_at, updated_at";
+
+/// One statement: the organization comes from the connection, so an unknown connection inserts
+/// nothing (and returns no row) and a duplicate `userName` in the organization violates
+/// `directory_users_org_user_name_key`.
+const INSERT_USER: &str = "INSERT INTO directory_users \
+     (id, org_id, connection_id, user_name, user_name_lc, external_id, active, resource_json, \
+      version, created_at, updated_at, deactivated_at) \
+     SELECT $1, c.org_id, c.id, $2, $3, $4, $5, $6, 1, $7, $7, \
+            CASE WHEN $5 THEN NULL ELSE $7 END \
+     FROM connections c WHERE c.id = $8 \
+     RETURNING org_id";
+
+const INSERT_GROUP: &str = "INSERT INTO directory_groups \
+     (id, org_id, connection_id, display_name, external_id, resource_json, version, created_at, \
+      updated_at) \
+     SELECT $1, c.org_id, c.id, $2, $3, $4, 1, $5, $5 \
+     FROM connections c WHERE c.id = $6 \
+     RETURNING org_id";
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    org_id: String,
+    connection_id: String,
+    user_name: String,
+    external_id: Option<String>,
+    active: bool,
+    resource_json: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    deactivated_at: Option<i64>,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<DirectoryUser, StoreError> {
+        let resource = serde_json::from_str(&self.resource_json)
+            .map_err(|e| StoreError::corrupt("user", &self.id, e))?;
+        Ok(DirectoryUser {
+            id: self.id,
+            connection_id: self.connection_id,
+            org_id: self.org_id,
+            user_name: self.user_name,
+            external_id: self.external_id,
+            active: self.active,
+            resource,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deactivated_at: self.deactivated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    id: String,
+    org_id: String,
+    connection_id: String,
+    display_name: String,
+    external_id: Option<String>,
+    resource_json: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl GroupRow {
+    fn into_group(self, members: Vec<String>) -> Result<DirectoryGroup, StoreError> {
+        let resource = serde_json::from_str(&self.resource_json)
+            .map_err(|e| StoreError::corrupt("group", &self.id, e))?;
+        Ok(DirectoryGroup {
+            id: self.id,
+            connection_id: self.connection_id,
+            org_id: self.org_id,
+            display_name: self.display_name,
+            external_id: self.external_id,
+            resource,
+            members,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The key `userName` uniqueness and lookups use. Unicode lower case, computed here rather than
+/// in SQL so both backends agree.
+fn user_name_key(user_name: &str) -> String {
+    user_name.to_lowercase()
+}
+
+fn check_user_name(user_name: &str) -> Result<(), StoreError> {
+    if user_name.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            what: "userName",
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_display_name(display_name: &str) -> Result<(), StoreError> {
+    if display_name.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            what: "displayName",
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The resource as stored: it must be a JSON object.
+fn resource_json(resource: &serde_json::Value, what: &'static str) -> Result<String, StoreError> {
+    if !resource.is_object() {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: "a SCIM resource must be a JSON object".into(),
+        });
+    }
+    crate::to_json(resource, what)
+}
+
+fn user_name_taken(user_name: &str) -> StoreError {
+    StoreError::conflict(
+        "user",
+        user_name,
+        "userName is already taken in this organization",
+    )
+}
+
+/// `$start, $start+1, ...`: `n` placeholders.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `ids` without repetitions, first occurrence kept.
+fn dedup(ids: &[String]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// Adds the users `$members` (a `&[String]`) to the group `$group_id` of the organization
+/// `$org_id` inside the transaction `$tx`: one check and one insert per [`MEMBER_CHUNK`] ids.
+/// Returns early from the enclosing function with [`StoreError::NotFound`] naming the first id
+/// that is not a user of the organization (rolling the transaction back). Existing memberships
+/// are left as they are.
+macro_rules! attach_members {
+    ($tx:ident, $group_id:expr, $org_id:expr, $members:expr) => {
+        for chunk in dedup($members).chunks(MEMBER_CHUNK) {
+            let sql = format!(
+                "SELECT id FROM directory_users WHERE org_id = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind($org_id);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let found: Vec<String> = query.fetch_all(&mut *$tx).await?;
+            if found.len() != chunk.len() {
+                let found: HashSet<&str> = found.iter().map(String::as_str).collect();
+                let missing = chunk.iter().find(|id| !found.contains(**id)).unwrap_or(&"");
+                return Err(StoreError::not_found("user", *missing));
+            }
+            let values = (0..chunk.len())
+                .map(|i| format!("($1, ${})", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO group_members (group_id, user_id) VALUES {values} \
+                 ON CONFLICT (group_id, user_id) DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql).bind($group_id);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *$tx).await?;
+        }
+    };
+}
+
+/// `LIMIT`/`OFFSET` values for a page.
+fn page(offset: u64, limit: u32) -> (i64, i64) {
+    (
+        i64::try_from(offset).unwrap_or(i64::MAX),
+        i64::from(limit.min(MAX_DIRECTORY_LIST_LIMIT)),
+    )
+}
+
+impl Store {
+    // ---------------------------------------------------------------- users
+
+    /// Creates a user in the connection `new.connection_id` (and its organization), version 1.
+    ///
+    /// [`StoreError::NotFound`] if the connection does not exist; [`StoreError::Conflict`] if
+    /// the organization already has a user whose `userName` differs at most in case (whichever
+    /// connection provisioned it); [`StoreError::InvalidInput`] for an empty `userName` or a
+    /// resource that is not a JSON object.
+    pub async fn create_user(&self, new: &NewDirectoryUser) -> Result<DirectoryUser, StoreError> {
+        check_user_name(&new.user_name)?;
+        let json = resource_json(&new.resource, "SCIM user resource")?;
+        let id = random_id("");
+        let now = now_ms();
+        let result: Result<Option<String>, sqlx::Error> = with_pool!(self, write, |pool| {
+            sqlx::query_scalar(INSERT_USER)
+                .bind(&id)
+                .bind(&new.user_name)
+                .bind(user_name_key(&new.user_name))
+                .bind(&new.external_id)
+                .bind(new.active)
+                .bind(&json)
+                .bind(now)
+                .bind(&new.connection_id)
+                .fetch_optional(pool)
+                .await
+        });
+        let org_id = match result {
+            Ok(Some(org_id)) => org_id,
+            Ok(None) => return Err(StoreError::not_found("connection", &new.connection_id)),
+            Err(e) if is_unique_violation(&e) => return Err(user_name_taken(&new.user_name)),
+            Err(e) => return Err(e.into()),
+        };
+        tracing::debug!(user = %id, connection = %new.connection_id, "directory user created");
+        Ok(DirectoryUser {
+            id,
+            connection_id: new.connection_id.clone(),
+            org_id,
+            user_name: new.user_name.clone(),
+            external_id: new.external_id.clone(),
+            active: new.active,
+            resource: new.resource.clone(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deactivated_at: (!new.active).then_some(now),
+        })
+    }
+
+    /// The user `id` of the connection `connection_id`. [`StoreError::NotFound`] if there is no
+    /// such user or it belongs to another connection.
+    pub async fn get_user(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<DirectoryUser, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM directory_users WHERE id = $1 AND connection_id = $2"
+        );
+        let row: Option<UserRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(connection_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::not_found("user", id))?
+            .into_user()
+    }
+
+    /// The users of the connection `connection_id` whose `userName` equals `user_name` ignoring
+    /// case (SCIM `filter=userName eq "..."`): zero or one, through the organization's unique
+    /// index. Empty for an unknown connection.
+    pub async fn find_users_by_user_name(
+        &self,
+        connection_id: &str,
+        user_name: &str,
+    ) -> Result<Vec<DirectoryUser>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM directory_users \
+             WHERE org_id = (SELECT org_id FROM connections WHERE id = $1) \
+               AND user_name_lc = $2 AND connection_id = $1"
+        );
+        let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(connection_id)
+                .bind(user_name_key(user_name))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    /// The users of the connection `connection_id` whose `externalId` is exactly `external_id`
+    /// (SCIM `filter=externalId eq "..."`, `caseExact: true`), oldest first.
+    pub async fn find_users_by_external_id(
+        &self,
+        connection_id: &str,
+        external_id: &str,
+    ) -> Result<Vec<DirectoryUser>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM directory_users \
+             WHERE connection_id = $1 AND external_id = $2"
+        );
+        let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql)
+                .bind(connection_id)
+                .bind(external_id)
+                .fetch_all(pool)
+                .await?
+        });
+        // Sorted here: an ORDER BY would tempt SQLite into the (connection, created_at) index
+        // instead of (connection, external_id). The result is small.
+        let mut users = rows
+            .into_iter()
+            .map(UserRow::into_user)
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(users)
+    }
+
+    /// A page of the users of the connection `connection_id`, in creation order (ties broken by
+    /// id, so pages are stable), skipping `offset` (0-based; SCIM's `startIndex` minus one) and
+    /// returning at most `limit` (clamped to [`MAX_DIRECTORY_LIST_LIMIT`]), with the total number
+    /// of users of the connection (SCIM `totalResults`).
+    pub async fn list_users(
+        &self,
+        connection_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(Vec<DirectoryUser>, i64), StoreError> {
+        let (offset, limit) = page(offset, limit);
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM directory_users WHERE connection_id = $1 \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        );
+        let (rows, total): (Vec<UserRow>, i64) = with_pool!(self, read, |pool| {
+            let rows = sqlx::query_as(&sql)
+                .bind(connection_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total =
+                sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE connection_id = $1")
+                    .bind(connection_id)
+                    .fetch_one(pool)
+                    .await?;
+            (rows, total)
+        });
+        let users = rows
+            .into_iter()
+            .map(UserRow::into_user)
+            .collect::<Result<_, _>>()?;
+        Ok((users, total))
+    }
+
+    /// Replaces the user `id` of the connection `connection_id` (SCIM `PUT`, or the result of a
+    /// `PATCH`): `userName`, `externalId`, `active` and the resource, bumping its version.
+    /// Deactivating sets `deactivated_at` (kept if already inactive), activating clears it.
+    ///
+    /// With `expected_version` (`If-Match`), the write happens only if the user is still at
+    /// that version: [`StoreError::PreconditionFailed`] otherwise. [`StoreError::NotFound`] if
+    /// there is no such user in the connection; [`StoreError::Conflict`] if the new `userName`
+    /// is taken by another user of the organization.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_user(
+        &self,
+        connection_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        user_name: &str,
+        external_id: Option<&str>,
+        active: bool,
+        resource: &serde_json::Value,
+    ) -> Result<DirectoryUser, StoreError> {
+        check_user_name(user_name)?;
+        let json = resource_json(resource, "SCIM user resource")?;
+        let sql = format!(
+            "UPDATE directory_users SET user_name = $1, user_name_lc = $2, external_id = $3, \
+                 active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
+                 deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
+             WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
+             RETURNING {USER_COLUMNS}"
+        );
+        let result: Result<Option<UserRow>, sqlx::Error> = with_pool!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(user_name)
+                .bind(user_name_key(user_name))
+                .bind(external_id)
+                .bind(active)
+                .bind(&json)
+                .bind(now_ms())
+                .bind(id)
+                .bind(connection_id)
+                .bind(expected_version)
+                .fetch_optional(pool)
+                .await
+        });
+        match result {
+            Ok(Some(row)) => row.into_user(),
+            Ok(None) => Err(self
+                .write_refused(
+                    "user",
+                    "directory_users",
+                    connection_id,
+                    id,
+                    expected_version,
+                )
+                .await),
+            Err(e) if is_unique_violation(&e) => Err(user_name_taken(user_name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Activates or deactivates the user `id` of the connection `connection_id` (reversible;
+    /// group memberships are kept), bumping its version and keeping `deactivated_at` and the
+    /// resource's `active` in step. [`StoreError::NotFound`] if there is no such user in the
+    /// connection.
+    pub async fn set_user_active(
+        &self,
+        connection_id: &str,
+        id: &str,
+        active: bool,
+    ) -> Result<DirectoryUser, StoreError> {
+        let sql = format!(
+            "UPDATE directory_users SET active = $1, version = version + 1, updated_at = $2, \
+                 deactivated_at = CASE WHEN $1 THEN NULL ELSE COALESCE(deactivated_at, $2) END \
+             WHERE id = $3 AND connection_id = $4 RETURNING {USER_COLUMNS}"
+        );
+        let row = with_tx!(self, |tx| {
+            // The update takes the row (PostgreSQL) or the database (SQLite) for the transaction,
+            // so the resource rewritten below cannot have changed in between.
+            let row: Option<UserRow> = sqlx::query_as(&sql)
+                .bind(active)
+                .bind(now_ms())
+                .bind(id)
+                .bind(connection_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(mut row) = row else {
+                return Err(StoreError::not_found("user", id));
+            };
+            let mut resource: serde_json::Value = serde_json::from_str(&row.resource_json)
+                .map_err(|e| StoreError::corrupt("user", id, e))?;
+            if let Some(fields) = resource.as_object_mut()
+                && fields.get("active") != Some(&serde_json::Value::Bool(active))
+            {
+                fields.insert("active".into(), serde_json::Value::Bool(active));
+                row.resource_json = crate::to_json(&resource, "SCIM user resource")?;
+                sqlx::query("UPDATE directory_users SET resource_json = $1 WHERE id = $2")
+                    .bind(&row.resource_json)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            row
+        });
+        tracing::debug!(user = %id, connection = %connection_id, active, "directory user activity set");
+        row.into_user()
+    }
+
+    /// Deletes the user `id` of the connection `connection_id`, and its group memberships.
+    /// [`StoreError::NotFound`] if there is no such user in the connection.
+    pub async fn delete_user(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        let deleted = with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM directory_users WHERE id = $1 AND connection_id = $2")
+                .bind(id)
+                .bind(connection_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if deleted == 0 {
+            return Err(StoreError::not_found("user", id));
+        }
+        tracing::debug!(user = %id, connection = %connection_id, "directory user deleted");
+        Ok(())
+    }
+
+    /// Why a conditional write of `id` in `table` matched no row: it is not in the connection
+    /// (`NotFound`) or it is at another version than `expected` (`PreconditionFailed`).
+    async fn write_refused(
+        &self,
+        what: &'static str,
+        table: &str,
+        connection_id: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> StoreError {
+        let sql = format!("SELECT version FROM {table} WHERE id = $1 AND connection_id = $2");
+        let actual: Result<Option<i64>, sqlx::Error> = with_pool!(self, write, |pool| {
+            sqlx::query_scalar(&sql)
+                .bind(id)
+                .bind(connection_id)
+                .fetch_optional(pool)
+                .await
+        });
+        match (actual, expected) {
+            (Ok(Some(actual)), Some(expected)) => StoreError::PreconditionFailed {
+                what,
+                key: id.to_owned(),
+                expected,
+                actual,
+            },
+            (Ok(_), _) => StoreError::not_found(what, id),
+            (Err(e), _) => e.into(),
+        }
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    /// Creates a group in the connection `new.connection_id`, with its initial members, version
+    /// 1, atomically. [`StoreError::NotFound`] if the connection does not exist or a member id
+    /// is not a user of its organization (naming it); [`StoreError::InvalidInput`] for an empty
+    /// `displayName` or a resource that is not a JSON object.
+    pub async fn create_group(
+        &self,
+        new: &NewDirectoryGroup,
+    ) -> Result<DirectoryGroup, StoreError> {
+        check_display_name(&new.display_name)?;
+        let json = resource_json(&new.resource, "SCIM group resource")?;
+        let id = random_id("");
+        let now = now_ms();
+        let org_id: String = with_tx!(self, |tx| {
+            let org_id: Option<String> = sqlx::query_scalar(INSERT_GROUP)
+                .bind(&id)
+                .bind(&new.display_name)
+                .bind(&new.external_id)
+                .bind(&json)
+                .bind(now)
+                .bind(&new.connection_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(org_id) = org_id else {
+                return Err(StoreError::not_found("connection", &new.connection_id));
+            };
+            attach_members!(tx, &id, &org_id, &new.members);
+            org_id
+        });
+        let mut members: Vec<String> = dedup(&new.members).into_iter().map(str::to_owned).collect();
+        members.sort();
+        tracing::debug!(group = %id, connection = %new.connection_id, "directory group created");
+        Ok(DirectoryGroup {
+            id,
+            connection_id: new.connection_id.clone(),
+            org_id,
+            display_name: new.display_name.clone(),
+            external_id: new.external_id.clone(),
+            resource: new.resource.clone(),
+            members,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The group `id` of the connection `connection_id`, with its member ids.
+    /// [`StoreError::NotFound`] if there is no such group or it belongs to another connection.
+    pub async fn get_group(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<DirectoryGroup, StoreError> {
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE id = $1 AND connection_id = $2"
+        );
+        let (row, members): (Option<GroupRow>, Vec<String>) = with_pool!(self, read, |pool| {
+            let row = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(connection_id)
+                .fetch_optional(pool)
+                .await?;
+            let members = sqlx::query_scalar(
+                "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            (row, members)
+        });
+        row.ok_or_else(|| StoreError::not_found("group", id))?
+            .into_group(members)
+    }
+
+    /// A page of the groups of the connection `connection_id`, in creation order (ties broken
+    /// by id), skipping `offset` and returning at most `limit` (clamped to
+    /// [`MAX_DIRECTORY_LIST_LIMIT`]), with the total number of groups of the connection.
+    /// Members are read (in one more query for the whole page) only if `with_members`; otherwise
+    /// every group's `members` is empty (SCIM `excludedAttributes=members`).
+    pub async fn list_groups(
+        &self,
+        connection_id: &str,
+        offset: u64,
+        limit: u32,
+        with_members: bool,
+    ) -> Result<(Vec<DirectoryGroup>, i64), StoreError> {
+        let (offset, limit) = page(offset, limit);
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE connection_id = $1 \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        );
+        let (rows, total, pairs): (Vec<GroupRow>, i64, Vec<(String, String)>) =
+            with_pool!(self, read, |pool| {
+                let rows: Vec<GroupRow> = sqlx::query_as(&sql)
+                    .bind(connection_id)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(pool)
+                    .await?;
+                let total = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM directory_groups WHERE connection_id = $1",
+                )
+                .bind(connection_id)
+                .fetch_one(pool)
+                .await?;
+                let mut pairs = Vec::new();
+                if with_members && !rows.is_empty() {
+                    let sql = format!(
+                        "SELECT group_id, user_id FROM group_members WHERE group_id IN ({}) \
+                         ORDER BY group_id, user_id",
+                        placeholders(1, rows.len())
+                    );
+                    let mut query = sqlx::query_as(&sql);
+                    for row in &rows {
+                        query = query.bind(&row.id);
+                    }
+                    pairs = query.fetch_all(pool).await?;
+                }
+                (rows, total, pairs)
+            });
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for (group_id, user_id) in pairs {
+            members.entry(group_id).or_default().push(user_id);
+        }
+        let groups = rows
+            .into_iter()
+            .map(|row| {
+                let m = members.remove(&row.id).unwrap_or_default();
+                row.into_group(m)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((groups, total))
+    }
+
+    /// Replaces the group `id` of the connection `connection_id`: `displayName`, `externalId`,
+    /// the resource and, if `members` is given, the whole membership, atomically, bumping its
+    /// version. `expected_version`, `NotFound` and `PreconditionFailed` as in
+    /// [`Store::replace_user`]; [`StoreError::NotFound`] naming a member id that is not a user
+    /// of the organization (nothing is changed then).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_group(
+        &self,
+        connection_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        display_name: &str,
+        external_id: Option<&str>,
+        resource: &serde_json::Value,
+        members: Option<Vec<String>>,
+    ) -> Result<DirectoryGroup, StoreError> {
+        check_display_name(display_name)?;
+        let json = resource_json(resource, "SCIM group resource")?;
+        let sql = format!(
+            "UPDATE directory_groups SET display_name = $1, external_id = $2, resource_json = $3, \
+                 version = version + 1, updated_at = $4 \
+             WHERE id = $5 AND connection_id = $6 AND ($7 IS NULL OR version = $7) \
+             RETURNING {GROUP_COLUMNS}"
+        );
+        let outcome: Option<(GroupRow, Vec<String>)> = with_tx!(self, |tx| {
+            let row: Option<GroupRow> = sqlx::query_as(&sql)
+                .bind(display_name)
+                .bind(external_id)
+                .bind(&json)
+                .bind(now_ms())
+                .bind(id)
+                .bind(connection_id)
+                .bind(expected_version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                None => None,
+                Some(row) => {
+                    if let Some(members) = &members {
+                        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        attach_members!(tx, id, &row.org_id, members);
+                    }
+                    let current: Vec<String> = sqlx::query_scalar(
+                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
+                    )
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    Some((row, current))
+                }
+            }
+        });
+        match outcome {
+            Some((row, members)) => row.into_group(members),
+            None => Err(self
+                .write_refused(
+                    "group",
+                    "directory_groups",
+                    connection_id,
+                    id,
+                    expected_version,
+                )
+                .await),
+        }
+    }
+
+    /// Adds users to the group `id` of the connection `connection_id` (SCIM `PATCH add
+    /// members`), bumping its version. Adding a member twice is harmless. Returns the group.
+    /// [`StoreError::NotFound`] if there is no such group in the connection, or naming a member
+    /// id that is not a user of the organization (nothing is added then).
+    pub async fn add_group_members(
+        &self,
+        connection_id: &str,
+        id: &str,
+        members: &[String],
+    ) -> Result<DirectoryGroup, StoreError> {
+        self.change_members(connection_id, id, members, true).await
+    }
+
+    /// Removes users from the group `id` of the connection `connection_id` (SCIM `PATCH remove
+    /// members`), bumping its version. Ids that are not members are ignored. Returns the group.
+    /// [`StoreError::NotFound`] if there is no such group in the connection.
+    pub async fn remove_group_members(
+        &self,
+        connection_id: &str,
+        id: &str,
+        members: &[String],
+    ) -> Result<DirectoryGroup, StoreError> {
+        self.change_members(connection_id, id, members, false).await
+    }
+
+    async fn change_members(
+        &self,
+        connection_id: &str,
+        id: &str,
+        members: &[String],
+        add: bool,
+    ) -> Result<DirectoryGroup, StoreError> {
+        let sql = format!(
+            "UPDATE directory_groups SET version = version + 1, updated_at = $1 \
+             WHERE id = $2 AND connection_id = $3 RETURNING {GROUP_COLUMNS}"
+        );
+        let (row, current): (GroupRow, Vec<String>) = with_tx!(self, |tx| {
+            let row: Option<GroupRow> = sqlx::query_as(&sql)
+                .bind(now_ms())
+                .bind(id)
+                .bind(connection_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::not_found("group", id));
+            };
+            if add {
+                attach_members!(tx, id, &row.org_id, members);
+            } else {
+                for chunk in dedup(members).chunks(MEMBER_CHUNK) {
+                    let sql = format!(
+                        "DELETE FROM group_members WHERE group_id = $1 AND user_id IN ({})",
+                        placeholders(2, chunk.len())
+                    );
+                    let mut query = sqlx::query(&sql).bind(id);
+                    for user_id in chunk {
+                        query = query.bind(*user_id);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+            }
+            let current = sqlx::query_scalar(
+                "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            (row, current)
+        });
+        row.into_group(current)
+    }
+
+    /// Deletes the group `id` of the connection `connection_id` and its memberships (not the
+    /// users). [`StoreError::NotFound`] if there is no such group in the connection.
+    pub async fn delete_group(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        let deleted = with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM directory_groups WHERE id = $1 AND connection_id = $2")
+                .bind(id)
+                .bind(connection_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if deleted == 0 {
+            return Err(StoreError::not_found("group", id));
+        }
+        tracing::debug!(group = %id, connection = %connection_id, "directory group deleted");
+        Ok(())
+    }
+
+    /// The groups of the connection `connection_id` that the user `user_id` (of that connection)
+    /// belongs to, by display name then id (the user's SCIM `groups` attribute). Groups of
+    /// other connections of the organization are not shown. [`StoreError::NotFound`] if there
+    /// is no such user in the connection.
+    pub async fn groups_of_user(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<DirectoryGroupRef>, StoreError> {
+        let (exists, groups): (bool, Vec<(String, String)>) = with_pool!(self, read, |pool| {
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM directory_users WHERE id = $1 AND connection_id = $2",
+            )
+            .bind(user_id)
+            .bind(connection_id)
+            .fetch_optional(pool)
+            .await?;
+            let groups = if exists.is_some() {
+                sqlx::query_as(
+                    // CROSS JOIN makes SQLite start from the user's memberships (PostgreSQL
+                    // plans it as the inner join it is).
+                    "SELECT g.id, g.display_name FROM group_members m \
+                     CROSS JOIN directory_groups g \
+                     WHERE g.id = m.group_id AND m.user_id = $1 AND g.connection_id = $2 \
+                     ORDER BY g.display_name, g.id",
+                )
+                .bind(user_id)
+                .bind(connection_id)
+                .fetch_all(pool)
+                .await?
+            } else {
+                Vec::new()
+            };
+            (exists.is_some(), groups)
+        });
+        if !exists {
+            return Err(StoreError::not_found("user", user_id));
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(id, display_name)| DirectoryGroupRef { id, display_name })
+            .collect())
+    }
+}
