@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod scim;
+pub mod scim_users;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]

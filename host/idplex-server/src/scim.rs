@@ -6,7 +6,7 @@
 //! with `Content-Type: application/scim+json`.
 //!
 //! Served so far: the discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`,
-//! `/Schemas`, and single resource types and schemas by id).
+//! `/Schemas`, and single resource types and schemas by id) and `/Users` (see [`scim_users`]).
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,10 +14,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use idplex_scim::ScimError;
+use idplex_scim::{ScimError, ScimType};
 use serde_json::Value;
 
-use crate::AppState;
+use crate::{AppState, scim_users};
 
 /// `application/scim+json`, the media type of every SCIM response.
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -62,6 +62,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/scim/v2/{connection}/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/{connection}/Schemas", get(schemas))
         .route("/scim/v2/{connection}/Schemas/{id}", get(schema))
+        .route("/scim/v2/{connection}/Users", get(scim_users::collection).post(scim_users::collection))
+        .route(
+            "/scim/v2/{connection}/Users/{id}",
+            get(scim_users::item).put(scim_users::item).patch(scim_users::item).delete(scim_users::item),
+        )
         .route_layer(middleware::from_fn_with_state(state, require_scim_token))
 }
 
@@ -103,7 +108,7 @@ async fn require_scim_token(State(s): State<AppState>, req: Request, next: Next)
 }
 
 /// The absolute base URL of a connection's SCIM endpoint as the client addressed it.
-fn base_url(headers: &HeaderMap, connection: &str) -> String {
+pub(crate) fn base_url(headers: &HeaderMap, connection: &str) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let scheme = headers
         .get("x-forwarded-proto")
@@ -144,4 +149,27 @@ async fn resource_type(
 
 async fn schema(Path((connection, id)): Path<(String, String)>, headers: HeaderMap) -> Result<ScimJson, ScimFailure> {
     find_by_id(idplex_scim::schemas_response(&base_url(&headers, &connection)), &id, "schema")
+}
+
+/// Parse a SCIM request body: a JSON object sent as `application/scim+json` or
+/// `application/json` (or without a content type).
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ScimFailure> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !media.is_empty() && media != SCIM_JSON && media != "application/json" {
+        return Err(ScimFailure(ScimError::with_status(
+            415,
+            format!("Content-Type {media:?} is not accepted; send application/scim+json or application/json"),
+        )));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ScimFailure(ScimError::new(
+            ScimType::InvalidSyntax,
+            format!("request body is not valid JSON: {e}"),
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ScimFailure(ScimError::new(ScimType::InvalidSyntax, "request body must be a JSON object")));
+    }
+    Ok(value)
 }

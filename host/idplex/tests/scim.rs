@@ -106,3 +106,126 @@ async fn rotation_keeps_the_old_token_for_the_overlap_and_revocation_is_immediat
     // Unknown connection: the admin API says so.
     server.get("/admin/v1/connections/conn_nope/scim-tokens").await.expect(404);
 }
+
+async fn scim_send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut rb = server.request(method, path, Some(token));
+    if let Some(b) = body {
+        rb = rb.header("content-type", "application/scim+json").body(b.to_string());
+    }
+    let resp = rb.send().await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_created_found_patched_replaced_and_deleted_through_the_connector() {
+    use reqwest::Method;
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    let a = server.create_connection(&json!({"name": "okta", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let b = server.create_connection(&json!({"name": "entra", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let (_, ta) = scim_token(&env, &a).await;
+    let (_, tb) = scim_token(&env, &b).await;
+    let users = format!("/scim/v2/{a}/Users");
+
+    // Okta's create (from its documentation).
+    let okta_user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "Test.User@okta.local",
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
+        "displayName": "Test User",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": true
+    });
+    let (status, headers, created) = scim_send(&server, Method::POST, &users, &ta, Some(&okta_user)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["userName"], "Test.User@okta.local");
+    assert_eq!(created["meta"]["resourceType"], "User");
+    assert_eq!(created["meta"]["version"], "W/\"1\"");
+    assert!(created.get("password").is_none(), "password is never returned: {created}");
+    assert_eq!(headers["location"].to_str().unwrap(), format!("{}{users}/{id}", server.base));
+    assert_eq!(headers["etag"].to_str().unwrap(), "W/\"1\"");
+
+    // userName is unique per organization, case-insensitively: 409 uniqueness, also via B.
+    let mut dup = okta_user.clone();
+    dup["userName"] = json!("test.user@OKTA.local");
+    let (status, _, body) = scim_send(&server, Method::POST, &users, &ta, Some(&dup)).await;
+    assert_eq!((status, body["scimType"].as_str()), (409, Some("uniqueness")), "{body}");
+    let (status, _, _) = scim_send(&server, Method::POST, &format!("/scim/v2/{b}/Users"), &tb, Some(&dup)).await;
+    assert_eq!(status, 409);
+
+    // Okta's lookup: filter on userName, case-insensitive; nothing for an unknown name.
+    let q = format!("{users}?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100");
+    let (status, _, list) = scim_send(&server, Method::GET, &q, &ta, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["totalResults"], 1);
+    assert_eq!(list["Resources"][0]["id"], id.as_str());
+    let q = format!("{users}?filter=userName%20eq%20%22nobody%40okta.local%22");
+    assert_eq!(scim_send(&server, Method::GET, &q, &ta, None).await.2["totalResults"], 0);
+    // A filter outside the indexes is still evaluated; an invalid one is a 400 invalidFilter.
+    let q = format!("{users}?filter=emails%5Btype%20eq%20%22work%22%5D.value%20co%20%22okta%22");
+    assert_eq!(scim_send(&server, Method::GET, &q, &ta, None).await.2["totalResults"], 1);
+    let q = format!("{users}?filter=userName%20zz%20%22x%22");
+    let (status, _, body) = scim_send(&server, Method::GET, &q, &ta, None).await;
+    assert_eq!((status, body["scimType"].as_str()), (400, Some("invalidFilter")), "{body}");
+
+    // Another connection cannot see the user, even with a valid token of its own.
+    let (status, _, _) = scim_send(&server, Method::GET, &format!("/scim/v2/{b}/Users/{id}"), &tb, None).await;
+    assert_eq!(status, 404);
+
+    // Deactivate with PATCH (Entra sends "False" as a string; accepted), then a stale If-Match.
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let (status, headers, patched) = scim_send(&server, Method::PATCH, &format!("{users}/{id}"), &ta, Some(&patch)).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["active"], false);
+    assert_eq!(headers["etag"].to_str().unwrap(), "W/\"2\"");
+    let stale = server
+        .request(Method::PATCH, &format!("{users}/{id}"), Some(&ta))
+        .header("content-type", "application/scim+json")
+        .header("if-match", "W/\"1\"")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status().as_u16(), 412);
+
+    // Replace (Okta's PUT), then delete; the user is gone.
+    let mut put = okta_user.clone();
+    put["name"]["givenName"] = json!("Another");
+    put["active"] = json!(true);
+    let (status, _, replaced) = scim_send(&server, Method::PUT, &format!("{users}/{id}"), &ta, Some(&put)).await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["name"]["givenName"], "Another");
+    assert_eq!(replaced["active"], true);
+    let (status, _, _) = scim_send(&server, Method::DELETE, &format!("{users}/{id}"), &ta, None).await;
+    assert_eq!(status, 204);
+    let (status, _, body) = scim_send(&server, Method::GET, &format!("{users}/{id}"), &ta, None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // Malformed JSON: a 400 invalidSyntax that says where, and nothing is written.
+    let resp = server
+        .request(Method::POST, &users, Some(&ta))
+        .header("content-type", "application/scim+json")
+        .body("{\"userName\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["scimType"], "invalidSyntax");
+    assert_eq!(scim_send(&server, Method::GET, &users, &ta, None).await.2["totalResults"], 0);
+}
