@@ -102,7 +102,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/readyz", get(readyz))
         .nest("/admin/v1", admin)
         .merge(scim::router(state.clone()))
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// Unknown paths: a SCIM error body under `/scim/`, the admin API's JSON error elsewhere.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let detail = format!("no such endpoint: {}", uri.path());
+    if uri.path().starts_with("/scim/") {
+        scim::ScimFailure(idplex_scim::ScimError::with_status(404, detail)).into_response()
+    } else {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail).into_response()
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

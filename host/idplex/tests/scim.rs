@@ -66,6 +66,10 @@ async fn scim_tokens_are_per_connection_and_discovery_describes_the_server() {
     let (status, _, _, body) = scim_get(&server, &format!("/scim/v2/{a}/ResourceTypes/Device"), Some(&secret_a)).await;
     assert_eq!(status, 404);
     assert!(body["detail"].as_str().unwrap().contains("Device"));
+    // An endpoint that does not exist answers with a SCIM error too.
+    let (status, ct, _, body) = scim_get(&server, &format!("/scim/v2/{a}/Devices"), Some(&secret_a)).await;
+    assert_eq!((status, ct.as_str()), (404, "application/scim+json"), "{body}");
+    assert_eq!(body["status"], "404");
 }
 
 #[tokio::test(flavor = "multi_thread")]
