@@ -299,9 +299,6 @@ impl LoadedConnector {
                         requested,
                     });
                 }
-                if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
-                }
                 let detail = match e.downcast_ref::<Trap>() {
                     Some(trap) => trap.to_string(),
                     None => format!("{e:#}"),

@@ -266,7 +266,7 @@ impl Runtime {
             .inner
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| classify_link_error(format!("{e:#}")))?;
+            .map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
         let pre = ConnectorPre::new(pre).map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
 
         let mut loaded = LoadedConnector {
@@ -395,10 +395,6 @@ fn check_import(import: &str) -> Result<(), InstallError> {
         "wasi:random" => refuse("connectors get no randomness source; a mapping must be deterministic"),
         _ => refuse("it is not part of the idplex:connector world"),
     }
-}
-
-fn classify_link_error(detail: String) -> InstallError {
-    InstallError::Mismatch { detail }
 }
 
 fn validate_info(info: &ConnectorInfo) -> Result<(), InstallError> {

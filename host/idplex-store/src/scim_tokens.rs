@@ -9,7 +9,7 @@
 //! reconfigured.
 
 use crate::error::is_foreign_key_violation;
-use crate::tokens::{hash_secret, hashes_match, is_well_formed, last_use_is_stale, new_secret};
+use crate::tokens::{TokenTable, hash_secret, hashes_match, is_well_formed, new_secret};
 use crate::{ScimToken, Store, StoreError, now_ms, random_id};
 
 /// Every SCIM secret starts with this, so it is recognisable in logs and secret scanners.
@@ -164,16 +164,13 @@ impl Store {
         if token.revoked_at.is_some() || token.expires_at <= now {
             return Ok(None);
         }
-        if last_use_is_stale(token.last_used_at, now) {
-            with_pool!(self, write, |pool| {
-                sqlx::query("UPDATE scim_tokens SET last_used_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(&token.id)
-                    .execute(pool)
-                    .await?;
-            });
-            token.last_used_at = Some(now);
-        }
+        self.touch_token(
+            TokenTable::Scim,
+            &token.id.clone(),
+            &mut token.last_used_at,
+            now,
+        )
+        .await?;
         Ok(Some(token))
     }
 

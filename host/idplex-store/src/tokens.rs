@@ -81,11 +81,41 @@ pub(crate) fn hashes_match(stored: &str, presented: &str) -> bool {
 }
 
 /// Whether a verified token's `last_used_at` is old enough to be written again at `now`.
-pub(crate) fn last_use_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
+fn last_use_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
     last_used_at.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
 }
 
+/// The token tables whose `last_used_at` [`Store::touch_token`] maintains.
+#[derive(Clone, Copy)]
+pub(crate) enum TokenTable {
+    Admin,
+    Scim,
+}
+
 impl Store {
+    /// Records that token `id` of `table` was just used, at most once per
+    /// [`LAST_USED_GRANULARITY_MS`] so that verifying a token is not a write on every request.
+    pub(crate) async fn touch_token(
+        &self,
+        table: TokenTable,
+        id: &str,
+        last_used_at: &mut Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if !last_use_is_stale(*last_used_at, now) {
+            return Ok(());
+        }
+        let sql = match table {
+            TokenTable::Admin => "UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2",
+            TokenTable::Scim => "UPDATE scim_tokens SET last_used_at = $1 WHERE id = $2",
+        };
+        with_pool!(self, write, |pool| {
+            sqlx::query(sql).bind(now).bind(id).execute(pool).await?;
+        });
+        *last_used_at = Some(now);
+        Ok(())
+    }
+
     /// Creates an admin token named `name`, valid until `expires_at` (unix ms) or forever.
     /// Returns the token and its secret (`idp_adm_` + 64 hex digits): the secret is not stored
     /// and cannot be shown again.
@@ -152,16 +182,13 @@ impl Store {
             return Ok(None);
         }
         let mut token = row.into_token();
-        if last_use_is_stale(token.last_used_at, now) {
-            with_pool!(self, write, |pool| {
-                sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(&token.id)
-                    .execute(pool)
-                    .await?;
-            });
-            token.last_used_at = Some(now);
-        }
+        self.touch_token(
+            TokenTable::Admin,
+            &token.id.clone(),
+            &mut token.last_used_at,
+            now,
+        )
+        .await?;
         Ok(Some(token))
     }
 
