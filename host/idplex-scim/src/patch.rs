@@ -229,7 +229,10 @@ impl Patcher<'_> {
         value: &Map<String, Value>,
     ) -> Result<(), ScimError> {
         for (key, v) in value {
-            if urn.is_none() && key.eq_ignore_ascii_case("schemas") {
+            // `schemas` is the envelope's, also when a client repeats it inside a whole
+            // extension object (`"path": "urn:...:enterprise:2.0:User", "value": {"schemas": ..}`):
+            // `sync_schemas` keeps the resource's list right either way.
+            if key.eq_ignore_ascii_case("schemas") {
                 continue;
             }
             if urn.is_none()
@@ -1072,6 +1075,22 @@ mod tests {
         assert_eq!(after["schemas"][1], json!(ENT));
     }
 
+
+    /// scim2-tester (and some IdPs) send the whole extension object with its own `schemas`
+    /// list inside; that list is envelope, not an attribute of the extension.
+    #[test]
+    fn whole_extension_value_may_repeat_schemas() {
+        for kind in [Add, Replace] {
+            let value = json!({"schemas": [ENT], "employeeNumber": "42", "department": "R&D"});
+            let (after, changed) =
+                run(&USER_RESOURCE_TYPE, user(), &[op(kind, Some(ENT), Some(value))], &PatchOptions::STRICT)
+                    .unwrap();
+            assert!(changed);
+            assert_eq!(after[ENT]["employeeNumber"], json!("42"));
+            assert_eq!(after[ENT]["department"], json!("R&D"));
+            assert!(after[ENT].get("schemas").is_none(), "{after:#}");
+        }
+    }
     /// (description, ops, options, scimType, detail fragment)
     #[test]
     fn errors() {

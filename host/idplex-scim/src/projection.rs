@@ -38,6 +38,15 @@ impl Projection {
         })
     }
 
+    /// Whether a response would carry (some of) the core attribute `name` of `rt`: lets a
+    /// server skip loading derived attributes (a user's `groups`, a group's `members`) that
+    /// the client left out.
+    pub fn returns(&self, rt: &ResourceType, name: &str) -> bool {
+        let probe = serde_json::json!({ name: [{"value": "", "display": "", "type": "", "$ref": ""}] });
+        let mut probe_out = self.apply(rt, &probe);
+        probe_out.as_object_mut().is_some_and(|o| o.remove(name).is_some())
+    }
+
     /// Returns the projected copy of `resource` (of type `rt`).
     pub fn apply(&self, rt: &ResourceType, resource: &Value) -> Value {
         let Some(obj) = resource.as_object() else {
@@ -228,6 +237,18 @@ mod tests {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
         k
+    }
+
+    #[test]
+    fn returns_tells_whether_derived_attributes_are_needed() {
+        let p = |a: Option<&str>, x: Option<&str>| Projection::from_params(a, x).unwrap();
+        let g = &GROUP_RESOURCE_TYPE;
+        assert!(p(None, None).returns(g, "members"));
+        assert!(!p(None, Some("members")).returns(g, "members"));
+        assert!(!p(Some("displayName"), None).returns(g, "members"));
+        assert!(p(Some("members.value"), None).returns(g, "members"));
+        assert!(p(None, None).returns(&USER_RESOURCE_TYPE, "groups"));
+        assert!(!p(Some("userName"), None).returns(&USER_RESOURCE_TYPE, "groups"));
     }
 
     /// (attributes, excludedAttributes, expected top-level keys)
