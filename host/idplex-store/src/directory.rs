@@ -270,19 +270,19 @@ fn dedup(ids: &[String]) -> Vec<&str> {
         .collect()
 }
 
-/// Adds the users `$members` (a `&[String]`) to the group `$group_id` of the organization
-/// `$org_id` inside the transaction `$tx`: one check and one insert per [`MEMBER_CHUNK`] ids.
-/// Returns early from the enclosing function with [`StoreError::NotFound`] naming the first id
-/// that is not a user of the organization (rolling the transaction back). Existing memberships
-/// are left as they are.
+/// Adds the users `$members` (a `&[String]`) to the group `$group_id` of the connection
+/// `$connection_id` inside the transaction `$tx`: one check and one insert per [`MEMBER_CHUNK`]
+/// ids. Returns early from the enclosing function with [`StoreError::NotFound`] naming the first
+/// id that is not a user of that connection (rolling the transaction back): a directory's groups
+/// only ever hold that directory's users. Existing memberships are left as they are.
 macro_rules! attach_members {
-    ($tx:ident, $group_id:expr, $org_id:expr, $members:expr) => {
+    ($tx:ident, $group_id:expr, $connection_id:expr, $members:expr) => {
         for chunk in dedup($members).chunks(MEMBER_CHUNK) {
             let sql = format!(
-                "SELECT id FROM directory_users WHERE org_id = $1 AND id IN ({})",
+                "SELECT id FROM directory_users WHERE connection_id = $1 AND id IN ({})",
                 placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query_scalar::<_, String>(&sql).bind($org_id);
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind($connection_id);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -654,7 +654,7 @@ impl Store {
             let Some(org_id) = org_id else {
                 return Err(StoreError::not_found("connection", &new.connection_id));
             };
-            attach_members!(tx, &id, &org_id, &new.members);
+            attach_members!(tx, &id, &new.connection_id, &new.members);
             org_id
         });
         let mut members: Vec<String> = dedup(&new.members).into_iter().map(str::to_owned).collect();
@@ -805,7 +805,7 @@ impl Store {
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
-                        attach_members!(tx, id, &row.org_id, members);
+                        attach_members!(tx, id, connection_id, members);
                     }
                     let current: Vec<String> = sqlx::query_scalar(
                         "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
@@ -834,14 +834,14 @@ impl Store {
     /// Adds users to the group `id` of the connection `connection_id` (SCIM `PATCH add
     /// members`), bumping its version. Adding a member twice is harmless. Returns the group.
     /// [`StoreError::NotFound`] if there is no such group in the connection, or naming a member
-    /// id that is not a user of the organization (nothing is added then).
+    /// id that is not a user of the connection (nothing is added then).
     pub async fn add_group_members(
         &self,
         connection_id: &str,
         id: &str,
         members: &[String],
     ) -> Result<DirectoryGroup, StoreError> {
-        self.change_members(connection_id, id, members, true).await
+        self.change_group_members(connection_id, id, None, members, &[]).await
     }
 
     /// Removes users from the group `id` of the connection `connection_id` (SCIM `PATCH remove
@@ -853,54 +853,67 @@ impl Store {
         id: &str,
         members: &[String],
     ) -> Result<DirectoryGroup, StoreError> {
-        self.change_members(connection_id, id, members, false).await
+        self.change_group_members(connection_id, id, None, &[], members).await
     }
 
-    async fn change_members(
+    /// Adds `add` to and then removes `remove` from the members of the group `id` of the
+    /// connection `connection_id`, in one transaction bumping its version once: how IdPs'
+    /// membership PATCHes are applied without rewriting a large group's member list.
+    /// With `expected_version`, a stale version is [`StoreError::PreconditionFailed`] and
+    /// nothing changes. [`StoreError::NotFound`] for an unknown group, or naming an `add` id
+    /// that is not a user of the connection (nothing changes then either).
+    pub async fn change_group_members(
         &self,
         connection_id: &str,
         id: &str,
-        members: &[String],
-        add: bool,
+        expected_version: Option<i64>,
+        add: &[String],
+        remove: &[String],
     ) -> Result<DirectoryGroup, StoreError> {
         let sql = format!(
             "UPDATE directory_groups SET version = version + 1, updated_at = $1 \
-             WHERE id = $2 AND connection_id = $3 RETURNING {GROUP_COLUMNS}"
+             WHERE id = $2 AND connection_id = $3 AND ($4 IS NULL OR version = $4) \
+             RETURNING {GROUP_COLUMNS}"
         );
-        let (row, current): (GroupRow, Vec<String>) = with_tx!(self, |tx| {
+        let outcome: Option<(GroupRow, Vec<String>)> = with_tx!(self, |tx| {
             let row: Option<GroupRow> = sqlx::query_as(&sql)
                 .bind(now_ms())
                 .bind(id)
                 .bind(connection_id)
+                .bind(expected_version)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(row) = row else {
-                return Err(StoreError::not_found("group", id));
-            };
-            if add {
-                attach_members!(tx, id, &row.org_id, members);
-            } else {
-                for chunk in dedup(members).chunks(MEMBER_CHUNK) {
-                    let sql = format!(
-                        "DELETE FROM group_members WHERE group_id = $1 AND user_id IN ({})",
-                        placeholders(2, chunk.len())
-                    );
-                    let mut query = sqlx::query(&sql).bind(id);
-                    for user_id in chunk {
-                        query = query.bind(*user_id);
+            match row {
+                None => None,
+                Some(row) => {
+                    attach_members!(tx, id, connection_id, add);
+                    for chunk in dedup(remove).chunks(MEMBER_CHUNK) {
+                        let sql = format!(
+                            "DELETE FROM group_members WHERE group_id = $1 AND user_id IN ({})",
+                            placeholders(2, chunk.len())
+                        );
+                        let mut query = sqlx::query(&sql).bind(id);
+                        for user_id in chunk {
+                            query = query.bind(*user_id);
+                        }
+                        query.execute(&mut *tx).await?;
                     }
-                    query.execute(&mut *tx).await?;
+                    let current = sqlx::query_scalar(
+                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
+                    )
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    Some((row, current))
                 }
             }
-            let current = sqlx::query_scalar(
-                "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            (row, current)
         });
-        row.into_group(current)
+        match outcome {
+            Some((row, members)) => row.into_group(members),
+            None => Err(self
+                .write_refused("group", "directory_groups", connection_id, id, expected_version)
+                .await),
+        }
     }
 
     /// Deletes the group `id` of the connection `connection_id` and its memberships (not the
@@ -963,5 +976,103 @@ impl Store {
             .into_iter()
             .map(|(id, display_name)| DirectoryGroupRef { id, display_name })
             .collect())
+    }
+
+    /// The groups of the connection `connection_id` whose `displayName` equals `display_name`
+    /// ignoring (ASCII) case (SCIM `filter=displayName eq "..."`, how Entra and Okta look a group
+    /// up before creating it), oldest first, with their members when `with_members`. Served by
+    /// the connection's index; callers re-check the exact SCIM comparison.
+    pub async fn find_groups_by_display_name(
+        &self,
+        connection_id: &str,
+        display_name: &str,
+        with_members: bool,
+    ) -> Result<Vec<DirectoryGroup>, StoreError> {
+        self.find_groups("lower(display_name) = lower($2)", connection_id, display_name, with_members)
+            .await
+    }
+
+    /// The groups of the connection `connection_id` whose `externalId` is exactly `external_id`,
+    /// oldest first, with their members when `with_members`.
+    pub async fn find_groups_by_external_id(
+        &self,
+        connection_id: &str,
+        external_id: &str,
+        with_members: bool,
+    ) -> Result<Vec<DirectoryGroup>, StoreError> {
+        self.find_groups("external_id = $2", connection_id, external_id, with_members).await
+    }
+
+    async fn find_groups(
+        &self,
+        condition: &str,
+        connection_id: &str,
+        value: &str,
+        with_members: bool,
+    ) -> Result<Vec<DirectoryGroup>, StoreError> {
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE connection_id = $1 AND {condition}"
+        );
+        let (rows, pairs): (Vec<GroupRow>, Vec<(String, String)>) = with_pool!(self, read, |pool| {
+            let rows: Vec<GroupRow> =
+                sqlx::query_as(&sql).bind(connection_id).bind(value).fetch_all(pool).await?;
+            let mut pairs = Vec::new();
+            if with_members {
+                for row in &rows {
+                    let ids: Vec<String> = sqlx::query_scalar(
+                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
+                    )
+                    .bind(&row.id)
+                    .fetch_all(pool)
+                    .await?;
+                    pairs.extend(ids.into_iter().map(|u| (row.id.clone(), u)));
+                }
+            }
+            (rows, pairs)
+        });
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for (group, user) in pairs {
+            members.entry(group).or_default().push(user);
+        }
+        let mut groups = rows
+            .into_iter()
+            .map(|row| {
+                let m = members.remove(&row.id).unwrap_or_default();
+                row.into_group(m)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        groups.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(groups)
+    }
+
+    /// The groups of the connection `connection_id` each of `user_ids` belongs to (users of
+    /// other connections, and unknown ids, map to no groups), by display name then id: the
+    /// SCIM `groups` attribute of a page of users in one query per [`MEMBER_CHUNK`] ids.
+    pub async fn groups_of_users(
+        &self,
+        connection_id: &str,
+        user_ids: &[&str],
+    ) -> Result<HashMap<String, Vec<DirectoryGroupRef>>, StoreError> {
+        let mut out: HashMap<String, Vec<DirectoryGroupRef>> = HashMap::new();
+        for chunk in user_ids.chunks(MEMBER_CHUNK) {
+            let sql = format!(
+                "SELECT m.user_id, g.id, g.display_name FROM group_members m \
+                 CROSS JOIN directory_groups g \
+                 WHERE g.id = m.group_id AND g.connection_id = $1 AND m.user_id IN ({}) \
+                 ORDER BY g.display_name, g.id",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<(String, String, String)> = with_pool!(self, read, |pool| {
+                let mut query = sqlx::query_as(&sql).bind(connection_id);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(pool).await?
+            });
+            for (user, id, display_name) in rows {
+                out.entry(user).or_default().push(DirectoryGroupRef { id, display_name });
+            }
+        }
+        Ok(out)
     }
 }
