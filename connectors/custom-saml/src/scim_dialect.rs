@@ -68,9 +68,90 @@ fn resource_body(request: &ScimRequest, kind: ResourceKind) -> Result<Json, Conn
         ))
         .with_scim_type("invalidSyntax")
     })?;
-    let object = parse_object(body, "request body")?;
+    let mut object = parse_object(body, "request body")?;
+    let legacy = rename_legacy_urns(&mut object, kind);
+    let roles = object.get_mut("roles").is_some_and(unwrap_stringified_roles);
     require_schema(&object, scim::core_schema(kind))?;
+    if legacy || roles {
+        return idplex_connector_sdk::json::to_json(&object);
+    }
     Ok(body.to_string())
+}
+
+/// Pre-RFC URNs some IdPs still send (OneLogin's default template: `urn:scim:schemas:core:2.0`
+/// and `urn:scim:schemas:extension:enterprise:2.0`, without `:User`), as the RFC 7643 URNs, in
+/// `schemas` and as extension keys. Returns whether anything was renamed.
+fn rename_legacy_urns(object: &mut Map<String, Value>, kind: ResourceKind) -> bool {
+    const LEGACY_CORE: &str = "urn:scim:schemas:core:2.0";
+    const LEGACY_ENTERPRISE: &str = "urn:scim:schemas:extension:enterprise:2.0";
+    let rename = |urn: &str| -> Option<&'static str> {
+        let urn = urn.trim_end_matches(":User").trim_end_matches(":Group");
+        if urn.eq_ignore_ascii_case(LEGACY_CORE) {
+            Some(scim::core_schema(kind))
+        } else if urn.eq_ignore_ascii_case(LEGACY_ENTERPRISE) && matches!(kind, ResourceKind::User) {
+            Some(scim::ENTERPRISE_USER_SCHEMA)
+        } else {
+            None
+        }
+    };
+    let mut changed = false;
+    if let Some(Value::Array(schemas)) = object.get_mut("schemas") {
+        for s in schemas.iter_mut() {
+            if let Some(new) = s.as_str().and_then(rename) {
+                *s = Value::String(new.to_string());
+                changed = true;
+            }
+        }
+        let mut seen = Vec::new();
+        schemas.retain(|s| {
+            let fresh = !seen.contains(s);
+            seen.push(s.clone());
+            fresh
+        });
+    }
+    let legacy_keys: Vec<String> = object.keys().filter(|k| rename(k).is_some()).cloned().collect();
+    for key in legacy_keys {
+        if let (Some(new), Some(value)) = (rename(&key), object.remove(&key)) {
+            object.insert(new.to_string(), value);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Entra ID sends app-role assignments with each role's `value` being a JSON *string* of an
+/// object (`"{\"id\":..,\"value\":\"Admin\",\"displayName\":\"..\"}"`). Unwraps them into
+/// RFC 7643 `roles` entries (`value`, `display`). Returns whether anything changed.
+fn unwrap_stringified_roles(roles: &mut Value) -> bool {
+    let mut changed = false;
+    let items: Vec<&mut Value> = match roles {
+        Value::Array(items) => items.iter_mut().collect(),
+        Value::Object(_) => vec![roles],
+        _ => return false,
+    };
+    for item in items {
+        let Some(text) = item.get("value").and_then(Value::as_str) else { continue };
+        if !text.trim_start().starts_with('{') {
+            continue;
+        }
+        let Ok(Value::Object(inner)) = idplex_connector_sdk::serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        let Some(value) = inner.get("value").cloned() else { continue };
+        let mut role = Map::new();
+        role.insert("value".into(), value);
+        if let Some(display) = inner.get("displayName").or_else(|| inner.get("display")) {
+            role.insert("display".into(), display.clone());
+        }
+        for (k, v) in item.as_object().into_iter().flatten() {
+            if k != "value" {
+                role.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        *item = Value::Object(role);
+        changed = true;
+    }
+    changed
 }
 
 /// Requires `schemas` to be an array of strings containing `urn`.
@@ -170,6 +251,11 @@ fn patch_operation(index: usize, op: &Value) -> Result<PatchOperation, Connector
     };
     let value = match op.get("value") {
         None | Some(Value::Null) => None,
+        Some(v) if path.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("roles")) => {
+            let mut v = v.clone();
+            unwrap_stringified_roles(&mut v);
+            Some(v.to_string())
+        }
         Some(v) => Some(v.to_string()),
     };
     match kind {
@@ -319,6 +405,26 @@ mod tests {
         assert_eq!(q.attributes, ["userName", "emails"]);
         r.query = vec![("count".into(), "ten".into())];
         assert!(normalize(&r).unwrap_err().message.contains("`count`"));
+    }
+
+    #[test]
+    fn legacy_urns_and_stringified_roles_are_normalized() {
+        let onelogin = r#"{"schemas":["urn:scim:schemas:core:2.0","urn:scim:schemas:extension:enterprise:2.0"],
+            "userName":"u","urn:scim:schemas:extension:enterprise:2.0":{"department":"Eng"}}"#;
+        let ops = normalize(&req("POST", None, Some(onelogin))).unwrap();
+        let [Operation::Create(body)] = &ops[..] else { panic!() };
+        let v: Value = idplex_connector_sdk::serde_json::from_str(body).unwrap();
+        assert_eq!(v["schemas"][0], scim::USER_SCHEMA);
+        assert_eq!(v["schemas"][1], scim::ENTERPRISE_USER_SCHEMA);
+        assert_eq!(v[scim::ENTERPRISE_USER_SCHEMA]["department"], "Eng");
+
+        let entra = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"roles",
+            "value":[{"value":"{\"id\":\"1\",\"value\":\"Admin\",\"displayName\":\"The admins\"}"}]}]}"#;
+        let ops = normalize(&req("PATCH", Some("42"), Some(entra))).unwrap();
+        let [Operation::Patch((_, ops))] = &ops[..] else { panic!() };
+        let v: Value = idplex_connector_sdk::serde_json::from_str(ops[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(v[0]["value"], "Admin");
+        assert_eq!(v[0]["display"], "The admins");
     }
 
     #[test]
