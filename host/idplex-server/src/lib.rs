@@ -24,13 +24,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod scim;
-pub mod scim_users;
+pub mod scim_resources;
+pub mod sync_log;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The application services.
     pub hub: Arc<Hub>,
+    /// The SCIM sync log writer.
+    pub sync_log: sync_log::SyncLogger,
 }
 
 /// An error answered as JSON with a status derived from its class.
@@ -78,8 +81,20 @@ type ApiResult<T> = Result<T, ApiError>;
 const MAX_UPLOAD: usize = 64 << 20;
 
 /// The whole router.
+///
+/// Must be called inside a Tokio runtime (it starts the sync log writer).
 pub fn router(hub: Arc<Hub>) -> Router {
-    let state = AppState { hub };
+    router_with_state(app_state(hub))
+}
+
+/// The shared state of [`router`]; keep a clone to [`sync_log::SyncLogger::flush`] at shutdown.
+pub fn app_state(hub: Arc<Hub>) -> AppState {
+    let sync_log = sync_log::SyncLogger::spawn(hub.store().clone());
+    AppState { hub, sync_log }
+}
+
+/// The whole router over an existing state.
+pub fn router_with_state(state: AppState) -> Router {
     let admin = Router::new()
         .route("/connectors", get(list_connectors).post(install_connector))
         .route("/connectors/{name}", get(connector_versions))
@@ -473,7 +488,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(hub).layer(tower_http::trace::TraceLayer::new_for_http());
+    let state = app_state(hub);
+    let app = router_with_state(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    state.sync_log.flush().await;
     Ok(())
 }

@@ -5,19 +5,28 @@
 //! of one connection never authenticates another). Every error is an RFC 7644 §3.12 error body
 //! with `Content-Type: application/scim+json`.
 //!
-//! Served so far: the discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`,
-//! `/Schemas`, and single resource types and schemas by id) and `/Users` (see [`scim_users`]).
+//! Served: the discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`,
+//! and single resource types and schemas by id), `/Users`, `/Groups` and the `/.search`
+//! endpoints (see [`scim_resources`]). `/Bulk` is not served (and `bulk.supported` is false):
+//! Okta, Entra ID and OneLogin never send bulk requests, and a bulk request would hold many
+//! writes in one request with per-operation failure semantics that IdPs do not retry well.
+//!
+//! Request bodies are limited to [`MAX_BODY`]; a larger one is answered 413 with a SCIM error.
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::Router;
 use idplex_scim::{ScimError, ScimType};
 use serde_json::Value;
 
-use crate::{AppState, scim_users};
+use crate::{AppState, scim_resources as res};
+
+/// Largest SCIM request body accepted (a user or group document, or a PATCH of many members).
+pub const MAX_BODY: usize = 1 << 20;
 
 /// `application/scim+json`, the media type of every SCIM response.
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -34,6 +43,7 @@ impl IntoResponse for ScimJson {
 }
 
 /// A SCIM error answered with its RFC 7644 body.
+#[derive(Debug)]
 pub struct ScimFailure(pub ScimError);
 
 impl IntoResponse for ScimFailure {
@@ -62,11 +72,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/scim/v2/{connection}/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/{connection}/Schemas", get(schemas))
         .route("/scim/v2/{connection}/Schemas/{id}", get(schema))
-        .route("/scim/v2/{connection}/Users", get(scim_users::collection).post(scim_users::collection))
+        .route("/scim/v2/{connection}/Users", get(res::users).post(res::users))
+        .route("/scim/v2/{connection}/Users/.search", post(res::users_search))
+        .route("/scim/v2/{connection}/Users/{id}", get(res::user).put(res::user).patch(res::user).delete(res::user))
+        .route("/scim/v2/{connection}/Groups", get(res::groups).post(res::groups))
+        .route("/scim/v2/{connection}/Groups/.search", post(res::groups_search))
         .route(
-            "/scim/v2/{connection}/Users/{id}",
-            get(scim_users::item).put(scim_users::item).patch(scim_users::item).delete(scim_users::item),
+            "/scim/v2/{connection}/Groups/{id}",
+            get(res::group).put(res::group).patch(res::group).delete(res::group),
         )
+        .route("/scim/v2/{connection}/.search", post(res::root_search))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(state, require_scim_token))
 }
 

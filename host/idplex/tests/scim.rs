@@ -233,3 +233,118 @@ async fn users_are_created_found_patched_replaced_and_deleted_through_the_connec
     assert_eq!(body["scimType"], "invalidSyntax");
     assert_eq!(scim_send(&server, Method::GET, &users, &ta, None).await.2["totalResults"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_hold_members_and_searches_sort_and_page() {
+    use reqwest::Method;
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    let a = server.create_connection(&json!({"name": "okta", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let b = server.create_connection(&json!({"name": "entra", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let (_, ta) = scim_token(&env, &a).await;
+    let (_, tb) = scim_token(&env, &b).await;
+    let base = format!("/scim/v2/{a}");
+    let patch_op = |ops: serde_json::Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+
+    let mut ids = Vec::new();
+    for name in ["carol@x.test", "alice@x.test", "bob@x.test"] {
+        let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+        let (status, _, body) = scim_send(&server, Method::POST, &format!("{base}/Users"), &ta, Some(&user)).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (carol, alice, bob) = (&ids[0], &ids[1], &ids[2]);
+    let (_, _, foreign) = scim_send(
+        &server,
+        Method::POST,
+        &format!("/scim/v2/{b}/Users"),
+        &tb,
+        Some(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dave@x.test"})),
+    )
+    .await;
+
+    // Okta's group push: create with a member.
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering",
+        "members": [{"value": carol, "display": "carol@x.test"}]});
+    let (status, headers, created) = scim_send(&server, Method::POST, &format!("{base}/Groups"), &ta, Some(&group)).await;
+    assert_eq!(status, 201, "{created}");
+    let gid = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["meta"]["resourceType"], "Group");
+    assert_eq!(created["members"][0]["value"], carol.as_str());
+    assert_eq!(headers["location"].to_str().unwrap(), format!("{}{base}/Groups/{gid}", server.base));
+
+    // Entra's lookup before create: displayName eq, members left out.
+    let q = format!("{base}/Groups?filter=displayName%20eq%20%22engineering%22&excludedAttributes=members");
+    let (status, _, list) = scim_send(&server, Method::GET, &q, &ta, None).await;
+    assert_eq!((status, list["totalResults"].as_i64()), (200, Some(1)), "{list}");
+    assert!(list["Resources"][0].get("members").is_none(), "{list}");
+
+    // Okta adds members (value array), Entra removes one with a value filter.
+    let add = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": alice}, {"value": bob}]}]));
+    let (status, _, g) = scim_send(&server, Method::PATCH, &format!("{base}/Groups/{gid}"), &ta, Some(&add)).await;
+    assert_eq!(status, 200, "{g}");
+    assert_eq!(g["members"].as_array().unwrap().len(), 3);
+    let remove = patch_op(json!([{"op": "Remove", "path": format!("members[value eq \"{carol}\"]")}]));
+    let (status, headers, g) = scim_send(&server, Method::PATCH, &format!("{base}/Groups/{gid}"), &ta, Some(&remove)).await;
+    assert_eq!(status, 200, "{g}");
+    let members: Vec<&str> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    assert!(members.contains(&alice.as_str()) && members.contains(&bob.as_str()) && !members.contains(&carol.as_str()));
+    assert_eq!(headers["etag"].to_str().unwrap(), "W/\"3\"");
+
+    // A member is shown in the user's read-only `groups`; membership filters work.
+    let (_, _, u) = scim_send(&server, Method::GET, &format!("{base}/Users/{alice}"), &ta, None).await;
+    assert_eq!(u["groups"][0]["value"], gid.as_str(), "{u}");
+    assert_eq!(u["groups"][0]["display"], "Engineering");
+    let q = format!("{base}/Groups?filter=members%20eq%20%22{bob}%22");
+    assert_eq!(scim_send(&server, Method::GET, &q, &ta, None).await.2["totalResults"], 1);
+
+    // Members must be users of this directory; nested groups are refused; nothing changes.
+    let other = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": foreign["id"]}]}]));
+    let (status, _, body) = scim_send(&server, Method::PATCH, &format!("{base}/Groups/{gid}"), &ta, Some(&other)).await;
+    assert_eq!((status, body["scimType"].as_str()), (400, Some("invalidValue")), "{body}");
+    let nested = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": gid, "type": "Group"}]}]));
+    let (status, _, body) = scim_send(&server, Method::PATCH, &format!("{base}/Groups/{gid}"), &ta, Some(&nested)).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, _, g) = scim_send(&server, Method::GET, &format!("{base}/Groups/{gid}"), &ta, None).await;
+    assert_eq!(g["members"].as_array().unwrap().len(), 2);
+    // Another directory cannot see the group.
+    assert_eq!(scim_send(&server, Method::GET, &format!("/scim/v2/{b}/Groups/{gid}"), &tb, None).await.0, 404);
+
+    // Sorting and paging: userName descending, two per page, stable.
+    let q = format!("{base}/Users?sortBy=userName&sortOrder=descending&count=2&startIndex=2");
+    let (_, _, page) = scim_send(&server, Method::GET, &q, &ta, None).await;
+    assert_eq!(page["totalResults"], 3);
+    assert_eq!(page["itemsPerPage"], 2);
+    let names: Vec<&str> = page["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob@x.test", "alice@x.test"]);
+
+    // POST /.search, on a resource type and from the root.
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": "userName sw \"a\"", "attributes": ["userName"]});
+    let (status, _, found) = scim_send(&server, Method::POST, &format!("{base}/Users/.search"), &ta, Some(&search)).await;
+    assert_eq!((status, found["totalResults"].as_i64()), (200, Some(1)), "{found}");
+    assert!(found["Resources"][0].get("groups").is_none(), "attributes honoured: {found}");
+    let root = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "sortBy": "id"});
+    let (status, _, found) = scim_send(&server, Method::POST, &format!("{base}/.search"), &ta, Some(&root)).await;
+    assert_eq!((status, found["totalResults"].as_i64()), (200, Some(4)), "{found}");
+    let bad = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "nope eq"});
+    let (status, _, body) = scim_send(&server, Method::POST, &format!("{base}/.search"), &ta, Some(&bad)).await;
+    assert_eq!((status, body["scimType"].as_str()), (400, Some("invalidFilter")), "{body}");
+
+    // PUT replaces the members too; DELETE removes the group, not its users.
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Eng", "members": [{"value": carol}]});
+    let (status, _, g) = scim_send(&server, Method::PUT, &format!("{base}/Groups/{gid}"), &ta, Some(&put)).await;
+    assert_eq!((status, g["displayName"].as_str()), (200, Some("Eng")), "{g}");
+    assert_eq!(g["members"].as_array().unwrap().len(), 1);
+    assert_eq!(scim_send(&server, Method::DELETE, &format!("{base}/Groups/{gid}"), &ta, None).await.0, 204);
+    assert_eq!(scim_send(&server, Method::GET, &format!("{base}/Groups/{gid}"), &ta, None).await.0, 404);
+    let (status, _, u) = scim_send(&server, Method::GET, &format!("{base}/Users/{carol}"), &ta, None).await;
+    assert_eq!(status, 200);
+    assert!(u.get("groups").is_none(), "{u}");
+
+    // An oversized body is a SCIM 413 that says what to do.
+    let huge = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x".repeat(2 << 20)});
+    let (status, _, body) = scim_send(&server, Method::POST, &format!("{base}/Users"), &ta, Some(&huge)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("exceeds"), "{body}");
+}
