@@ -414,6 +414,7 @@ impl<'a> Ctx<'a> {
     // -- store access ---------------------------------------------------------------------------
 
     async fn create(&self, kind: Kind, prepared: Value) -> Result<Stored, ScimFailure> {
+        let prepared = without_password(prepared);
         let store = self.store();
         match kind {
             Kind::User => {
@@ -467,6 +468,7 @@ impl<'a> Ctx<'a> {
     }
 
     async fn replace(&self, kind: Kind, id: &str, expected: Option<i64>, prepared: Value) -> Result<Stored, ScimFailure> {
+        let prepared = without_password(prepared);
         let store = self.store();
         match kind {
             Kind::User => {
@@ -837,6 +839,17 @@ impl Stored {
 
 fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
+}
+
+/// The resource without `password`. idplex authenticates people through their IdP (SAML), never
+/// with a password of its own, so a password an IdP pushes (Okta's password sync) is accepted
+/// and discarded: never stored, returned or logged (`changePassword` is advertised as
+/// unsupported).
+fn without_password(mut resource: Value) -> Value {
+    if let Some(o) = resource.as_object_mut() {
+        o.retain(|k, _| !k.eq_ignore_ascii_case("password"));
+    }
+    resource
 }
 
 /// `userName`, `externalId` and `active` of a prepared user.

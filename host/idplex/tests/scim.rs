@@ -160,6 +160,17 @@ async fn users_are_created_found_patched_replaced_and_deleted_through_the_connec
     assert_eq!(created["meta"]["resourceType"], "User");
     assert_eq!(created["meta"]["version"], "W/\"1\"");
     assert!(created.get("password").is_none(), "password is never returned: {created}");
+    // ... nor stored: the database file never sees it.
+    if !env.is_postgres() {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(env.data_dir()).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("idplex.db") {
+                bytes.extend(std::fs::read(entry.path()).unwrap());
+            }
+        }
+        assert!(!bytes.is_empty());
+        assert!(!bytes.windows(8).any(|w| w == b"1mz050nq"), "the password reached the database");
+    }
     assert_eq!(headers["location"].to_str().unwrap(), format!("{}{users}/{id}", server.base));
     assert_eq!(headers["etag"].to_str().unwrap(), "W/\"1\"");
 
