@@ -277,7 +277,7 @@ async fn soft_delete_hides_the_user_from_scim_and_create_restores_it(db: TestDb)
     assert_eq!(store.get_group(&conn.id, &eng.id).await.unwrap().members, vec![bob.id.clone()]);
     let (groups, _) = store.list_groups(&conn.id, 0, 10, true).await.unwrap();
     assert_eq!(groups[0].members, vec![bob.id.clone()]);
-    assert!(store.add_group_members(&conn.id, &eng.id, &[ada.id.clone()]).await.unwrap_err().is_not_found());
+    assert!(store.add_group_members(&conn.id, &eng.id, std::slice::from_ref(&ada.id)).await.unwrap_err().is_not_found());
     assert!(store.scim_delete_user(&conn.id, &ada.id).await.unwrap_err().is_not_found(), "404 from then on");
     // A full replace of the group's members (the IdP never sees Ada) keeps her hidden membership.
     let replaced = store
