@@ -312,6 +312,34 @@ impl Hub {
         })
     }
 
+    /// Every `every`, delete the SCIM sync log entries older than `retention` (see
+    /// [`Store::prune_sync_log`]; the default retention is
+    /// [`idplex_store::SYNC_LOG_DEFAULT_RETENTION_MS`]), until `shutdown` changes. Runs once at
+    /// start. Several replicas may each run one: pruning is idempotent.
+    pub fn spawn_sync_log_pruner(
+        self: &Arc<Self>,
+        retention: Duration,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                let cutoff = now_ms().saturating_sub(retention_ms);
+                if let Err(e) = hub.store.prune_sync_log(cutoff).await {
+                    tracing::warn!(error = %e, "could not prune the SCIM sync log");
+                }
+            }
+        })
+    }
+
     /// The live binding of a connection.
     pub fn binding(&self, connection_id: &str) -> Result<Arc<Binding>, HubError> {
         self.registry.get(connection_id).ok_or_else(|| HubError::NotBound(connection_id.to_string()))
@@ -420,6 +448,36 @@ pub fn call_context(runtime: &Runtime, conn: &Connection, connector: &LoadedConn
     })
 }
 
+/// Current time in unix milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Unix milliseconds as an RFC 3339 UTC timestamp (`2026-11-25T16:17:59.070Z`), for people.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 /// A connection as shown to admins: secret config values are replaced by `"<redacted>"`.
 pub fn redacted(conn: &Connection) -> serde_json::Value {
     let mut v = serde_json::to_value(conn).unwrap_or_default();
@@ -444,4 +502,15 @@ pub fn info_json(info: &ConnectorInfo) -> serde_json::Value {
         "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
         "egress_hosts": info.egress_hosts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(super::rfc3339(1_732_000_001_000), "2024-11-19T07:06:41.000Z");
+        assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

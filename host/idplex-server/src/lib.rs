@@ -1,4 +1,6 @@
-//! The idplex HTTP server: `/healthz`, `/readyz` and the admin API under `/admin/v1`.
+//! The idplex HTTP server: `/healthz`, `/readyz`, the admin API under `/admin/v1`, the SCIM
+//! server under `/scim/v2/{connection}` ([`scim`]) and the users' own API under `/api/v1`
+//! ([`me`]). User lifecycle and sync log admin routes are in [`lifecycle`].
 //!
 //! Every admin route requires `Authorization: Bearer <admin token>` (tokens are stored hashed
 //! and compared in constant time by the store). Errors are JSON `{"error": code, "message": ...}`
@@ -23,6 +25,8 @@ use idplex_store::NewConnection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub mod lifecycle;
+pub mod me;
 pub mod scim;
 pub mod scim_resources;
 pub mod sync_log;
@@ -110,6 +114,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/connections/{id}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
         .route("/connections/{id}/scim-tokens/{token}/rotate", post(rotate_scim_token))
         .route("/connections/{id}/scim-tokens/{token}/revoke", post(revoke_scim_token))
+        .merge(lifecycle::admin_routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
@@ -117,6 +122,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .nest("/admin/v1", admin)
         .merge(scim::router(state.clone()))
+        .merge(me::router())
         .fallback(not_found)
         .with_state(state)
 }

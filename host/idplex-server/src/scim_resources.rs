@@ -26,7 +26,7 @@ use idplex_scim::{
 };
 use idplex_store::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser,
-    StoreError,
+    ScimResourceType, StoreError, SyncOperation,
 };
 use serde_json::{Map, Value, json};
 
@@ -97,6 +97,13 @@ impl Kind {
         match self {
             Kind::User => "User",
             Kind::Group => "Group",
+        }
+    }
+
+    fn log_type(self) -> ScimResourceType {
+        match self {
+            Kind::User => ScimResourceType::User,
+            Kind::Group => ScimResourceType::Group,
         }
     }
 
@@ -209,7 +216,7 @@ async fn handle(
         Some(id) => format!("/{}/{id}", kind.endpoint()),
         None => format!("/{}", kind.endpoint()),
     };
-    let mut note = SyncNote::new(method.as_str(), path, Some(kind.name()), id.clone(), headers);
+    let mut note = SyncNote::new(method.as_str(), path, Some(kind.log_type()), id.clone(), headers);
     let result = Ctx::new(s, connection, headers)
         .handle(kind, &method, id, raw_query.as_deref().unwrap_or(""), body, &mut note)
         .await;
@@ -225,9 +232,9 @@ async fn search(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let resource_type = (kinds.len() == 1).then(|| kinds[0].name());
+    let resource_type = (kinds.len() == 1).then(|| kinds[0].log_type());
     let mut note = SyncNote::new("POST", path.to_string(), resource_type, None, headers);
-    note.operation = "search";
+    note.operation = SyncOperation::Search;
     let result = Ctx::new(s, connection, headers).search(kinds, body).await;
     record(s, connection, note, result, started)
 }
@@ -274,12 +281,12 @@ impl<'a> Ctx<'a> {
         let projection =
             Projection::from_params(param(&query, "attributes"), param(&query, "excludedAttributes"))?;
         note.operation = match &op {
-            Operation::Create(_) => "create",
-            Operation::Get(_) => "get",
-            Operation::Replace(_) => "replace",
-            Operation::Patch(_) => "patch",
-            Operation::Delete(_) => "delete",
-            Operation::Query(_) => "query",
+            Operation::Create(_) => SyncOperation::Create,
+            Operation::Get(_) => SyncOperation::Get,
+            Operation::Replace(_) => SyncOperation::Replace,
+            Operation::Patch(_) => SyncOperation::Patch,
+            Operation::Delete(_) => SyncOperation::Delete,
+            Operation::Query(_) => SyncOperation::Query,
         };
         match op {
             Operation::Create(json) => {
@@ -330,8 +337,10 @@ impl<'a> Ctx<'a> {
             }
             Operation::Delete(id) => {
                 note.resource_id = Some(id.clone());
+                // A user follows the directory's delete policy (deactivate and hide, or delete);
+                // either way the IdP sees it gone (RFC 7644 §3.6).
                 match kind {
-                    Kind::User => self.store().delete_user(self.connection, &id).await,
+                    Kind::User => self.store().scim_delete_user(self.connection, &id).await.map(|_| ()),
                     Kind::Group => self.store().delete_group(self.connection, &id).await,
                 }
                 .map_err(|e| store_failure(kind, e))?;

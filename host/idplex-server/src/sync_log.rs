@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use idplex_store::Store;
+use idplex_store::{ScimResourceType, Store, SyncLogEntry, SyncOperation, SyncOutcome};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
@@ -25,21 +25,18 @@ use crate::scim::ScimFailure;
 const QUEUE: usize = 20_000;
 /// Entries written in one transaction, at most.
 const BATCH: usize = 500;
-/// Longest `detail` kept (characters).
-const MAX_DETAIL: usize = 1000;
-/// Longest `User-Agent` kept (characters).
+/// Longest `User-Agent` carried to the store (characters; the store bounds it again).
 const MAX_USER_AGENT: usize = 200;
 
 /// What a handler learns about a request while serving it.
 pub struct SyncNote {
     method: String,
     path: String,
-    resource_type: Option<&'static str>,
+    resource_type: Option<ScimResourceType>,
     /// The resource the request addressed or created.
     pub resource_id: Option<String>,
-    /// The IdP operation as the connector normalized it (`create`, `patch`, `query`, ...);
-    /// `other` until the connector has spoken.
-    pub operation: &'static str,
+    /// The IdP operation as the connector normalized it; `Other` until the connector has spoken.
+    pub operation: SyncOperation,
     user_agent: Option<String>,
 }
 
@@ -47,7 +44,7 @@ impl SyncNote {
     pub fn new(
         method: &str,
         path: String,
-        resource_type: Option<&'static str>,
+        resource_type: Option<ScimResourceType>,
         resource_id: Option<String>,
         headers: &HeaderMap,
     ) -> Self {
@@ -55,7 +52,7 @@ impl SyncNote {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-        SyncNote { method: method.to_string(), path, resource_type, resource_id, operation: "other", user_agent }
+        SyncNote { method: method.to_string(), path, resource_type, resource_id, operation: SyncOperation::Other, user_agent }
     }
 }
 
@@ -71,58 +68,32 @@ pub fn record(
         Ok(r) => (r, None, None),
         Err(f) => {
             let scim_type = f.0.scim_type.map(|t| t.as_str().to_string());
-            let detail: String = f.0.detail.chars().take(MAX_DETAIL).collect();
+            let detail = f.0.detail.clone();
             (f.into_response(), scim_type, Some(detail))
         }
     };
     let status = response.status().as_u16();
     let outcome = match status {
-        0..=399 => "ok",
-        502 | 504 => "connector_error",
-        400..=499 => "client_error",
-        _ => "server_error",
+        // The connector trapped, timed out, or answered something unusable.
+        502 | 504 => SyncOutcome::ConnectorError,
+        _ => SyncOutcome::for_status(status),
     };
     s.sync_log.push(SyncLogEntry {
         connection_id: connection.to_string(),
         at: now_ms(),
         method: note.method,
         path: note.path,
-        resource_type: note.resource_type.map(str::to_string),
+        resource_type: note.resource_type,
         resource_id: note.resource_id,
-        operation: note.operation.to_string(),
-        status: i64::from(status),
-        outcome: outcome.to_string(),
+        operation: note.operation,
+        status,
+        outcome,
         scim_type,
         detail,
-        duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         user_agent: note.user_agent,
     });
     response
-}
-
-/// One sync log entry.
-#[derive(Debug, Clone)]
-pub struct SyncLogEntry {
-    pub connection_id: String,
-    pub at: i64,
-    pub method: String,
-    pub path: String,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub operation: String,
-    pub status: i64,
-    pub outcome: String,
-    pub scim_type: Option<String>,
-    pub detail: Option<String>,
-    pub duration_us: i64,
-    pub user_agent: Option<String>,
-}
-
-async fn write_batch(_store: &Store, batch: &[SyncLogEntry]) -> Result<(), idplex_store::StoreError> {
-    for e in batch {
-        tracing::debug!(?e, "sync log");
-    }
-    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -189,7 +160,7 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Msg>, dropped: Arc<Atom
             }
         }
         if !batch.is_empty()
-            && let Err(e) = write_batch(&store, &batch).await
+            && let Err(e) = store.record_sync_batch(&batch).await
         {
             tracing::error!(error = %e, entries = batch.len(), "could not write SCIM sync log entries");
         }

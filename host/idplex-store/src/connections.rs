@@ -2,8 +2,8 @@
 
 use crate::error::is_unique_violation;
 use crate::{
-    BindingAction, BindingChange, Connection, ConnectionUpdate, NewConnection, Store, StoreError,
-    now_ms, random_id, to_json,
+    BindingAction, BindingChange, Connection, ConnectionUpdate, NewConnection, ScimDeletePolicy,
+    Store, StoreError, now_ms, random_id, to_json,
 };
 
 /// How often a binding change is retried after losing a race against another change of the
@@ -25,6 +25,7 @@ struct ConnectionRow {
     generation: i64,
     created_at: i64,
     updated_at: i64,
+    scim_delete_policy: String,
 }
 
 impl ConnectionRow {
@@ -35,6 +36,13 @@ impl ConnectionRow {
             .map_err(|e| StoreError::corrupt("egress_allow_json of connection", &self.id, e))?;
         let limits = serde_json::from_str(&self.limits_json)
             .map_err(|e| StoreError::corrupt("limits_json of connection", &self.id, e))?;
+        let scim_delete_policy = ScimDeletePolicy::parse(&self.scim_delete_policy).ok_or_else(|| {
+            StoreError::corrupt(
+                "scim_delete_policy of connection",
+                &self.id,
+                format!("unknown policy {:?}", self.scim_delete_policy),
+            )
+        })?;
         Ok(Connection {
             id: self.id,
             org_id: self.org_id,
@@ -48,6 +56,7 @@ impl ConnectionRow {
             generation: self.generation,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            scim_delete_policy,
         })
     }
 }
@@ -64,7 +73,8 @@ struct HistoryRow {
 }
 
 const COLUMNS: &str = "id, org_id, name, connector_name, active_version, previous_version, \
-     config_json, egress_allow_json, limits_json, generation, created_at, updated_at";
+     config_json, egress_allow_json, limits_json, generation, created_at, updated_at, \
+     scim_delete_policy";
 
 const INSERT_CONNECTION: &str = "INSERT INTO connections \
      (id, org_id, name, connector_name, active_version, previous_version, \
@@ -235,6 +245,33 @@ impl Store {
         });
         row.ok_or_else(|| StoreError::not_found("connection", id))?
             .into_connection()
+    }
+
+    /// Sets what a SCIM `DELETE` of a user does in the connection `id` (see [`ScimDeletePolicy`]);
+    /// applies to the deletes that follow, not to users deleted before. Bumps `updated_at`.
+    /// [`StoreError::NotFound`] if the connection does not exist.
+    pub async fn set_scim_delete_policy(
+        &self,
+        id: &str,
+        policy: ScimDeletePolicy,
+    ) -> Result<Connection, StoreError> {
+        let sql = format!(
+            "UPDATE connections SET scim_delete_policy = $1, updated_at = $2 WHERE id = $3 \
+             RETURNING {COLUMNS}"
+        );
+        let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(policy.as_str())
+                .bind(now_ms())
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let connection = row
+            .ok_or_else(|| StoreError::not_found("connection", id))?
+            .into_connection()?;
+        tracing::info!(connection = %id, policy = %policy, "SCIM delete policy set");
+        Ok(connection)
     }
 
     /// Binds `version` of the connection's connector to the connection, atomically: the

@@ -8,6 +8,21 @@
 //! defines `userName` (`caseExact: false`, server-unique): two directories of one organization
 //! cannot provision the same person twice.
 //!
+//! # Deleting users, and what SCIM sees
+//!
+//! A SCIM `DELETE` goes through [`Store::scim_delete_user`], which applies the connection's
+//! [`ScimDeletePolicy`]: `delete` removes the row; `deactivate` (the default) deactivates the
+//! user and sets `scim_deleted_at`, keeping its resource, memberships, API tokens and history.
+//! Every SCIM-facing read and write here (`get_user`, the `find_users_*`, `list_users`,
+//! `replace_user`, `set_user_active`, `groups_of_user`, group members as listed, members added
+//! to a group) treats a soft-deleted user as absent, as RFC 7644 §3.6 requires (404 from then
+//! on); admins still see it ([`Store::get_user_for_admin`], [`Store::list_users_including_deleted`]).
+//! It keeps its `userName` meanwhile; [`Store::create_user`] of that `userName` through the same
+//! connection restores it (same id) instead of failing with a conflict.
+//!
+//! Whenever a user becomes inactive (`replace_user`, `set_user_active`, `scim_delete_user`), its
+//! sessions are ended in the same transaction (see `user_tokens.rs`).
+//!
 //! Each user or group carries a `version`, 1 at creation and bumped by every write to it
 //! (membership changes included for groups): the SCIM server's ETag. Writes that take an
 //! `expected_version` fail with [`StoreError::PreconditionFailed`] (HTTP 412) when it is stale.
@@ -21,7 +36,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::is_unique_violation;
-use crate::{Store, StoreError, now_ms, random_id};
+use crate::user_tokens::{END_USER_SESSIONS, SessionEndReason};
+use crate::{ScimDeleteOutcome, ScimDeletePolicy, Store, StoreError, now_ms, random_id};
 
 /// Upper bound of `limit` in [`Store::list_users`] and [`Store::list_groups`]; larger values are
 /// clamped to it.
@@ -68,6 +84,10 @@ pub struct DirectoryUser {
     pub updated_at: i64,
     /// When the user was last deactivated, while it is inactive; `None` while active.
     pub deactivated_at: Option<i64>,
+    /// When a SCIM `DELETE` soft-deleted the user (policy `deactivate`); `None` otherwise.
+    /// SCIM-facing reads never return a user for which this is set.
+    #[serde(default)]
+    pub scim_deleted_at: Option<i64>,
 }
 
 /// A group to create through a connection.
@@ -102,7 +122,8 @@ pub struct DirectoryGroup {
     /// The full RFC 7643 resource, as last written (its `members`, if any, are not maintained:
     /// read [`DirectoryGroup::members`]).
     pub resource: serde_json::Value,
-    /// Ids of the member users, in ascending order. Empty when a listing was asked without members.
+    /// Ids of the member users, in ascending order, soft-deleted users left out. Empty when a
+    /// listing was asked without members.
     pub members: Vec<String>,
     /// 1 at creation, bumped by every write, membership changes included: the ETag source.
     pub version: i64,
@@ -118,7 +139,31 @@ pub struct DirectoryGroupRef {
 }
 
 const USER_COLUMNS: &str = "id, org_id, connection_id, user_name, external_id, active, \
-     resource_json, version, created_at, updated_at, deactivated_at";
+     resource_json, version, created_at, updated_at, deactivated_at, scim_deleted_at";
+
+/// [`USER_COLUMNS`] qualified by the table alias `alias`, for joins.
+pub(crate) fn user_columns(alias: &str) -> String {
+    USER_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The member ids of the group `$1` as SCIM shows them: soft-deleted users are left out (their
+/// memberships are kept, for a restore).
+const LIVE_MEMBERS: &str = "SELECT m.user_id FROM group_members m \
+     JOIN directory_users u ON u.id = m.user_id \
+     WHERE m.group_id = $1 AND u.scim_deleted_at IS NULL ORDER BY m.user_id";
+
+/// Restores a soft-deleted user of the connection `$6` whose `userName` key is `$7`, replacing
+/// its resource (a create of that `userName` through that connection). Matches no row if there
+/// is no such user, or it is live, or another connection provisioned it.
+const RESTORE_USER: &str = "UPDATE directory_users SET user_name = $1, external_id = $2, active = $3, \
+         resource_json = $4, version = version + 1, updated_at = $5, scim_deleted_at = NULL, \
+         deactivated_at = CASE WHEN $3 THEN NULL ELSE COALESCE(deactivated_at, $5) END \
+     WHERE org_id = (SELECT org_id FROM connections WHERE id = $6) AND user_name_lc = $7 \
+       AND connection_id = $6 AND scim_deleted_at IS NOT NULL";
 
 const GROUP_COLUMNS: &str = "id, org_id, connection_id, display_name, external_id, \
      resource_json, version, created_at, updated_at";
@@ -142,7 +187,7 @@ const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      RETURNING org_id";
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     org_id: String,
     connection_id: String,
@@ -154,10 +199,11 @@ struct UserRow {
     created_at: i64,
     updated_at: i64,
     deactivated_at: Option<i64>,
+    scim_deleted_at: Option<i64>,
 }
 
 impl UserRow {
-    fn into_user(self) -> Result<DirectoryUser, StoreError> {
+    pub(crate) fn into_user(self) -> Result<DirectoryUser, StoreError> {
         let resource = serde_json::from_str(&self.resource_json)
             .map_err(|e| StoreError::corrupt("user", &self.id, e))?;
         Ok(DirectoryUser {
@@ -172,6 +218,7 @@ impl UserRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             deactivated_at: self.deactivated_at,
+            scim_deleted_at: self.scim_deleted_at,
         })
     }
 }
@@ -279,7 +326,8 @@ macro_rules! attach_members {
     ($tx:ident, $group_id:expr, $connection_id:expr, $members:expr) => {
         for chunk in dedup($members).chunks(MEMBER_CHUNK) {
             let sql = format!(
-                "SELECT id FROM directory_users WHERE connection_id = $1 AND id IN ({})",
+                "SELECT id FROM directory_users \
+                 WHERE connection_id = $1 AND scim_deleted_at IS NULL AND id IN ({})",
                 placeholders(2, chunk.len())
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind($connection_id);
@@ -309,6 +357,13 @@ macro_rules! attach_members {
     };
 }
 
+/// The version of a live user, for [`Store::write_refused`].
+const USER_VERSION: &str = "SELECT version FROM directory_users \
+     WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL";
+
+/// The version of a group, for [`Store::write_refused`].
+const GROUP_VERSION: &str = "SELECT version FROM directory_groups WHERE id = $1 AND connection_id = $2";
+
 /// `LIMIT`/`OFFSET` values for a page.
 fn page(offset: u64, limit: u32) -> (i64, i64) {
     (
@@ -322,10 +377,18 @@ impl Store {
 
     /// Creates a user in the connection `new.connection_id` (and its organization), version 1.
     ///
+    /// If this connection soft-deleted a user with this `userName` (ignoring case; policy
+    /// `deactivate`), that user is restored instead, in one statement: same id and `created_at`,
+    /// `scim_deleted_at` cleared, `userName`, `externalId`, `active` and the resource replaced,
+    /// version bumped, group memberships as they were kept. Its sessions stay ended; its API
+    /// tokens work again if it is active. A soft-deleted user of *another* connection is not
+    /// restored from here (directories never change each other's data): that is a conflict.
+    ///
     /// [`StoreError::NotFound`] if the connection does not exist; [`StoreError::Conflict`] if
     /// the organization already has a user whose `userName` differs at most in case (whichever
-    /// connection provisioned it); [`StoreError::InvalidInput`] for an empty `userName` or a
-    /// resource that is not a JSON object.
+    /// connection provisioned it) and it is not a soft-deleted user of this connection;
+    /// [`StoreError::InvalidInput`] for an empty `userName` or a resource that is not a JSON
+    /// object.
     pub async fn create_user(&self, new: &NewDirectoryUser) -> Result<DirectoryUser, StoreError> {
         check_user_name(&new.user_name)?;
         let json = resource_json(&new.resource, "SCIM user resource")?;
@@ -347,7 +410,7 @@ impl Store {
         let org_id = match result {
             Ok(Some(org_id)) => org_id,
             Ok(None) => return Err(StoreError::not_found("connection", &new.connection_id)),
-            Err(e) if is_unique_violation(&e) => return Err(user_name_taken(&new.user_name)),
+            Err(e) if is_unique_violation(&e) => return self.restore_user(new, &json).await,
             Err(e) => return Err(e.into()),
         };
         tracing::debug!(user = %id, connection = %new.connection_id, "directory user created");
@@ -363,18 +426,50 @@ impl Store {
             created_at: now,
             updated_at: now,
             deactivated_at: (!new.active).then_some(now),
+            scim_deleted_at: None,
         })
     }
 
+    /// The second half of [`Store::create_user`], after its insert hit the `userName`: restores
+    /// the soft-deleted user of this connection holding it, or reports the conflict.
+    async fn restore_user(
+        &self,
+        new: &NewDirectoryUser,
+        json: &str,
+    ) -> Result<DirectoryUser, StoreError> {
+        let sql = format!("{RESTORE_USER} RETURNING {USER_COLUMNS}");
+        let row: Option<UserRow> = with_pool!(self, write, |pool| {
+            sqlx::query_as(&sql)
+                .bind(&new.user_name)
+                .bind(&new.external_id)
+                .bind(new.active)
+                .bind(json)
+                .bind(now_ms())
+                .bind(&new.connection_id)
+                .bind(user_name_key(&new.user_name))
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(row) = row else {
+            return Err(user_name_taken(&new.user_name));
+        };
+        tracing::info!(
+            user = %row.id, connection = %new.connection_id, version = row.version,
+            "soft-deleted directory user restored by a create"
+        );
+        row.into_user()
+    }
+
     /// The user `id` of the connection `connection_id`. [`StoreError::NotFound`] if there is no
-    /// such user or it belongs to another connection.
+    /// such user, it belongs to another connection, or it is soft-deleted.
     pub async fn get_user(
         &self,
         connection_id: &str,
         id: &str,
     ) -> Result<DirectoryUser, StoreError> {
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM directory_users WHERE id = $1 AND connection_id = $2"
+            "SELECT {USER_COLUMNS} FROM directory_users \
+             WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL"
         );
         let row: Option<UserRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(&sql)
@@ -398,7 +493,7 @@ impl Store {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM directory_users \
              WHERE org_id = (SELECT org_id FROM connections WHERE id = $1) \
-               AND user_name_lc = $2 AND connection_id = $1"
+               AND user_name_lc = $2 AND connection_id = $1 AND scim_deleted_at IS NULL"
         );
         let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(&sql)
@@ -419,7 +514,7 @@ impl Store {
     ) -> Result<Vec<DirectoryUser>, StoreError> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM directory_users \
-             WHERE connection_id = $1 AND external_id = $2"
+             WHERE connection_id = $1 AND external_id = $2 AND scim_deleted_at IS NULL"
         );
         let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(&sql)
@@ -441,18 +536,41 @@ impl Store {
     /// A page of the users of the connection `connection_id`, in creation order (ties broken by
     /// id, so pages are stable), skipping `offset` (0-based; SCIM's `startIndex` minus one) and
     /// returning at most `limit` (clamped to [`MAX_DIRECTORY_LIST_LIMIT`]), with the total number
-    /// of users of the connection (SCIM `totalResults`).
+    /// of users of the connection (SCIM `totalResults`). Soft-deleted users are left out.
     pub async fn list_users(
         &self,
         connection_id: &str,
         offset: u64,
         limit: u32,
     ) -> Result<(Vec<DirectoryUser>, i64), StoreError> {
+        self.page_of_users(connection_id, offset, limit, false).await
+    }
+
+    /// For admins: like [`Store::list_users`], soft-deleted users included (their
+    /// `scim_deleted_at` is set).
+    pub async fn list_users_including_deleted(
+        &self,
+        connection_id: &str,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(Vec<DirectoryUser>, i64), StoreError> {
+        self.page_of_users(connection_id, offset, limit, true).await
+    }
+
+    async fn page_of_users(
+        &self,
+        connection_id: &str,
+        offset: u64,
+        limit: u32,
+        including_deleted: bool,
+    ) -> Result<(Vec<DirectoryUser>, i64), StoreError> {
         let (offset, limit) = page(offset, limit);
+        let live = if including_deleted { "" } else { " AND scim_deleted_at IS NULL" };
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM directory_users WHERE connection_id = $1 \
+            "SELECT {USER_COLUMNS} FROM directory_users WHERE connection_id = $1{live} \
              ORDER BY created_at, id LIMIT $2 OFFSET $3"
         );
+        let count = format!("SELECT COUNT(*) FROM directory_users WHERE connection_id = $1{live}");
         let (rows, total): (Vec<UserRow>, i64) = with_pool!(self, read, |pool| {
             let rows = sqlx::query_as(&sql)
                 .bind(connection_id)
@@ -460,11 +578,10 @@ impl Store {
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let total =
-                sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE connection_id = $1")
-                    .bind(connection_id)
-                    .fetch_one(pool)
-                    .await?;
+            let total = sqlx::query_scalar(&count)
+                .bind(connection_id)
+                .fetch_one(pool)
+                .await?;
             (rows, total)
         });
         let users = rows
@@ -474,14 +591,26 @@ impl Store {
         Ok((users, total))
     }
 
+    /// For admins: the user `id` whichever connection provisioned it, soft-deleted or not.
+    /// [`StoreError::NotFound`] if there is no such user.
+    pub async fn get_user_for_admin(&self, id: &str) -> Result<DirectoryUser, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM directory_users WHERE id = $1");
+        let row: Option<UserRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| StoreError::not_found("user", id))?
+            .into_user()
+    }
+
     /// Replaces the user `id` of the connection `connection_id` (SCIM `PUT`, or the result of a
     /// `PATCH`): `userName`, `externalId`, `active` and the resource, bumping its version.
-    /// Deactivating sets `deactivated_at` (kept if already inactive), activating clears it.
+    /// Deactivating sets `deactivated_at` (kept if already inactive) and ends the user's sessions
+    /// in the same transaction; activating clears it.
     ///
     /// With `expected_version` (`If-Match`), the write happens only if the user is still at
     /// that version: [`StoreError::PreconditionFailed`] otherwise. [`StoreError::NotFound`] if
-    /// there is no such user in the connection; [`StoreError::Conflict`] if the new `userName`
-    /// is taken by another user of the organization.
+    /// there is no such user in the connection (or it is soft-deleted); [`StoreError::Conflict`]
+    /// if the new `userName` is taken by another user of the organization.
     #[allow(clippy::too_many_arguments)]
     pub async fn replace_user(
         &self,
@@ -500,42 +629,52 @@ impl Store {
                  active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
                  deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
              WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
+               AND scim_deleted_at IS NULL \
              RETURNING {USER_COLUMNS}"
         );
-        let result: Result<Option<UserRow>, sqlx::Error> = with_pool!(self, write, |pool| {
-            sqlx::query_as(&sql)
+        let now = now_ms();
+        let row: Option<UserRow> = with_tx!(self, |tx| {
+            let result: Result<Option<UserRow>, sqlx::Error> = sqlx::query_as(&sql)
                 .bind(user_name)
                 .bind(user_name_key(user_name))
                 .bind(external_id)
                 .bind(active)
                 .bind(&json)
-                .bind(now_ms())
+                .bind(now)
                 .bind(id)
                 .bind(connection_id)
                 .bind(expected_version)
-                .fetch_optional(pool)
-                .await
+                .fetch_optional(&mut *tx)
+                .await;
+            let row = match result {
+                Ok(row) => row,
+                Err(e) if is_unique_violation(&e) => return Err(user_name_taken(user_name)),
+                Err(e) => return Err(e.into()),
+            };
+            if row.is_some() && !active {
+                sqlx::query(END_USER_SESSIONS)
+                    .bind(now)
+                    .bind(SessionEndReason::UserDeactivated.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            row
         });
-        match result {
-            Ok(Some(row)) => row.into_user(),
-            Ok(None) => Err(self
-                .write_refused(
-                    "user",
-                    "directory_users",
-                    connection_id,
-                    id,
-                    expected_version,
-                )
+        match row {
+            Some(row) => row.into_user(),
+            // After the transaction: on SQLite it holds the only write connection.
+            None => Err(self
+                .write_refused("user", USER_VERSION, connection_id, id, expected_version)
                 .await),
-            Err(e) if is_unique_violation(&e) => Err(user_name_taken(user_name)),
-            Err(e) => Err(e.into()),
         }
     }
 
     /// Activates or deactivates the user `id` of the connection `connection_id` (reversible;
     /// group memberships are kept), bumping its version and keeping `deactivated_at` and the
-    /// resource's `active` in step. [`StoreError::NotFound`] if there is no such user in the
-    /// connection.
+    /// resource's `active` in step. Deactivating ends the user's sessions in the same
+    /// transaction (reactivating does not revive them). [`StoreError::NotFound`] if there is no
+    /// such user in the connection, or it is soft-deleted.
     pub async fn set_user_active(
         &self,
         connection_id: &str,
@@ -545,14 +684,16 @@ impl Store {
         let sql = format!(
             "UPDATE directory_users SET active = $1, version = version + 1, updated_at = $2, \
                  deactivated_at = CASE WHEN $1 THEN NULL ELSE COALESCE(deactivated_at, $2) END \
-             WHERE id = $3 AND connection_id = $4 RETURNING {USER_COLUMNS}"
+             WHERE id = $3 AND connection_id = $4 AND scim_deleted_at IS NULL \
+             RETURNING {USER_COLUMNS}"
         );
+        let now = now_ms();
         let row = with_tx!(self, |tx| {
             // The update takes the row (PostgreSQL) or the database (SQLite) for the transaction,
             // so the resource rewritten below cannot have changed in between.
             let row: Option<UserRow> = sqlx::query_as(&sql)
                 .bind(active)
-                .bind(now_ms())
+                .bind(now)
                 .bind(id)
                 .bind(connection_id)
                 .fetch_optional(&mut *tx)
@@ -560,6 +701,14 @@ impl Store {
             let Some(mut row) = row else {
                 return Err(StoreError::not_found("user", id));
             };
+            if !active {
+                sqlx::query(END_USER_SESSIONS)
+                    .bind(now)
+                    .bind(SessionEndReason::UserDeactivated.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let mut resource: serde_json::Value = serde_json::from_str(&row.resource_json)
                 .map_err(|e| StoreError::corrupt("user", id, e))?;
             if let Some(fields) = resource.as_object_mut()
@@ -579,7 +728,100 @@ impl Store {
         row.into_user()
     }
 
-    /// Deletes the user `id` of the connection `connection_id`, and its group memberships.
+    /// Applies a SCIM `DELETE` of the user `id` of the connection `connection_id`, by the
+    /// connection's [`ScimDeletePolicy`], in one transaction:
+    ///
+    /// * `delete`: the user is removed, with its memberships, API tokens and sessions
+    ///   ([`ScimDeleteOutcome::Deleted`]);
+    /// * `deactivate`: the user is deactivated (`active` false, `deactivated_at` kept or set, the
+    ///   resource's `active` in step) and soft-deleted (`scim_deleted_at`), its version bumped
+    ///   and its sessions ended; memberships, API tokens (which stop working) and data are kept
+    ///   ([`ScimDeleteOutcome::Deactivated`]).
+    ///
+    /// Either way SCIM answers 404 for the user from then on. [`StoreError::NotFound`] if there
+    /// is no such user in the connection, or it is already soft-deleted.
+    pub async fn scim_delete_user(
+        &self,
+        connection_id: &str,
+        id: &str,
+    ) -> Result<ScimDeleteOutcome, StoreError> {
+        let now = now_ms();
+        let outcome = with_tx!(self, |tx| {
+            let found: Option<(String, String)> = sqlx::query_as(
+                "SELECT c.scim_delete_policy, u.resource_json FROM directory_users u \
+                 JOIN connections c ON c.id = u.connection_id \
+                 WHERE u.id = $1 AND u.connection_id = $2 AND u.scim_deleted_at IS NULL",
+            )
+            .bind(id)
+            .bind(connection_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((policy, resource_json)) = found else {
+                return Err(StoreError::not_found("user", id));
+            };
+            let policy = ScimDeletePolicy::parse(&policy).ok_or_else(|| {
+                StoreError::corrupt(
+                    "scim_delete_policy of connection",
+                    connection_id,
+                    format!("unknown policy {policy:?}"),
+                )
+            })?;
+            // The statements below repeat the conditions: on PostgreSQL a concurrent delete may
+            // have won since the read, and then they match nothing.
+            let changed = match policy {
+                ScimDeletePolicy::Delete => sqlx::query(
+                    "DELETE FROM directory_users \
+                     WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL",
+                )
+                .bind(id)
+                .bind(connection_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                ScimDeletePolicy::Deactivate => {
+                    let mut resource: serde_json::Value = serde_json::from_str(&resource_json)
+                        .map_err(|e| StoreError::corrupt("user", id, e))?;
+                    if let Some(fields) = resource.as_object_mut() {
+                        fields.insert("active".into(), serde_json::Value::Bool(false));
+                    }
+                    let changed = sqlx::query(
+                        "UPDATE directory_users SET active = $1, resource_json = $2, \
+                             version = version + 1, updated_at = $3, scim_deleted_at = $3, \
+                             deactivated_at = COALESCE(deactivated_at, $3) \
+                         WHERE id = $4 AND connection_id = $5 AND scim_deleted_at IS NULL",
+                    )
+                    .bind(false)
+                    .bind(crate::to_json(&resource, "SCIM user resource")?)
+                    .bind(now)
+                    .bind(id)
+                    .bind(connection_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    sqlx::query(END_USER_SESSIONS)
+                        .bind(now)
+                        .bind(SessionEndReason::UserDeleted.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    changed
+                }
+            };
+            if changed == 0 {
+                return Err(StoreError::not_found("user", id));
+            }
+            match policy {
+                ScimDeletePolicy::Delete => ScimDeleteOutcome::Deleted,
+                ScimDeletePolicy::Deactivate => ScimDeleteOutcome::Deactivated,
+            }
+        });
+        tracing::info!(user = %id, connection = %connection_id, outcome = ?outcome, "SCIM delete applied");
+        Ok(outcome)
+    }
+
+    /// Deletes the user `id` of the connection `connection_id`, soft-deleted or not, with its
+    /// group memberships, API tokens and sessions, whatever the connection's delete policy (an
+    /// admin's purge; SCIM deletes go through [`Store::scim_delete_user`]).
     /// [`StoreError::NotFound`] if there is no such user in the connection.
     pub async fn delete_user(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
         let deleted = with_pool!(self, write, |pool| {
@@ -597,19 +839,20 @@ impl Store {
         Ok(())
     }
 
-    /// Why a conditional write of `id` in `table` matched no row: it is not in the connection
-    /// (`NotFound`) or it is at another version than `expected` (`PreconditionFailed`).
+    /// Why a conditional write of `id` matched no row: it is not in the connection (`NotFound`)
+    /// or it is at another version than `expected` (`PreconditionFailed`). `version_sql` reads
+    /// the object's version by id (`$1`) and connection (`$2`): [`USER_VERSION`] or
+    /// [`GROUP_VERSION`].
     async fn write_refused(
         &self,
         what: &'static str,
-        table: &str,
+        version_sql: &'static str,
         connection_id: &str,
         id: &str,
         expected: Option<i64>,
     ) -> StoreError {
-        let sql = format!("SELECT version FROM {table} WHERE id = $1 AND connection_id = $2");
         let actual: Result<Option<i64>, sqlx::Error> = with_pool!(self, write, |pool| {
-            sqlx::query_scalar(&sql)
+            sqlx::query_scalar(version_sql)
                 .bind(id)
                 .bind(connection_id)
                 .fetch_optional(pool)
@@ -674,8 +917,9 @@ impl Store {
         })
     }
 
-    /// The group `id` of the connection `connection_id`, with its member ids.
-    /// [`StoreError::NotFound`] if there is no such group or it belongs to another connection.
+    /// The group `id` of the connection `connection_id`, with its member ids (soft-deleted users
+    /// left out). [`StoreError::NotFound`] if there is no such group or it belongs to another
+    /// connection.
     pub async fn get_group(
         &self,
         connection_id: &str,
@@ -690,12 +934,10 @@ impl Store {
                 .bind(connection_id)
                 .fetch_optional(pool)
                 .await?;
-            let members = sqlx::query_scalar(
-                "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
+            let members = sqlx::query_scalar(LIVE_MEMBERS)
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
             (row, members)
         });
         row.ok_or_else(|| StoreError::not_found("group", id))?
@@ -736,8 +978,10 @@ impl Store {
                 let mut pairs = Vec::new();
                 if with_members && !rows.is_empty() {
                     let sql = format!(
-                        "SELECT group_id, user_id FROM group_members WHERE group_id IN ({}) \
-                         ORDER BY group_id, user_id",
+                        "SELECT m.group_id, m.user_id FROM group_members m \
+                         JOIN directory_users u ON u.id = m.user_id \
+                         WHERE m.group_id IN ({}) AND u.scim_deleted_at IS NULL \
+                         ORDER BY m.group_id, m.user_id",
                         placeholders(1, rows.len())
                     );
                     let mut query = sqlx::query_as(&sql);
@@ -801,18 +1045,22 @@ impl Store {
                 None => None,
                 Some(row) => {
                     if let Some(members) = &members {
-                        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                        // Soft-deleted users' memberships are invisible to the IdP, hence never
+                        // in its list: they are kept, for a restore.
+                        sqlx::query(
+                            "DELETE FROM group_members WHERE group_id = $1 AND NOT EXISTS \
+                             (SELECT 1 FROM directory_users u \
+                              WHERE u.id = group_members.user_id AND u.scim_deleted_at IS NOT NULL)",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                         attach_members!(tx, id, connection_id, members);
                     }
-                    let current: Vec<String> = sqlx::query_scalar(
-                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-                    )
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    let current: Vec<String> = sqlx::query_scalar(LIVE_MEMBERS)
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
                     Some((row, current))
                 }
             }
@@ -820,13 +1068,7 @@ impl Store {
         match outcome {
             Some((row, members)) => row.into_group(members),
             None => Err(self
-                .write_refused(
-                    "group",
-                    "directory_groups",
-                    connection_id,
-                    id,
-                    expected_version,
-                )
+                .write_refused("group", GROUP_VERSION, connection_id, id, expected_version)
                 .await),
         }
     }
@@ -845,8 +1087,9 @@ impl Store {
     }
 
     /// Removes users from the group `id` of the connection `connection_id` (SCIM `PATCH remove
-    /// members`), bumping its version. Ids that are not members are ignored. Returns the group.
-    /// [`StoreError::NotFound`] if there is no such group in the connection.
+    /// members`), bumping its version. Ids that are not members are ignored. A soft-deleted
+    /// user's kept membership is removed too when named (the IdP's explicit intent). Returns the
+    /// group. [`StoreError::NotFound`] if there is no such group in the connection.
     pub async fn remove_group_members(
         &self,
         connection_id: &str,
@@ -898,12 +1141,10 @@ impl Store {
                         }
                         query.execute(&mut *tx).await?;
                     }
-                    let current = sqlx::query_scalar(
-                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-                    )
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    let current = sqlx::query_scalar(LIVE_MEMBERS)
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
                     Some((row, current))
                 }
             }
@@ -911,7 +1152,7 @@ impl Store {
         match outcome {
             Some((row, members)) => row.into_group(members),
             None => Err(self
-                .write_refused("group", "directory_groups", connection_id, id, expected_version)
+                .write_refused("group", GROUP_VERSION, connection_id, id, expected_version)
                 .await),
         }
     }
@@ -937,7 +1178,7 @@ impl Store {
     /// The groups of the connection `connection_id` that the user `user_id` (of that connection)
     /// belongs to, by display name then id (the user's SCIM `groups` attribute). Groups of
     /// other connections of the organization are not shown. [`StoreError::NotFound`] if there
-    /// is no such user in the connection.
+    /// is no such user in the connection, or it is soft-deleted.
     pub async fn groups_of_user(
         &self,
         connection_id: &str,
@@ -945,7 +1186,8 @@ impl Store {
     ) -> Result<Vec<DirectoryGroupRef>, StoreError> {
         let (exists, groups): (bool, Vec<(String, String)>) = with_pool!(self, read, |pool| {
             let exists: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM directory_users WHERE id = $1 AND connection_id = $2",
+                "SELECT id FROM directory_users \
+                 WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL",
             )
             .bind(user_id)
             .bind(connection_id)
@@ -1019,9 +1261,7 @@ impl Store {
             let mut pairs = Vec::new();
             if with_members {
                 for row in &rows {
-                    let ids: Vec<String> = sqlx::query_scalar(
-                        "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id",
-                    )
+                    let ids: Vec<String> = sqlx::query_scalar(LIVE_MEMBERS)
                     .bind(&row.id)
                     .fetch_all(pool)
                     .await?;

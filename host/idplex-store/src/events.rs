@@ -1,6 +1,6 @@
 //! Connector events: what an admin reads when a connector misbehaves.
 
-use crate::{Event, EventKind, NewEvent, Store, StoreError, now_ms};
+use crate::{Event, EventKind, NewEvent, Store, StoreError, now_ms, truncate_utf8};
 
 /// Longer messages are cut (at a character boundary) and marked with `…`: a misbehaving
 /// guest must not be able to fill the database through its error strings.
@@ -17,17 +17,6 @@ struct EventRow {
     connector: String,
     kind: String,
     message: String,
-}
-
-fn truncate(message: &str) -> String {
-    if message.len() <= MAX_EVENT_MESSAGE_BYTES {
-        return message.to_owned();
-    }
-    let mut end = MAX_EVENT_MESSAGE_BYTES - '…'.len_utf8();
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 impl Store {
@@ -49,7 +38,7 @@ impl Store {
             .bind(&event.connection_id)
             .bind(&event.connector)
             .bind(event.kind.as_str())
-            .bind(truncate(&event.message))
+            .bind(truncate_utf8(&event.message, MAX_EVENT_MESSAGE_BYTES))
             .fetch_one(pool)
             .await?
         });

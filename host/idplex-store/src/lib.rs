@@ -1,7 +1,9 @@
 //! Persistence for idplex: installed connector modules, connections (directories) and their
 //! bindings to connector versions, admin tokens, SCIM tokens (per connection), the SCIM directory
-//! (users and groups provisioned by IdPs, [`Store::create_user`] and friends) and connector
-//! events.
+//! (users and groups provisioned by IdPs, [`Store::create_user`] and friends, with each
+//! directory's delete policy, [`Store::scim_delete_user`]), users' API tokens and sessions
+//! ([`Store::verify_user_api_token`], [`Store::verify_user_session`]), each directory's SCIM
+//! sync log ([`Store::record_sync`]) and connector events.
 //!
 //! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
 //! PostgreSQL (several replicas sharing one database, module bytes included).
@@ -24,7 +26,8 @@
 //! # Timestamps and ids
 //!
 //! Timestamps are `i64` unix milliseconds taken from the host clock; ids are `TEXT`
-//! (`conn_<hex>`, `tok_<hex>`, `stok_<hex>`; directory users and groups: 32 bare hex digits), module ids are their sha256 in lowercase hex.
+//! (`conn_<hex>`, `tok_<hex>`, `stok_<hex>`, `uat_<hex>`, `ses_<hex>`; directory users and groups:
+//! 32 bare hex digits; sync log entries: integers), module ids are their sha256 in lowercase hex.
 
 mod error;
 mod model;
@@ -127,7 +130,9 @@ mod directory;
 mod events;
 mod modules;
 mod scim_tokens;
+mod sync_log;
 mod tokens;
+mod user_tokens;
 
 pub use directory::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT, NewDirectoryGroup,
@@ -136,7 +141,17 @@ pub use directory::{
 pub use events::{MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES};
 pub use modules::sha256_hex;
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
+pub use sync_log::{
+    MAX_SYNC_DETAIL_BYTES, MAX_SYNC_LOG_LIMIT, MAX_SYNC_USER_AGENT_BYTES, OutcomeFilter,
+    SYNC_LOG_DEFAULT_LIMIT, SYNC_LOG_DEFAULT_RETENTION_MS, ScimResourceType, SyncLogCursor,
+    SyncLogEntry, SyncLogPage, SyncLogQuery, SyncLogRecord, SyncOperation, SyncOutcome,
+};
 pub use tokens::ADMIN_TOKEN_PREFIX;
+pub use user_tokens::{
+    ListedUserApiToken, MAX_USER_TOKEN_LABEL_BYTES, SessionEndReason, USER_API_TOKEN_DEFAULT_TTL_MS,
+    USER_API_TOKEN_PREFIX, USER_SESSION_DEFAULT_TTL_MS, USER_SESSION_PREFIX, UserApiToken,
+    UserSession, UserTokenFilter,
+};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -328,6 +343,18 @@ pub(crate) fn random_id(prefix: &str) -> String {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// `text` cut to at most `max_bytes` bytes at a character boundary, marked with `…` when cut.
+pub(crate) fn truncate_utf8(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    let mut end = max_bytes.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 pub(crate) fn to_json(

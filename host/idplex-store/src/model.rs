@@ -79,6 +79,60 @@ pub struct Connection {
     pub generation: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What a SCIM `DELETE` of a user does in this directory
+    /// ([`crate::Store::set_scim_delete_policy`]).
+    #[serde(default)]
+    pub scim_delete_policy: ScimDeletePolicy,
+}
+
+/// What a SCIM `DELETE /Users/{id}` does in a directory ([`crate::Store::scim_delete_user`]).
+///
+/// RFC 7644 §3.6 lets a service provider keep a deleted resource as long as it answers 404 for
+/// it from then on; both policies do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScimDeletePolicy {
+    /// The default: the user is deactivated (its sessions end) and hidden from SCIM, but its
+    /// data, group memberships, API tokens and history are kept; admins still see it, and a
+    /// create of the same `userName` through the same directory restores it.
+    #[default]
+    Deactivate,
+    /// The user is removed, with its memberships, API tokens and sessions.
+    Delete,
+}
+
+impl ScimDeletePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScimDeletePolicy::Deactivate => "deactivate",
+            ScimDeletePolicy::Delete => "delete",
+        }
+    }
+
+    /// `deactivate` or `delete`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deactivate" => Some(ScimDeletePolicy::Deactivate),
+            "delete" => Some(ScimDeletePolicy::Delete),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ScimDeletePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`crate::Store::scim_delete_user`] did, by the directory's [`ScimDeletePolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScimDeleteOutcome {
+    /// The user row is gone (policy `delete`).
+    Deleted,
+    /// The user is deactivated and soft-deleted (policy `deactivate`).
+    Deactivated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

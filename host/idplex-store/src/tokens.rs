@@ -1,6 +1,7 @@
 //! Admin API tokens. The secret is shown once at creation; only its sha256 is stored.
 //!
-//! The secret helpers below are shared with SCIM tokens (`scim_tokens.rs`).
+//! The secret helpers below are shared with SCIM tokens (`scim_tokens.rs`) and with user API
+//! tokens and sessions (`user_tokens.rs`).
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -85,11 +86,14 @@ fn last_use_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
     last_used_at.is_none_or(|at| now - at >= LAST_USED_GRANULARITY_MS)
 }
 
-/// The token tables whose `last_used_at` [`Store::touch_token`] maintains.
+/// The token tables whose `last_used_at` (`last_seen_at` for sessions) [`Store::touch_token`]
+/// maintains.
 #[derive(Clone, Copy)]
 pub(crate) enum TokenTable {
     Admin,
     Scim,
+    UserApi,
+    Session,
 }
 
 impl Store {
@@ -108,6 +112,8 @@ impl Store {
         let sql = match table {
             TokenTable::Admin => "UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2",
             TokenTable::Scim => "UPDATE scim_tokens SET last_used_at = $1 WHERE id = $2",
+            TokenTable::UserApi => "UPDATE user_api_tokens SET last_used_at = $1 WHERE id = $2",
+            TokenTable::Session => "UPDATE user_sessions SET last_seen_at = $1 WHERE id = $2",
         };
         with_pool!(self, write, |pool| {
             sqlx::query(sql).bind(now).bind(id).execute(pool).await?;

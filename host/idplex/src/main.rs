@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idplex_hub::{ErrorClass, Hub, HubError, redacted};
+use idplex_hub::{ErrorClass, Hub, HubError, redacted, rfc3339};
 use idplex_runtime::{Runtime, RuntimeConfig};
-use idplex_store::{NewConnection, Store};
+use idplex_store::{
+    NewConnection, OutcomeFilter, ScimDeletePolicy, Store, SyncLogCursor, SyncLogQuery, UserTokenFilter,
+};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -64,6 +66,27 @@ enum Command {
     /// to provision into `/scim/v2/{connection}`).
     #[command(subcommand)]
     ScimToken(ScimTokenCmd),
+    /// Show a connection's SCIM sync log (what its IdP asked and what it got), newest first.
+    SyncLog {
+        /// Connection id.
+        connection: String,
+        /// How many entries (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only this outcome: `error` (any failure), `ok`, `client_error`, `connector_error`,
+        /// `server_error`.
+        #[arg(long, value_parser = parse_outcome)]
+        outcome: Option<OutcomeFilter>,
+        /// Only entries about this resource (user or group) id.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only entries older than this cursor (printed at the end of the previous page).
+        #[arg(long, value_parser = parse_cursor)]
+        before: Option<SyncLogCursor>,
+    },
+    /// Issue, list and revoke the API tokens of directory users (for `/api/v1`).
+    #[command(subcommand)]
+    UserToken(UserTokenCmd),
     /// Show connector events (traps, timeouts, refused installs, ...), newest first.
     Events {
         /// Only events of this connection.
@@ -87,6 +110,9 @@ struct ServeArgs {
     /// How often to apply binding changes made by other processes (ms).
     #[arg(long, default_value_t = 500)]
     watch_ms: u64,
+    /// Days SCIM sync log entries are kept (pruned hourly); 0 keeps them forever.
+    #[arg(long, env = "IDPLEX_SYNC_LOG_RETENTION_DAYS", default_value_t = 90)]
+    sync_log_retention_days: u32,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +168,59 @@ enum ConnectionCmd {
     },
     /// List connections.
     List,
+    /// Set what a SCIM DELETE of a user does in a connection: `deactivate` (default: deactivate
+    /// and hide it from SCIM, keeping its data, memberships and history) or `delete` (remove it).
+    SetDeletePolicy {
+        /// Connection id.
+        connection: String,
+        #[arg(value_enum)]
+        policy: DeletePolicyArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeletePolicyArg {
+    Deactivate,
+    Delete,
+}
+
+impl From<DeletePolicyArg> for ScimDeletePolicy {
+    fn from(p: DeletePolicyArg) -> Self {
+        match p {
+            DeletePolicyArg::Deactivate => ScimDeletePolicy::Deactivate,
+            DeletePolicyArg::Delete => ScimDeletePolicy::Delete,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserTokenCmd {
+    /// Issue an API token to a directory user; the secret is printed once and stored only as a
+    /// hash. It works only while the user is active.
+    Create {
+        /// User id (the SCIM id).
+        user_id: String,
+        /// What the token is for.
+        #[arg(long)]
+        label: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 90)]
+        ttl_days: u32,
+    },
+    /// List user API tokens (never their secrets), newest first.
+    List {
+        /// Only this user's tokens.
+        #[arg(long, conflicts_with = "org")]
+        user: Option<String>,
+        /// Only the tokens of this organization's users.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a token at once, for good.
+    Revoke {
+        /// Token id (uat_…).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +274,14 @@ enum ScimTokenCmd {
         /// Token id (stok_…).
         token: String,
     },
+}
+
+fn parse_outcome(s: &str) -> Result<OutcomeFilter, String> {
+    s.parse().map_err(|e: idplex_store::StoreError| e.to_string())
+}
+
+fn parse_cursor(s: &str) -> Result<SyncLogCursor, String> {
+    s.parse().map_err(|e: idplex_store::StoreError| e.to_string())
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -301,6 +388,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connection(cmd) => connection(&hub, g.json, cmd).await,
         Command::Token(cmd) => token(&hub, g.json, cmd).await,
         Command::ScimToken(cmd) => scim_token(&hub, g.json, cmd).await,
+        Command::SyncLog { connection, limit, outcome, resource, before } => {
+            let query = SyncLogQuery { limit: Some(limit), before, outcome, resource_id: resource };
+            sync_log(&hub, g.json, &connection, &query).await
+        }
+        Command::UserToken(cmd) => user_token(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
             let events = hub.store().list_events(connection.as_deref(), limit).await.map_err(HubError::from)?;
             emit(g.json, &json!({ "events": events }), || {
@@ -346,7 +438,11 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     println!("idplex listening on http://{addr}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx);
+    let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
+    let pruner = (args.sync_log_retention_days > 0).then(|| {
+        let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
+        hub.spawn_sync_log_pruner(retention, Duration::from_secs(3600), stop_rx)
+    });
     let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -369,6 +465,9 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
     let _ = watcher.await;
+    if let Some(pruner) = pruner {
+        let _ = pruner.await;
+    }
     hub.store().close().await;
     tracing::info!("stopped");
     Ok(())
@@ -531,16 +630,119 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
                     .iter()
                     .map(|c| {
                         format!(
-                            "{}  {:<20} {}@{}",
+                            "{}  {:<20} {:<32} scim-delete={}",
                             c.id,
                             c.name,
-                            c.connector_name,
-                            c.active_version.as_deref().unwrap_or("(none)")
+                            format!("{}@{}", c.connector_name, c.active_version.as_deref().unwrap_or("(none)")),
+                            c.scim_delete_policy
                         )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+        }
+        ConnectionCmd::SetDeletePolicy { connection, policy } => {
+            let conn = hub.store().set_scim_delete_policy(&connection, policy.into()).await.map_err(HubError::from)?;
+            emit(json_out, &redacted(&conn), || {
+                format!("connection {}: a SCIM DELETE of a user now does {:?}", conn.id, conn.scim_delete_policy.as_str())
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn sync_log(hub: &Hub, json_out: bool, connection: &str, query: &SyncLogQuery) -> anyhow::Result<()> {
+    let store = hub.store();
+    store.get_connection(connection).await.map_err(HubError::from)?;
+    let page = store.list_sync_log(connection, query).await.map_err(HubError::from)?;
+    let value = json!({ "connection_id": connection, "entries": page.entries, "next": page.next });
+    emit(json_out, &value, || {
+        if page.entries.is_empty() {
+            return format!("no SCIM requests recorded for connection {connection}");
+        }
+        let mut lines = vec![format!(
+            "{:<24}  {:<8} {:<48} {:>6}  {:<15} {}",
+            "TIME", "OP", "REQUEST", "STATUS", "OUTCOME", "DETAIL"
+        )];
+        for r in &page.entries {
+            let e = &r.entry;
+            let detail = match (&e.scim_type, &e.detail) {
+                (Some(t), Some(d)) => format!("{t}: {d}"),
+                (None, Some(d)) => d.clone(),
+                (Some(t), None) => t.clone(),
+                (None, None) => "-".into(),
+            };
+            lines.push(format!(
+                "{:<24}  {:<8} {:<48} {:>6}  {:<15} {}",
+                rfc3339(e.at),
+                e.operation.as_str(),
+                format!("{} {}", e.method, e.path),
+                e.status,
+                e.outcome.as_str(),
+                detail.replace('\n', " ")
+            ));
+        }
+        if let Some(next) = page.next {
+            lines.push(format!("(more: --before {next})"));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Result<()> {
+    let store = hub.store();
+    match cmd {
+        UserTokenCmd::Create { user_id, label, ttl_days } => {
+            let ttl_ms = i64::from(ttl_days.max(1)) * 86_400_000;
+            let (tok, secret) =
+                store.create_user_api_token(&user_id, &label, Some(ttl_ms)).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok, "secret": secret }), || {
+                format!(
+                    "API token {} for user {} (expires {}); secret (shown once):\n{secret}",
+                    tok.id,
+                    tok.user_id,
+                    rfc3339(tok.expires_at)
+                )
+            });
+        }
+        UserTokenCmd::List { user, org } => {
+            let filter = match (&user, &org) {
+                (Some(u), _) => UserTokenFilter::User(u),
+                (None, Some(o)) => UserTokenFilter::Org(o),
+                (None, None) => UserTokenFilter::All,
+            };
+            let toks = store.list_user_api_tokens(filter).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "tokens": toks }), || {
+                toks.iter()
+                    .map(|t| {
+                        let state = if t.token.revoked_at.is_some() {
+                            "revoked"
+                        } else if t.token.expires_at <= now_ms() {
+                            "expired"
+                        } else if t.user_scim_deleted_at.is_some() || !t.user_active {
+                            "suspended (user inactive)"
+                        } else {
+                            "active"
+                        };
+                        format!(
+                            "{}  {}…  {:<20} user {} ({})  last used {}  expires {}  {state}",
+                            t.token.id,
+                            t.token.prefix,
+                            t.token.label,
+                            t.user_name,
+                            t.token.user_id,
+                            t.token.last_used_at.map_or_else(|| "never".into(), rfc3339),
+                            rfc3339(t.token.expires_at)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UserTokenCmd::Revoke { id } => {
+            let tok = store.revoke_user_api_token(&id).await.map_err(HubError::from)?;
+            emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }
     Ok(())

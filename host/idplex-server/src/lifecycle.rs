@@ -1,0 +1,247 @@
+//! Admin API for the user lifecycle and the SCIM sync log (mounted under `/admin/v1`, behind the
+//! admin token):
+//!
+//! * `GET  /connections/{id}/sync-log?limit=&before=&outcome=&resource=` — a directory's SCIM
+//!   requests, newest first: `{"connection_id", "entries": [...], "next": cursor|null}`;
+//! * `PUT  /connections/{id}/scim-delete-policy` `{"policy": "deactivate"|"delete"}` — what a
+//!   SCIM `DELETE` of a user does there; answers the connection;
+//! * `GET  /connections/{id}/users?offset=&limit=` — the directory's users as admins see them,
+//!   soft-deleted ones included (`scim_deleted_at` set);
+//! * `GET  /users/{user_id}` — one user, whatever its state;
+//! * `POST /users/{user_id}/api-tokens` `{"label", "ttl_days"?}` — 201 with the secret, once;
+//! * `GET  /api-tokens[?user=|?org=]`, `POST /api-tokens/{id}/revoke`;
+//! * `POST /users/{user_id}/sessions` `{"ttl_minutes"?}` — 201 with the session secret, once. An
+//!   admin-issued session is a stand-in until the SAML service provider issues sessions at
+//!   sign-in; it follows the same rules (ended when the user is deactivated);
+//! * `GET  /users/{user_id}/sessions`, `POST /sessions/{id}/end`.
+//!
+//! For the SCIM server: [`record_sync_in_background`] and [`sync_operation`] record a request
+//! in its directory's sync log without making the IdP wait.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use idplex_hub::{HubError, redacted};
+use idplex_store::{
+    MAX_DIRECTORY_LIST_LIMIT, OutcomeFilter, ScimDeletePolicy, SyncLogCursor, SyncLogQuery,
+    UserTokenFilter,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiResult, AppState};
+
+/// The cookie that carries a session secret (see [`crate::me`]).
+pub const SESSION_COOKIE: &str = "idplex_session";
+
+/// Longest lifetime an admin may give a user API token, in days.
+const MAX_TOKEN_TTL_DAYS: u32 = 3650;
+
+/// Longest lifetime of an admin-issued session, in minutes (30 days).
+const MAX_SESSION_TTL_MINUTES: u32 = 30 * 24 * 60;
+
+/// The routes, relative to `/admin/v1`.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/connections/{id}/sync-log", get(sync_log))
+        .route("/connections/{id}/scim-delete-policy", put(set_delete_policy))
+        .route("/connections/{id}/users", get(list_users))
+        .route("/users/{user_id}", get(get_user))
+        .route("/users/{user_id}/api-tokens", post(create_api_token))
+        .route("/users/{user_id}/sessions", get(list_sessions).post(create_session))
+        .route("/api-tokens", get(list_api_tokens))
+        .route("/api-tokens/{id}/revoke", post(revoke_api_token))
+        .route("/sessions/{id}/end", post(end_session))
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+}
+
+fn bad_json(e: JsonRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncLogParams {
+    limit: Option<u32>,
+    before: Option<String>,
+    outcome: Option<String>,
+    resource: Option<String>,
+}
+
+async fn sync_log(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<SyncLogParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(p) = params.map_err(bad_query)?;
+    let invalid = |e: idplex_store::StoreError| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string());
+    let query = SyncLogQuery {
+        limit: p.limit,
+        before: p.before.as_deref().filter(|b| !b.is_empty()).map(str::parse::<SyncLogCursor>).transpose().map_err(invalid)?,
+        outcome: p.outcome.as_deref().filter(|o| !o.is_empty()).map(str::parse::<OutcomeFilter>).transpose().map_err(invalid)?,
+        resource_id: p.resource.filter(|r| !r.is_empty()),
+    };
+    let store = s.hub.store();
+    store.get_connection(&id).await.map_err(HubError::from)?;
+    let page = store.list_sync_log(&id, &query).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "connection_id": id, "entries": page.entries, "next": page.next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    policy: String,
+}
+
+async fn set_delete_policy(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<PolicyBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(b) = body.map_err(bad_json)?;
+    let policy = ScimDeletePolicy::parse(&b.policy).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("invalid SCIM delete policy {:?}: expected \"deactivate\" or \"delete\"", b.policy),
+        )
+    })?;
+    let conn = s.hub.store().set_scim_delete_policy(&id, policy).await.map_err(HubError::from)?;
+    Ok(Json(redacted(&conn)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    offset: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(p) = params.map_err(bad_query)?;
+    let store = s.hub.store();
+    store.get_connection(&id).await.map_err(HubError::from)?;
+    let (users, total) = store
+        .list_users_including_deleted(&id, p.offset.unwrap_or(0), p.limit.unwrap_or(100).min(MAX_DIRECTORY_LIST_LIMIT))
+        .await
+        .map_err(HubError::from)?;
+    Ok(Json(json!({ "connection_id": id, "users": users, "total": total })))
+}
+
+async fn get_user(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
+    let user = s.hub.store().get_user_for_admin(&user_id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "user": user })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiToken {
+    label: String,
+    /// Days until it expires; default 90.
+    #[serde(default)]
+    ttl_days: Option<u32>,
+}
+
+/// Issue a user API token; the secret is in this response only.
+async fn create_api_token(
+    State(s): State<AppState>,
+    Path(user_id): Path<String>,
+    body: Result<Json<NewApiToken>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(b) = body.map_err(bad_json)?;
+    let ttl_ms = match b.ttl_days {
+        Some(days @ 1..=MAX_TOKEN_TTL_DAYS) => Some(i64::from(days) * 86_400_000),
+        Some(days) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("invalid ttl_days {days}: must be 1 to {MAX_TOKEN_TTL_DAYS}"),
+            ));
+        }
+        None => None,
+    };
+    let (token, secret) =
+        s.hub.store().create_user_api_token(&user_id, &b.label, ttl_ms).await.map_err(HubError::from)?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": token, "secret": secret }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenListParams {
+    user: Option<String>,
+    org: Option<String>,
+}
+
+async fn list_api_tokens(
+    State(s): State<AppState>,
+    params: Result<Query<TokenListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(p) = params.map_err(bad_query)?;
+    let filter = match (p.user.as_deref(), p.org.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "give either user or org, not both"));
+        }
+        (Some(user), None) => UserTokenFilter::User(user),
+        (None, Some(org)) => UserTokenFilter::Org(org),
+        (None, None) => UserTokenFilter::All,
+    };
+    let tokens = s.hub.store().list_user_api_tokens(filter).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+async fn revoke_api_token(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let token = s.hub.store().revoke_user_api_token(&id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "token": token })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    /// Minutes until it expires; default 12 hours.
+    #[serde(default)]
+    ttl_minutes: Option<u32>,
+}
+
+/// Open a session for a user (a stand-in until SAML sign-in issues them); the secret is in this
+/// response only, also as a ready `Set-Cookie`-style value.
+async fn create_session(
+    State(s): State<AppState>,
+    Path(user_id): Path<String>,
+    body: Option<Json<NewSession>>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let ttl_ms = match body.and_then(|Json(b)| b.ttl_minutes) {
+        Some(minutes @ 1..=MAX_SESSION_TTL_MINUTES) => Some(i64::from(minutes) * 60_000),
+        Some(minutes) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("invalid ttl_minutes {minutes}: must be 1 to {MAX_SESSION_TTL_MINUTES}"),
+            ));
+        }
+        None => None,
+    };
+    let (session, secret) = s.hub.store().create_user_session(&user_id, ttl_ms).await.map_err(HubError::from)?;
+    let cookie = format!("{SESSION_COOKIE}={secret}");
+    Ok((StatusCode::CREATED, Json(json!({ "session": session, "secret": secret, "cookie": cookie }))))
+}
+
+async fn list_sessions(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
+    let store = s.hub.store();
+    store.get_user_for_admin(&user_id).await.map_err(HubError::from)?;
+    let sessions = store.list_user_sessions(&user_id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "user_id": user_id, "sessions": sessions })))
+}
+
+async fn end_session(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let session = s.hub.store().end_user_session(&id).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "session": session })))
+}
