@@ -22,6 +22,7 @@ on_both_backends!(
     delete_policy_removes_the_user_and_its_credentials,
     sync_log_records_pages_filters_and_isolates,
     sync_log_scrubs_and_prunes,
+    sync_log_batches_are_one_transaction_that_skips_vanished_directories,
 );
 
 async fn connection(store: &Store, org: &str, name: &str) -> Connection {
@@ -579,5 +580,26 @@ async fn sync_log_scrubs_and_prunes(db: TestDb) {
     assert_eq!(left(b.id.clone()).await, [30, 20]);
     assert_eq!(store.prune_sync_log(20).await.unwrap(), 0);
     assert_eq!(store.prune_sync_log(i64::MAX).await.unwrap(), 4);
+    store.close().await;
+}
+
+async fn sync_log_batches_are_one_transaction_that_skips_vanished_directories(db: TestDb) {
+    let store = db.open().await;
+    let a = connection(&store, "org1", "okta").await;
+    let b = connection(&store, "org1", "entra").await;
+    let secret = format!("idp_scim_{}", "0123456789abcdef".repeat(4));
+    let batch = vec![
+        entry(&a.id, 1, 201, Some("u1")),
+        entry("conn_gone", 2, 200, None),
+        SyncLogEntry { detail: Some(format!("bad token {secret}")), ..entry(&b.id, 3, 401, None) },
+        entry(&a.id, 4, 204, Some("u1")),
+    ];
+    assert_eq!(store.record_sync_batch(&batch).await.unwrap(), 3);
+    assert_eq!(store.record_sync_batch(&[]).await.unwrap(), 0);
+    let a_log = store.list_sync_log(&a.id, &SyncLogQuery::default()).await.unwrap();
+    assert_eq!(a_log.entries.iter().map(|r| r.entry.at).collect::<Vec<_>>(), [4, 1]);
+    let b_log = store.list_sync_log(&b.id, &SyncLogQuery::default()).await.unwrap();
+    let detail = b_log.entries[0].entry.detail.as_deref().unwrap();
+    assert!(!detail.contains("0123456789abcdef"), "batches are scrubbed too: {detail}");
     store.close().await;
 }
