@@ -56,7 +56,9 @@ pub use discovery::{
 };
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};
-pub use list::{LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, sort_key, sort_resources};
+pub use list::{
+    LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, compare_sort_keys, sort_key, sort_resources,
+};
 pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch};
 pub use path::AttrPath;
 pub use projection::Projection;

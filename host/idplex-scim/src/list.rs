@@ -105,6 +105,18 @@ pub fn sort_key(rt: &ResourceType, resource: &Value, path: &AttrPath) -> Option<
     Comparable::from_json(v, Some(r.leaf()))
 }
 
+/// The order of two [`sort_key`]s: resources without a value sort last when ascending and
+/// first when descending (RFC 7644 §3.4.2.3).
+pub fn compare_sort_keys(a: Option<&Comparable>, b: Option<&Comparable>, order: SortOrder) -> Ordering {
+    let ord = match (a, b) {
+        (Some(a), Some(b)) => a.partial_cmp_same(b).unwrap_or(Ordering::Equal),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    if order == SortOrder::Descending { ord.reverse() } else { ord }
+}
+
 /// Sorts resources by `path` (stable). Resources without a value sort last when
 /// ascending and first when descending.
 pub fn sort_resources(
@@ -117,19 +129,7 @@ pub fn sort_resources(
         .iter_mut()
         .map(|r| (sort_key(rt, r, path), std::mem::take(r)))
         .collect();
-    keyed.sort_by(|(a, _), (b, _)| {
-        let ord = match (a, b) {
-            (Some(a), Some(b)) => a.partial_cmp_same(b).unwrap_or(Ordering::Equal),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        if order == SortOrder::Descending {
-            ord.reverse()
-        } else {
-            ord
-        }
-    });
+    keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(a.as_ref(), b.as_ref(), order));
     for (slot, (_, r)) in resources.iter_mut().zip(keyed) {
         *slot = r;
     }

@@ -17,12 +17,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use idplex_hub::HubError;
+use idplex_hub::{HubError, rfc3339};
 use idplex_runtime::{CallError, ListQuery, Operation, PatchOp, ResourceKind, ScimRequest};
 use idplex_scim::{
     AttrPath, Filter, GROUP_RESOURCE_TYPE, GROUP_SCHEMA_URN, PatchOpKind, PatchPath, ListResponse, PatchOperation, PatchOptions, Projection,
     ResourceType, ScimError, ScimType, USER_RESOURCE_TYPE, apply_patch,
-    prepare_resource, sort_key,
+    SortOrder, compare_sort_keys, prepare_resource, sort_key,
 };
 use idplex_store::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser,
@@ -729,16 +729,8 @@ fn sort_mixed(items: &mut Vec<Stored>, path: &AttrPath, base: &str, descending: 
         .into_iter()
         .map(|i| (sort_key(i.kind.rt(), &i.to_scim(base), path), i))
         .collect();
-    keyed.sort_by(|(a, _), (b, _)| {
-        use std::cmp::Ordering;
-        let ord = match (a, b) {
-            (Some(a), Some(b)) => a.partial_cmp_same(b).unwrap_or(Ordering::Equal),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        if descending { ord.reverse() } else { ord }
-    });
+    let order = if descending { SortOrder::Descending } else { SortOrder::Ascending };
+    keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(a.as_ref(), b.as_ref(), order));
     items.extend(keyed.into_iter().map(|(_, i)| i));
 }
 
@@ -1071,29 +1063,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Unix milliseconds as an RFC 3339 UTC timestamp.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
 /// A store error as the SCIM error an IdP can act on. A missing *user* while writing a group
 /// is a bad member reference (400), not a missing group.
 fn store_failure(kind: Kind, e: StoreError) -> ScimFailure {
@@ -1142,13 +1111,6 @@ fn scim_type_named(name: &str) -> Option<ScimType> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(1_795_623_479_070), "2026-11-25T16:17:59.070Z");
-    }
 
     #[test]
     fn queries_decode() {
