@@ -21,7 +21,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::is_unique_violation;
-use crate::{Store, StoreError, now_ms, random_id};
+use crate::group_commit::WriteFailure;
+use crate::{Pools, Store, StoreError, now_ms, random_id};
 
 /// Upper bound of `limit` in [`Store::list_users`] and [`Store::list_groups`]; larger values are
 /// clamped to it.
@@ -117,8 +118,13 @@ pub struct DirectoryGroupRef {
     pub display_name: String,
 }
 
-const USER_COLUMNS: &str = "id, org_id, connection_id, user_name, external_id, active, \
-     resource_json, version, created_at, updated_at, deactivated_at";
+macro_rules! user_columns {
+    () => {
+        "id, org_id, connection_id, user_name, external_id, active, \
+         resource_json, version, created_at, updated_at, deactivated_at"
+    };
+}
+const USER_COLUMNS: &str = user_columns!();
 
 const GROUP_COLUMNS: &str = "id, org_id, connection_id, display_name, external_id, \
      resource_json, version, created_at, updated_at";
@@ -126,13 +132,103 @@ const GROUP_COLUMNS: &str = "id, org_id, connection_id, display_name, external_i
 /// One statement: the organization comes from the connection, so an unknown connection inserts
 /// nothing (and returns no row) and a duplicate `userName` in the organization violates
 /// `directory_users_org_user_name_key`.
-const INSERT_USER: &str = "INSERT INTO directory_users \
+pub(crate) const INSERT_USER: &str = "INSERT INTO directory_users \
      (id, org_id, connection_id, user_name, user_name_lc, external_id, active, resource_json, \
       version, created_at, updated_at, deactivated_at) \
      SELECT $1, c.org_id, c.id, $2, $3, $4, $5, $6, 1, $7, $7, \
             CASE WHEN $5 THEN NULL ELSE $7 END \
      FROM connections c WHERE c.id = $8 \
      RETURNING org_id";
+
+/// A conditional full update of a user: matches no row for an unknown id, another connection's
+/// user, or (with `$9` not null) another version.
+pub(crate) const UPDATE_USER: &str = concat!(
+    "UPDATE directory_users SET user_name = $1, user_name_lc = $2, external_id = $3, \
+         active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
+         deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
+     WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
+     RETURNING ",
+    user_columns!()
+);
+
+/// One single-statement user write, with its bound values: what [`Store::create_user`] and
+/// [`Store::replace_user`] execute directly on PostgreSQL and hand to the group committer on
+/// SQLite (see `group_commit.rs`).
+#[derive(Debug)]
+pub(crate) enum UserWrite {
+    /// [`INSERT_USER`].
+    Create {
+        id: String,
+        user_name: String,
+        external_id: Option<String>,
+        active: bool,
+        json: String,
+        now: i64,
+        connection_id: String,
+    },
+    /// [`UPDATE_USER`].
+    Replace {
+        id: String,
+        connection_id: String,
+        expected_version: Option<i64>,
+        user_name: String,
+        external_id: Option<String>,
+        active: bool,
+        json: String,
+        now: i64,
+    },
+}
+
+/// What a [`UserWrite`] returned.
+#[derive(Debug)]
+pub(crate) enum UserWritten {
+    /// The new user's organization; `None`: no such connection.
+    Created(Option<String>),
+    /// The updated row; `None`: no such user in the connection, or another version.
+    Replaced(Option<UserRow>),
+}
+
+/// Executes the [`UserWrite`] `$write` (a reference) on `$executor` (a pool or `&mut *conn`),
+/// giving `Result<UserWritten, sqlx::Error>`. A macro, like `with_pool!`, so that one text of
+/// the binds serves both backends.
+macro_rules! execute_user_write {
+    ($write:expr, $executor:expr) => {
+        match $write {
+            $crate::directory::UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => {
+                sqlx::query_scalar($crate::directory::INSERT_USER)
+                    .bind(id)
+                    .bind(user_name)
+                    .bind($crate::directory::user_name_key(user_name))
+                    .bind(external_id)
+                    .bind(*active)
+                    .bind(json)
+                    .bind(*now)
+                    .bind(connection_id)
+                    .fetch_optional($executor)
+                    .await
+                    .map($crate::directory::UserWritten::Created)
+            }
+            $crate::directory::UserWrite::Replace {
+                id, connection_id, expected_version, user_name, external_id, active, json, now,
+            } => {
+                sqlx::query_as($crate::directory::UPDATE_USER)
+                    .bind(user_name)
+                    .bind($crate::directory::user_name_key(user_name))
+                    .bind(external_id)
+                    .bind(*active)
+                    .bind(json)
+                    .bind(*now)
+                    .bind(id)
+                    .bind(connection_id)
+                    .bind(*expected_version)
+                    .fetch_optional($executor)
+                    .await
+                    .map($crate::directory::UserWritten::Replaced)
+            }
+        }
+    };
+}
+pub(crate) use execute_user_write;
 
 const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      (id, org_id, connection_id, display_name, external_id, resource_json, version, created_at, \
@@ -141,8 +237,8 @@ const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      FROM connections c WHERE c.id = $6 \
      RETURNING org_id";
 
-#[derive(sqlx::FromRow)]
-struct UserRow {
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
     id: String,
     org_id: String,
     connection_id: String,
@@ -210,7 +306,7 @@ impl GroupRow {
 
 /// The key `userName` uniqueness and lookups use. Unicode lower case, computed here rather than
 /// in SQL so both backends agree.
-fn user_name_key(user_name: &str) -> String {
+pub(crate) fn user_name_key(user_name: &str) -> String {
     user_name.to_lowercase()
 }
 
@@ -331,23 +427,21 @@ impl Store {
         let json = resource_json(&new.resource, "SCIM user resource")?;
         let id = random_id("");
         let now = now_ms();
-        let result: Result<Option<String>, sqlx::Error> = with_pool!(self, write, |pool| {
-            sqlx::query_scalar(INSERT_USER)
-                .bind(&id)
-                .bind(&new.user_name)
-                .bind(user_name_key(&new.user_name))
-                .bind(&new.external_id)
-                .bind(new.active)
-                .bind(&json)
-                .bind(now)
-                .bind(&new.connection_id)
-                .fetch_optional(pool)
-                .await
-        });
-        let org_id = match result {
-            Ok(Some(org_id)) => org_id,
-            Ok(None) => return Err(StoreError::not_found("connection", &new.connection_id)),
-            Err(e) if is_unique_violation(&e) => return Err(user_name_taken(&new.user_name)),
+        let write = UserWrite::Create {
+            id: id.clone(),
+            user_name: new.user_name.clone(),
+            external_id: new.external_id.clone(),
+            active: new.active,
+            json,
+            now,
+            connection_id: new.connection_id.clone(),
+        };
+        let org_id = match self.write_user(write).await {
+            Ok(UserWritten::Created(Some(org_id))) => org_id,
+            Ok(_) => return Err(StoreError::not_found("connection", &new.connection_id)),
+            Err(WriteFailure::Statement(e)) if is_unique_violation(&e) => {
+                return Err(user_name_taken(&new.user_name));
+            }
             Err(e) => return Err(e.into()),
         };
         tracing::debug!(user = %id, connection = %new.connection_id, "directory user created");
@@ -495,30 +589,19 @@ impl Store {
     ) -> Result<DirectoryUser, StoreError> {
         check_user_name(user_name)?;
         let json = resource_json(resource, "SCIM user resource")?;
-        let sql = format!(
-            "UPDATE directory_users SET user_name = $1, user_name_lc = $2, external_id = $3, \
-                 active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
-                 deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
-             WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
-             RETURNING {USER_COLUMNS}"
-        );
-        let result: Result<Option<UserRow>, sqlx::Error> = with_pool!(self, write, |pool| {
-            sqlx::query_as(&sql)
-                .bind(user_name)
-                .bind(user_name_key(user_name))
-                .bind(external_id)
-                .bind(active)
-                .bind(&json)
-                .bind(now_ms())
-                .bind(id)
-                .bind(connection_id)
-                .bind(expected_version)
-                .fetch_optional(pool)
-                .await
-        });
-        match result {
-            Ok(Some(row)) => row.into_user(),
-            Ok(None) => Err(self
+        let write = UserWrite::Replace {
+            id: id.to_owned(),
+            connection_id: connection_id.to_owned(),
+            expected_version,
+            user_name: user_name.to_owned(),
+            external_id: external_id.map(str::to_owned),
+            active,
+            json,
+            now: now_ms(),
+        };
+        match self.write_user(write).await {
+            Ok(UserWritten::Replaced(Some(row))) => row.into_user(),
+            Ok(_) => Err(self
                 .write_refused(
                     "user",
                     "directory_users",
@@ -527,8 +610,19 @@ impl Store {
                     expected_version,
                 )
                 .await),
-            Err(e) if is_unique_violation(&e) => Err(user_name_taken(user_name)),
+            Err(WriteFailure::Statement(e)) if is_unique_violation(&e) => {
+                Err(user_name_taken(user_name))
+            }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs a single-statement user write: through the group committer on SQLite (batched with
+    /// concurrent writes into one transaction), directly on PostgreSQL.
+    async fn write_user(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
+        match &self.pools {
+            Pools::Sqlite { committer, .. } => committer.submit(write).await,
+            Pools::Postgres(pool) => execute_user_write!(&write, pool).map_err(WriteFailure::Statement),
         }
     }
 

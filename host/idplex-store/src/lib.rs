@@ -77,6 +77,8 @@ enum Pools {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// Batches user writes into shared transactions on `write` (`group_commit.rs`).
+        committer: group_commit::GroupCommit,
     },
     Postgres(PgPool),
 }
@@ -125,6 +127,7 @@ macro_rules! with_tx {
 mod connections;
 mod directory;
 mod events;
+mod group_commit;
 mod modules;
 mod scim_tokens;
 mod tokens;
@@ -216,6 +219,7 @@ impl Store {
                 .await?;
             Pools::Sqlite {
                 read: pool.clone(),
+                committer: group_commit::GroupCommit::start(pool.clone()),
                 write: pool,
             }
         } else {
@@ -234,7 +238,11 @@ impl Store {
                 .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
                 .connect_with(connect.pragma("query_only", "ON"))
                 .await?;
-            Pools::Sqlite { read, write }
+            Pools::Sqlite {
+                read,
+                committer: group_commit::GroupCommit::start(write.clone()),
+                write,
+            }
         };
         if let Pools::Sqlite { write, .. } = &pools {
             SQLITE_MIGRATOR.run(write).await?;
@@ -293,7 +301,7 @@ impl Store {
     /// Closes all connections, waiting for those in use to be returned.
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }
