@@ -213,6 +213,7 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .connect_with(connect)
@@ -227,15 +228,21 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);
             // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
+            // No `test_before_acquire` on either pool: a connection to a local file does not go
+            // stale, and the test is a round trip to the connection's worker thread on every
+            // acquire, as costly as the query itself (sqlx still checks a connection when it is
+            // returned, and discards a broken one).
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .connect_with(connect.clone())
                 .await?;
             // Readers never block the writer under WAL; `query_only` guards against a write
             // slipping onto a read connection.
             let read = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+                .test_before_acquire(false)
                 .connect_with(connect.pragma("query_only", "ON"))
                 .await?;
             Pools::Sqlite {
