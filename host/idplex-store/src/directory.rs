@@ -470,13 +470,13 @@ impl Store {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM directory_users WHERE id = $1 AND connection_id = $2"
         );
-        let row: Option<UserRow> = with_pool!(self, read, |pool| {
+        let row: Option<UserRow> = with_reader!(self, |c| {
             sqlx::query_as(&sql)
                 .bind(id)
                 .bind(connection_id)
-                .fetch_optional(pool)
-                .await?
-        });
+                .fetch_optional(c)
+                .await
+        })?;
         row.ok_or_else(|| StoreError::not_found("user", id))?
             .into_user()
     }
@@ -494,13 +494,13 @@ impl Store {
              WHERE org_id = (SELECT org_id FROM connections WHERE id = $1) \
                AND user_name_lc = $2 AND connection_id = $1"
         );
-        let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
+        let rows: Vec<UserRow> = with_reader!(self, |c| {
             sqlx::query_as(&sql)
                 .bind(connection_id)
                 .bind(user_name_key(user_name))
-                .fetch_all(pool)
-                .await?
-        });
+                .fetch_all(c)
+                .await
+        })?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 

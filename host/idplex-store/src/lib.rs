@@ -79,6 +79,9 @@ enum Pools {
         write: SqlitePool,
         /// Batches user writes into shared transactions on `write` (`group_commit.rs`).
         committer: group_commit::GroupCommit,
+        /// Dedicated read connections for the per-request lookups (`readers.rs`); `None` for an
+        /// in-memory database, whose only connection is the pool's.
+        readers: Option<std::sync::Arc<readers::Readers>>,
     },
     Postgres(PgPool),
 }
@@ -96,6 +99,27 @@ macro_rules! with_pool {
         match &$store.pools {
             $crate::Pools::Sqlite { write: $p, .. } => $body,
             $crate::Pools::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body`, one statement evaluating to `Result<T, sqlx::Error>`, with `$c` bound to a read
+/// executor: a dedicated reader connection on a SQLite file (`readers.rs`: no pool hand-over
+/// round trips), the pool otherwise. For the lookups every request makes; anything else reads
+/// through `with_pool!(…, read, …)`.
+macro_rules! with_reader {
+    ($store:expr, |$c:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { readers: Some(readers), .. } => {
+                let mut reader = readers.get().await?;
+                let result = {
+                    let $c = reader.conn();
+                    $body
+                };
+                reader.check(result)
+            }
+            $crate::Pools::Sqlite { read: $c, .. } => $body,
+            $crate::Pools::Postgres($c) => $body,
         }
     };
 }
@@ -128,6 +152,7 @@ mod connections;
 mod directory;
 mod events;
 mod group_commit;
+mod readers;
 mod modules;
 mod scim_tokens;
 mod tokens;
@@ -222,6 +247,7 @@ impl Store {
                 read: pool.clone(),
                 committer: group_commit::GroupCommit::start(pool.clone()),
                 write: pool,
+                readers: None,
             }
         } else {
             let connect = connect
@@ -240,15 +266,20 @@ impl Store {
                 .await?;
             // Readers never block the writer under WAL; `query_only` guards against a write
             // slipping onto a read connection.
+            let readers = options.max_connections.unwrap_or_else(default_pool_size);
+            let read_only = connect.pragma("query_only", "ON");
             let read = SqlitePoolOptions::new()
-                .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+                .max_connections(readers)
                 .test_before_acquire(false)
-                .connect_with(connect.pragma("query_only", "ON"))
+                .connect_with(read_only.clone())
                 .await?;
+            // Created after the pools, so the database file exists (and is in WAL mode) by then.
+            let readers = readers::Readers::open(read_only, readers as usize).await?;
             Pools::Sqlite {
                 read,
                 committer: group_commit::GroupCommit::start(write.clone()),
                 write,
+                readers: Some(std::sync::Arc::new(readers)),
             }
         };
         if let Pools::Sqlite { write, .. } = &pools {
@@ -308,7 +339,15 @@ impl Store {
     /// Closes all connections, waiting for those in use to be returned.
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { read, write, .. } => {
+            Pools::Sqlite {
+                read,
+                write,
+                readers,
+                ..
+            } => {
+                if let Some(readers) = readers {
+                    readers.close().await;
+                }
                 read.close().await;
                 write.close().await;
             }
