@@ -11,7 +11,7 @@
 //! cancelled caller), on connections opened with `query_only`. A connection whose worker
 //! died is replaced on next use.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::ConnectOptions;
@@ -23,6 +23,7 @@ pub(crate) struct Readers {
     connect: SqliteConnectOptions,
     conns: Vec<Mutex<Option<SqliteConnection>>>,
     next: AtomicUsize,
+    closed: AtomicBool,
 }
 
 /// A reader, held for one statement.
@@ -35,11 +36,15 @@ impl Readers {
         for _ in 0..n.max(1) {
             conns.push(Mutex::new(Some(connect.connect().await?)));
         }
-        Ok(Readers { connect, conns, next: AtomicUsize::new(0) })
+        Ok(Readers { connect, conns, next: AtomicUsize::new(0), closed: AtomicBool::new(false) })
     }
 
-    /// A free reader, or the next one to become free.
+    /// A free reader, or the next one to become free. [`sqlx::Error::PoolClosed`] once
+    /// [`Readers::close`] was called.
     pub(crate) async fn get(&self) -> Result<Reader<'_>, sqlx::Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed);
+        }
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut guard = 'found: {
@@ -50,15 +55,19 @@ impl Readers {
             }
             self.conns[start % n].lock().await
         };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed);
+        }
         if guard.is_none() {
             *guard = Some(self.connect.connect().await?);
         }
         Ok(Reader(guard))
     }
 
-    /// Closes every connection, waiting for the statements in flight. A later [`Readers::get`]
-    /// opens a new one.
+    /// Closes every connection, waiting for the statements in flight; readers are refused from
+    /// then on (as a closed pool refuses connections).
     pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         for conn in &self.conns {
             if let Some(c) = conn.lock().await.take() {
                 let _ = sqlx::Connection::close(c).await;
