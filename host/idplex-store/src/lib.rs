@@ -311,6 +311,10 @@ impl Store {
         }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+            // No ping (a network round trip) before every statement. A connection that died
+            // while idle (server restart, failover) fails the one statement that uses it, is
+            // discarded by sqlx's check when it is returned, and replaced.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
