@@ -388,6 +388,16 @@ impl Server {
         .await
     }
 
+    /// Send SIGKILL (no shutdown of any kind: what a crash or the OOM killer does) and wait
+    /// (bounded) until the process is gone, so its files and port can be reused.
+    pub async fn kill(mut self, within: Duration) {
+        self.child.start_kill().expect("send SIGKILL");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("server did not die within {within:?} after SIGKILL"))
+            .expect("wait for server");
+    }
+
     /// Send SIGTERM and wait (bounded) for the process to exit; returns its exit code.
     pub async fn terminate(mut self, within: Duration) -> i32 {
         let pid = self.pid();

@@ -19,6 +19,8 @@ use idplex_store::{
 };
 use serde::Serialize;
 
+pub mod native_scim;
+
 /// Config keys with this prefix are secrets: never handed to a connector, never listed back.
 /// `secret.authorization` is attached by the host as the `Authorization` header of allowed
 /// egress requests.
@@ -120,18 +122,41 @@ pub struct InstallReport {
     pub info: serde_json::Value,
 }
 
+/// Diagnostic switches of a [`Hub`]. `Default` is what production runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubOptions {
+    /// **Benchmarking aid, never for production.** SCIM requests of every bound connection are
+    /// normalized and rendered by the host's native generic RFC 7644 dialect ([`native_scim`])
+    /// instead of the connection's connector: no sandbox, no IdP dialect. Exists so that
+    /// `scripts/bench-scim` can measure what the connector costs (`idplex serve
+    /// --native-scim-passthrough`).
+    pub native_scim_passthrough: bool,
+}
+
 /// Store + runtime + the live bindings of this process.
 pub struct Hub {
     store: Store,
     runtime: Runtime,
     registry: Registry,
     loaded: Mutex<HashMap<String, Arc<LoadedConnector>>>,
+    options: HubOptions,
 }
 
 impl Hub {
     /// A hub over `store` and `runtime` with no bindings yet (see [`Hub::sync_bindings`]).
     pub fn new(store: Store, runtime: Runtime) -> Arc<Hub> {
-        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default() })
+        Hub::with_options(store, runtime, HubOptions::default())
+    }
+
+    /// [`Hub::new`] with diagnostic [`HubOptions`].
+    pub fn with_options(store: Store, runtime: Runtime, options: HubOptions) -> Arc<Hub> {
+        if options.native_scim_passthrough {
+            tracing::warn!(
+                "NATIVE SCIM PASS-THROUGH ENABLED: SCIM requests bypass the connectors and their \
+                 sandbox (benchmarking aid only, never use in production)"
+            );
+        }
+        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default(), options })
     }
 
     /// The store.
@@ -345,18 +370,26 @@ impl Hub {
         self.registry.get(connection_id).ok_or_else(|| HubError::NotBound(connection_id.to_string()))
     }
 
-    /// Normalize a SCIM request through the connection's connector.
+    /// Normalize a SCIM request through the connection's connector (or, with
+    /// [`HubOptions::native_scim_passthrough`], the native generic dialect).
     pub async fn normalize(&self, connection_id: &str, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
         let b = self.binding(connection_id)?;
         require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
+        if self.options.native_scim_passthrough {
+            return native_scim::normalize(&request).map_err(native_refusal);
+        }
         let out = b.connector.normalize(&b.context, request).await;
         self.observe(&b, out).await
     }
 
-    /// Render a stored resource the way the connection's IdP expects it.
+    /// Render a stored resource the way the connection's IdP expects it (or, with
+    /// [`HubOptions::native_scim_passthrough`], unchanged).
     pub async fn render(&self, connection_id: &str, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
         let b = self.binding(connection_id)?;
         require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
+        if self.options.native_scim_passthrough {
+            return native_scim::render(resource).map_err(native_refusal);
+        }
         let out = b.connector.render(&b.context, kind, resource).await;
         self.observe(&b, out).await
     }
@@ -391,6 +424,11 @@ impl Hub {
             }
         }
     }
+}
+
+/// A refusal of the native dialect, in the shape a connector's refusal has.
+fn native_refusal(error: idplex_runtime::WitConnectorError) -> HubError {
+    HubError::Call(CallError::Connector { connector: native_scim::NATIVE_LABEL.to_string(), error })
 }
 
 fn require(b: &Binding, capability: idplex_runtime::Capability, name: &'static str) -> Result<(), HubError> {

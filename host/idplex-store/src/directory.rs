@@ -36,8 +36,9 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::is_unique_violation;
+use crate::group_commit::WriteFailure;
 use crate::user_tokens::{END_USER_SESSIONS, SessionEndReason};
-use crate::{ScimDeleteOutcome, ScimDeletePolicy, Store, StoreError, now_ms, random_id};
+use crate::{Pools, ScimDeleteOutcome, ScimDeletePolicy, Store, StoreError, now_ms, random_id};
 
 /// Upper bound of `limit` in [`Store::list_users`] and [`Store::list_groups`]; larger values are
 /// clamped to it.
@@ -138,8 +139,13 @@ pub struct DirectoryGroupRef {
     pub display_name: String,
 }
 
-const USER_COLUMNS: &str = "id, org_id, connection_id, user_name, external_id, active, \
-     resource_json, version, created_at, updated_at, deactivated_at, scim_deleted_at";
+macro_rules! user_columns {
+    () => {
+        "id, org_id, connection_id, user_name, external_id, active, \
+         resource_json, version, created_at, updated_at, deactivated_at, scim_deleted_at"
+    };
+}
+const USER_COLUMNS: &str = user_columns!();
 
 /// [`USER_COLUMNS`] qualified by the table alias `alias`, for joins.
 pub(crate) fn user_columns(alias: &str) -> String {
@@ -171,13 +177,115 @@ const GROUP_COLUMNS: &str = "id, org_id, connection_id, display_name, external_i
 /// One statement: the organization comes from the connection, so an unknown connection inserts
 /// nothing (and returns no row) and a duplicate `userName` in the organization violates
 /// `directory_users_org_user_name_key`.
-const INSERT_USER: &str = "INSERT INTO directory_users \
+pub(crate) const INSERT_USER: &str = "INSERT INTO directory_users \
      (id, org_id, connection_id, user_name, user_name_lc, external_id, active, resource_json, \
       version, created_at, updated_at, deactivated_at) \
      SELECT $1, c.org_id, c.id, $2, $3, $4, $5, $6, 1, $7, $7, \
             CASE WHEN $5 THEN NULL ELSE $7 END \
      FROM connections c WHERE c.id = $8 \
      RETURNING org_id";
+
+/// A conditional full update of a user: matches no row for an unknown id, another connection's
+/// user, a soft-deleted user, or (with `$9` not null) another version.
+pub(crate) const UPDATE_USER: &str = concat!(
+    "UPDATE directory_users SET user_name = $1, user_name_lc = $2, external_id = $3, \
+         active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
+         deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
+     WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
+       AND scim_deleted_at IS NULL \
+     RETURNING ",
+    user_columns!()
+);
+
+/// One single-statement user write, with its bound values: what [`Store::create_user`] and
+/// [`Store::replace_user`] execute directly on PostgreSQL and hand to the group committer on
+/// SQLite (see `group_commit.rs`).
+#[derive(Debug)]
+pub(crate) enum UserWrite {
+    /// [`INSERT_USER`].
+    Create {
+        id: String,
+        user_name: String,
+        external_id: Option<String>,
+        active: bool,
+        json: String,
+        now: i64,
+        connection_id: String,
+    },
+    /// [`UPDATE_USER`].
+    Replace {
+        id: String,
+        connection_id: String,
+        expected_version: Option<i64>,
+        user_name: String,
+        external_id: Option<String>,
+        active: bool,
+        json: String,
+        now: i64,
+    },
+}
+
+/// What a [`UserWrite`] returned.
+#[derive(Debug)]
+pub(crate) enum UserWritten {
+    /// The new user's organization; `None`: no such connection.
+    Created(Option<String>),
+    /// The updated row; `None`: no such user in the connection, or another version.
+    Replaced(Option<UserRow>),
+}
+
+/// Executes the [`UserWrite`] `$write` (a reference) on `$executor` (a pool or `&mut *conn`),
+/// giving `Result<UserWritten, sqlx::Error>`. A macro, like `with_pool!`, so that one text of
+/// the binds serves both backends.
+macro_rules! execute_user_write {
+    ($write:expr, $executor:expr) => {
+        match $write {
+            $crate::directory::UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => {
+                sqlx::query_scalar($crate::directory::INSERT_USER)
+                    .bind(id)
+                    .bind(user_name)
+                    .bind($crate::directory::user_name_key(user_name))
+                    .bind(external_id)
+                    .bind(*active)
+                    .bind(json)
+                    .bind(*now)
+                    .bind(connection_id)
+                    .fetch_optional($executor)
+                    .await
+                    .map($crate::directory::UserWritten::Created)
+            }
+            $crate::directory::UserWrite::Replace {
+                id, connection_id, expected_version, user_name, external_id, active, json, now,
+            } => {
+                let updated: Result<Option<$crate::directory::UserRow>, sqlx::Error> =
+                    sqlx::query_as($crate::directory::UPDATE_USER)
+                        .bind(user_name)
+                        .bind($crate::directory::user_name_key(user_name))
+                        .bind(external_id)
+                        .bind(*active)
+                        .bind(json)
+                        .bind(*now)
+                        .bind(id)
+                        .bind(connection_id)
+                        .bind(*expected_version)
+                        .fetch_optional($executor)
+                        .await;
+                match updated {
+                    // A deactivation ends the user's sessions in the same transaction.
+                    Ok(Some(row)) if !*active => sqlx::query($crate::user_tokens::END_USER_SESSIONS)
+                        .bind(*now)
+                        .bind($crate::user_tokens::SessionEndReason::UserDeactivated.as_str())
+                        .bind(id)
+                        .execute($executor)
+                        .await
+                        .map(|_| $crate::directory::UserWritten::Replaced(Some(row))),
+                    other => other.map($crate::directory::UserWritten::Replaced),
+                }
+            }
+        }
+    };
+}
+pub(crate) use execute_user_write;
 
 const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      (id, org_id, connection_id, display_name, external_id, resource_json, version, created_at, \
@@ -186,7 +294,7 @@ const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      FROM connections c WHERE c.id = $6 \
      RETURNING org_id";
 
-#[derive(sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UserRow {
     id: String,
     org_id: String,
@@ -257,7 +365,7 @@ impl GroupRow {
 
 /// The key `userName` uniqueness and lookups use. Unicode lower case, computed here rather than
 /// in SQL so both backends agree.
-fn user_name_key(user_name: &str) -> String {
+pub(crate) fn user_name_key(user_name: &str) -> String {
     user_name.to_lowercase()
 }
 
@@ -394,23 +502,23 @@ impl Store {
         let json = resource_json(&new.resource, "SCIM user resource")?;
         let id = random_id("");
         let now = now_ms();
-        let result: Result<Option<String>, sqlx::Error> = with_pool!(self, write, |pool| {
-            sqlx::query_scalar(INSERT_USER)
-                .bind(&id)
-                .bind(&new.user_name)
-                .bind(user_name_key(&new.user_name))
-                .bind(&new.external_id)
-                .bind(new.active)
-                .bind(&json)
-                .bind(now)
-                .bind(&new.connection_id)
-                .fetch_optional(pool)
-                .await
-        });
-        let org_id = match result {
-            Ok(Some(org_id)) => org_id,
-            Ok(None) => return Err(StoreError::not_found("connection", &new.connection_id)),
-            Err(e) if is_unique_violation(&e) => return self.restore_user(new, &json).await,
+        let write = UserWrite::Create {
+            id: id.clone(),
+            user_name: new.user_name.clone(),
+            external_id: new.external_id.clone(),
+            active: new.active,
+            json: json.clone(),
+            now,
+            connection_id: new.connection_id.clone(),
+        };
+        let org_id = match self.write_user(write).await {
+            Ok(UserWritten::Created(Some(org_id))) => org_id,
+            Ok(_) => return Err(StoreError::not_found("connection", &new.connection_id)),
+            // The userName is taken: by a soft-deleted user of this directory, which this
+            // create restores, or by a live user (409).
+            Err(WriteFailure::Statement(e)) if is_unique_violation(&e) => {
+                return self.restore_user(new, &json).await;
+            }
             Err(e) => return Err(e.into()),
         };
         tracing::debug!(user = %id, connection = %new.connection_id, "directory user created");
@@ -471,13 +579,13 @@ impl Store {
             "SELECT {USER_COLUMNS} FROM directory_users \
              WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL"
         );
-        let row: Option<UserRow> = with_pool!(self, read, |pool| {
+        let row: Option<UserRow> = with_reader!(self, |c| {
             sqlx::query_as(&sql)
                 .bind(id)
                 .bind(connection_id)
-                .fetch_optional(pool)
-                .await?
-        });
+                .fetch_optional(c)
+                .await
+        })?;
         row.ok_or_else(|| StoreError::not_found("user", id))?
             .into_user()
     }
@@ -495,13 +603,13 @@ impl Store {
              WHERE org_id = (SELECT org_id FROM connections WHERE id = $1) \
                AND user_name_lc = $2 AND connection_id = $1 AND scim_deleted_at IS NULL"
         );
-        let rows: Vec<UserRow> = with_pool!(self, read, |pool| {
+        let rows: Vec<UserRow> = with_reader!(self, |c| {
             sqlx::query_as(&sql)
                 .bind(connection_id)
                 .bind(user_name_key(user_name))
-                .fetch_all(pool)
-                .await?
-        });
+                .fetch_all(c)
+                .await
+        })?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
@@ -624,49 +732,45 @@ impl Store {
     ) -> Result<DirectoryUser, StoreError> {
         check_user_name(user_name)?;
         let json = resource_json(resource, "SCIM user resource")?;
-        let sql = format!(
-            "UPDATE directory_users SET user_name = $1, user_name_lc = $2, external_id = $3, \
-                 active = $4, resource_json = $5, version = version + 1, updated_at = $6, \
-                 deactivated_at = CASE WHEN $4 THEN NULL ELSE COALESCE(deactivated_at, $6) END \
-             WHERE id = $7 AND connection_id = $8 AND ($9 IS NULL OR version = $9) \
-               AND scim_deleted_at IS NULL \
-             RETURNING {USER_COLUMNS}"
-        );
-        let now = now_ms();
-        let row: Option<UserRow> = with_tx!(self, |tx| {
-            let result: Result<Option<UserRow>, sqlx::Error> = sqlx::query_as(&sql)
-                .bind(user_name)
-                .bind(user_name_key(user_name))
-                .bind(external_id)
-                .bind(active)
-                .bind(&json)
-                .bind(now)
-                .bind(id)
-                .bind(connection_id)
-                .bind(expected_version)
-                .fetch_optional(&mut *tx)
-                .await;
-            let row = match result {
-                Ok(row) => row,
-                Err(e) if is_unique_violation(&e) => return Err(user_name_taken(user_name)),
-                Err(e) => return Err(e.into()),
-            };
-            if row.is_some() && !active {
-                sqlx::query(END_USER_SESSIONS)
-                    .bind(now)
-                    .bind(SessionEndReason::UserDeactivated.as_str())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            row
-        });
-        match row {
-            Some(row) => row.into_user(),
-            // After the transaction: on SQLite it holds the only write connection.
-            None => Err(self
+        let write = UserWrite::Replace {
+            id: id.to_owned(),
+            connection_id: connection_id.to_owned(),
+            expected_version,
+            user_name: user_name.to_owned(),
+            external_id: external_id.map(str::to_owned),
+            active,
+            json,
+            now: now_ms(),
+        };
+        match self.write_user(write).await {
+            Ok(UserWritten::Replaced(Some(row))) => row.into_user(),
+            // After the write: on SQLite the committer holds the only write connection.
+            Ok(_) => Err(self
                 .write_refused("user", USER_VERSION, connection_id, id, expected_version)
                 .await),
+            Err(WriteFailure::Statement(e)) if is_unique_violation(&e) => {
+                Err(user_name_taken(user_name))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs a user write (one statement, plus ending the user's sessions when it deactivates
+    /// them): through the group committer on SQLite (batched with concurrent writes into one
+    /// transaction), in a transaction of its own on PostgreSQL.
+    async fn write_user(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
+        match &self.pools {
+            Pools::Sqlite { committer, .. } => committer.submit(write).await,
+            // A transaction: a deactivation also ends the user's sessions.
+            Pools::Postgres(pool) => {
+                let run = async {
+                    let mut tx = pool.begin().await?;
+                    let out = execute_user_write!(&write, &mut *tx)?;
+                    tx.commit().await?;
+                    Ok(out)
+                };
+                run.await.map_err(WriteFailure::Statement)
+            }
         }
     }
 

@@ -67,6 +67,11 @@ pub enum StoreError {
     /// Any other database failure (connectivity, I/O, constraint we did not anticipate, ...).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+
+    /// A write batched with others into one transaction (SQLite group commit) was not committed
+    /// because that transaction failed; nothing of the batch was written.
+    #[error("database error (batched write not committed): {0}")]
+    BatchFailed(std::sync::Arc<sqlx::Error>),
 }
 
 impl StoreError {

@@ -80,6 +80,11 @@ enum Pools {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// Batches user writes into shared transactions on `write` (`group_commit.rs`).
+        committer: group_commit::GroupCommit,
+        /// Dedicated read connections for the per-request lookups (`readers.rs`); `None` for an
+        /// in-memory database, whose only connection is the pool's.
+        readers: Option<std::sync::Arc<readers::Readers>>,
     },
     Postgres(PgPool),
 }
@@ -97,6 +102,27 @@ macro_rules! with_pool {
         match &$store.pools {
             $crate::Pools::Sqlite { write: $p, .. } => $body,
             $crate::Pools::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body`, one statement evaluating to `Result<T, sqlx::Error>`, with `$c` bound to a read
+/// executor: a dedicated reader connection on a SQLite file (`readers.rs`: no pool hand-over
+/// round trips), the pool otherwise. For the lookups every request makes; anything else reads
+/// through `with_pool!(…, read, …)`.
+macro_rules! with_reader {
+    ($store:expr, |$c:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { readers: Some(readers), .. } => {
+                let mut reader = readers.get().await?;
+                let result = {
+                    let $c = reader.conn();
+                    $body
+                };
+                reader.check(result)
+            }
+            $crate::Pools::Sqlite { read: $c, .. } => $body,
+            $crate::Pools::Postgres($c) => $body,
         }
     };
 }
@@ -128,6 +154,8 @@ macro_rules! with_tx {
 mod connections;
 mod directory;
 mod events;
+mod group_commit;
+mod readers;
 mod modules;
 mod scim_tokens;
 mod sync_log;
@@ -225,31 +253,49 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .connect_with(connect)
                 .await?;
             Pools::Sqlite {
                 read: pool.clone(),
+                committer: group_commit::GroupCommit::start(pool.clone()),
                 write: pool,
+                readers: None,
             }
         } else {
             let connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);
             // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
+            // No `test_before_acquire` on either pool: a connection to a local file does not go
+            // stale, and the test is a round trip to the connection's worker thread on every
+            // acquire, as costly as the query itself (sqlx still checks a connection when it is
+            // returned, and discards a broken one).
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .connect_with(connect.clone())
                 .await?;
             // Readers never block the writer under WAL; `query_only` guards against a write
             // slipping onto a read connection.
+            let readers = options.max_connections.unwrap_or_else(default_pool_size);
+            let read_only = connect.pragma("query_only", "ON");
             let read = SqlitePoolOptions::new()
-                .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
-                .connect_with(connect.pragma("query_only", "ON"))
+                .max_connections(readers)
+                .test_before_acquire(false)
+                .connect_with(read_only.clone())
                 .await?;
-            Pools::Sqlite { read, write }
+            // Created after the pools, so the database file exists (and is in WAL mode) by then.
+            let readers = readers::Readers::open(read_only, readers as usize).await?;
+            Pools::Sqlite {
+                read,
+                committer: group_commit::GroupCommit::start(write.clone()),
+                write,
+                readers: Some(std::sync::Arc::new(readers)),
+            }
         };
         if let Pools::Sqlite { write, .. } = &pools {
             SQLITE_MIGRATOR.run(write).await?;
@@ -280,6 +326,10 @@ impl Store {
         }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
+            // No ping (a network round trip) before every statement. A connection that died
+            // while idle (server restart, failover) fails the one statement that uses it, is
+            // discarded by sqlx's check when it is returned, and replaced.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
@@ -308,7 +358,15 @@ impl Store {
     /// Closes all connections, waiting for those in use to be returned.
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite {
+                read,
+                write,
+                readers,
+                ..
+            } => {
+                if let Some(readers) = readers {
+                    readers.close().await;
+                }
                 read.close().await;
                 write.close().await;
             }

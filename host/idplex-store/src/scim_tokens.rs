@@ -140,12 +140,12 @@ impl Store {
         }
         let presented = hash_secret(secret);
         let sql = format!("SELECT token_hash, {COLUMNS} FROM scim_tokens WHERE token_hash = $1");
-        let row: Option<VerifiedRow> = with_pool!(self, read, |pool| {
+        let row: Option<VerifiedRow> = with_reader!(self, |c| {
             sqlx::query_as(&sql)
                 .bind(&presented)
-                .fetch_optional(pool)
-                .await?
-        });
+                .fetch_optional(c)
+                .await
+        })?;
         let Some(row) = row else { return Ok(None) };
         if !hashes_match(&row.token_hash, &presented) {
             return Ok(None);

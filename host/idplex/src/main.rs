@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idplex_hub::{ErrorClass, Hub, HubError, redacted, rfc3339};
+use idplex_hub::{ErrorClass, Hub, HubError, HubOptions, redacted, rfc3339};
 use idplex_runtime::{Runtime, RuntimeConfig};
 use idplex_store::{
     NewConnection, OutcomeFilter, ScimDeletePolicy, Store, SyncLogCursor, SyncLogQuery, UserTokenFilter,
@@ -113,6 +113,12 @@ struct ServeArgs {
     /// Days SCIM sync log entries are kept (pruned hourly); 0 keeps them forever.
     #[arg(long, env = "IDPLEX_SYNC_LOG_RETENTION_DAYS", default_value_t = 90)]
     sync_log_retention_days: u32,
+    /// BENCHMARKING AID, NEVER FOR PRODUCTION: normalize and render SCIM requests with the
+    /// host's native generic RFC 7644 dialect instead of each connection's connector, bypassing
+    /// the sandbox and any IdP dialect. `scripts/bench-scim` uses it to measure the connector's
+    /// share of request time. Logged loudly at startup.
+    #[arg(long)]
+    native_scim_passthrough: bool,
 }
 
 #[derive(Subcommand)]
@@ -358,7 +364,7 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn open_hub(g: &Global) -> anyhow::Result<Arc<Hub>> {
+async fn open_hub(g: &Global, options: HubOptions) -> anyhow::Result<Arc<Hub>> {
     std::fs::create_dir_all(&g.data_dir)
         .with_context(|| format!("cannot create data directory {}", g.data_dir.display()))?;
     let url = match &g.db {
@@ -367,7 +373,7 @@ async fn open_hub(g: &Global) -> anyhow::Result<Arc<Hub>> {
     };
     let store = Store::open(&url).await.map_err(HubError::from)?;
     let runtime = Runtime::new(RuntimeConfig::new(g.data_dir.join("cache")))?;
-    Ok(Hub::new(store, runtime))
+    Ok(Hub::with_options(store, runtime, options))
 }
 
 /// Print `value` as JSON, or `text` for people.
@@ -381,7 +387,11 @@ fn emit(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
-    let hub = open_hub(g).await?;
+    let options = match &cli.command {
+        Command::Serve(args) => HubOptions { native_scim_passthrough: args.native_scim_passthrough },
+        _ => HubOptions::default(),
+    };
+    let hub = open_hub(g, options).await?;
     match cli.command {
         Command::Serve(args) => serve(hub, g, args).await,
         Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
@@ -418,6 +428,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
+    if args.native_scim_passthrough {
+        println!("WARNING: --native-scim-passthrough: SCIM requests bypass the connectors and their sandbox (benchmarking aid, never for production)");
+    }
     let installed = hub.install_bundled().await?;
     for r in &installed {
         tracing::info!(connector = %format!("{}@{}", r.name, r.version), outcome = r.outcome, "bundled connector");
