@@ -194,37 +194,48 @@ pub(crate) enum UserWritten {
 macro_rules! execute_user_write {
     ($write:expr, $executor:expr) => {
         match $write {
-            $crate::directory::UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => {
-                sqlx::query_scalar($crate::directory::INSERT_USER)
-                    .bind(id)
-                    .bind(user_name)
-                    .bind($crate::directory::user_name_key(user_name))
-                    .bind(external_id)
-                    .bind(*active)
-                    .bind(json)
-                    .bind(*now)
-                    .bind(connection_id)
-                    .fetch_optional($executor)
-                    .await
-                    .map($crate::directory::UserWritten::Created)
-            }
+            $crate::directory::UserWrite::Create {
+                id,
+                user_name,
+                external_id,
+                active,
+                json,
+                now,
+                connection_id,
+            } => sqlx::query_scalar($crate::directory::INSERT_USER)
+                .bind(id)
+                .bind(user_name)
+                .bind($crate::directory::user_name_key(user_name))
+                .bind(external_id)
+                .bind(*active)
+                .bind(json)
+                .bind(*now)
+                .bind(connection_id)
+                .fetch_optional($executor)
+                .await
+                .map($crate::directory::UserWritten::Created),
             $crate::directory::UserWrite::Replace {
-                id, connection_id, expected_version, user_name, external_id, active, json, now,
-            } => {
-                sqlx::query_as($crate::directory::UPDATE_USER)
-                    .bind(user_name)
-                    .bind($crate::directory::user_name_key(user_name))
-                    .bind(external_id)
-                    .bind(*active)
-                    .bind(json)
-                    .bind(*now)
-                    .bind(id)
-                    .bind(connection_id)
-                    .bind(*expected_version)
-                    .fetch_optional($executor)
-                    .await
-                    .map($crate::directory::UserWritten::Replaced)
-            }
+                id,
+                connection_id,
+                expected_version,
+                user_name,
+                external_id,
+                active,
+                json,
+                now,
+            } => sqlx::query_as($crate::directory::UPDATE_USER)
+                .bind(user_name)
+                .bind($crate::directory::user_name_key(user_name))
+                .bind(external_id)
+                .bind(*active)
+                .bind(json)
+                .bind(*now)
+                .bind(id)
+                .bind(connection_id)
+                .bind(*expected_version)
+                .fetch_optional($executor)
+                .await
+                .map($crate::directory::UserWritten::Replaced),
         }
     };
 }
@@ -622,7 +633,9 @@ impl Store {
     async fn write_user(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
         match &self.pools {
             Pools::Sqlite { committer, .. } => committer.submit(write).await,
-            Pools::Postgres(pool) => execute_user_write!(&write, pool).map_err(WriteFailure::Statement),
+            Pools::Postgres(pool) => {
+                execute_user_write!(&write, pool).map_err(WriteFailure::Statement)
+            }
         }
     }
 
