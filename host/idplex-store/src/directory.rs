@@ -240,20 +240,26 @@ pub(crate) enum UserWritten {
 macro_rules! execute_user_write {
     ($write:expr, $executor:expr) => {
         match $write {
-            $crate::directory::UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => {
-                sqlx::query_scalar($crate::directory::INSERT_USER)
-                    .bind(id)
-                    .bind(user_name)
-                    .bind($crate::directory::user_name_key(user_name))
-                    .bind(external_id)
-                    .bind(*active)
-                    .bind(json)
-                    .bind(*now)
-                    .bind(connection_id)
-                    .fetch_optional($executor)
-                    .await
-                    .map($crate::directory::UserWritten::Created)
-            }
+            $crate::directory::UserWrite::Create {
+                id,
+                user_name,
+                external_id,
+                active,
+                json,
+                now,
+                connection_id,
+            } => sqlx::query_scalar($crate::directory::INSERT_USER)
+                .bind(id)
+                .bind(user_name)
+                .bind($crate::directory::user_name_key(user_name))
+                .bind(external_id)
+                .bind(*active)
+                .bind(json)
+                .bind(*now)
+                .bind(connection_id)
+                .fetch_optional($executor)
+                .await
+                .map($crate::directory::UserWritten::Created),
             $crate::directory::UserWrite::Replace {
                 id, connection_id, expected_version, user_name, external_id, active, json, now,
             } => {

@@ -93,7 +93,10 @@ impl GroupCommit {
     /// Runs `write` in the next batch; returns once that batch is committed (or failed).
     pub(crate) async fn submit(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { write, reply }).await.map_err(|_| WriteFailure::Closed)?;
+        self.queue
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| WriteFailure::Closed)?;
         answer.await.map_err(|_| WriteFailure::Closed)?
     }
 }
@@ -124,7 +127,10 @@ async fn run(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
 }
 
 /// One transaction over `batch`: the per-write results if it committed.
-async fn commit(pool: &SqlitePool, batch: &[Job]) -> Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error> {
+async fn commit(
+    pool: &SqlitePool,
+    batch: &[Job],
+) -> Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {

@@ -113,7 +113,10 @@ macro_rules! with_pool {
 macro_rules! with_reader {
     ($store:expr, |$c:ident| $body:expr) => {
         match &$store.pools {
-            $crate::Pools::Sqlite { readers: Some(readers), .. } => {
+            $crate::Pools::Sqlite {
+                readers: Some(readers),
+                ..
+            } => {
                 let mut reader = readers.get().await?;
                 let result = {
                     let $c = reader.conn();
@@ -155,8 +158,8 @@ mod connections;
 mod directory;
 mod events;
 mod group_commit;
-mod readers;
 mod modules;
+mod readers;
 mod scim_tokens;
 mod sync_log;
 mod tokens;

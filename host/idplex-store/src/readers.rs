@@ -13,8 +13,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// A fixed set of read connections to one SQLite file.
@@ -31,12 +31,20 @@ pub(crate) struct Reader<'a>(MutexGuard<'a, Option<SqliteConnection>>);
 
 impl Readers {
     /// Opens `n` (at least 1) connections with `connect` (which should be `query_only`).
-    pub(crate) async fn open(connect: SqliteConnectOptions, n: usize) -> Result<Readers, sqlx::Error> {
+    pub(crate) async fn open(
+        connect: SqliteConnectOptions,
+        n: usize,
+    ) -> Result<Readers, sqlx::Error> {
         let mut conns = Vec::with_capacity(n.max(1));
         for _ in 0..n.max(1) {
             conns.push(Mutex::new(Some(connect.connect().await?)));
         }
-        Ok(Readers { connect, conns, next: AtomicUsize::new(0), closed: AtomicBool::new(false) })
+        Ok(Readers {
+            connect,
+            conns,
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// A free reader, or the next one to become free. [`sqlx::Error::PoolClosed`] once
