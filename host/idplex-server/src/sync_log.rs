@@ -3,8 +3,8 @@
 //! /admin/v1/connections/{id}/sync-log` and `idplex sync-log`.
 //!
 //! Entries are written off the request path: handlers hand them to [`SyncLogger`], whose task
-//! writes them in batches (one transaction per batch), so logging costs a SCIM request a
-//! channel send rather than a database write. The channel is bounded; when the store falls so
+//! writes them in batches (one transaction per batch, at most one per 50 ms), so logging costs a
+//! SCIM request a channel send rather than a database write. The channel is bounded; when the store falls so
 //! far behind that it fills, entries are dropped and counted, and the count is logged. An
 //! entry still in the channel when the process is killed is lost (the provisioning write
 //! itself is not: it was committed before the response); graceful shutdown flushes.
@@ -25,6 +25,8 @@ use crate::scim::ScimFailure;
 const QUEUE: usize = 20_000;
 /// Entries written in one transaction, at most.
 const BATCH: usize = 500;
+/// How long the writer lets entries gather before writing a batch.
+const GATHER: Duration = Duration::from_millis(50);
 /// Longest `User-Agent` carried to the store (characters; the store bounds it again).
 const MAX_USER_AGENT: usize = 200;
 
@@ -147,6 +149,11 @@ impl SyncLogger {
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU64>) {
     let mut reported = 0;
     while let Some(first) = rx.recv().await {
+        // Let a batch gather for a moment: under load this turns one small write transaction
+        // per few requests into one per GATHER, leaving SQLite's single writer to provisioning.
+        if !matches!(first, Msg::Flush(_)) {
+            tokio::time::sleep(GATHER).await;
+        }
         let mut batch = Vec::new();
         let mut waiters = Vec::new();
         let mut next = Some(first);
