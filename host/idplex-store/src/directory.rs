@@ -1412,13 +1412,14 @@ impl Store {
                  ORDER BY g.display_name, g.id",
                 placeholders(2, chunk.len())
             );
-            let rows: Vec<(String, String, String)> = with_pool!(self, read, |pool| {
+            // On a dedicated reader: every SCIM answer about users asks this.
+            let rows: Vec<(String, String, String)> = with_reader!(self, |c| {
                 let mut query = sqlx::query_as(&sql).bind(connection_id);
                 for id in chunk {
                     query = query.bind(*id);
                 }
-                query.fetch_all(pool).await?
-            });
+                query.fetch_all(c).await
+            })?;
             for (user, id, display_name) in rows {
                 out.entry(user).or_default().push(DirectoryGroupRef { id, display_name });
             }
