@@ -934,18 +934,20 @@ impl Store {
     /// admin's purge; SCIM deletes go through [`Store::scim_delete_user`]).
     /// [`StoreError::NotFound`] if there is no such user in the connection.
     pub async fn delete_user(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
+        self.delete_scoped("user", "DELETE FROM directory_users WHERE id = $1 AND connection_id = $2", connection_id, id)
+            .await
+    }
+
+    /// Runs `sql` (a `DELETE` of row `$1` of connection `$2`); [`StoreError::NotFound`] naming a
+    /// `what` if it removed nothing.
+    async fn delete_scoped(&self, what: &'static str, sql: &str, connection_id: &str, id: &str) -> Result<(), StoreError> {
         let deleted = with_pool!(self, write, |pool| {
-            sqlx::query("DELETE FROM directory_users WHERE id = $1 AND connection_id = $2")
-                .bind(id)
-                .bind(connection_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(sql).bind(id).bind(connection_id).execute(pool).await?.rows_affected()
         });
         if deleted == 0 {
-            return Err(StoreError::not_found("user", id));
+            return Err(StoreError::not_found(what, id));
         }
-        tracing::debug!(user = %id, connection = %connection_id, "directory user deleted");
+        tracing::debug!(%id, connection = %connection_id, "directory {what} deleted");
         Ok(())
     }
 
@@ -1270,19 +1272,8 @@ impl Store {
     /// Deletes the group `id` of the connection `connection_id` and its memberships (not the
     /// users). [`StoreError::NotFound`] if there is no such group in the connection.
     pub async fn delete_group(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
-        let deleted = with_pool!(self, write, |pool| {
-            sqlx::query("DELETE FROM directory_groups WHERE id = $1 AND connection_id = $2")
-                .bind(id)
-                .bind(connection_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if deleted == 0 {
-            return Err(StoreError::not_found("group", id));
-        }
-        tracing::debug!(group = %id, connection = %connection_id, "directory group deleted");
-        Ok(())
+        self.delete_scoped("group", "DELETE FROM directory_groups WHERE id = $1 AND connection_id = $2", connection_id, id)
+            .await
     }
 
     /// The groups of the connection `connection_id` that the user `user_id` (of that connection)
