@@ -129,15 +129,21 @@ async fn scim_send(
     (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn users_are_created_found_patched_replaced_and_deleted_through_the_connector() {
-    use reqwest::Method;
+/// A running server with two directories (Okta- and Entra-named) and a SCIM token for each.
+async fn two_directories() -> (TestEnv, Server, (String, String), (String, String)) {
     let env = TestEnv::new(BIN).await;
     let server = env.serve(&["--demo"]).await;
     let a = server.create_connection(&json!({"name": "okta", "connector": "custom-saml", "version": "1.0.0"})).await;
     let b = server.create_connection(&json!({"name": "entra", "connector": "custom-saml", "version": "1.0.0"})).await;
     let (_, ta) = scim_token(&env, &a).await;
     let (_, tb) = scim_token(&env, &b).await;
+    (env, server, (a, ta), (b, tb))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_created_found_patched_replaced_and_deleted_through_the_connector() {
+    use reqwest::Method;
+    let (env, server, (a, ta), (b, tb)) = two_directories().await;
     let users = format!("/scim/v2/{a}/Users");
 
     // Okta's create (from its documentation).
@@ -248,12 +254,7 @@ async fn users_are_created_found_patched_replaced_and_deleted_through_the_connec
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_hold_members_and_searches_sort_and_page() {
     use reqwest::Method;
-    let env = TestEnv::new(BIN).await;
-    let server = env.serve(&["--demo"]).await;
-    let a = server.create_connection(&json!({"name": "okta", "connector": "custom-saml", "version": "1.0.0"})).await;
-    let b = server.create_connection(&json!({"name": "entra", "connector": "custom-saml", "version": "1.0.0"})).await;
-    let (_, ta) = scim_token(&env, &a).await;
-    let (_, tb) = scim_token(&env, &b).await;
+    let (_env, server, (a, ta), (b, tb)) = two_directories().await;
     let base = format!("/scim/v2/{a}");
     let patch_op = |ops: serde_json::Value| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
 
