@@ -37,6 +37,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::is_unique_violation;
 use crate::group_commit::WriteFailure;
+use rusqlite::OptionalExtension;
+
+use crate::readers::numbered;
+
 use crate::user_tokens::{END_USER_SESSIONS, SessionEndReason};
 use crate::{Pools, ScimDeleteOutcome, ScimDeletePolicy, Store, StoreError, now_ms, random_id};
 
@@ -293,6 +297,52 @@ macro_rules! execute_user_write {
 }
 pub(crate) use execute_user_write;
 
+/// [`execute_user_write!`] on a synchronous SQLite connection (the group committer's).
+pub(crate) fn execute_user_write_sqlite(
+    conn: &rusqlite::Connection,
+    write: &UserWrite,
+) -> rusqlite::Result<UserWritten> {
+    match write {
+        UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => conn
+            .prepare_cached(INSERT_USER)?
+            .query_row(
+                numbered(&[id, user_name, &user_name_key(user_name), external_id, active, json, now, connection_id])
+                    .as_slice(),
+                |row| row.get(0),
+            )
+            .optional()
+            .map(UserWritten::Created),
+        UserWrite::Replace {
+            id, connection_id, expected_version, user_name, external_id, active, json, now,
+        } => {
+            let row = conn
+                .prepare_cached(UPDATE_USER)?
+                .query_row(
+                    numbered(&[
+                        user_name,
+                        &user_name_key(user_name),
+                        external_id,
+                        active,
+                        json,
+                        now,
+                        id,
+                        connection_id,
+                        expected_version,
+                    ])
+                    .as_slice(),
+                    UserRow::from_sqlite,
+                )
+                .optional()?;
+            if row.is_some() && !*active {
+                // A deactivation ends the user's sessions in the same transaction.
+                conn.prepare_cached(END_USER_SESSIONS)?
+                    .execute(numbered(&[now, &SessionEndReason::UserDeactivated.as_str(), id]).as_slice())?;
+            }
+            Ok(UserWritten::Replaced(row))
+        }
+    }
+}
+
 const INSERT_GROUP: &str = "INSERT INTO directory_groups \
      (id, org_id, connection_id, display_name, external_id, resource_json, version, created_at, \
       updated_at) \
@@ -317,6 +367,24 @@ pub(crate) struct UserRow {
 }
 
 impl UserRow {
+    /// A row of [`USER_COLUMNS`], in that order, read through rusqlite (`readers.rs`).
+    pub(crate) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+        Ok(UserRow {
+            id: row.get(0)?,
+            org_id: row.get(1)?,
+            connection_id: row.get(2)?,
+            user_name: row.get(3)?,
+            external_id: row.get(4)?,
+            active: row.get(5)?,
+            resource_json: row.get(6)?,
+            version: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+            deactivated_at: row.get(10)?,
+            scim_deleted_at: row.get(11)?,
+        })
+    }
+
     pub(crate) fn into_user(self) -> Result<DirectoryUser, StoreError> {
         let resource = serde_json::from_str(&self.resource_json)
             .map_err(|e| StoreError::corrupt("user", &self.id, e))?;
@@ -585,13 +653,12 @@ impl Store {
             "SELECT {USER_COLUMNS} FROM directory_users \
              WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL"
         );
-        let row: Option<UserRow> = with_reader!(self, |c| {
-            sqlx::query_as(&sql)
-                .bind(id)
-                .bind(connection_id)
-                .fetch_optional(c)
-                .await
-        })?;
+        let row: Option<UserRow> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(&sql)?
+                .query_row(numbered(&[&id, &connection_id]).as_slice(), UserRow::from_sqlite)
+                .optional(),
+            pool: |c| sqlx::query_as(&sql).bind(id).bind(connection_id).fetch_optional(c).await
+        )?;
         row.ok_or_else(|| StoreError::not_found("user", id))?
             .into_user()
     }
@@ -609,13 +676,13 @@ impl Store {
              WHERE org_id = (SELECT org_id FROM connections WHERE id = $1) \
                AND user_name_lc = $2 AND connection_id = $1 AND scim_deleted_at IS NULL"
         );
-        let rows: Vec<UserRow> = with_reader!(self, |c| {
-            sqlx::query_as(&sql)
-                .bind(connection_id)
-                .bind(user_name_key(user_name))
-                .fetch_all(c)
-                .await
-        })?;
+        let key = user_name_key(user_name);
+        let rows: Vec<UserRow> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(&sql)?
+                .query_map(numbered(&[&connection_id, &key]).as_slice(), UserRow::from_sqlite)?
+                .collect(),
+            pool: |c| sqlx::query_as(&sql).bind(connection_id).bind(&key).fetch_all(c).await
+        )?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
@@ -1404,13 +1471,24 @@ impl Store {
                 placeholders(2, chunk.len())
             );
             // On a dedicated reader: every SCIM answer about users asks this.
-            let rows: Vec<(String, String, String)> = with_reader!(self, |c| {
-                let mut query = sqlx::query_as(&sql).bind(connection_id);
-                for id in chunk {
-                    query = query.bind(*id);
+            let rows: Vec<(String, String, String)> = with_reader!(self,
+                sqlite: |r| {
+                    // Positional: `$1`, then `$2`… in order, is also the order of first appearance.
+                    let params = std::iter::once(&connection_id).chain(chunk);
+                    r.prepare_cached(&sql)?
+                        .query_map(rusqlite::params_from_iter(params), |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })?
+                        .collect()
+                },
+                pool: |c| {
+                    let mut query = sqlx::query_as(&sql).bind(connection_id);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.fetch_all(c).await
                 }
-                query.fetch_all(c).await
-            })?;
+            )?;
             for (user, id, display_name) in rows {
                 out.entry(user).or_default().push(DirectoryGroupRef { id, display_name });
             }

@@ -24,6 +24,14 @@
 //! transaction: the whole batch is rolled back and every caller in it gets the error; none of
 //! them was acknowledged.
 //!
+//! Where: on a SQLite file a batch runs synchronously on a rusqlite connection of the
+//! committer's own (`readers.rs`), on a blocking thread, so its statements are plain function
+//! calls instead of one round trip each to sqlx's connection thread. While it runs, the
+//! committer holds the write pool's only connection: that is the write lock, so sqlx's writers
+//! and the batch never contend for SQLite's lock (which would put one of them to sleep in the
+//! busy handler). An in-memory database has no second connection; its batches run through the
+//! pool.
+//!
 //! Other writes (tokens, groups, bindings) keep taking the write connection from its pool
 //! directly; the committer holds it only while a batch runs, so they interleave with batches.
 
@@ -32,8 +40,8 @@ use std::sync::Arc;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
-use crate::directory::{UserWrite, UserWritten, execute_user_write};
+use crate::directory::{UserWrite, UserWritten, execute_user_write, execute_user_write_sqlite};
+use crate::{StoreError, readers};
 
 /// Most writes one transaction carries. Bounds the latency a batch adds to its last write.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -83,10 +91,11 @@ impl std::fmt::Debug for Job {
 
 impl GroupCommit {
     /// Starts the committer on the current tokio runtime, writing through `write` (the
-    /// one-connection write pool).
-    pub(crate) fn start(write: SqlitePool) -> GroupCommit {
+    /// one-connection write pool), or with `file` (a SQLite file, not an in-memory database)
+    /// through that file's synchronous [`readers::Writer`] (see the module docs).
+    pub(crate) fn start(write: SqlitePool, file: Option<Arc<readers::Writer>>) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(write, jobs));
+        tokio::spawn(run(write, file, jobs));
         GroupCommit { queue }
     }
 
@@ -101,40 +110,44 @@ impl GroupCommit {
     }
 }
 
-async fn run(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+type Outcome = Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error>;
+
+async fn run(pool: SqlitePool, file: Option<Arc<readers::Writer>>, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcome = commit(&pool, &batch).await;
-        if batch.len() > 1 {
-            tracing::trace!(writes = batch.len(), "group commit");
+        let (writes, replies): (Vec<UserWrite>, Vec<_>) = batch.drain(..).map(|j| (j.write, j.reply)).unzip();
+        let n = writes.len();
+        let outcome = match &file {
+            None => commit_pool(&pool, &writes).await,
+            Some(writer) => writer.transaction(move |conn| commit_sync(conn, &writes)).await,
+        };
+        if n > 1 {
+            tracing::trace!(writes = n, "group commit");
         }
         match outcome {
             Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
+                for (reply, result) in replies.into_iter().zip(results) {
                     // The caller may have gone away (client disconnected): the write stands.
-                    let _ = job.reply.send(result.map_err(WriteFailure::Statement));
+                    let _ = reply.send(result.map_err(WriteFailure::Statement));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, writes = batch.len(), "group commit failed; batch rolled back");
+                tracing::error!(error = %e, writes = n, "group commit failed; batch rolled back");
                 let e = Arc::new(e);
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(WriteFailure::Batch(e.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(WriteFailure::Batch(e.clone())));
                 }
             }
         }
     }
 }
 
-/// One transaction over `batch`: the per-write results if it committed.
-async fn commit(
-    pool: &SqlitePool,
-    batch: &[Job],
-) -> Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error> {
+/// One transaction over `writes` through the pool: the per-write results if it committed.
+async fn commit_pool(pool: &SqlitePool, writes: &[UserWrite]) -> Outcome {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match execute_user_write!(&job.write, &mut *tx) {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        match execute_user_write!(write, &mut *tx) {
             // A constraint failure undid its own statement only (see the module docs).
             Err(sqlx::Error::Database(db)) if db.kind() != sqlx::error::ErrorKind::Other => {
                 results.push(Err(sqlx::Error::Database(db)));
@@ -144,5 +157,20 @@ async fn commit(
         }
     }
     tx.commit().await?;
+    Ok(results)
+}
+
+/// Each write on `conn`, inside the transaction [`readers::Writer::transaction`] opened: the
+/// per-write results, or the error that must roll the whole batch back.
+fn commit_sync(conn: &rusqlite::Connection, writes: &[UserWrite]) -> Outcome {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        match execute_user_write_sqlite(conn, write) {
+            Ok(written) => results.push(Ok(written)),
+            // A constraint failure undid its own statement only (see the module docs).
+            Err(e) if readers::is_constraint(&e) => results.push(Err(readers::to_sqlx(e))),
+            Err(e) => return Err(readers::to_sqlx(e)),
+        }
+    }
     Ok(results)
 }

@@ -85,6 +85,9 @@ enum Pools {
         /// Dedicated read connections for the per-request lookups (`readers.rs`); `None` for an
         /// in-memory database, whose only connection is the pool's.
         readers: Option<std::sync::Arc<readers::Readers>>,
+        /// Synchronous write transactions under the write pool's lock (`readers.rs`): the
+        /// committer's batches and the sync log's; `None` for an in-memory database.
+        writer: Option<std::sync::Arc<readers::Writer>>,
     },
     Postgres(PgPool),
 }
@@ -106,24 +109,15 @@ macro_rules! with_pool {
     };
 }
 
-/// Runs `$body`, one statement evaluating to `Result<T, sqlx::Error>`, with `$c` bound to a read
-/// executor: a dedicated reader connection on a SQLite file (`readers.rs`: no pool hand-over
-/// round trips), the pool otherwise. For the lookups every request makes; anything else reads
-/// through `with_pool!(…, read, …)`.
+/// Runs one lookup every request makes: on a SQLite file, `$sync` (an expression of type
+/// `rusqlite::Result<T>`) with `$r` bound to a dedicated synchronous reader (`readers.rs`: no
+/// thread hand-over); otherwise `$body` (of type `Result<T, sqlx::Error>`, awaited inside) with
+/// `$c` bound to the read pool. Gives `Result<T, sqlx::Error>`. Anything else reads through
+/// `with_pool!(…, read, …)`.
 macro_rules! with_reader {
-    ($store:expr, |$c:ident| $body:expr) => {
+    ($store:expr, sqlite: |$r:ident| $sync:expr, pool: |$c:ident| $body:expr) => {
         match &$store.pools {
-            $crate::Pools::Sqlite {
-                readers: Some(readers),
-                ..
-            } => {
-                let mut reader = readers.get().await?;
-                let result = {
-                    let $c = reader.conn();
-                    $body
-                };
-                reader.check(result)
-            }
+            $crate::Pools::Sqlite { readers: Some(readers), .. } => readers.run(|$r| $sync),
             $crate::Pools::Sqlite { read: $c, .. } => $body,
             $crate::Pools::Postgres($c) => $body,
         }
@@ -263,14 +257,17 @@ impl Store {
                 .await?;
             Pools::Sqlite {
                 read: pool.clone(),
-                committer: group_commit::GroupCommit::start(pool.clone()),
+                committer: group_commit::GroupCommit::start(pool.clone(), None),
                 write: pool,
                 readers: None,
+                writer: None,
             }
         } else {
+            // Checkpoints run on their own thread (`readers.rs`), never inside a commit.
             let connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
+                .synchronous(SqliteSynchronous::Normal)
+                .pragma("wal_autocheckpoint", "0");
             // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
             // No `test_before_acquire` on either pool: a connection to a local file does not go
             // stale, and the test is a round trip to the connection's worker thread on every
@@ -292,10 +289,12 @@ impl Store {
                 .connect_with(read_only.clone())
                 .await?;
             // Created after the pools, so the database file exists (and is in WAL mode) by then.
-            let readers = readers::Readers::open(read_only, readers as usize).await?;
+            let readers = readers::Readers::open(read_only.get_filename(), readers as usize)?;
+            let writer = std::sync::Arc::new(readers::Writer::new(read_only.get_filename(), write.clone()));
             Pools::Sqlite {
                 read,
-                committer: group_commit::GroupCommit::start(write.clone()),
+                committer: group_commit::GroupCommit::start(write.clone(), Some(writer.clone())),
+                writer: Some(writer),
                 write,
                 readers: Some(std::sync::Arc::new(readers)),
             }
@@ -368,7 +367,7 @@ impl Store {
                 ..
             } => {
                 if let Some(readers) = readers {
-                    readers.close().await;
+                    readers.close();
                 }
                 read.close().await;
                 write.close().await;

@@ -1,101 +1,404 @@
-//! Dedicated SQLite read connections for the lookups every SCIM request makes (token
-//! verification, a user by id or by `userName`), outside sqlx's pool.
+//! Synchronous SQLite connections for the statements every SCIM request makes: the dedicated
+//! readers (token verification, a user by id or by `userName`, a page's groups) and the
+//! [`Writer`] of the group committer (`group_commit.rs`) and the sync log's batches.
 //!
-//! Why: with sqlx-sqlite every connection runs on its own worker thread, so a statement is a
-//! round trip between threads; sqlx's pool adds a second round trip each time a connection goes
-//! back to the pool (a `ping`, run in a freshly spawned task), which for a one-row lookup is as
-//! costly as the lookup. A reader here is taken and given back without any of that: a
-//! `tokio::sync::Mutex` per connection, tried in turn, waited on when all are busy.
+//! Why: sqlx-sqlite runs every connection on its own worker thread, so each statement is a
+//! round trip between threads — two context switches and futex wake-ups, which on this
+//! two-core class of machine cost more than the indexed lookup itself (perf: ~40 % of a
+//! filtered GET went to those hand-offs). These connections are plain rusqlite connections on
+//! the same `libsqlite3-sys` build as sqlx: a statement runs on the caller's own thread, from
+//! a prepared-statement cache. The lookups are single-row index reads (tens of microseconds),
+//! short enough to run on an async worker thread, like a mutex-guarded computation.
 //!
-//! Only single autocommit `SELECT`s run on readers (no transaction can be left open by a
-//! cancelled caller), on connections opened with `query_only`. A connection whose worker
-//! died is replaced on next use.
+//! Readers: a fixed set of connections opened `query_only`, each behind a `std::sync::Mutex`,
+//! tried in turn and waited on (briefly: a holder is always running one statement, never
+//! awaiting) when all are busy. Only single autocommit `SELECT`s run there. Everything else
+//! reads through sqlx's pool.
+//!
+//! WAL checkpoints run here too, off the write path: every write connection has
+//! `wal_autocheckpoint` off, and a [`Checkpointer`] thread with its own connection runs a
+//! `PASSIVE` checkpoint every [`CHECKPOINT_EVERY`]. With SQLite's default, the commit that takes
+//! the WAL past 1000 pages runs the checkpoint itself — copying the WAL into the database and
+//! `fsync`ing it — while holding the write lock, so every write queued behind it waited
+//! (the p99 of SCIM writes). A passive checkpoint takes no write lock: writers go on appending
+//! to the WAL meanwhile.
+//!
+//! Errors are handed to the rest of the store as `sqlx::Error::Database` with the same
+//! [`sqlx::error::ErrorKind`] sqlx itself would give (unique, foreign key, not null, check),
+//! so every caller classifies them as before.
 
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tokio::sync::{Mutex, MutexGuard};
+use rusqlite::{Connection, OpenFlags, ToSql, ffi};
+use sqlx::error::ErrorKind;
 
-/// A fixed set of read connections to one SQLite file.
-#[derive(Debug)]
-pub(crate) struct Readers {
-    connect: SqliteConnectOptions,
-    conns: Vec<Mutex<Option<SqliteConnection>>>,
-    next: AtomicUsize,
-    closed: AtomicBool,
+/// How long a statement waits for a lock held by another connection (another process, the
+/// checkpointer) before failing with `SQLITE_BUSY`; as sqlx's default.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a connection to the SQLite file `path` with the settings of the store's sqlx
+/// connections (WAL is a property of the file, already set by the store): `synchronous=NORMAL`,
+/// foreign keys enforced, a 5 s busy timeout; `query_only` for a reader.
+pub(crate) fn open(path: &Path, query_only: bool) -> Result<Connection, sqlx::Error> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if !query_only {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(to_sqlx)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(to_sqlx)?;
+    conn.execute_batch(if query_only {
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA query_only = ON;"
+    } else {
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
+    })
+    .map_err(to_sqlx)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
 }
 
-/// A reader, held for one statement.
-pub(crate) struct Reader<'a>(MutexGuard<'a, Option<SqliteConnection>>);
+/// How often the [`Checkpointer`] copies the WAL into the database.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL size (pages) past which a checkpoint that could not copy everything is logged: readers
+/// or another process keep it from catching up.
+const WAL_WARN_PAGES: i64 = 64 * 1024;
+
+/// Names of the numbered placeholders the store's SQL uses (`$1`, `$2`, …).
+const NUMBERED: [&str; 16] =
+    ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"];
+
+/// `values` as rusqlite parameters bound by name to `$1`, `$2`, …: SQLite numbers a statement's
+/// parameters in order of first appearance, so `$N` is not always the N-th (sqlx binds these
+/// names by their number too). At most 16 values.
+pub(crate) fn numbered<'a>(values: &[&'a dyn ToSql]) -> Vec<(&'static str, &'a dyn ToSql)> {
+    assert!(values.len() <= NUMBERED.len(), "at most {} numbered parameters", NUMBERED.len());
+    NUMBERED.iter().copied().zip(values.iter().copied()).collect()
+}
+
+/// A fixed set of read connections to one SQLite file, and the file's [`Checkpointer`].
+#[derive(Debug)]
+pub(crate) struct Readers {
+    path: PathBuf,
+    conns: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+    checkpointer: Checkpointer,
+}
 
 impl Readers {
-    /// Opens `n` (at least 1) connections with `connect` (which should be `query_only`).
-    pub(crate) async fn open(
-        connect: SqliteConnectOptions,
-        n: usize,
-    ) -> Result<Readers, sqlx::Error> {
+    /// Opens `n` (at least 1) `query_only` connections to the file `path`, and starts its
+    /// checkpointer.
+    pub(crate) fn open(path: &Path, n: usize) -> Result<Readers, sqlx::Error> {
         let mut conns = Vec::with_capacity(n.max(1));
         for _ in 0..n.max(1) {
-            conns.push(Mutex::new(Some(connect.connect().await?)));
+            conns.push(Mutex::new(Some(open(path, true)?)));
         }
         Ok(Readers {
-            connect,
+            path: path.to_owned(),
             conns,
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            checkpointer: Checkpointer::start(path, CHECKPOINT_EVERY)?,
         })
     }
 
-    /// A free reader, or the next one to become free. [`sqlx::Error::PoolClosed`] once
-    /// [`Readers::close`] was called.
-    pub(crate) async fn get(&self) -> Result<Reader<'_>, sqlx::Error> {
+    /// Runs `statement` on a free reader (or the next to become free), on this thread.
+    /// [`sqlx::Error::PoolClosed`] once [`Readers::close`] was called.
+    pub(crate) fn run<T>(
+        &self,
+        statement: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, sqlx::Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
         }
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut guard = 'found: {
-            for i in 0..n {
-                if let Ok(g) = self.conns[(start + i) % n].try_lock() {
-                    break 'found g;
-                }
-            }
-            self.conns[start % n].lock().await
-        };
+        let mut guard = self.take();
         if self.closed.load(Ordering::Acquire) {
             return Err(sqlx::Error::PoolClosed);
         }
         if guard.is_none() {
-            *guard = Some(self.connect.connect().await?);
+            *guard = Some(open(&self.path, true)?);
         }
-        Ok(Reader(guard))
+        let conn = guard.as_ref().expect("a reader was just opened");
+        statement(conn).map_err(to_sqlx)
     }
 
-    /// Closes every connection, waiting for the statements in flight; readers are refused from
-    /// then on (as a closed pool refuses connections).
-    pub(crate) async fn close(&self) {
+    fn take(&self) -> MutexGuard<'_, Option<Connection>> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(g) = self.conns[(start + i) % n].try_lock() {
+                return g;
+            }
+        }
+        // A statement never panics midway through a reader's state, so a poisoned lock holds
+        // a usable connection.
+        self.conns[start % n].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes every connection (waiting for statements in flight); readers are refused from
+    /// then on, as a closed pool refuses connections.
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for conn in &self.conns {
-            if let Some(c) = conn.lock().await.take() {
-                let _ = sqlx::Connection::close(c).await;
+            conn.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        self.checkpointer.stop();
+    }
+}
+
+/// Synchronous write connections to one SQLite file, used only while holding the write pool's
+/// only connection — the store's write lock — so they never contend with sqlx's writers (or
+/// each other) for SQLite's lock.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    path: PathBuf,
+    lock: sqlx::SqlitePool,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Writer {
+    pub(crate) fn new(path: &Path, lock: sqlx::SqlitePool) -> Writer {
+        Writer { path: path.to_owned(), lock, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT` on a synchronous connection, on a
+    /// blocking thread, holding the write lock meanwhile. An error from `body` (or the commit)
+    /// rolls the transaction back and discards the connection. Dropping the returned future
+    /// does not stop a transaction already handed to its thread: it completes, or rolls back.
+    pub(crate) async fn transaction<T, F>(&self, body: F) -> Result<T, sqlx::Error>
+    where
+        F: FnOnce(&Connection) -> Result<T, sqlx::Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let lock = self.lock.acquire().await?;
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let path = self.path.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let conn = match idle {
+                Some(c) => c,
+                None => open(&path, false)?,
+            };
+            let out = conn.execute_batch("BEGIN IMMEDIATE").map_err(to_sqlx).and_then(|()| {
+                let out = body(&conn)?;
+                conn.execute_batch("COMMIT").map_err(to_sqlx)?;
+                Ok(out)
+            });
+            match out {
+                Ok(out) => Ok((conn, out)),
+                Err(e) => {
+                    // The connection goes with the failure; the next transaction opens a new one.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
             }
+        })
+        .await;
+        drop(lock);
+        let (conn, out) = joined.map_err(|e| sqlx::Error::Protocol(format!("SQLite write task failed: {e}")))??;
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        Ok(out)
+    }
+}
+
+/// A thread running `PRAGMA wal_checkpoint(PASSIVE)` on its own connection every interval,
+/// until stopped (or dropped).
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    pub(crate) fn start(path: &Path, every: Duration) -> Result<Checkpointer, sqlx::Error> {
+        let conn = open(path, false)?;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("idplex-checkpoint".into())
+            .spawn(move || {
+                let (lock, wake) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    stopped = wake.wait_timeout(stopped, every).unwrap_or_else(PoisonError::into_inner).0;
+                    if *stopped {
+                        break;
+                    }
+                    drop(stopped);
+                    checkpoint(&conn);
+                    stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                }
+                drop(stopped);
+                // Leave as little WAL as possible behind for the next start.
+                checkpoint(&conn);
+            })
+            .map_err(sqlx::Error::Io)?;
+        Ok(Checkpointer { stop, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Stops the thread after its current checkpoint and a last one; idempotent.
+    pub(crate) fn stop(&self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = t.join();
         }
     }
 }
 
-impl Reader<'_> {
-    /// The connection, for one statement.
-    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
-        self.0.as_mut().expect("a reader always holds a connection")
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn checkpoint(conn: &Connection) {
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((wal, copied)) if wal > WAL_WARN_PAGES && copied < wal => tracing::warn!(
+            wal_pages = wal,
+            checkpointed = copied,
+            "SQLite WAL is large and the checkpoint could not catch up (long-running readers?)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "SQLite WAL checkpoint failed; will retry"),
+    }
+}
+
+/// A failure of a rusqlite statement, as a database error sqlx's callers understand.
+#[derive(Debug)]
+pub(crate) struct SqliteFailure {
+    message: String,
+    code: Option<i32>,
+    /// Which [`ErrorKind`] (not `Clone`) this is.
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Unique,
+    ForeignKey,
+    NotNull,
+    Check,
+    Other,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
+
+impl sqlx::error::DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
     }
 
-    /// Passes `result` on; drops the connection first if the error says it is unusable, so the
-    /// next caller gets a new one.
-    pub(crate) fn check<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
-        if matches!(result, Err(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) {
-            self.0.take();
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.map(|c| Cow::Owned(c.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.kind {
+            Kind::Unique => ErrorKind::UniqueViolation,
+            Kind::ForeignKey => ErrorKind::ForeignKeyViolation,
+            Kind::NotNull => ErrorKind::NotNullViolation,
+            Kind::Check => ErrorKind::CheckViolation,
+            Kind::Other => ErrorKind::Other,
         }
-        result
+    }
+}
+
+/// Whether `e` is a constraint failure, which SQLite undoes for its own statement only (the
+/// transaction goes on).
+pub(crate) fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// `e` as the `sqlx::Error` sqlx would have returned for the same failure.
+pub(crate) fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
+    let (code, kind) = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            let kind = match f.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Kind::Unique,
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Kind::ForeignKey,
+                ffi::SQLITE_CONSTRAINT_NOTNULL => Kind::NotNull,
+                ffi::SQLITE_CONSTRAINT_CHECK => Kind::Check,
+                _ => Kind::Other,
+            };
+            (Some(f.extended_code), kind)
+        }
+        _ => (None, Kind::Other),
+    };
+    sqlx::Error::Database(Box::new(SqliteFailure { message: e.to_string(), code, kind }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_failures_keep_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db"), false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE p (id TEXT PRIMARY KEY); \
+             CREATE TABLE c (id TEXT PRIMARY KEY, p TEXT NOT NULL REFERENCES p(id)); \
+             INSERT INTO p VALUES ('a');",
+        )
+        .unwrap();
+        let dup = conn.execute("INSERT INTO p VALUES ('a')", []).unwrap_err();
+        assert!(is_constraint(&dup));
+        assert!(matches!(to_sqlx(dup), sqlx::Error::Database(db) if db.is_unique_violation()));
+        let orphan = conn.execute("INSERT INTO c VALUES ('x', 'nope')", []).unwrap_err();
+        assert!(matches!(to_sqlx(orphan), sqlx::Error::Database(db) if db.is_foreign_key_violation()));
+        let syntax = conn.execute("INSERT INTO nowhere VALUES (1)", []).unwrap_err();
+        assert!(!is_constraint(&syntax));
+        assert!(matches!(to_sqlx(syntax), sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::Other)));
+    }
+
+    #[test]
+    fn numbered_placeholders_bind_by_their_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db"), false).unwrap();
+        // `$2` appears first, so SQLite makes it parameter 1.
+        let got: (i64, String) = conn
+            .query_row("SELECT $2, $1", numbered(&[&"one", &2i64]).as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(got, (2, "one".to_string()));
+    }
+
+    #[test]
+    fn readers_refuse_writes_and_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        open(&path, false).unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let readers = Readers::open(&path, 2).unwrap();
+        let n: i64 = readers.run(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(n, 0);
+        let write = readers.run(|c| c.execute("INSERT INTO t VALUES (1)", []));
+        assert!(write.is_err(), "a reader is query_only");
+        readers.close();
+        assert!(matches!(readers.run(|c| c.execute_batch("SELECT 1")), Err(sqlx::Error::PoolClosed)));
     }
 }

@@ -8,6 +8,7 @@
 //! default), and rotation lets the old token keep working for an overlap window while the IdP is
 //! reconfigured.
 
+use rusqlite::OptionalExtension;
 use crate::error::is_foreign_key_violation;
 use crate::tokens::{TokenTable, hash_secret, hashes_match, is_well_formed, new_secret};
 use crate::{ScimToken, Store, StoreError, now_ms, random_id};
@@ -140,12 +141,25 @@ impl Store {
         }
         let presented = hash_secret(secret);
         let sql = format!("SELECT token_hash, {COLUMNS} FROM scim_tokens WHERE token_hash = $1");
-        let row: Option<VerifiedRow> = with_reader!(self, |c| {
-            sqlx::query_as(&sql)
-                .bind(&presented)
-                .fetch_optional(c)
-                .await
-        })?;
+        let row: Option<VerifiedRow> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(&sql)?
+                .query_row(crate::readers::numbered(&[&presented]).as_slice(), |row| {
+                    Ok(VerifiedRow {
+                        token_hash: row.get(0)?,
+                        token: ScimTokenRow {
+                            id: row.get(1)?,
+                            connection_id: row.get(2)?,
+                            created_at: row.get(3)?,
+                            expires_at: row.get(4)?,
+                            revoked_at: row.get(5)?,
+                            last_used_at: row.get(6)?,
+                            rotated_from: row.get(7)?,
+                        },
+                    })
+                })
+                .optional(),
+            pool: |c| sqlx::query_as(&sql).bind(&presented).fetch_optional(c).await
+        )?;
         let Some(row) = row else { return Ok(None) };
         if !hashes_match(&row.token_hash, &presented) {
             return Ok(None);

@@ -436,25 +436,86 @@ impl<'a> BoundedEntry<'a> {
 
 /// Binds a [`BoundedEntry`] to an [`INSERT_SYNC`] query (a macro: the query's database type
 /// differs between the two backends).
+/// The values of [`INSERT_SYNC`]'s parameters, in order.
+type SyncValues<'a> = (
+    &'a str,
+    i64,
+    String,
+    &'a str,
+    Option<&'static str>,
+    Option<String>,
+    &'static str,
+    i32,
+    &'static str,
+    Option<String>,
+    Option<&'a str>,
+    i64,
+    Option<&'a str>,
+);
+
+impl BoundedEntry<'_> {
+    fn values(&self) -> SyncValues<'_> {
+        let e = self.entry;
+        (
+            e.connection_id.as_str(),
+            e.at,
+            truncate_utf8(&e.method, MAX_METHOD_BYTES),
+            self.path.as_str(),
+            e.resource_type.map(ScimResourceType::as_str),
+            e.resource_id.as_deref().map(|id| truncate_utf8(id, MAX_RESOURCE_ID_BYTES)),
+            e.operation.as_str(),
+            i32::from(e.status.clamp(100, 599)),
+            e.outcome.as_str(),
+            e.scim_type.as_deref().map(|t| truncate_utf8(t, MAX_SCIM_TYPE_BYTES)),
+            self.detail.as_deref(),
+            i64::try_from(e.duration_us).unwrap_or(i64::MAX),
+            self.user_agent.as_deref(),
+        )
+    }
+}
+
+/// Binds [`BoundedEntry::values`] of `$row` to the sqlx query `$query`.
 macro_rules! bind_entry {
     ($query:expr, $row:expr) => {{
-        let row: &BoundedEntry = $row;
-        let e = row.entry;
+        let v = BoundedEntry::values($row);
         $query
-            .bind(e.connection_id.as_str())
-            .bind(e.at)
-            .bind(truncate_utf8(&e.method, MAX_METHOD_BYTES))
-            .bind(row.path.as_str())
-            .bind(e.resource_type.map(ScimResourceType::as_str))
-            .bind(e.resource_id.as_deref().map(|id| truncate_utf8(id, MAX_RESOURCE_ID_BYTES)))
-            .bind(e.operation.as_str())
-            .bind(i32::from(e.status.clamp(100, 599)))
-            .bind(e.outcome.as_str())
-            .bind(e.scim_type.as_deref().map(|t| truncate_utf8(t, MAX_SCIM_TYPE_BYTES)))
-            .bind(row.detail.as_deref())
-            .bind(i64::try_from(e.duration_us).unwrap_or(i64::MAX))
-            .bind(row.user_agent.as_deref())
+            .bind(v.0)
+            .bind(v.1)
+            .bind(v.2)
+            .bind(v.3)
+            .bind(v.4)
+            .bind(v.5)
+            .bind(v.6)
+            .bind(v.7)
+            .bind(v.8)
+            .bind(v.9)
+            .bind(v.10)
+            .bind(v.11)
+            .bind(v.12)
     }};
+}
+
+/// [`INSERT_SYNC`] of each of `entries` on a synchronous SQLite connection (inside a
+/// transaction): how many were written (an entry of a vanished connection is skipped).
+fn insert_sqlite(conn: &rusqlite::Connection, entries: &[SyncLogEntry]) -> Result<u64, sqlx::Error> {
+    use rusqlite::OptionalExtension;
+    let mut insert = conn.prepare_cached(INSERT_SYNC).map_err(crate::readers::to_sqlx)?;
+    let mut written = 0u64;
+    for entry in entries {
+        let row = BoundedEntry::of(entry);
+        let v = row.values();
+        let values: [&dyn rusqlite::ToSql; 13] =
+            [&v.0, &v.1, &v.2, &v.3, &v.4, &v.5, &v.6, &v.7, &v.8, &v.9, &v.10, &v.11, &v.12];
+        let id: Option<i64> = insert
+            .query_row(
+                crate::readers::numbered(&values).as_slice(),
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(crate::readers::to_sqlx)?;
+        written += u64::from(id.is_some());
+    }
+    Ok(written)
 }
 
 impl Store {
@@ -480,6 +541,10 @@ impl Store {
     /// its queue). Entries of connections that no longer exist are skipped. Returns how many
     /// were written.
     pub async fn record_sync_batch(&self, entries: &[SyncLogEntry]) -> Result<u64, StoreError> {
+        if let crate::Pools::Sqlite { writer: Some(writer), .. } = &self.pools {
+            let entries = entries.to_vec();
+            return Ok(writer.transaction(move |conn| insert_sqlite(conn, &entries)).await?);
+        }
         let rows: Vec<BoundedEntry> = entries.iter().map(BoundedEntry::of).collect();
         let written = with_tx!(self, |tx| {
             let mut written = 0u64;
