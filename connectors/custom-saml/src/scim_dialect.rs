@@ -1,6 +1,6 @@
 //! The generic RFC 7644 SCIM dialect: validate a request and express it as RFC operations.
 
-use idplex_connector_sdk::json::{parse, parse_object, type_name};
+use idplex_connector_sdk::json::{check, parse_object, type_name};
 use idplex_connector_sdk::provisioning::{
     ListQuery, Operation, PatchOpKind, PatchOperation, ScimRequest,
 };
@@ -52,9 +52,10 @@ pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>, ConnectorError
     Ok(vec![op])
 }
 
-/// Checks that a stored resource is JSON and returns it unchanged.
+/// Checks that a stored resource is JSON and returns it unchanged (the generic dialect is the
+/// RFC's own).
 pub fn render(resource: Json) -> Result<Json, ConnectorError> {
-    parse(&resource, "stored resource")?;
+    check(&resource, "stored resource")?;
     Ok(resource)
 }
 

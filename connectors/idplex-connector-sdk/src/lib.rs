@@ -253,6 +253,15 @@ pub mod json {
         })
     }
 
+    /// Checks that `text` is well-formed JSON without building it (no allocation per value):
+    /// for a connector that passes a document on unchanged. Errors as [`parse`].
+    pub fn check(text: &str, what: &str) -> Result<(), ConnectorError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(|e| {
+            ConnectorError::invalid_request(format!("{what} is not valid JSON: {e}"))
+                .with_scim_type("invalidSyntax")
+        })
+    }
+
     /// Parses `text` as a JSON object; errors as [`parse`], plus when the value is not an object.
     pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, ConnectorError> {
         match parse(text, what)? {

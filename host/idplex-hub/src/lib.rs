@@ -370,28 +370,26 @@ impl Hub {
         self.registry.get(connection_id).ok_or_else(|| HubError::NotBound(connection_id.to_string()))
     }
 
+    /// The connection's provisioning dialect for one SCIM request: its live binding, pinned for
+    /// the whole request (a connector swapped meanwhile serves the next request, never half of
+    /// this one), with one connector instance shared by the request's `normalize` and `render`
+    /// calls ([`idplex_runtime::Warm`]).
+    pub fn provisioning(&self, connection_id: &str) -> Result<Provisioning<'_>, HubError> {
+        let binding = self.binding(connection_id)?;
+        require(&binding, idplex_runtime::Capability::Provisioning, "provisioning")?;
+        Ok(Provisioning { hub: self, binding, warm: idplex_runtime::Warm::default() })
+    }
+
     /// Normalize a SCIM request through the connection's connector (or, with
     /// [`HubOptions::native_scim_passthrough`], the native generic dialect).
     pub async fn normalize(&self, connection_id: &str, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
-        let b = self.binding(connection_id)?;
-        require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
-        if self.options.native_scim_passthrough {
-            return native_scim::normalize(&request).map_err(native_refusal);
-        }
-        let out = b.connector.normalize(&b.context, request).await;
-        self.observe(&b, out).await
+        self.provisioning(connection_id)?.normalize(request).await
     }
 
     /// Render a stored resource the way the connection's IdP expects it (or, with
     /// [`HubOptions::native_scim_passthrough`], unchanged).
     pub async fn render(&self, connection_id: &str, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
-        let b = self.binding(connection_id)?;
-        require(&b, idplex_runtime::Capability::Provisioning, "provisioning")?;
-        if self.options.native_scim_passthrough {
-            return native_scim::render(resource).map_err(native_refusal);
-        }
-        let out = b.connector.render(&b.context, kind, resource).await;
-        self.observe(&b, out).await
+        self.provisioning(connection_id)?.render(kind, resource).await
     }
 
     /// Map a verified SAML assertion through the connection's connector.
@@ -423,6 +421,40 @@ impl Hub {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// One SCIM request's view of its connection's connector: see [`Hub::provisioning`].
+pub struct Provisioning<'h> {
+    hub: &'h Hub,
+    binding: Arc<Binding>,
+    warm: idplex_runtime::Warm,
+}
+
+impl Provisioning<'_> {
+    /// The connector (`name@version`) serving this request.
+    pub fn connector_label(&self) -> &str {
+        self.binding.connector.label()
+    }
+
+    /// `provisioning.normalize` of the request's envelope.
+    pub async fn normalize(&mut self, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
+        if self.hub.options.native_scim_passthrough {
+            return native_scim::normalize(&request).map_err(native_refusal);
+        }
+        let b = &self.binding;
+        let out = b.connector.normalize_in(&mut self.warm, &b.context, request).await;
+        self.hub.observe(b, out).await
+    }
+
+    /// `provisioning.render` of a stored resource.
+    pub async fn render(&mut self, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
+        if self.hub.options.native_scim_passthrough {
+            return native_scim::render(resource).map_err(native_refusal);
+        }
+        let b = &self.binding;
+        let out = b.connector.render_in(&mut self.warm, &b.context, kind, resource).await;
+        self.hub.observe(b, out).await
     }
 }
 

@@ -227,52 +227,80 @@ pub(crate) type CallFn<'a, R> = Box<
         + 'a,
 >;
 
+/// A connector instance kept between the calls of one unit of work — one SCIM request's
+/// `normalize` and its `render`s — so that unit pays for one instantiation, not one per call.
+///
+/// Every call still runs under its own deadline, output limit and egress accounting; the
+/// memory limit covers the instance's whole life. An instance that failed in any way (trap,
+/// timeout, memory, egress, invalid output) is discarded, and the next call gets a fresh one.
+/// A `Warm` belongs to one connector and one [`CallContext`]: used with another, it starts a
+/// fresh instance. Guest state (its linear memory) survives between the calls of one `Warm`,
+/// never beyond: drop it when the unit of work ends.
+#[derive(Default)]
+pub struct Warm {
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<CallState>,
+    instance: Option<Connector>,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm").field("instantiated", &self.live.as_ref().is_some_and(|l| l.instance.is_some())).finish()
+    }
+}
+
 impl LoadedConnector {
     /// Run `body` in a fresh instance under `ctx`'s limits and classify the outcome.
     pub(crate) async fn run<R>(&self, ctx: &CallContext, body: CallFn<'_, R>) -> Result<R, CallError>
     where
         R: OutputSize + Send,
     {
+        self.run_in(&mut Warm::default(), ctx, body).await
+    }
+
+    /// Run `body` in `warm`'s instance (a fresh one if it has none, or one of another connector
+    /// or context) under `ctx`'s limits and classify the outcome; keep the instance in `warm`
+    /// only if the call succeeded.
+    pub(crate) async fn run_in<R>(&self, warm: &mut Warm, ctx: &CallContext, body: CallFn<'_, R>) -> Result<R, CallError>
+    where
+        R: OutputSize + Send,
+    {
         let limits = ctx.limits;
         let deadline = limits.deadline();
-        let runtime = &self.runtime;
-        let state = CallState {
-            label: self.label.clone(),
-            connection: ctx.connection_id.clone(),
-            config: ctx.config.clone(),
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes.min(runtime.config().max_memory_bytes),
-                refused: None,
-            },
-            table: ResourceTable::new(),
-            clocks: WasiClocksCtx::default(),
-            http: WasiHttpCtx::new(),
-            hooks: EgressHooks {
-                policy: ctx.egress.clone(),
-                denied: None,
-                requests: 0,
-                deadline,
-            },
-            log_lines: 0,
+        let mut live = match warm.live.take() {
+            Some(live) if self.owns(&live, ctx) => live,
+            _ => Live { store: self.new_store(ctx), instance: None },
         };
-        let mut store = Store::new(&runtime.inner.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        {
+            let state = live.store.data_mut();
+            state.hooks.denied = None;
+            state.hooks.requests = 0;
+            state.hooks.deadline = deadline;
+            state.log_lines = 0;
+            state.limiter.refused = None;
+        }
         // Yield to the async executor at every epoch tick, so a busy guest never monopolizes a
         // worker thread; the wall-clock timeout below enforces the deadline at those points.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        live.store.set_epoch_deadline(1);
+        live.store.epoch_deadline_async_yield_and_update(1);
 
         let outcome = {
             let pre = &self.pre;
-            let store = &mut store;
+            let Live { store, instance } = &mut live;
             let work = async move {
-                let instance = pre.instantiate_async(&mut *store).await.map_err(CallFailure::Start)?;
-                body(&instance, store).await.map_err(CallFailure::Run)
+                if instance.is_none() {
+                    *instance = Some(pre.instantiate_async(&mut *store).await.map_err(CallFailure::Start)?);
+                }
+                let instance = instance.as_ref().expect("instantiated above");
+                body(instance, store).await.map_err(CallFailure::Run)
             };
             tokio::time::timeout(deadline, work).await
         };
         let connector = self.label.to_string();
-        let state = store.data();
+        let state = live.store.data();
         if let Some(destination) = &state.hooks.denied {
             return Err(CallError::EgressDenied {
                 connector,
@@ -311,7 +339,46 @@ impl LoadedConnector {
         if size > limits.max_output_bytes {
             return Err(CallError::OutputTooLarge { connector, size, limit: limits.max_output_bytes });
         }
+        warm.live = Some(live);
         Ok(value)
+    }
+
+    /// Whether `live` was started by this connector for `ctx` (the `Arc`s it holds keep those
+    /// addresses from being reused while it lives).
+    fn owns(&self, live: &Live, ctx: &CallContext) -> bool {
+        let state = live.store.data();
+        Arc::ptr_eq(&state.label, &self.label)
+            && Arc::ptr_eq(&state.config, &ctx.config)
+            && Arc::ptr_eq(&state.hooks.policy, &ctx.egress)
+            && state.connection == ctx.connection_id
+            && state.limiter.limit == ctx.limits.memory_bytes.min(self.runtime.config().max_memory_bytes)
+    }
+
+    fn new_store(&self, ctx: &CallContext) -> Store<CallState> {
+        let limits = ctx.limits;
+        let runtime = &self.runtime;
+        let state = CallState {
+            label: self.label.clone(),
+            connection: ctx.connection_id.clone(),
+            config: ctx.config.clone(),
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes.min(runtime.config().max_memory_bytes),
+                refused: None,
+            },
+            table: ResourceTable::new(),
+            clocks: WasiClocksCtx::default(),
+            http: WasiHttpCtx::new(),
+            hooks: EgressHooks {
+                policy: ctx.egress.clone(),
+                denied: None,
+                requests: 0,
+                deadline: limits.deadline(),
+            },
+            log_lines: 0,
+        };
+        let mut store = Store::new(&runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
     }
 }
 

@@ -11,7 +11,7 @@ use crate::bindings::{
     Capability, ConnectorInfo, ConnectorPre, Operation, ResourceKind, ScimRequest, SsoIdentity,
     SyncPage, VerifiedAssertion,
 };
-use crate::call::{CallContext, CallError, CallState, flatten};
+use crate::call::{CallContext, CallError, CallState, Warm, flatten};
 use crate::engine::{CONTRACT_VERSION, Runtime};
 
 /// Hex SHA-256 of a component's bytes: the content address of an installed module.
@@ -139,8 +139,19 @@ impl LoadedConnector {
 
     /// `provisioning.normalize`, with the JSON in the returned operations checked.
     pub async fn normalize(&self, ctx: &CallContext, request: ScimRequest) -> Result<Vec<Operation>, CallError> {
+        self.normalize_in(&mut Warm::default(), ctx, request).await
+    }
+
+    /// [`LoadedConnector::normalize`] in `warm`'s instance (see [`Warm`]).
+    pub async fn normalize_in(
+        &self,
+        warm: &mut Warm,
+        ctx: &CallContext,
+        request: ScimRequest,
+    ) -> Result<Vec<Operation>, CallError> {
         let out = self
-            .run(
+            .run_in(
+                warm,
                 ctx,
                 Box::new(move |c, s| {
                     Box::pin(async move { c.idplex_connector_provisioning().call_normalize(s, &request).await })
@@ -170,8 +181,20 @@ impl LoadedConnector {
 
     /// `provisioning.render`, with the returned JSON checked.
     pub async fn render(&self, ctx: &CallContext, kind: ResourceKind, resource: String) -> Result<String, CallError> {
+        self.render_in(&mut Warm::default(), ctx, kind, resource).await
+    }
+
+    /// [`LoadedConnector::render`] in `warm`'s instance (see [`Warm`]).
+    pub async fn render_in(
+        &self,
+        warm: &mut Warm,
+        ctx: &CallContext,
+        kind: ResourceKind,
+        resource: String,
+    ) -> Result<String, CallError> {
         let out = self
-            .run(
+            .run_in(
+                warm,
                 ctx,
                 Box::new(move |c, s| {
                     Box::pin(async move { c.idplex_connector_provisioning().call_render(s, kind, &resource).await })

@@ -25,7 +25,7 @@ pub use bindings::{
     ListQuery, Operation, PatchOp, PatchOperation, ResourceKind, SamlAttribute, ScimRequest,
     SsoIdentity, SyncPage, VerifiedAssertion, WitConnectorError,
 };
-pub use call::{CallContext, CallError};
+pub use call::{CallContext, CallError, Warm};
 pub use egress::{Credential, EgressPolicy};
 pub use engine::{CONTRACT_VERSION, CacheStats, Limits, Runtime, RuntimeConfig};
 pub use install::{InstallError, LoadedConnector, ModuleHash};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use idplex_bundled::testing::{ECHO_V1, ECHO_V2, HOSTILE};
 use idplex_runtime::{
     Binding, CallContext, CallError, Capability, Credential, EgressPolicy, Limits,
-    LoadedConnector, Registry, ResourceKind, Runtime, RuntimeConfig,
+    LoadedConnector, Registry, ResourceKind, Runtime, RuntimeConfig, ScimRequest, Warm,
 };
 
 fn runtime_in(cache: &Path) -> Runtime {
@@ -321,4 +321,55 @@ async fn hot_swap_100_times_under_concurrent_calls_fails_nothing() {
     assert!(total >= 200, "{total} calls");
     assert!(seen.iter().all(|v| v == "1.0.0" || v == "2.0.0"), "{seen:?}");
     assert_eq!(seen.len(), 2, "both versions served calls during the swaps: {seen:?}");
+}
+
+/// What `hostile` in `count` mode answered: the calls its instance had served.
+fn calls_served(json: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(json).expect("count mode answers JSON");
+    v["calls"].as_u64().expect("a call count")
+}
+
+#[tokio::test]
+async fn the_calls_of_one_request_share_an_instance_and_a_failed_one_is_discarded() {
+    let rt = shared_runtime();
+    let c = hostile(&rt).await;
+    let ctx = ctx(&[("mode", "count")], Limits::default());
+    let get = ScimRequest {
+        method: "GET".into(),
+        resource: ResourceKind::User,
+        id: Some("u1".into()),
+        query: Vec::new(),
+        body: None,
+    };
+
+    // Without a Warm every call is a fresh instance: nothing carries over.
+    for _ in 0..3 {
+        assert_eq!(calls_served(&c.render(&ctx, ResourceKind::User, "{}".into()).await.unwrap()), 1);
+    }
+
+    // One request: normalize, then renders, in the same instance.
+    let mut warm = Warm::default();
+    let ops = c.normalize_in(&mut warm, &ctx, get.clone()).await.unwrap();
+    let idplex_runtime::Operation::Create(first) = &ops[0] else { panic!("count mode answers a create: {ops:?}") };
+    assert_eq!(calls_served(first), 1);
+    for expected in 2..=4 {
+        let out = c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
+        assert_eq!(calls_served(&out), expected);
+    }
+
+    // A trap fails that call only; the next call of the request gets a fresh instance.
+    let err = c.render_in(&mut warm, &ctx, ResourceKind::User, "\"trap\"".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    let out = c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 1, "the trapped instance must not be reused");
+
+    // A Warm used with another context (another connection's config) starts over.
+    let other = self::ctx(&[("mode", "count")], Limits::default());
+    let out = c.render_in(&mut warm, &other, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 1, "an instance never serves another context");
+
+    // A new request (a new Warm) never sees the previous one's state.
+    let mut next = Warm::default();
+    let out = c.render_in(&mut next, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 1);
 }

@@ -245,11 +245,35 @@ struct Ctx<'a> {
     connection: &'a str,
     headers: &'a HeaderMap,
     base: String,
+    /// The connection's connector for this request, bound on first use: one binding and one
+    /// instance for the request's `normalize` and all its `render`s. Taken out for a call and
+    /// put back after it (a call never overlaps another of the same request).
+    connector: std::sync::Mutex<Option<idplex_hub::Provisioning<'a>>>,
 }
 
 impl<'a> Ctx<'a> {
     fn new(s: &'a AppState, connection: &'a str, headers: &'a HeaderMap) -> Self {
-        Ctx { s, connection, headers, base: base_url(headers, connection) }
+        Ctx {
+            s,
+            connection,
+            headers,
+            base: base_url(headers, connection),
+            connector: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The request's connector (see [`Ctx::connector`]), bound now if it is not yet; give it
+    /// back with [`Ctx::keep_connector`].
+    fn take_connector(&self) -> Result<idplex_hub::Provisioning<'a>, ScimFailure> {
+        let kept = self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match kept {
+            Some(p) => Ok(p),
+            None => self.s.hub.provisioning(self.connection).map_err(hub_failure),
+        }
+    }
+
+    fn keep_connector(&self, p: idplex_hub::Provisioning<'a>) {
+        *self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
     }
 
     fn store(&self) -> &idplex_store::Store {
@@ -408,7 +432,10 @@ impl<'a> Ctx<'a> {
 
     /// The connector's single operation for `request`.
     async fn normalize(&self, request: ScimRequest) -> Result<Operation, ScimFailure> {
-        let ops = self.s.hub.normalize(self.connection, request).await.map_err(hub_failure)?;
+        let mut connector = self.take_connector()?;
+        let ops = connector.normalize(request).await;
+        self.keep_connector(connector);
+        let ops = ops.map_err(hub_failure)?;
         <[Operation; 1]>::try_from(ops).map(|[op]| op).map_err(|ops| {
             ScimFailure(ScimError::with_status(
                 502,
@@ -700,12 +727,10 @@ impl<'a> Ctx<'a> {
 
     /// The connector's rendering of a stored resource, checked to still be the same resource.
     async fn render(&self, kind: Kind, resource: &Value) -> Result<Value, ScimFailure> {
-        let out = self
-            .s
-            .hub
-            .render(self.connection, kind.runtime(), resource.to_string())
-            .await
-            .map_err(hub_failure)?;
+        let mut connector = self.take_connector()?;
+        let out = connector.render(kind.runtime(), resource.to_string()).await;
+        self.keep_connector(connector);
+        let out = out.map_err(hub_failure)?;
         let v = connector_json(&out)?;
         if v.get("id") != resource.get("id") {
             return Err(ScimFailure(ScimError::with_status(502, "the connector's rendering changed the resource id")));

@@ -8,6 +8,7 @@
 //! | `mode`   | effect |
 //! |----------|--------|
 //! | `ok` (or unset) | nothing: the export answers with a trivial passthrough result |
+//! | `count`  | answers `{"calls":N}`, N the calls this instance served (shows instance reuse); `render` of the JSON string `"trap"` then traps |
 //! | `trap`   | panics; with `panic = "abort"` that is a Wasm trap |
 //! | `loop`   | spins forever (a `black_box` counter the optimizer cannot remove) → deadline |
 //! | `oom`    | allocates and touches 1 MiB chunks forever → memory cap (or trap at 4 GiB) |
@@ -43,15 +44,25 @@ fn misbehave() -> Result<Outcome, ConnectorError> {
     let mode = config::get("mode").unwrap_or_else(|| "ok".to_string());
     match mode.as_str() {
         "ok" => Ok(Outcome::Normal),
+        "count" => Ok(Outcome::Payload(count_call())),
         "trap" => panic!("hostile connector: mode=trap"),
         "loop" => spin_forever(),
         "oom" => exhaust_memory(),
         "huge" => Ok(Outcome::Payload(huge_json()?)),
         "egress" => Ok(Outcome::Payload(egress()?)),
         other => Err(ConnectorError::config(format!(
-            "config key `mode` must be one of ok, trap, loop, oom, huge, egress; got `{other}`"
+            "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress; got `{other}`"
         ))),
     }
+}
+
+/// `{"calls":N}`: how many calls this instance has served, this one included. Shows the host
+/// whether calls share an instance (guest state lives exactly as long as its instance).
+fn count_call() -> Json {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{{\"calls\":{n}}}")
 }
 
 /// Never returns; the counter goes through `black_box` so the loop has an observable effect.
@@ -212,7 +223,10 @@ impl provisioning::Guest for Hostile {
     }
 
     fn render(_kind: ResourceKind, resource: Json) -> Result<Json, ConnectorError> {
+        // In `count` mode, rendering the JSON string "trap" traps (after counting the call).
+        let trap = resource == "\"trap\"";
         Ok(match misbehave()? {
+            Outcome::Payload(_) if trap => panic!("hostile connector: asked to trap"),
             Outcome::Payload(p) => p,
             Outcome::Normal => resource,
         })
