@@ -791,3 +791,47 @@ async fn group_membership(db: TestDb) {
     );
     store.close().await;
 }
+
+/// SQLite only: with checkpoints off the commit path, the checkpointer thread still moves
+/// committed writes from the WAL into the database file while the store is open (without it
+/// the file would stay at its initial size and the WAL would grow without bound), and
+/// concurrent writes through the group committer all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_moves_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idplex.db");
+    let store = std::sync::Arc::new(Store::open(&format!("sqlite://{}", path.display())).await.unwrap());
+    let conn = connection(&store, "org_ckpt", "ckpt").await;
+    let before = std::fs::metadata(&path).unwrap().len();
+
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        let conn_id = conn.id.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                store.create_user(&new_user(&conn_id, &format!("u{t}-{i}@example.com"))).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, total) = store.list_users(&conn.id, 0, 1).await.unwrap();
+    assert_eq!(total, 2000, "every acknowledged write is readable");
+
+    // Within a few checkpoint intervals the database file holds the rows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now >= before + 1_000_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file still {now} bytes (was {before}): the WAL is not being checkpointed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
