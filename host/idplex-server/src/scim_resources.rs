@@ -362,10 +362,12 @@ impl<'a> Ctx<'a> {
             Operation::Delete(id) => {
                 note.resource_id = Some(id.clone());
                 // A user follows the directory's delete policy (deactivate and hide, or delete);
-                // either way the IdP sees it gone (RFC 7644 §3.6).
+                // either way the IdP sees it gone (RFC 7644 §3.6). `If-Match` makes it
+                // conditional (§3.14: 412 if the resource changed since).
+                let expected = if_match(self.headers)?;
                 match kind {
-                    Kind::User => self.store().scim_delete_user(self.connection, &id).await.map(|_| ()),
-                    Kind::Group => self.store().delete_group(self.connection, &id).await,
+                    Kind::User => self.store().scim_delete_user(self.connection, &id, expected).await.map(|_| ()),
+                    Kind::Group => self.store().delete_group(self.connection, &id, expected).await,
                 }
                 .map_err(|e| store_failure(kind, e))?;
                 Ok(StatusCode::NO_CONTENT.into_response())

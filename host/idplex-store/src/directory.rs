@@ -916,16 +916,19 @@ impl Store {
     ///   ([`ScimDeleteOutcome::Deactivated`]).
     ///
     /// Either way SCIM answers 404 for the user from then on. [`StoreError::NotFound`] if there
-    /// is no such user in the connection, or it is already soft-deleted.
+    /// is no such user in the connection, or it is already soft-deleted;
+    /// [`StoreError::PreconditionFailed`] if `expected_version` (a SCIM `If-Match`) is given and
+    /// the user is at another version (nothing is changed).
     pub async fn scim_delete_user(
         &self,
         connection_id: &str,
         id: &str,
+        expected_version: Option<i64>,
     ) -> Result<ScimDeleteOutcome, StoreError> {
         let now = now_ms();
         let outcome = with_tx!(self, |tx| {
-            let found: Option<(String, String)> = sqlx::query_as(
-                "SELECT c.scim_delete_policy, u.resource_json FROM directory_users u \
+            let found: Option<(String, String, i64)> = sqlx::query_as(
+                "SELECT c.scim_delete_policy, u.resource_json, u.version FROM directory_users u \
                  JOIN connections c ON c.id = u.connection_id \
                  WHERE u.id = $1 AND u.connection_id = $2 AND u.scim_deleted_at IS NULL",
             )
@@ -933,9 +936,17 @@ impl Store {
             .bind(connection_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((policy, resource_json)) = found else {
+            let Some((policy, resource_json, version)) = found else {
                 return Err(StoreError::not_found("user", id));
             };
+            if let Some(expected) = expected_version.filter(|e| *e != version) {
+                return Err(StoreError::PreconditionFailed {
+                    what: "user",
+                    key: id.to_owned(),
+                    expected,
+                    actual: version,
+                });
+            }
             let policy = ScimDeletePolicy::parse(&policy).ok_or_else(|| {
                 StoreError::corrupt(
                     "scim_delete_policy of connection",
@@ -943,15 +954,17 @@ impl Store {
                     format!("unknown policy {policy:?}"),
                 )
             })?;
-            // The statements below repeat the conditions: on PostgreSQL a concurrent delete may
-            // have won since the read, and then they match nothing.
+            // The statements below repeat the conditions: on PostgreSQL a concurrent delete or
+            // (with `If-Match`) update may have won since the read, and then they match nothing.
             let changed = match policy {
                 ScimDeletePolicy::Delete => sqlx::query(
                     "DELETE FROM directory_users \
-                     WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL",
+                     WHERE id = $1 AND connection_id = $2 AND scim_deleted_at IS NULL \
+                       AND ($3 IS NULL OR version = $3)",
                 )
                 .bind(id)
                 .bind(connection_id)
+                .bind(expected_version)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
@@ -965,13 +978,15 @@ impl Store {
                         "UPDATE directory_users SET active = $1, resource_json = $2, \
                              version = version + 1, updated_at = $3, scim_deleted_at = $3, \
                              deactivated_at = COALESCE(deactivated_at, $3) \
-                         WHERE id = $4 AND connection_id = $5 AND scim_deleted_at IS NULL",
+                         WHERE id = $4 AND connection_id = $5 AND scim_deleted_at IS NULL \
+                           AND ($6 IS NULL OR version = $6)",
                     )
                     .bind(false)
                     .bind(crate::to_json(&resource, "SCIM user resource")?)
                     .bind(now)
                     .bind(id)
                     .bind(connection_id)
+                    .bind(expected_version)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -1001,18 +1016,29 @@ impl Store {
     /// admin's purge; SCIM deletes go through [`Store::scim_delete_user`]).
     /// [`StoreError::NotFound`] if there is no such user in the connection.
     pub async fn delete_user(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
-        self.delete_scoped("user", "DELETE FROM directory_users WHERE id = $1 AND connection_id = $2", connection_id, id)
-            .await
+        self.delete_scoped("user", "directory_users", USER_VERSION, connection_id, id, None).await
     }
 
-    /// Runs `sql` (a `DELETE` of row `$1` of connection `$2`); [`StoreError::NotFound`] naming a
-    /// `what` if it removed nothing.
-    async fn delete_scoped(&self, what: &'static str, sql: &str, connection_id: &str, id: &str) -> Result<(), StoreError> {
+    /// Deletes row `id` of connection `connection_id` from `table`, if it is at `expected`
+    /// (when given); [`StoreError::NotFound`] naming a `what`, or
+    /// [`StoreError::PreconditionFailed`], if it removed nothing (see [`Store::write_refused`]).
+    async fn delete_scoped(
+        &self,
+        what: &'static str,
+        table: &'static str,
+        version_sql: &'static str,
+        connection_id: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id = $1 AND connection_id = $2 AND ($3 IS NULL OR version = $3)"
+        );
         let deleted = with_pool!(self, write, |pool| {
-            sqlx::query(sql).bind(id).bind(connection_id).execute(pool).await?.rows_affected()
+            sqlx::query(&sql).bind(id).bind(connection_id).bind(expected).execute(pool).await?.rows_affected()
         });
         if deleted == 0 {
-            return Err(StoreError::not_found(what, id));
+            return Err(self.write_refused(what, version_sql, connection_id, id, expected).await);
         }
         tracing::debug!(%id, connection = %connection_id, "directory {what} deleted");
         Ok(())
@@ -1337,10 +1363,16 @@ impl Store {
     }
 
     /// Deletes the group `id` of the connection `connection_id` and its memberships (not the
-    /// users). [`StoreError::NotFound`] if there is no such group in the connection.
-    pub async fn delete_group(&self, connection_id: &str, id: &str) -> Result<(), StoreError> {
-        self.delete_scoped("group", "DELETE FROM directory_groups WHERE id = $1 AND connection_id = $2", connection_id, id)
-            .await
+    /// users). [`StoreError::NotFound`] if there is no such group in the connection;
+    /// [`StoreError::PreconditionFailed`] if `expected_version` (a SCIM `If-Match`) is given and
+    /// the group is at another version.
+    pub async fn delete_group(
+        &self,
+        connection_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.delete_scoped("group", "directory_groups", GROUP_VERSION, connection_id, id, expected_version).await
     }
 
     /// The groups of the connection `connection_id` that the user `user_id` (of that connection)

@@ -364,7 +364,7 @@ async fn connections_are_isolated(db: TestDb) {
     );
     assert!(
         store
-            .delete_group(&b.id, &group.id)
+            .delete_group(&b.id, &group.id, None)
             .await
             .unwrap_err()
             .is_not_found()
@@ -766,7 +766,7 @@ async fn group_membership(db: TestDb) {
             .members
             .is_empty()
     );
-    store.delete_group(&conn.id, &g.id).await.unwrap();
+    store.delete_group(&conn.id, &g.id, None).await.unwrap();
     assert!(
         store
             .get_group(&conn.id, &g.id)

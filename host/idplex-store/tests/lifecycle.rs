@@ -259,7 +259,15 @@ async fn soft_delete_hides_the_user_from_scim_and_create_restores_it(db: TestDb)
     let (_, token_secret) = store.create_user_api_token(&ada.id, "cli", None).await.unwrap();
     let (_, session_secret) = store.create_user_session(&ada.id, None).await.unwrap();
 
-    assert_eq!(store.scim_delete_user(&conn.id, &ada.id).await.unwrap(), ScimDeleteOutcome::Deactivated);
+    // A conditional delete at another version is refused and changes nothing.
+    let stale = store.scim_delete_user(&conn.id, &ada.id, Some(ada.version + 1)).await.unwrap_err();
+    assert!(stale.is_precondition_failed(), "{stale}");
+    assert!(store.get_user(&conn.id, &ada.id).await.unwrap().active);
+    assert!(store.verify_user_api_token(&token_secret).await.unwrap().is_some(), "nothing changed");
+    assert_eq!(
+        store.scim_delete_user(&conn.id, &ada.id, Some(ada.version)).await.unwrap(),
+        ScimDeleteOutcome::Deactivated
+    );
 
     // SCIM-facing reads and writes: absent.
     let nf = |r: Result<DirectoryUser, StoreError>| matches!(r, Err(e) if e.is_not_found());
@@ -279,7 +287,7 @@ async fn soft_delete_hides_the_user_from_scim_and_create_restores_it(db: TestDb)
     let (groups, _) = store.list_groups(&conn.id, 0, 10, true).await.unwrap();
     assert_eq!(groups[0].members, vec![bob.id.clone()]);
     assert!(store.add_group_members(&conn.id, &eng.id, std::slice::from_ref(&ada.id)).await.unwrap_err().is_not_found());
-    assert!(store.scim_delete_user(&conn.id, &ada.id).await.unwrap_err().is_not_found(), "404 from then on");
+    assert!(store.scim_delete_user(&conn.id, &ada.id, None).await.unwrap_err().is_not_found(), "404 from then on");
     // A full replace of the group's members (the IdP never sees Ada) keeps her hidden membership.
     let replaced = store
         .replace_group(&conn.id, &eng.id, None, "Engineering", None, &json!({}), Some(vec![bob.id.clone()]))
@@ -356,7 +364,7 @@ async fn soft_delete_hides_the_user_from_scim_and_create_restores_it(db: TestDb)
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err}");
-    store.scim_delete_user(&conn.id, &bob.id).await.unwrap();
+    store.scim_delete_user(&conn.id, &bob.id, None).await.unwrap();
     let bob_again = store
         .create_user(&NewDirectoryUser {
             connection_id: conn.id.clone(),
@@ -408,11 +416,11 @@ async fn delete_policy_removes_the_user_and_its_credentials(db: TestDb) {
     store.create_user_session(&ada.id, None).await.unwrap();
 
     // Another connection cannot delete it.
-    assert!(store.scim_delete_user(&other.id, &ada.id).await.unwrap_err().is_not_found());
+    assert!(store.scim_delete_user(&other.id, &ada.id, None).await.unwrap_err().is_not_found());
 
-    assert_eq!(store.scim_delete_user(&conn.id, &ada.id).await.unwrap(), ScimDeleteOutcome::Deleted);
+    assert_eq!(store.scim_delete_user(&conn.id, &ada.id, None).await.unwrap(), ScimDeleteOutcome::Deleted);
     assert!(store.get_user_for_admin(&ada.id).await.unwrap_err().is_not_found());
-    assert!(store.scim_delete_user(&conn.id, &ada.id).await.unwrap_err().is_not_found());
+    assert!(store.scim_delete_user(&conn.id, &ada.id, None).await.unwrap_err().is_not_found());
     assert!(!token_works(&store, &token_secret).await);
     assert!(store.list_user_api_tokens(UserTokenFilter::User(&ada.id)).await.unwrap().is_empty(), "cascaded");
     assert!(store.list_user_sessions(&ada.id).await.unwrap().is_empty(), "cascaded");
@@ -423,7 +431,7 @@ async fn delete_policy_removes_the_user_and_its_credentials(db: TestDb) {
 
     // Switching back: the next delete deactivates.
     store.set_scim_delete_policy(&conn.id, ScimDeletePolicy::Deactivate).await.unwrap();
-    assert_eq!(store.scim_delete_user(&conn.id, &bob.id).await.unwrap(), ScimDeleteOutcome::Deactivated);
+    assert_eq!(store.scim_delete_user(&conn.id, &bob.id, None).await.unwrap(), ScimDeleteOutcome::Deactivated);
     assert!(store.get_user_for_admin(&bob.id).await.unwrap().scim_deleted_at.is_some());
     // An admin purge removes a soft-deleted user for good.
     store.delete_user(&conn.id, &bob.id).await.unwrap();

@@ -232,8 +232,18 @@ async fn users_are_created_found_patched_replaced_and_deleted_through_the_connec
     assert_eq!(status, 200, "{replaced}");
     assert_eq!(replaced["name"]["givenName"], "Another");
     assert_eq!(replaced["active"], true);
-    let (status, _, _) = scim_send(&server, Method::DELETE, &format!("{users}/{id}"), &ta, None).await;
-    assert_eq!(status, 204);
+    // A DELETE with a stale If-Match is refused and changes nothing; with the current one, or
+    // none, it goes through (RFC 7644 §3.14).
+    let delete_if = |etag: &'static str| {
+        server.request(Method::DELETE, &format!("{users}/{id}"), Some(&ta)).header("if-match", etag).send()
+    };
+    let stale = delete_if("W/\"2\"").await.unwrap();
+    assert_eq!(stale.status().as_u16(), 412);
+    let body: serde_json::Value = stale.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("version 3"), "{body}");
+    let (status, _, still) = scim_send(&server, Method::GET, &format!("{users}/{id}"), &ta, None).await;
+    assert_eq!((status, &still["active"]), (200, &json!(true)), "a refused DELETE changes nothing: {still}");
+    assert_eq!(delete_if("W/\"3\"").await.unwrap().status().as_u16(), 204);
     let (status, _, body) = scim_send(&server, Method::GET, &format!("{users}/{id}"), &ta, None).await;
     assert_eq!(status, 404, "{body}");
 
@@ -348,6 +358,14 @@ async fn groups_hold_members_and_searches_sort_and_page() {
     let (status, _, g) = scim_send(&server, Method::PUT, &format!("{base}/Groups/{gid}"), &ta, Some(&put)).await;
     assert_eq!((status, g["displayName"].as_str()), (200, Some("Eng")), "{g}");
     assert_eq!(g["members"].as_array().unwrap().len(), 1);
+    let stale = server
+        .request(Method::DELETE, &format!("{base}/Groups/{gid}"), Some(&ta))
+        .header("if-match", "W/\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status().as_u16(), 412, "the group changed since version 1");
+    assert_eq!(scim_send(&server, Method::GET, &format!("{base}/Groups/{gid}"), &ta, None).await.0, 200);
     assert_eq!(scim_send(&server, Method::DELETE, &format!("{base}/Groups/{gid}"), &ta, None).await.0, 204);
     assert_eq!(scim_send(&server, Method::GET, &format!("{base}/Groups/{gid}"), &ta, None).await.0, 404);
     let (status, _, u) = scim_send(&server, Method::GET, &format!("{base}/Users/{carol}"), &ta, None).await;
