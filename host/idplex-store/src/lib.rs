@@ -289,7 +289,7 @@ impl Store {
                 .connect_with(read_only.clone())
                 .await?;
             // Created after the pools, so the database file exists (and is in WAL mode) by then.
-            let readers = readers::Readers::open(read_only.get_filename(), readers as usize)?;
+            let readers = readers::Readers::open(read_only.get_filename(), readers as usize, write.clone())?;
             let writer = std::sync::Arc::new(readers::Writer::new(read_only.get_filename(), write.clone()));
             Pools::Sqlite {
                 read,

@@ -63,7 +63,16 @@ pub(crate) fn open(path: &Path, query_only: bool) -> Result<Connection, sqlx::Er
 /// How often the [`Checkpointer`] copies the WAL into the database.
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
-/// WAL size (pages) past which a checkpoint that could not copy everything is logged: readers
+/// WAL size (pages) past which the checkpointer restarts the WAL. Passive checkpoints copy the
+/// WAL into the database but never rewind it: only a writer starting after a *complete*
+/// checkpoint, with no reader still in the WAL, does — which under steady load may not happen
+/// for minutes (a 560 MB WAL was seen in a benchmark). A `RESTART` checkpoint takes the write
+/// lock, copies what is left (little, right after a passive one), waits for readers to leave
+/// the WAL, and so lets the next writer start at its beginning. Writers wait meanwhile (in
+/// the busy handler), a few milliseconds every few seconds of sustained writing.
+const WAL_RESTART_PAGES: i64 = 8 * 1024;
+
+/// WAL size (pages) past which a checkpoint that could not restart the WAL is logged: readers
 /// or another process keep it from catching up.
 const WAL_WARN_PAGES: i64 = 64 * 1024;
 
@@ -91,8 +100,8 @@ pub(crate) struct Readers {
 
 impl Readers {
     /// Opens `n` (at least 1) `query_only` connections to the file `path`, and starts its
-    /// checkpointer.
-    pub(crate) fn open(path: &Path, n: usize) -> Result<Readers, sqlx::Error> {
+    /// checkpointer (which takes `write_lock`'s only connection to restart the WAL).
+    pub(crate) fn open(path: &Path, n: usize, write_lock: sqlx::SqlitePool) -> Result<Readers, sqlx::Error> {
         let mut conns = Vec::with_capacity(n.max(1));
         for _ in 0..n.max(1) {
             conns.push(Mutex::new(Some(open(path, true)?)));
@@ -102,7 +111,7 @@ impl Readers {
             conns,
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            checkpointer: Checkpointer::start(path, CHECKPOINT_EVERY)?,
+            checkpointer: Checkpointer::start(path, CHECKPOINT_EVERY, write_lock)?,
         })
     }
 
@@ -204,7 +213,7 @@ impl Writer {
     }
 }
 
-/// A thread running `PRAGMA wal_checkpoint(PASSIVE)` on its own connection every interval,
+/// A thread running checkpoints (see [`checkpoint`]) on its own connection every interval,
 /// until stopped (or dropped).
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
@@ -213,13 +222,18 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn start(path: &Path, every: Duration) -> Result<Checkpointer, sqlx::Error> {
+    /// Must be called on a tokio runtime (the thread uses it to take the write lock).
+    pub(crate) fn start(path: &Path, every: Duration, write_lock: sqlx::SqlitePool) -> Result<Checkpointer, sqlx::Error> {
         let conn = open(path, false)?;
+        let runtime = tokio::runtime::Handle::current();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("idplex-checkpoint".into())
             .spawn(move || {
+                // Lets the thread take (and give back) a pooled connection.
+                let _runtime = runtime.enter();
+                let write_lock = WriteLock { runtime: &runtime, pool: &write_lock };
                 let (lock, wake) = &*flag;
                 let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 loop {
@@ -228,12 +242,13 @@ impl Checkpointer {
                         break;
                     }
                     drop(stopped);
-                    checkpoint(&conn);
+                    checkpoint(&conn, Some(&write_lock));
                     stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 }
                 drop(stopped);
-                // Leave as little WAL as possible behind for the next start.
-                checkpoint(&conn);
+                // Leave as little WAL as possible behind for the next start. Passive only: the
+                // runtime may be blocked on this thread's exit, and cannot hand out the lock.
+                checkpoint(&conn, None);
             })
             .map_err(sqlx::Error::Io)?;
         Ok(Checkpointer { stop, thread: Mutex::new(Some(thread)) })
@@ -256,12 +271,37 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint(conn: &Connection) {
-    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    });
+/// The store's write lock (the write pool's only connection), taken from the checkpointer's
+/// thread.
+struct WriteLock<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    pool: &'a sqlx::SqlitePool,
+}
+
+/// How long the checkpointer waits for the write lock before restarting the WAL without it.
+const WRITE_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// A passive checkpoint, then a restarting one if the WAL has grown past
+/// [`WAL_RESTART_PAGES`] (see there). The restart runs holding the store's write lock, so the
+/// store's writers queue for the pool (and start the moment it is done) instead of sleeping in
+/// SQLite's busy handler, whose back-off adds tens of milliseconds.
+fn checkpoint(conn: &Connection, write_lock: Option<&WriteLock<'_>>) {
+    let run = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+    };
+    let mut result = run("PASSIVE");
+    if let Some(write_lock) = write_lock.filter(|_| matches!(result, Ok((_, wal, _)) if wal > WAL_RESTART_PAGES)) {
+        let held = write_lock
+            .runtime
+            .block_on(tokio::time::timeout(WRITE_LOCK_WAIT, write_lock.pool.acquire()));
+        result = run("RESTART");
+        drop(held);
+    }
     match result {
-        Ok((wal, copied)) if wal > WAL_WARN_PAGES && copied < wal => tracing::warn!(
+        // `busy` = 1: a RESTART could not finish (a reader or another process held on).
+        Ok((busy, wal, copied)) if wal > WAL_WARN_PAGES && (busy != 0 || copied < wal) => tracing::warn!(
             wal_pages = wal,
             checkpointed = copied,
             "SQLite WAL is large and the checkpoint could not catch up (long-running readers?)"
@@ -388,12 +428,17 @@ mod tests {
         assert_eq!(got, (2, "one".to_string()));
     }
 
-    #[test]
-    fn readers_refuse_writes_and_close() {
+    #[tokio::test]
+    async fn readers_refuse_writes_and_close() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        open(&path, false).unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-        let readers = Readers::open(&path, 2).unwrap();
+        open(&path, false).unwrap().execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").unwrap();
+        let write_lock = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        let readers = Readers::open(&path, 2, write_lock).unwrap();
         let n: i64 = readers.run(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))).unwrap();
         assert_eq!(n, 0);
         let write = readers.run(|c| c.execute("INSERT INTO t VALUES (1)", []));
