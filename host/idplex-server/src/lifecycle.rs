@@ -7,7 +7,8 @@
 //!   SCIM `DELETE` of a user does there; answers the connection;
 //! * `GET  /connections/{id}/users?offset=&limit=` — the directory's users as admins see them,
 //!   soft-deleted ones included (`scim_deleted_at` set);
-//! * `GET  /users/{user_id}` — one user, whatever its state;
+//! * `GET  /users/{user_id}` — one user, whatever its state; `DELETE /users/{user_id}` — purge
+//!   it for good (memberships, API tokens, sessions too), freeing its `userName`;
 //! * `POST /users/{user_id}/api-tokens` `{"label", "ttl_days"?}` — 201 with the secret, once;
 //! * `GET  /api-tokens[?user=|?org=]`, `POST /api-tokens/{id}/revoke`;
 //! * `POST /users/{user_id}/sessions` `{"ttl_minutes"?}` — 201 with the session secret, once. An
@@ -15,8 +16,8 @@
 //!   sign-in; it follows the same rules (ended when the user is deactivated);
 //! * `GET  /users/{user_id}/sessions`, `POST /sessions/{id}/end`.
 //!
-//! For the SCIM server: [`record_sync_in_background`] and [`sync_operation`] record a request
-//! in its directory's sync log without making the IdP wait.
+//! The SCIM handler records each request in its directory's sync log through
+//! `crate::sync_log` (a bounded queue written in batches, off the request path).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -48,7 +49,7 @@ pub(crate) fn admin_routes() -> Router<AppState> {
         .route("/connections/{id}/sync-log", get(sync_log))
         .route("/connections/{id}/scim-delete-policy", put(set_delete_policy))
         .route("/connections/{id}/users", get(list_users))
-        .route("/users/{user_id}", get(get_user))
+        .route("/users/{user_id}", get(get_user).delete(purge_user))
         .route("/users/{user_id}/api-tokens", post(create_api_token))
         .route("/users/{user_id}/sessions", get(list_sessions).post(create_session))
         .route("/api-tokens", get(list_api_tokens))
@@ -140,6 +141,20 @@ async fn list_users(
 async fn get_user(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
     let user = s.hub.store().get_user_for_admin(&user_id).await.map_err(HubError::from)?;
     Ok(Json(json!({ "user": user })))
+}
+
+/// Purge a user for good, whatever its directory's delete policy: the user, its memberships,
+/// API tokens and sessions are removed, and its `userName` is free again in the organization
+/// (a soft-deleted user keeps it). For an admin cleaning up after an IdP, or before another
+/// directory provisions the same person.
+async fn purge_user(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
+    let store = s.hub.store();
+    let user = store.get_user_for_admin(&user_id).await.map_err(HubError::from)?;
+    store.delete_user(&user.connection_id, &user.id).await.map_err(HubError::from)?;
+    tracing::info!(user = %user.id, connection = %user.connection_id, "user purged by an admin");
+    Ok(Json(json!({
+        "purged": { "id": user.id, "connection_id": user.connection_id, "user_name": user.user_name }
+    })))
 }
 
 #[derive(Deserialize)]

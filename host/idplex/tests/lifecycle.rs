@@ -362,3 +362,40 @@ async fn scim_requests_are_logged_and_delete_follows_the_directory_policy() {
     assert_eq!(ops, ["create", "delete", "create", "get", "delete", "create"], "{ops:?}");
     assert!(log.iter().all(|e| !e.to_string().contains(&token)), "the token never reaches the log");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_purge_frees_a_soft_deleted_users_name_for_another_directory() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    let okta = server.create_connection(&json!({"name": "okta", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let entra = server.create_connection(&json!({"name": "entra", "connector": "custom-saml", "version": "1.0.0"})).await;
+    let (okta_token, entra_token) = (scim_secret(&env, &okta).await, scim_secret(&env, &entra).await);
+    let bob = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bob@example.com"});
+
+    // Okta provisions and then deletes Bob: under the default policy he is only soft-deleted,
+    // and keeps his userName, so Entra cannot provision the same person.
+    let (status, created) = scim(&server, Method::POST, &format!("/scim/v2/{okta}/Users"), &okta_token, &bob).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, api_token) = {
+        let r = admin(&server, Method::POST, &format!("/admin/v1/users/{id}/api-tokens"), Some(&json!({"label": "x"}))).await;
+        r.expect(201);
+        (r.body["token"]["id"].as_str().unwrap().to_string(), r.body["secret"].as_str().unwrap().to_string())
+    };
+    Server::send(server.request(Method::DELETE, &format!("/scim/v2/{okta}/Users/{id}"), Some(&okta_token))).await.expect(204);
+    let (status, body) = scim(&server, Method::POST, &format!("/scim/v2/{entra}/Users"), &entra_token, &bob).await;
+    assert_eq!((status, body["scimType"].as_str()), (409, Some("uniqueness")), "{body}");
+
+    // The admin purges him: gone for the admin too, his API token with him; an unknown id is a 404.
+    let r = admin(&server, Method::DELETE, &format!("/admin/v1/users/{id}"), None).await;
+    r.expect(200);
+    assert_eq!(r.body["purged"]["user_name"], "bob@example.com", "{}", r.body);
+    admin(&server, Method::GET, &format!("/admin/v1/users/{id}"), None).await.expect(404);
+    admin(&server, Method::DELETE, &format!("/admin/v1/users/{id}"), None).await.expect(404);
+    me(&server, Some(&api_token), None).await.expect(401);
+
+    // Now Entra can provision Bob, as a new user.
+    let (status, again) = scim(&server, Method::POST, &format!("/scim/v2/{entra}/Users"), &entra_token, &bob).await;
+    assert_eq!(status, 201, "{again}");
+    assert_ne!(again["id"], id.as_str());
+}
