@@ -246,6 +246,13 @@ struct Live {
     instance: Option<Connector>,
 }
 
+impl Warm {
+    /// Drops the instance (if any): the next call starts a fresh one.
+    pub(crate) fn discard(&mut self) {
+        self.live = None;
+    }
+}
+
 impl std::fmt::Debug for Warm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Warm").field("instantiated", &self.live.as_ref().is_some_and(|l| l.instance.is_some())).finish()

@@ -159,23 +159,16 @@ impl LoadedConnector {
             )
             .await?;
         let ops = flatten(&self.label, out)?;
-        for op in &ops {
-            let json = match op {
-                Operation::Create(j) | Operation::Replace((_, j)) => Some(j),
-                Operation::Patch((_, patch)) => {
-                    for p in patch {
-                        if let Some(v) = &p.value {
-                            self.check_json("patch operation value", v)?;
-                        }
-                    }
-                    None
-                }
-                _ => None,
-            };
-            if let Some(j) = json {
-                self.check_json("resource", j)?;
-            }
-        }
+        let checked = ops.iter().try_for_each(|op| match op {
+            Operation::Create(j) | Operation::Replace((_, j)) => self.check_json("resource", j),
+            Operation::Patch((_, patch)) => patch
+                .iter()
+                .filter_map(|p| p.value.as_deref())
+                .try_for_each(|v| self.check_json("patch operation value", v)),
+            _ => Ok(()),
+        });
+        // An instance that answered something unusable is not trusted with the next call.
+        checked.inspect_err(|_| warm.discard())?;
         Ok(ops)
     }
 
@@ -202,7 +195,7 @@ impl LoadedConnector {
             )
             .await?;
         let json = flatten(&self.label, out)?;
-        self.check_json("rendered resource", &json)?;
+        self.check_json("rendered resource", &json).inspect_err(|_| warm.discard())?;
         Ok(json)
     }
 

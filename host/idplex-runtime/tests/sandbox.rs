@@ -363,6 +363,13 @@ async fn the_calls_of_one_request_share_an_instance_and_a_failed_one_is_discarde
     let out = c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
     assert_eq!(calls_served(&out), 1, "the trapped instance must not be reused");
 
+    // So does an answer the host cannot use (invalid JSON).
+    assert_eq!(calls_served(&c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await.unwrap()), 2);
+    let err = c.render_in(&mut warm, &ctx, ResourceKind::User, "\"garbage\"".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "invalid_output", "{err}");
+    let out = c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 1, "an instance that answered garbage must not be reused");
+
     // A Warm used with another context (another connection's config) starts over.
     let other = self::ctx(&[("mode", "count")], Limits::default());
     let out = c.render_in(&mut warm, &other, ResourceKind::User, "{}".into()).await.unwrap();

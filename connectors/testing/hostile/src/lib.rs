@@ -8,7 +8,7 @@
 //! | `mode`   | effect |
 //! |----------|--------|
 //! | `ok` (or unset) | nothing: the export answers with a trivial passthrough result |
-//! | `count`  | answers `{"calls":N}`, N the calls this instance served (shows instance reuse); `render` of the JSON string `"trap"` then traps |
+//! | `count`  | answers `{"calls":N}`, N the calls this instance served (shows instance reuse); `render` of the JSON string `"trap"` then traps, of `"garbage"` answers invalid JSON |
 //! | `trap`   | panics; with `panic = "abort"` that is a Wasm trap |
 //! | `loop`   | spins forever (a `black_box` counter the optimizer cannot remove) → deadline |
 //! | `oom`    | allocates and touches 1 MiB chunks forever → memory cap (or trap at 4 GiB) |
@@ -223,10 +223,13 @@ impl provisioning::Guest for Hostile {
     }
 
     fn render(_kind: ResourceKind, resource: Json) -> Result<Json, ConnectorError> {
-        // In `count` mode, rendering the JSON string "trap" traps (after counting the call).
+        // In `count` mode, rendering the JSON string "trap" traps, and "garbage" answers text
+        // that is not JSON (after counting the call).
         let trap = resource == "\"trap\"";
+        let garbage = resource == "\"garbage\"";
         Ok(match misbehave()? {
             Outcome::Payload(_) if trap => panic!("hostile connector: asked to trap"),
+            Outcome::Payload(_) if garbage => "{not json".to_string(),
             Outcome::Payload(p) => p,
             Outcome::Normal => resource,
         })
