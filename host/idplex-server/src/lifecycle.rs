@@ -10,7 +10,8 @@
 //! * `GET  /users/{user_id}` — one user, whatever its state; `DELETE /users/{user_id}` — purge
 //!   it for good (memberships, API tokens, sessions too), freeing its `userName`;
 //! * `POST /users/{user_id}/api-tokens` `{"label", "ttl_days"?}` — 201 with the secret, once;
-//! * `GET  /api-tokens[?user=|?org=]`, `POST /api-tokens/{id}/revoke`;
+//! * `GET  /api-tokens[?user=|?org=][&limit=&before=]` — newest first, a page at a time
+//!   (`{"tokens": [...], "next": cursor|null}`); `POST /api-tokens/{id}/revoke`;
 //! * `POST /users/{user_id}/sessions` `{"ttl_minutes"?}` — 201 with the session secret, once. An
 //!   admin-issued session is a stand-in until the SAML service provider issues sessions at
 //!   sign-in; it follows the same rules (ended when the user is deactivated);
@@ -27,7 +28,7 @@ use axum::{Json, Router};
 use idplex_hub::{HubError, redacted};
 use idplex_store::{
     MAX_DIRECTORY_LIST_LIMIT, OutcomeFilter, ScimDeletePolicy, SyncLogCursor, SyncLogQuery,
-    UserTokenFilter,
+    UserTokenCursor, UserTokenFilter,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -194,6 +195,8 @@ async fn create_api_token(
 struct TokenListParams {
     user: Option<String>,
     org: Option<String>,
+    limit: Option<u32>,
+    before: Option<String>,
 }
 
 async fn list_api_tokens(
@@ -209,8 +212,15 @@ async fn list_api_tokens(
         (None, Some(org)) => UserTokenFilter::Org(org),
         (None, None) => UserTokenFilter::All,
     };
-    let tokens = s.hub.store().list_user_api_tokens(filter).await.map_err(HubError::from)?;
-    Ok(Json(json!({ "tokens": tokens })))
+    let before = p
+        .before
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .map(str::parse::<UserTokenCursor>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
+    let page = s.hub.store().list_user_api_tokens(filter, p.limit, before.as_ref()).await.map_err(HubError::from)?;
+    Ok(Json(json!({ "tokens": page.tokens, "next": page.next })))
 }
 
 async fn revoke_api_token(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -174,8 +174,9 @@ pub use sync_log::{
 pub use tokens::ADMIN_TOKEN_PREFIX;
 pub use user_tokens::{
     ListedUserApiToken, MAX_USER_TOKEN_LABEL_BYTES, SessionEndReason, USER_API_TOKEN_DEFAULT_TTL_MS,
-    USER_API_TOKEN_PREFIX, USER_SESSION_DEFAULT_TTL_MS, USER_SESSION_PREFIX, UserApiToken,
-    UserSession, UserTokenFilter,
+    MAX_USER_TOKEN_LIMIT, USER_API_TOKEN_PREFIX, USER_SESSION_DEFAULT_TTL_MS, USER_SESSION_PREFIX,
+    USER_TOKEN_DEFAULT_LIMIT, UserApiToken, UserApiTokenPage, UserSession, UserTokenCursor,
+    UserTokenFilter,
 };
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -121,6 +121,53 @@ pub struct ListedUserApiToken {
     pub user_scim_deleted_at: Option<i64>,
 }
 
+/// Where a page of [`Store::list_user_api_tokens`] ends: the next page starts after this token
+/// (newest first). Written `CREATED_AT_ID`; opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTokenCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl std::fmt::Display for UserTokenCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.created_at, self.id)
+    }
+}
+
+impl std::str::FromStr for UserTokenCursor {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        let invalid = || StoreError::InvalidInput {
+            what: "API token cursor",
+            reason: format!("{s:?} is not a cursor this server returned (CREATED_AT_ID)"),
+        };
+        let (at, id) = s.split_once('_').ok_or_else(invalid)?;
+        if id.is_empty() {
+            return Err(invalid());
+        }
+        Ok(UserTokenCursor { created_at: at.parse().map_err(|_| invalid())?, id: id.to_owned() })
+    }
+}
+
+impl Serialize for UserTokenCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Tokens per page of [`Store::list_user_api_tokens`] unless asked otherwise, and at most.
+pub const USER_TOKEN_DEFAULT_LIMIT: u32 = 100;
+pub const MAX_USER_TOKEN_LIMIT: u32 = 1000;
+
+/// A page of user API tokens, newest first; `next` continues after its last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserApiTokenPage {
+    pub tokens: Vec<ListedUserApiToken>,
+    pub next: Option<UserTokenCursor>,
+}
+
 /// Which user API tokens [`Store::list_user_api_tokens`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserTokenFilter<'a> {
@@ -440,37 +487,60 @@ impl Store {
         Ok(token)
     }
 
-    /// User API tokens, revoked and expired ones included, newest first, with their owner's
-    /// `userName` and state. Never includes secrets or their hashes. Empty for an unknown
+    /// A page of user API tokens, revoked and expired ones included, newest first, with their
+    /// owner's `userName` and state: at most `limit` (default [`USER_TOKEN_DEFAULT_LIMIT`],
+    /// clamped to [`MAX_USER_TOKEN_LIMIT`]), after `before` when given (keyset paging, stable
+    /// while tokens are added). Never includes secrets or their hashes. Empty for an unknown
     /// organization or user.
     pub async fn list_user_api_tokens(
         &self,
         filter: UserTokenFilter<'_>,
-    ) -> Result<Vec<ListedUserApiToken>, StoreError> {
+        limit: Option<u32>,
+        before: Option<&UserTokenCursor>,
+    ) -> Result<UserApiTokenPage, StoreError> {
         let columns = TOKEN_COLUMNS
             .split(',')
             .map(|c| format!("t.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        let (condition, key) = match filter {
-            UserTokenFilter::All => ("", None),
-            UserTokenFilter::Org(org) => ("WHERE t.org_id = $1", Some(org)),
-            UserTokenFilter::User(user) => ("WHERE t.user_id = $1", Some(user)),
+        let limit = limit.unwrap_or(USER_TOKEN_DEFAULT_LIMIT).clamp(1, MAX_USER_TOKEN_LIMIT);
+        let (mut conditions, key) = match filter {
+            UserTokenFilter::All => (Vec::new(), None),
+            UserTokenFilter::Org(org) => (vec!["t.org_id = $1".to_string()], Some(org)),
+            UserTokenFilter::User(user) => (vec!["t.user_id = $1".to_string()], Some(user)),
         };
+        let mut n = usize::from(key.is_some());
+        if before.is_some() {
+            conditions.push(format!(
+                "(t.created_at < ${a} OR (t.created_at = ${a} AND t.id < ${b}))",
+                a = n + 1,
+                b = n + 2
+            ));
+            n += 2;
+        }
+        let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
             "SELECT {columns}, u.connection_id, u.user_name, u.active AS user_active, \
                  u.scim_deleted_at AS user_scim_deleted_at \
              FROM user_api_tokens t JOIN directory_users u ON u.id = t.user_id {condition} \
-             ORDER BY t.created_at DESC, t.id DESC"
+             ORDER BY t.created_at DESC, t.id DESC LIMIT ${}",
+            n + 1
         );
-        let rows: Vec<ListedTokenRow> = with_pool!(self, read, |pool| {
+        // One more than the page: whether there is a next page, without another query.
+        let fetch = i64::from(limit) + 1;
+        let mut rows: Vec<ListedTokenRow> = with_pool!(self, read, |pool| {
             let mut query = sqlx::query_as(&sql);
             if let Some(key) = key {
                 query = query.bind(key);
             }
-            query.fetch_all(pool).await?
+            if let Some(c) = before {
+                query = query.bind(c.created_at).bind(c.id.as_str());
+            }
+            query.bind(fetch).fetch_all(pool).await?
         });
-        Ok(rows
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let tokens: Vec<ListedUserApiToken> = rows
             .into_iter()
             .map(|r| ListedUserApiToken {
                 token: r.token.into_token(),
@@ -479,7 +549,12 @@ impl Store {
                 user_active: r.user_active,
                 user_scim_deleted_at: r.user_scim_deleted_at,
             })
-            .collect())
+            .collect();
+        let next = more
+            .then(|| tokens.last())
+            .flatten()
+            .map(|t| UserTokenCursor { created_at: t.token.created_at, id: t.token.id.clone() });
+        Ok(UserApiTokenPage { tokens, next })
     }
 
     /// Opens a session for the directory user `user_id`, valid for `ttl_ms` (default

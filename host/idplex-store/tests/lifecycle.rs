@@ -218,23 +218,38 @@ async fn user_api_tokens_expire_revoke_and_list(db: TestDb) {
     assert!(store.revoke_user_api_token("uat_nope").await.unwrap_err().is_not_found());
 
     // Listing: newest first, owner shown, filtered by user or organization; never a secret.
-    let all = store.list_user_api_tokens(UserTokenFilter::All).await.unwrap();
+    let all = store.list_user_api_tokens(UserTokenFilter::All, None, None).await.unwrap().tokens;
     let ids: Vec<&str> = all.iter().map(|t| t.token.id.as_str()).collect();
     assert_eq!(ids, [bobs.id.as_str(), keep.id.as_str(), short.id.as_str()]);
-    let org1 = store.list_user_api_tokens(UserTokenFilter::Org("org1")).await.unwrap();
+    let org1 = store.list_user_api_tokens(UserTokenFilter::Org("org1"), None, None).await.unwrap().tokens;
     assert_eq!(org1.len(), 2);
     assert!(org1.iter().all(|t| t.user_name == "ada@example.com" && t.user_active && t.connection_id == a.id));
-    let bob_only = store.list_user_api_tokens(UserTokenFilter::User(&bob.id)).await.unwrap();
+    let bob_only = store.list_user_api_tokens(UserTokenFilter::User(&bob.id), None, None).await.unwrap().tokens;
     assert_eq!(bob_only.len(), 1);
     assert_eq!(bob_only[0].token.label, "bob's");
-    assert!(store.list_user_api_tokens(UserTokenFilter::Org("org9")).await.unwrap().is_empty());
+    assert!(store.list_user_api_tokens(UserTokenFilter::Org("org9"), None, None).await.unwrap().tokens.is_empty());
+    // A page at a time, newest first, each token once; a cursor the server never issued is refused.
+    let mut paged = Vec::new();
+    let mut before: Option<idplex_store::UserTokenCursor> = None;
+    loop {
+        let page = store.list_user_api_tokens(UserTokenFilter::All, Some(2), before.as_ref()).await.unwrap();
+        assert!(page.tokens.len() <= 2);
+        paged.extend(page.tokens.into_iter().map(|t| t.token.id));
+        match page.next {
+            Some(next) => before = Some(next.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids, "pages add up to the whole listing, in order");
+    assert!("12x_".parse::<idplex_store::UserTokenCursor>().is_err());
+    assert!("nonsense".parse::<idplex_store::UserTokenCursor>().is_err());
     let text = serde_json::to_string(&all).unwrap();
     assert!(!text.contains(&keep_secret) && !text.contains("hash"), "{text}");
     assert!(all[1].token.last_used_at.is_some(), "verified once");
 
     // The owner's state shows in the listing.
     store.set_user_active(&a.id, &ada.id, false).await.unwrap();
-    let org1 = store.list_user_api_tokens(UserTokenFilter::Org("org1")).await.unwrap();
+    let org1 = store.list_user_api_tokens(UserTokenFilter::Org("org1"), None, None).await.unwrap().tokens;
     assert!(org1.iter().all(|t| !t.user_active));
     store.close().await;
 }
@@ -308,7 +323,7 @@ async fn soft_delete_hides_the_user_from_scim_and_create_restores_it(db: TestDb)
     assert_eq!(seen.version, ada.version + 1);
     let (all, total) = store.list_users_including_deleted(&conn.id, 0, 100).await.unwrap();
     assert_eq!((all.len(), total), (2, 2));
-    assert!(store.list_user_api_tokens(UserTokenFilter::User(&ada.id)).await.unwrap()[0].user_scim_deleted_at.is_some());
+    assert!(store.list_user_api_tokens(UserTokenFilter::User(&ada.id), None, None).await.unwrap().tokens[0].user_scim_deleted_at.is_some());
 
     // It still holds its userName: another directory of the organization cannot take it...
     let err = store
@@ -422,7 +437,7 @@ async fn delete_policy_removes_the_user_and_its_credentials(db: TestDb) {
     assert!(store.get_user_for_admin(&ada.id).await.unwrap_err().is_not_found());
     assert!(store.scim_delete_user(&conn.id, &ada.id, None).await.unwrap_err().is_not_found());
     assert!(!token_works(&store, &token_secret).await);
-    assert!(store.list_user_api_tokens(UserTokenFilter::User(&ada.id)).await.unwrap().is_empty(), "cascaded");
+    assert!(store.list_user_api_tokens(UserTokenFilter::User(&ada.id), None, None).await.unwrap().tokens.is_empty(), "cascaded");
     assert!(store.list_user_sessions(&ada.id).await.unwrap().is_empty(), "cascaded");
     assert_eq!(store.get_group(&conn.id, &eng.id).await.unwrap().members, vec![bob.id.clone()]);
     let fresh = user(&store, &conn.id, "ada@example.com").await;

@@ -732,7 +732,17 @@ async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Res
                 (None, Some(o)) => UserTokenFilter::Org(o),
                 (None, None) => UserTokenFilter::All,
             };
-            let toks = store.list_user_api_tokens(filter).await.map_err(HubError::from)?;
+            // Every page: the CLI lists them all.
+            let mut toks = Vec::new();
+            let mut before = None;
+            loop {
+                let page = store.list_user_api_tokens(filter, None, before.as_ref()).await.map_err(HubError::from)?;
+                toks.extend(page.tokens);
+                match page.next {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
             emit(json_out, &json!({ "tokens": toks }), || {
                 toks.iter()
                     .map(|t| {

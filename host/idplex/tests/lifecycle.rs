@@ -132,6 +132,20 @@ async fn deactivation_over_scim_stops_the_users_token_and_session_at_once() {
     assert!(token.starts_with(listed["prefix"].as_str().unwrap()));
     let text = r.body.to_string();
     assert!(!text.contains(&token) && !text.contains("hash"), "{text}");
+    assert!(r.body["next"].is_null(), "one page: {}", r.body);
+    // Paged: a second token, one per page, the newest first.
+    admin(&server, Method::POST, &format!("/admin/v1/users/{id}/api-tokens"), Some(&json!({"label": "second"})))
+        .await
+        .expect(201);
+    let first = admin(&server, Method::GET, &format!("/admin/v1/api-tokens?user={id}&limit=1"), None).await;
+    first.expect(200);
+    assert_eq!(first.body["tokens"][0]["label"], "second", "{}", first.body);
+    let cursor = first.body["next"].as_str().expect("a next page").to_string();
+    let second = admin(&server, Method::GET, &format!("/admin/v1/api-tokens?user={id}&limit=1&before={cursor}"), None).await;
+    second.expect(200);
+    assert_eq!(second.body["tokens"][0]["id"], token_id.as_str(), "{}", second.body);
+    assert!(second.body["next"].is_null(), "{}", second.body);
+    admin(&server, Method::GET, "/admin/v1/api-tokens?before=garbage", None).await.expect(400);
     admin(&server, Method::POST, &format!("/admin/v1/api-tokens/{token_id}/revoke"), None).await.expect(200);
     me(&server, Some(&token), None).await.expect(401);
 
