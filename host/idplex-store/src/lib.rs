@@ -407,6 +407,18 @@ pub(crate) fn random_id(prefix: &str) -> String {
 }
 
 /// `text` cut to at most `max_bytes` bytes at a character boundary, marked with `…` when cut.
+/// Parses a keyset cursor written `TIME_REST` (unix ms, then the rest of the key, non-empty
+/// and parsed as `T`); the error names `what` and the expected `format`, and says it is not a
+/// cursor this server returned.
+pub(crate) fn parse_cursor<T: std::str::FromStr>(s: &str, what: &'static str, format: &str) -> Result<(i64, T), StoreError> {
+    let invalid = || StoreError::InvalidInput {
+        what,
+        reason: format!("{s:?} is not a cursor this server returned ({format})"),
+    };
+    let (time, rest) = s.split_once('_').filter(|(_, rest)| !rest.is_empty()).ok_or_else(invalid)?;
+    Ok((time.parse().map_err(|_| invalid())?, rest.parse().map_err(|_| invalid())?))
+}
+
 pub(crate) fn truncate_utf8(text: &str, max_bytes: usize) -> String {
     if text.len() <= max_bytes {
         return text.to_owned();

@@ -248,15 +248,8 @@ impl FromStr for SyncLogCursor {
     type Err = StoreError;
 
     fn from_str(s: &str) -> Result<Self, StoreError> {
-        let invalid = || StoreError::InvalidInput {
-            what: "sync log cursor",
-            reason: format!("{s:?} is not a cursor this server returned (AT_ID)"),
-        };
-        let (at, id) = s.split_once('_').ok_or_else(invalid)?;
-        Ok(SyncLogCursor {
-            at: at.parse().map_err(|_| invalid())?,
-            id: id.parse().map_err(|_| invalid())?,
-        })
+        let (at, id) = crate::parse_cursor(s, "sync log cursor", "AT_ID")?;
+        Ok(SyncLogCursor { at, id })
     }
 }
 

@@ -139,15 +139,8 @@ impl std::str::FromStr for UserTokenCursor {
     type Err = StoreError;
 
     fn from_str(s: &str) -> Result<Self, StoreError> {
-        let invalid = || StoreError::InvalidInput {
-            what: "API token cursor",
-            reason: format!("{s:?} is not a cursor this server returned (CREATED_AT_ID)"),
-        };
-        let (at, id) = s.split_once('_').ok_or_else(invalid)?;
-        if id.is_empty() {
-            return Err(invalid());
-        }
-        Ok(UserTokenCursor { created_at: at.parse().map_err(|_| invalid())?, id: id.to_owned() })
+        let (created_at, id) = crate::parse_cursor(s, "API token cursor", "CREATED_AT_ID")?;
+        Ok(UserTokenCursor { created_at, id })
     }
 }
 
