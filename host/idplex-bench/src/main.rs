@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use idplex_runtime::{
     CallContext, LoadedConnector, ResourceKind, Runtime, RuntimeConfig, SamlAttribute, ScimRequest,
-    VerifiedAssertion,
+    VerifiedAssertion, Warm,
 };
 use serde_json::{Value, json};
 
@@ -215,6 +215,34 @@ fn okta_user_body() -> String {
         }
     })
     .to_string()
+}
+
+/// `GET /Users?filter=userName eq "…"`, as the SCIM server hands it to `normalize`.
+fn get_users_by_name() -> ScimRequest {
+    ScimRequest {
+        method: "GET".into(),
+        resource: ResourceKind::User,
+        id: None,
+        query: vec![("filter".into(), r#"userName eq "ada.lovelace@contoso.com""#.into())],
+        body: None,
+    }
+}
+
+/// A stored user as the SCIM server renders it (core + enterprise attributes, `meta`, groups).
+fn stored_user() -> String {
+    let mut user: Value = serde_json::from_str(&okta_user_body()).expect("valid JSON");
+    let o = user.as_object_mut().expect("object");
+    o.remove("password");
+    o.insert("id".into(), json!("usr_6f1c2d3e4a5b69788796a5b4c3d2e1f0"));
+    o.insert("groups".into(), json!([{"value": "grp_0a1b2c3d", "display": "Engineering", "$ref": "http://127.0.0.1/scim/v2/conn_1/Groups/grp_0a1b2c3d"}]));
+    o.insert("meta".into(), json!({
+        "resourceType": "User",
+        "created": "2026-11-25T10:00:00.000Z",
+        "lastModified": "2026-11-25T10:00:00.000Z",
+        "location": "http://127.0.0.1/scim/v2/conn_1/Users/usr_6f1c2d3e4a5b69788796a5b4c3d2e1f0",
+        "version": "W/\"1\""
+    }));
+    user.to_string()
 }
 
 fn post_users(body: &str) -> ScimRequest {
@@ -467,6 +495,50 @@ fn main() -> Result<()> {
         "normalize_wasm",
         &format!("normalize POST /Users (Okta, {} B)", body.len()),
         norm_wasm,
+    );
+
+    // 3b. What the connector adds to one SCIM request: the request's one instance, its
+    // `normalize` and a `render` of the resource it returns, then the instance's release
+    // (`Warm` dropped), against the host's native generic dialect doing the same work.
+    let get = get_users_by_name();
+    let stored = stored_user();
+    let (c, x) = (&*connector, &ctx);
+    let one_get = |q: ScimRequest| {
+        let stored = stored.clone();
+        async move {
+            let (connector, ctx) = (c, x);
+            let mut warm = Warm::default();
+            connector.normalize_in(&mut warm, ctx, q).await?;
+            let out = connector.render_in(&mut warm, ctx, ResourceKind::User, stored).await;
+            drop(warm);
+            out
+        }
+    };
+    let req_wasm = rt.block_on(time_async(&s, &get, one_get))?;
+    r.latency_us("scim_get_request_wasm", "SCIM GET ?filter: instance + normalize + render", req_wasm);
+    let kept = std::cell::RefCell::new(Warm::default());
+    let req_reused = rt.block_on(time_async(&s, &get, |q: ScimRequest| {
+        let stored = stored.clone();
+        let kept = &kept;
+        async move {
+            let mut warm = kept.take();
+            c.normalize_in(&mut warm, x, q).await?;
+            let out = c.render_in(&mut warm, x, ResourceKind::User, stored).await;
+            kept.replace(warm);
+            out
+        }
+    }))?;
+    r.latency_us("scim_get_request_reused", "SCIM GET ?filter: reused instance + normalize + render", req_reused);
+    let req_native = time_sync(&s, || {
+        idplex_hub::native_scim::normalize(&get).map_err(|e| e.message)?;
+        idplex_hub::native_scim::render(stored.clone()).map_err(|e| e.message)
+    })?;
+    r.latency_us("scim_get_request_native", "SCIM GET ?filter: native normalize + render", req_native);
+    r.figure(
+        "scim_get_request_added_us",
+        "  connector's added time per GET request (p50 difference)",
+        us(req_wasm.p50) - us(req_native.p50),
+        "µs",
     );
 
     // 5. Native baselines, timed the same way (on this thread, no async).

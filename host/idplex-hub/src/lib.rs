@@ -274,12 +274,7 @@ impl Hub {
         };
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
         let context = call_context(&self.runtime, conn, &connector)?;
-        self.registry.bind(Binding {
-            connection_id: conn.id.clone(),
-            connector,
-            context: Arc::new(context),
-            stamp: conn.updated_at,
-        });
+        self.registry.bind(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
         Ok(())
     }
 
@@ -313,7 +308,8 @@ impl Hub {
     }
 
     /// Poll the store every `every` and apply changes made elsewhere (the CLI, another replica),
-    /// until `shutdown` resolves.
+    /// until `shutdown` resolves. Each tick also releases connector instances that have been
+    /// idle for longer than [`idplex_runtime::InstanceReuse::idle_timeout`].
     pub fn spawn_watcher(
         self: &Arc<Self>,
         every: Duration,
@@ -327,6 +323,10 @@ impl Hub {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = shutdown.changed() => break,
+                }
+                let released = hub.registry.sweep_idle();
+                if released > 0 {
+                    tracing::debug!(released, "released idle connector instances");
                 }
                 match hub.sync_bindings().await {
                     Ok(0) => {}
@@ -373,11 +373,14 @@ impl Hub {
     /// The connection's provisioning dialect for one SCIM request: its live binding, pinned for
     /// the whole request (a connector swapped meanwhile serves the next request, never half of
     /// this one), with one connector instance shared by the request's `normalize` and `render`
-    /// calls ([`idplex_runtime::Warm`]).
+    /// calls ([`idplex_runtime::Warm`]): one a previous request of the same binding left in
+    /// good health, or a fresh one ([`idplex_runtime::reuse`]). Dropping the `Provisioning`
+    /// returns the instance to the binding.
     pub fn provisioning(&self, connection_id: &str) -> Result<Provisioning<'_>, HubError> {
         let binding = self.binding(connection_id)?;
         require(&binding, idplex_runtime::Capability::Provisioning, "provisioning")?;
-        Ok(Provisioning { hub: self, binding, warm: idplex_runtime::Warm::default() })
+        let warm = binding.idle.take();
+        Ok(Provisioning { hub: self, binding, warm })
     }
 
     /// Normalize a SCIM request through the connection's connector (or, with
@@ -429,6 +432,12 @@ pub struct Provisioning<'h> {
     hub: &'h Hub,
     binding: Arc<Binding>,
     warm: idplex_runtime::Warm,
+}
+
+impl Drop for Provisioning<'_> {
+    fn drop(&mut self) {
+        self.binding.idle.put(std::mem::take(&mut self.warm));
+    }
 }
 
 impl Provisioning<'_> {

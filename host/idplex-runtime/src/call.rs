@@ -108,6 +108,8 @@ fn kind_name(kind: crate::bindings::ConnectorErrorKind) -> &'static str {
 pub(crate) struct MemoryLimiter {
     limit: u64,
     refused: Option<u64>,
+    /// The largest size a memory of the instance has grown to.
+    current: u64,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -121,6 +123,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.refused.get_or_insert(desired as u64);
             return Ok(false);
         }
+        self.current = self.current.max(desired as u64);
         Ok(true)
     }
 
@@ -234,11 +237,15 @@ pub(crate) type CallFn<'a, R> = Box<
 /// memory limit covers the instance's whole life. An instance that failed in any way (trap,
 /// timeout, memory, egress, invalid output) is discarded, and the next call gets a fresh one.
 /// A `Warm` belongs to one connector and one [`CallContext`]: used with another, it starts a
-/// fresh instance. Guest state (its linear memory) survives between the calls of one `Warm`,
-/// never beyond: drop it when the unit of work ends.
+/// fresh instance. Guest state (its linear memory) survives between the calls of one `Warm`.
+/// When the unit of work ends, drop it, or hand it to its binding's
+/// [`IdleInstances`](crate::IdleInstances), which may give it to a later request of the same
+/// binding (see [`crate::reuse`]).
 #[derive(Default)]
 pub struct Warm {
     live: Option<Live>,
+    /// Requests this instance has completed (counted by [`IdleInstances`](crate::IdleInstances)).
+    pub(crate) requests: u32,
 }
 
 struct Live {
@@ -250,6 +257,17 @@ impl Warm {
     /// Drops the instance (if any): the next call starts a fresh one.
     pub(crate) fn discard(&mut self) {
         self.live = None;
+        self.requests = 0;
+    }
+
+    /// Whether this holds an instance that has been started and has not failed since.
+    pub fn is_started(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.instance.is_some())
+    }
+
+    /// The size the instance's linear memory has grown to (0 before it is started).
+    pub fn memory_bytes(&self) -> u64 {
+        self.live.as_ref().map_or(0, |l| l.store.data().limiter.current)
     }
 }
 
@@ -279,7 +297,10 @@ impl LoadedConnector {
         let deadline = limits.deadline();
         let mut live = match warm.live.take() {
             Some(live) if self.owns(&live, ctx) => live,
-            _ => Live { store: self.new_store(ctx), instance: None },
+            _ => {
+                warm.requests = 0;
+                Live { store: self.new_store(ctx), instance: None }
+            }
         };
         {
             let state = live.store.data_mut();
@@ -371,6 +392,7 @@ impl LoadedConnector {
             limiter: MemoryLimiter {
                 limit: limits.memory_bytes.min(runtime.config().max_memory_bytes),
                 refused: None,
+                current: 0,
             },
             table: ResourceTable::new(),
             clocks: WasiClocksCtx::default(),

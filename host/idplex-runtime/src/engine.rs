@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::Connector;
 use crate::call::CallState;
+use crate::reuse::InstanceReuse;
 
 /// The version of the `idplex:connector` contract this host implements. Components built against
 /// any `1.x` are accepted; other majors are refused at install.
@@ -75,6 +76,8 @@ pub struct RuntimeConfig {
     pub max_concurrent_instances: u32,
     /// Granularity of deadline checks.
     pub epoch_tick: Duration,
+    /// How instances are kept between the SCIM requests of a binding ([`crate::reuse`]).
+    pub instance_reuse: InstanceReuse,
 }
 
 impl RuntimeConfig {
@@ -87,6 +90,7 @@ impl RuntimeConfig {
             max_memory_bytes: 512 << 20,
             max_concurrent_instances: 256,
             epoch_tick: Duration::from_millis(5),
+            instance_reuse: InstanceReuse::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) engine_key: String,
     pub(crate) compiled: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
+    /// Instances idle in every binding's [`IdleInstances`](crate::IdleInstances).
+    pub(crate) idle_total: AtomicUsize,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -195,6 +201,7 @@ impl Runtime {
                 engine_key,
                 compiled: AtomicU64::new(0),
                 cache_hits: AtomicU64::new(0),
+                idle_total: AtomicUsize::new(0),
                 stop_ticker,
             }),
         })

@@ -111,6 +111,10 @@ impl LoadedConnector {
     pub fn info(&self) -> &ConnectorInfo {
         &self.info
     }
+    /// The runtime that loaded it.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
     /// `name@version`.
     pub fn label(&self) -> &str {
         &self.label

@@ -6,8 +6,10 @@
 //! * [`Runtime::install`] turns untrusted bytes into a [`LoadedConnector`] or a
 //!   [`InstallError`] that says why not (not a component, another world, another contract
 //!   major version, too large, imports the host does not grant).
-//! * [`LoadedConnector`] calls run in a fresh instance each, under [`Limits`] (memory, deadline,
-//!   output size) and an [`EgressPolicy`]; failures come back as [`CallError`].
+//! * [`LoadedConnector`] calls run under [`Limits`] (memory, deadline, output size) and an
+//!   [`EgressPolicy`]; failures come back as [`CallError`]. A call gets a fresh instance, or
+//!   continues in a [`Warm`] one: the instance of one SCIM request, which its binding's
+//!   [`IdleInstances`] may keep for a later request of the same binding ([`reuse`]).
 //! * [`Registry`] binds connections to loaded connectors and swaps them atomically.
 //!
 //! This crate knows nothing of HTTP servers, SCIM semantics or storage.
@@ -18,6 +20,7 @@ mod egress;
 mod engine;
 mod install;
 mod registry;
+pub mod reuse;
 mod size;
 
 pub use bindings::{
@@ -30,3 +33,4 @@ pub use egress::{Credential, EgressPolicy};
 pub use engine::{CONTRACT_VERSION, CacheStats, Limits, Runtime, RuntimeConfig};
 pub use install::{InstallError, LoadedConnector, ModuleHash};
 pub use registry::{Binding, Registry};
+pub use reuse::{IdleInstances, InstanceReuse};

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::call::CallContext;
 use crate::install::LoadedConnector;
+use crate::reuse::IdleInstances;
 
 /// What a connection is bound to right now.
 pub struct Binding {
@@ -23,6 +24,17 @@ pub struct Binding {
     /// The stored connection's `updated_at` this binding reflects; a watcher rebinds when the
     /// store holds a newer one (a change made by another process or replica).
     pub stamp: i64,
+    /// Instances of this binding waiting for its next SCIM request ([`crate::reuse`]). They
+    /// leave with the binding: a swap starts the new version with none.
+    pub idle: IdleInstances,
+}
+
+impl Binding {
+    /// A binding of `connection_id` to `connector` with `context`, with no idle instances.
+    pub fn new(connection_id: String, connector: Arc<LoadedConnector>, context: Arc<CallContext>, stamp: i64) -> Self {
+        let idle = IdleInstances::new(connector.runtime());
+        Binding { connection_id, connector, context, stamp, idle }
+    }
 }
 
 /// connection id → current binding. Reads are lock-free; writes copy the (small) map.
@@ -64,6 +76,12 @@ impl Registry {
             map
         });
         previous
+    }
+
+    /// Release the idle instances of every binding that have waited longer than their timeout.
+    /// Returns how many were released.
+    pub fn sweep_idle(&self) -> usize {
+        self.bindings.load().values().map(|b| b.idle.sweep()).sum()
     }
 
     /// Every connection id currently bound.

@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use idplex_bundled::testing::{ECHO_V1, ECHO_V2, HOSTILE};
 use idplex_runtime::{
     Binding, CallContext, CallError, Capability, Credential, EgressPolicy, Limits,
-    LoadedConnector, Registry, ResourceKind, Runtime, RuntimeConfig, ScimRequest, Warm,
+    InstanceReuse, LoadedConnector, Registry, ResourceKind, Runtime, RuntimeConfig, ScimRequest, Warm,
 };
 
 fn runtime_in(cache: &Path) -> Runtime {
@@ -265,11 +266,8 @@ async fn hot_swap_100_times_under_concurrent_calls_fails_nothing() {
     let v1 = Arc::new(rt.install(ECHO_V1).await.unwrap());
     let v2 = Arc::new(rt.install(ECHO_V2).await.unwrap());
     let registry = Arc::new(Registry::new());
-    let bind = |c: &Arc<LoadedConnector>, stamp| Binding {
-        connection_id: "conn_swap".into(),
-        connector: c.clone(),
-        context: Arc::new(ctx(&[], Limits::default())),
-        stamp,
+    let bind = |c: &Arc<LoadedConnector>, stamp| {
+        Binding::new("conn_swap".into(), c.clone(), Arc::new(ctx(&[], Limits::default())), stamp)
     };
     registry.bind(bind(&v1, 0));
 
@@ -379,4 +377,158 @@ async fn the_calls_of_one_request_share_an_instance_and_a_failed_one_is_discarde
     let mut next = Warm::default();
     let out = c.render_in(&mut next, &ctx, ResourceKind::User, "{}".into()).await.unwrap();
     assert_eq!(calls_served(&out), 1);
+}
+
+/// A runtime of its own, with `reuse` for instance reuse.
+fn runtime_with_reuse(reuse: InstanceReuse) -> (Runtime, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.max_concurrent_instances = 64;
+    cfg.instance_reuse = reuse;
+    (Runtime::new(cfg).expect("runtime"), dir)
+}
+
+/// One SCIM request on `binding` that renders once: the count its instance answered.
+async fn one_request(binding: &Binding, resource: &str) -> Result<u64, CallError> {
+    let mut warm = binding.idle.take();
+    let out = binding.connector.render_in(&mut warm, &binding.context, ResourceKind::User, resource.into()).await;
+    binding.idle.put(warm);
+    out.map(|json| calls_served(&json))
+}
+
+#[tokio::test]
+async fn a_binding_hands_a_healthy_instance_to_its_next_request_and_to_no_one_else() {
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse::default());
+    let c = Arc::new(hostile(&rt).await);
+    let context = Arc::new(ctx(&[("mode", "count")], Limits::default()));
+    let binding = Binding::new("conn_test".into(), c.clone(), context.clone(), 0);
+
+    // Requests in sequence continue in one instance.
+    assert!(binding.idle.is_empty());
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+    assert_eq!(binding.idle.len(), 1, "a healthy instance waits for the next request");
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 2);
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 3);
+
+    // Two requests at once never share: the second gets a fresh instance.
+    let mut first = binding.idle.take();
+    let mut second = binding.idle.take();
+    assert!(first.is_started() && !second.is_started());
+    let out = c.render_in(&mut second, &context, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 1);
+    let out = c.render_in(&mut first, &context, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(calls_served(&out), 4);
+    binding.idle.put(second);
+    binding.idle.put(first);
+    assert_eq!(binding.idle.len(), 2);
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 5, "the most recently returned goes first");
+
+    // A request whose call trapped returns nothing: the next request starts afresh.
+    let before = binding.idle.len();
+    let mut warm = binding.idle.take();
+    let err = c.render_in(&mut warm, &context, ResourceKind::User, "\"trap\"".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    binding.idle.put(warm);
+    assert_eq!(binding.idle.len(), before - 1, "a trapped instance is never kept");
+    // The same for an answer the host could not use.
+    while !binding.idle.is_empty() {
+        drop(binding.idle.take());
+    }
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+    let err = one_request(&binding, "\"garbage\"").await.unwrap_err();
+    assert_eq!(err.kind(), "invalid_output", "{err}");
+    assert!(binding.idle.is_empty(), "an instance that answered garbage is never kept");
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+
+    // Another binding — another connection, or this one after a hot swap — never gets it.
+    let swapped = Binding::new("conn_test".into(), c.clone(), context.clone(), 1);
+    assert!(!swapped.idle.take().is_started());
+    assert_eq!(one_request(&swapped, "{}").await.unwrap(), 1);
+    let other_connection = Binding::new("conn_other".into(), c.clone(), Arc::new(ctx(&[("mode", "count")], Limits::default())), 0);
+    assert_eq!(one_request(&other_connection, "{}").await.unwrap(), 1);
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 2, "the first binding's own instance is intact");
+}
+
+#[tokio::test]
+async fn kept_instances_are_retired_by_age_in_requests_memory_and_idle_time() {
+    // After `max_requests` requests an instance is retired.
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse { max_requests: 3, ..InstanceReuse::default() });
+    let c = Arc::new(hostile(&rt).await);
+    let context = Arc::new(ctx(&[("mode", "count")], Limits::default()));
+    let binding = Binding::new("conn_test".into(), c.clone(), context.clone(), 0);
+    let served: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..7 {
+            v.push(one_request(&binding, "{}").await.unwrap());
+        }
+        v
+    };
+    assert_eq!(served, [1, 2, 3, 1, 2, 3, 1]);
+
+    // `max_requests = 1`: a fresh instance for every request, nothing kept.
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse { max_requests: 1, ..InstanceReuse::default() });
+    let c = Arc::new(hostile(&rt).await);
+    let binding = Binding::new("conn_test".into(), c, context.clone(), 0);
+    for _ in 0..3 {
+        assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+        assert!(binding.idle.is_empty());
+    }
+
+    // An instance whose memory grew past the ceiling is not kept (the fixture's memory starts
+    // at 17 pages of 64 KiB).
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse { max_memory_bytes: 1 << 20, ..InstanceReuse::default() });
+    let c = Arc::new(hostile(&rt).await);
+    let binding = Binding::new("conn_test".into(), c, context.clone(), 0);
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+    assert!(binding.idle.is_empty());
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+
+    // Idle past the timeout: released by a sweep, or passed over by the next request.
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse { idle_timeout: Duration::from_millis(50), ..InstanceReuse::default() });
+    let c = Arc::new(hostile(&rt).await);
+    let registry = Registry::new();
+    registry.bind(Binding::new("conn_test".into(), c, context.clone(), 0));
+    let binding = registry.get("conn_test").unwrap();
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1);
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(one_request(&binding, "{}").await.unwrap(), 1, "an expired instance is not handed out");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(binding.idle.len(), 1);
+    assert_eq!(registry.sweep_idle(), 1);
+    assert!(binding.idle.is_empty());
+}
+
+#[tokio::test]
+async fn idle_instances_never_take_more_than_their_share_of_the_pool() {
+    // 64 pool slots: at most 16 idle in all, and at most 4 per binding here.
+    let (rt, _dir) = runtime_with_reuse(InstanceReuse { max_idle_per_binding: 4, ..InstanceReuse::default() });
+    let c = Arc::new(hostile(&rt).await);
+    let context = Arc::new(ctx(&[("mode", "count")], Limits::default()));
+    let bindings: Vec<Binding> =
+        (0..6).map(|i| Binding::new(format!("conn_{i}"), c.clone(), context.clone(), 0)).collect();
+    for b in &bindings {
+        // Eight requests at once, then all return.
+        let mut warms: Vec<Warm> = (0..8).map(|_| b.idle.take()).collect();
+        for w in &mut warms {
+            c.render_in(w, &context, ResourceKind::User, "{}".into()).await.unwrap();
+        }
+        for w in warms {
+            b.idle.put(w);
+        }
+        assert!(b.idle.len() <= 4, "{}", b.idle.len());
+    }
+    let total: usize = bindings.iter().map(|b| b.idle.len()).sum();
+    assert_eq!(total, 16, "a quarter of the pool");
+    // Instances leave with their binding, and free the share for others.
+    drop(bindings);
+    let b = Binding::new("conn_next".into(), c.clone(), context.clone(), 0);
+    let mut warms: Vec<Warm> = (0..4).map(|_| b.idle.take()).collect();
+    for w in &mut warms {
+        c.render_in(w, &context, ResourceKind::User, "{}".into()).await.unwrap();
+    }
+    for w in warms {
+        b.idle.put(w);
+    }
+    assert_eq!(b.idle.len(), 4);
 }

@@ -126,6 +126,11 @@ struct ServeArgs {
     /// share of request time. Logged loudly at startup.
     #[arg(long)]
     native_scim_passthrough: bool,
+    /// SCIM requests one connector instance may serve, in sequence and only for its own
+    /// connection, before it is retired. 1 gives every request a fresh instance (slower; see
+    /// ARCHITECTURE.md, "Connector instances").
+    #[arg(long, env = "IDPLEX_CONNECTOR_INSTANCE_REUSE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    connector_instance_reuse: u32,
 }
 
 #[derive(Subcommand)]
@@ -371,7 +376,7 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn open_hub(g: &Global, options: HubOptions) -> anyhow::Result<Arc<Hub>> {
+async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> anyhow::Result<Arc<Hub>> {
     std::fs::create_dir_all(&g.data_dir)
         .with_context(|| format!("cannot create data directory {}", g.data_dir.display()))?;
     let url = match &g.db {
@@ -379,7 +384,7 @@ async fn open_hub(g: &Global, options: HubOptions) -> anyhow::Result<Arc<Hub>> {
         None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
     };
     let store = Store::open(&url).await.map_err(HubError::from)?;
-    let runtime = Runtime::new(RuntimeConfig::new(g.data_dir.join("cache")))?;
+    let runtime = Runtime::new(runtime)?;
     Ok(Hub::with_options(store, runtime, options))
 }
 
@@ -394,11 +399,15 @@ fn emit(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
+    let mut runtime = RuntimeConfig::new(g.data_dir.join("cache"));
     let options = match &cli.command {
-        Command::Serve(args) => HubOptions { native_scim_passthrough: args.native_scim_passthrough },
+        Command::Serve(args) => {
+            runtime.instance_reuse.max_requests = args.connector_instance_reuse;
+            HubOptions { native_scim_passthrough: args.native_scim_passthrough }
+        }
         _ => HubOptions::default(),
     };
-    let hub = open_hub(g, options).await?;
+    let hub = open_hub(g, runtime, options).await?;
     match cli.command {
         Command::Serve(args) => serve(hub, g, args).await,
         Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
