@@ -286,7 +286,9 @@ impl Hub {
         for conn in &connections {
             let current = self.registry.get(&conn.id);
             let up_to_date = match (&current, &conn.active_version) {
-                (Some(b), Some(_)) => b.stamp == conn.updated_at,
+                // A binding newer than what we listed was published meanwhile (by this
+                // process, after the list was read): the list is the stale side.
+                (Some(b), Some(_)) => b.stamp >= conn.updated_at,
                 (None, None) => true,
                 _ => false,
             };
@@ -299,9 +301,18 @@ impl Hub {
             }
         }
         for id in self.registry.connection_ids() {
-            if !connections.iter().any(|c| c.id == id) {
-                self.registry.unbind(&id);
-                changed += 1;
+            if connections.iter().any(|c| c.id == id) {
+                continue;
+            }
+            // Not in the list: deleted, or created (and bound) by this process after the list
+            // was read. Only the store can tell which.
+            match self.store.get_connection(&id).await {
+                Err(StoreError::NotFound { .. }) => {
+                    self.registry.unbind(&id);
+                    changed += 1;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection = %id, error = %e, "could not re-read a connection missing from the list"),
             }
         }
         Ok(changed)
