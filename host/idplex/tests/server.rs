@@ -384,3 +384,48 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
         .await;
     assert!(after.is_err(), "server still answering after shutdown");
 }
+
+/// The calls the `hostile` fixture (config `mode=count`) says its instance has served, seen
+/// through the admin dry run (one SCIM request through the connection's connector).
+async fn instance_calls(server: &Server, connection_id: &str) -> u64 {
+    let r = server.dry_run_scim(connection_id, &create_user()).await;
+    r.expect(200);
+    r.body["operations"][0]["resource"]["calls"].as_u64().unwrap_or_else(|| panic!("a call count: {}", r.body))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_hands_its_instance_to_its_own_next_request_and_a_swap_starts_afresh() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
+    let counting = |name: &str| json!({"name": name, "connector": "hostile", "version": "1.0.0", "config": {"mode": "count"}});
+    let a = server.create_connection(&counting("count-a")).await;
+    let b = server.create_connection(&counting("count-b")).await;
+
+    // Requests in sequence continue in the connection's instance...
+    for expected in 1..=3 {
+        assert_eq!(instance_calls(&server, &a).await, expected);
+    }
+    // ...which no other connection ever gets.
+    assert_eq!(instance_calls(&server, &b).await, 1);
+    assert_eq!(instance_calls(&server, &a).await, 4);
+
+    // Activating a version (here the same one again) publishes a new binding: fresh instances.
+    server
+        .post_json(&format!("/admin/v1/connections/{a}/activate"), &json!({"version": "1.0.0"}))
+        .await
+        .expect(200);
+    assert_eq!(instance_calls(&server, &a).await, 1);
+    assert_eq!(instance_calls(&server, &a).await, 2);
+    assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
+
+    // `--connector-instance-reuse 1`: a fresh instance for every request.
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo", "--connector-instance-reuse", "1"]).await;
+    server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
+    let c = server.create_connection(&counting("count-c")).await;
+    for _ in 0..3 {
+        assert_eq!(instance_calls(&server, &c).await, 1);
+    }
+    assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
+}
