@@ -244,6 +244,8 @@ impl Store {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        // Held until the schema is migrated (dropped at the end of this function).
+        let _setup = if in_memory { None } else { Some(setup_lock(connect.get_filename()).await?) };
 
         let pools = if in_memory {
             // Every connection to `:memory:` would see its own database: use exactly one,
@@ -459,4 +461,25 @@ mod tests {
             assert!(!super::is_plain_identifier(bad), "{bad}");
         }
     }
+}
+
+/// Serializes the first-open set-up of a SQLite database file (creating it, WAL mode, the
+/// migrations) between processes opening it at once: a server and CLI commands started together
+/// on a fresh data directory. SQLite's own locking does not cover it: the migrator reads the
+/// applied versions, then applies the missing ones, so two processes could both apply the same
+/// migration and the second fail half-way (`duplicate column name`). An exclusive advisory lock
+/// on `<database>.setup-lock`, released when the returned file is dropped.
+async fn setup_lock(db: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".setup-lock");
+    let path = std::path::PathBuf::from(name);
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    locked.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
 }

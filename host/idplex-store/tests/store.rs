@@ -1190,3 +1190,32 @@ async fn open_accepts_memory_and_plain_paths() {
         .unwrap();
     assert_eq!(store.list_modules().await.unwrap().len(), 1);
 }
+
+/// A server and CLI commands started at once on a fresh data directory all open the same new
+/// SQLite file: each must find the schema created exactly once, none may fail half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_opening_a_new_sqlite_file_at_once_all_get_one_schema() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("idplex.db").display());
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::open(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            match open.await.unwrap() {
+                Ok(store) => stores.push(store),
+                Err(e) => panic!("round {round}: a concurrent first open failed: {e}"),
+            }
+        }
+        // Every handle works on the one schema.
+        let created = stores[0].insert_module(&module("okta", "1.0.0", b"\0asm")).await.unwrap();
+        assert!(matches!(created, InsertOutcome::Inserted { .. }), "{created:?}");
+        for s in &stores {
+            assert_eq!(s.list_modules().await.unwrap().len(), 1);
+        }
+    }
+}
