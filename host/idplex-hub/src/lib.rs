@@ -15,11 +15,15 @@ use idplex_runtime::{
     LoadedConnector, Operation, Registry, Runtime, ScimRequest, SsoIdentity, VerifiedAssertion,
 };
 use idplex_store::{
-    Connection, EventKind, InsertOutcome, ModuleSummary, NewEvent, NewModule, Store, StoreError,
+    Connection, EventKind, InsertOutcome, ModuleSummary, NewConnection, NewEvent, NewModule, Store,
+    StoreError,
 };
 use serde::Serialize;
 
+pub use secrets::{SecretError, SecretKey};
+
 pub mod native_scim;
+pub mod secrets;
 
 /// Config keys with this prefix are secrets: never handed to a connector, never listed back.
 /// `secret.authorization` is attached by the host as the `Authorization` header of allowed
@@ -48,6 +52,9 @@ pub enum HubError {
     /// Input the hub refuses.
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
+    /// A connection secret could not be opened, or the key could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 /// Coarse classes of [`HubError`], for CLI exit codes and HTTP statuses.
@@ -79,7 +86,7 @@ impl HubError {
             HubError::Store(StoreError::NothingToRollBack { .. }) => ErrorClass::Conflict,
             HubError::Store(e) if e.is_conflict() => ErrorClass::Conflict,
             HubError::Store(StoreError::InvalidInput { .. }) => ErrorClass::Invalid,
-            HubError::Store(_) => ErrorClass::Internal,
+            HubError::Store(_) | HubError::Secret(_) => ErrorClass::Internal,
             HubError::Call(CallError::Connector { .. }) => ErrorClass::ConnectorRefused,
             HubError::Call(_) => ErrorClass::ConnectorFault,
         }
@@ -93,6 +100,7 @@ impl HubError {
             HubError::NotBound(_) => "not_bound",
             HubError::MissingCapability { .. } => "missing_capability",
             HubError::Invalid { .. } => "invalid",
+            HubError::Secret(_) => "secret",
             HubError::Store(_) => match self.class() {
                 ErrorClass::NotFound => "not_found",
                 ErrorClass::Conflict => "conflict",
@@ -140,6 +148,8 @@ pub struct Hub {
     registry: Registry,
     loaded: Mutex<HashMap<String, Arc<LoadedConnector>>>,
     options: HubOptions,
+    /// Seals `secret.*` config values at rest ([`secrets`]).
+    secrets: SecretKey,
 }
 
 impl Hub {
@@ -148,15 +158,22 @@ impl Hub {
         Hub::with_options(store, runtime, HubOptions::default())
     }
 
-    /// [`Hub::new`] with diagnostic [`HubOptions`].
+    /// [`Hub::new`] with diagnostic [`HubOptions`]. Secrets are sealed with a key that lives
+    /// only in this process ([`SecretKey::ephemeral`]): use [`Hub::open`] to keep them.
     pub fn with_options(store: Store, runtime: Runtime, options: HubOptions) -> Arc<Hub> {
+        Hub::open(store, runtime, options, SecretKey::ephemeral())
+    }
+
+    /// A hub whose connection secrets are sealed with `secrets` (the key file every process
+    /// sharing the store loads, see [`secrets`]).
+    pub fn open(store: Store, runtime: Runtime, options: HubOptions, secrets: SecretKey) -> Arc<Hub> {
         if options.native_scim_passthrough {
             tracing::warn!(
                 "NATIVE SCIM PASS-THROUGH ENABLED: SCIM requests bypass the connectors and their \
                  sandbox (benchmarking aid only, never use in production)"
             );
         }
-        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default(), options })
+        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default(), options, secrets })
     }
 
     /// The store.
@@ -167,6 +184,12 @@ impl Hub {
     /// The runtime.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Create a connection, its `secret.*` config values sealed ([`secrets`]).
+    pub async fn create_connection(&self, new: NewConnection) -> Result<Connection, HubError> {
+        let new = NewConnection { config: self.secrets.seal_config(new.config), ..new };
+        Ok(self.store.create_connection(&new).await?)
     }
 
     /// Validate, compile and persist a module. The same bytes twice is not an error.
@@ -273,7 +296,7 @@ impl Hub {
             return Ok(());
         };
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
-        let context = call_context(&self.runtime, conn, &connector)?;
+        let context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
         self.registry.bind(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
         Ok(())
     }
@@ -494,7 +517,12 @@ fn require(b: &Binding, capability: idplex_runtime::Capability, name: &'static s
 /// Build the per-call context of a connection: its non-secret config, its egress policy (the
 /// intersection of what the connector declared and the admin allowed, with the credential from
 /// `secret.authorization`), and its limits (runtime defaults with the admin's overrides).
-pub fn call_context(runtime: &Runtime, conn: &Connection, connector: &LoadedConnector) -> Result<CallContext, HubError> {
+pub fn call_context(
+    runtime: &Runtime,
+    conn: &Connection,
+    connector: &LoadedConnector,
+    secrets: &SecretKey,
+) -> Result<CallContext, HubError> {
     let mut config = BTreeMap::new();
     let mut credential = None;
     match &conn.config {
@@ -506,6 +534,7 @@ pub fn call_context(runtime: &Runtime, conn: &Connection, connector: &LoadedConn
                     other => other.to_string(),
                 };
                 if k == "secret.authorization" {
+                    let text = secrets.open(k, &text)?;
                     let value = http::HeaderValue::from_str(&text).map_err(|_| HubError::Invalid {
                         what: "secret.authorization",
                         reason: "not a valid HTTP header value".into(),

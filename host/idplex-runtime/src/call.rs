@@ -187,7 +187,7 @@ impl host::log::Host for CallState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let connector = &*self.label;
         let connection = self.connection.as_deref().unwrap_or("-");

@@ -245,8 +245,7 @@ async fn create_connection(
     let limits = if c.limits.is_null() { json!({}) } else { c.limits };
     let conn = s
         .hub
-        .store()
-        .create_connection(&NewConnection {
+        .create_connection(NewConnection {
             id: None,
             org_id: c.org_id,
             name: c.name,
@@ -255,8 +254,7 @@ async fn create_connection(
             egress_allow: c.egress_allow,
             limits,
         })
-        .await
-        .map_err(HubError::from)?;
+        .await?;
     let conn = match c.version {
         Some(v) => s.hub.activate(&conn.id, &v, "admin-api").await?,
         None => conn,

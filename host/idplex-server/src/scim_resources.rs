@@ -28,7 +28,7 @@ use idplex_store::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser,
     ScimResourceType, StoreError, SyncOperation,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::scim::{ScimFailure, ScimJson, base_url, parse_body};
@@ -978,7 +978,7 @@ fn query_projection(q: &ListQuery) -> Result<Projection, ScimFailure> {
 
 /// A SearchRequest body (RFC 7644 §3.4.3) as the query parameters of the equivalent GET.
 fn search_params(body: &Value) -> Result<Vec<(String, String)>, ScimFailure> {
-    let obj = body.as_object().map(Map::clone).unwrap_or_default();
+    let obj = body.as_object().cloned().unwrap_or_default();
     if let Some(schemas) = obj.get("schemas") {
         let listed = schemas
             .as_array()

@@ -442,27 +442,6 @@ pub(crate) fn to_json(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn schema_names_must_be_plain_lowercase_identifiers() {
-        for ok in ["t_0a1b", "_x", "idplex"] {
-            assert!(super::is_plain_identifier(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "1abc",
-            "T_upper",
-            "a-b",
-            "a;drop schema public",
-            "x\"y",
-            &"a".repeat(64),
-        ] {
-            assert!(!super::is_plain_identifier(bad), "{bad}");
-        }
-    }
-}
-
 /// Serializes the first-open set-up of a SQLite database file (creating it, WAL mode, the
 /// migrations) between processes opening it at once: a server and CLI commands started together
 /// on a fresh data directory. SQLite's own locking does not cover it: the migrator reads the
@@ -482,4 +461,26 @@ async fn setup_lock(db: &std::path::Path) -> Result<std::fs::File, StoreError> {
     .map_err(std::io::Error::other)
     .and_then(|r| r);
     locked.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_names_must_be_plain_lowercase_identifiers() {
+        for ok in ["t_0a1b", "_x", "idplex"] {
+            assert!(super::is_plain_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "T_upper",
+            "a-b",
+            "a;drop schema public",
+            "x\"y",
+            &"a".repeat(64),
+        ] {
+            assert!(!super::is_plain_identifier(bad), "{bad}");
+        }
+    }
 }

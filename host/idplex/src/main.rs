@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idplex_hub::{ErrorClass, Hub, HubError, HubOptions, redacted, rfc3339};
+use idplex_hub::{ErrorClass, Hub, HubError, HubOptions, SecretKey, redacted, rfc3339};
 use idplex_runtime::{Runtime, RuntimeConfig};
 use idplex_store::{
     NewConnection, OutcomeFilter, ScimDeletePolicy, Store, SyncLogCursor, SyncLogQuery, UserTokenFilter,
@@ -385,7 +385,14 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
     };
     let store = Store::open(&url).await.map_err(HubError::from)?;
     let runtime = Runtime::new(runtime)?;
-    Ok(Hub::with_options(store, runtime, options))
+    // The key sealing connection secrets never enters the database; replicas sharing one
+    // PostgreSQL database must share this file.
+    let key_file = match std::env::var_os("IDPLEX_SECRET_KEY_FILE") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => g.data_dir.join("secret.key"),
+    };
+    let secrets = SecretKey::load_or_create(&key_file).map_err(HubError::from)?;
+    Ok(Hub::open(store, runtime, options, secrets))
 }
 
 /// Print `value` as JSON, or `text` for people.
@@ -514,8 +521,8 @@ async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyho
         .iter()
         .find(|r| r.name == "custom-saml")
         .context("the custom-saml connector is not bundled in this build")?;
-    let conn = store
-        .create_connection(&NewConnection {
+    let conn = hub
+        .create_connection(NewConnection {
             id: None,
             org_id: "default".into(),
             name: "demo".into(),
@@ -524,8 +531,7 @@ async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyho
             egress_allow: vec![],
             limits: json!({}),
         })
-        .await
-        .map_err(HubError::from)?;
+        .await?;
     hub.activate(&conn.id, &saml.version, "demo").await?;
     let expires = now_ms() + 365 * 86_400_000;
     let (_, secret) = store.create_admin_token("demo", Some(expires)).await.map_err(HubError::from)?;
@@ -633,8 +639,7 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
             let config: serde_json::Map<String, Value> =
                 config.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             let conn = hub
-                .store()
-                .create_connection(&NewConnection {
+                .create_connection(NewConnection {
                     id: None,
                     org_id: org,
                     name,
@@ -643,8 +648,7 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
                     egress_allow: allow_egress,
                     limits,
                 })
-                .await
-                .map_err(HubError::from)?;
+                .await?;
             let conn = match version {
                 Some(v) => hub.activate(&conn.id, &v, &actor()).await?,
                 None => conn,

@@ -429,3 +429,76 @@ async fn a_connection_hands_its_instance_to_its_own_next_request_and_a_swap_star
     }
     assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
 }
+
+/// A one-shot HTTP server on loopback that answers with the `Authorization` header it got.
+fn authorization_echo() -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://127.0.0.1:{}/whoami", listener.local_addr().unwrap().port());
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the connector's request");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).expect("read the request");
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&request);
+        let authorization = text
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| "(none)".into());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{authorization}",
+            authorization.len()
+        );
+        stream.write_all(response.as_bytes()).expect("write the response");
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_secret_is_sealed_at_rest_and_reaches_only_the_egress_request() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
+    let (url, echo) = authorization_echo();
+    let secret = "Bearer s3cr3t-9f8e7d";
+    let id = server
+        .create_connection(&json!({
+            "name": "egress-with-credential", "connector": "hostile", "version": "1.0.0",
+            "config": {"mode": "egress", "url": url, "secret.authorization": secret},
+            "egress_allow": ["127.0.0.1"],
+        }))
+        .await;
+
+    // The host attached the credential to the connector's allowed request.
+    let r = server.dry_run_scim(&id, &create_user()).await;
+    r.expect(200);
+    assert_eq!(r.body["operations"][0]["resource"]["status"], 200, "{}", r.body);
+    assert_eq!(r.body["operations"][0]["resource"]["body"], secret, "{}", r.body);
+    echo.join().unwrap();
+
+    // Admins never read it back.
+    let shown = server.get(&format!("/admin/v1/connections/{id}")).await;
+    shown.expect(200);
+    assert_eq!(shown.body["config"]["secret.authorization"], "<redacted>", "{}", shown.body);
+    assert!(!shown.body.to_string().contains("s3cr3t"));
+
+    // At rest it is sealed: the database alone does not give it away.
+    let store = idplex_store::Store::open(env.db_url()).await.expect("open the server's store");
+    let stored = store.get_connection(&id).await.unwrap();
+    let sealed = stored.config["secret.authorization"].as_str().unwrap().to_string();
+    assert!(sealed.starts_with(idplex_hub::secrets::SEALED_PREFIX), "{sealed}");
+    assert!(!stored.config.to_string().contains("s3cr3t"));
+    assert!(std::fs::metadata(env.data_dir().join("secret.key")).is_ok(), "the key lives beside, not in, the database");
+
+    // Another key cannot open it, and says why.
+    let other = idplex_hub::SecretKey::ephemeral();
+    let err = other.open("secret.authorization", &sealed).unwrap_err();
+    assert!(err.to_string().contains("cannot be opened with this secret key"), "{err}");
+    assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
+}
