@@ -46,6 +46,10 @@ pub enum HubError {
     /// The connection has no active connector version.
     #[error("connection {0} is not bound to any connector version; activate one first (idplex connector activate)")]
     NotBound(String),
+    /// The connection has an active version, but this process could not bind it (the module
+    /// failed to load, its config or limits are invalid, a secret cannot be opened).
+    #[error("connection {connection} could not be bound: {reason}")]
+    BindFailed { connection: String, reason: String },
     /// The bound connector does not implement what was asked.
     #[error("connector {connector} does not declare the {capability} capability")]
     MissingCapability { connector: String, capability: &'static str },
@@ -81,7 +85,7 @@ impl HubError {
             HubError::Refused(_) | HubError::Invalid { .. } | HubError::MissingCapability { .. } => {
                 ErrorClass::Invalid
             }
-            HubError::NotBound(_) => ErrorClass::Conflict,
+            HubError::NotBound(_) | HubError::BindFailed { .. } => ErrorClass::Conflict,
             HubError::Store(e) if e.is_not_found() => ErrorClass::NotFound,
             HubError::Store(StoreError::NothingToRollBack { .. }) => ErrorClass::Conflict,
             HubError::Store(e) if e.is_conflict() => ErrorClass::Conflict,
@@ -98,6 +102,7 @@ impl HubError {
             HubError::Refused(e) => e.kind(),
             HubError::Call(e) => e.kind(),
             HubError::NotBound(_) => "not_bound",
+            HubError::BindFailed { .. } => "bind_failed",
             HubError::MissingCapability { .. } => "missing_capability",
             HubError::Invalid { .. } => "invalid",
             HubError::Secret(_) => "secret",
@@ -150,6 +155,10 @@ pub struct Hub {
     options: HubOptions,
     /// Seals `secret.*` config values at rest ([`secrets`]).
     secrets: SecretKey,
+    /// Connections whose active version this process could not bind: the connection's
+    /// `updated_at` that failed, and why (answered instead of "not bound", and recorded as an
+    /// event once per change).
+    bind_failures: Mutex<HashMap<String, (i64, String)>>,
 }
 
 impl Hub {
@@ -173,7 +182,15 @@ impl Hub {
                  sandbox (benchmarking aid only, never use in production)"
             );
         }
-        Arc::new(Hub { store, runtime, registry: Registry::new(), loaded: Mutex::default(), options, secrets })
+        Arc::new(Hub {
+            store,
+            runtime,
+            registry: Registry::new(),
+            loaded: Mutex::default(),
+            options,
+            secrets,
+            bind_failures: Mutex::default(),
+        })
     }
 
     /// The store.
@@ -289,15 +306,50 @@ impl Hub {
         Ok(conn)
     }
 
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, String)>> {
+        self.bind_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remember why `conn` could not be bound; log it and record it as an event the first time
+    /// for this state of the connection (the watcher retries every tick).
+    async fn bind_failed(&self, conn: &Connection, error: &HubError) {
+        let reason = error.to_string();
+        let new = {
+            let mut failures = self.lock_failures();
+            let seen = failures.get(&conn.id).is_some_and(|(stamp, r)| *stamp == conn.updated_at && *r == reason);
+            failures.insert(conn.id.clone(), (conn.updated_at, reason.clone()));
+            !seen
+        };
+        if !new {
+            return;
+        }
+        tracing::error!(connection = %conn.id, error = %reason, "could not bind connection");
+        let event = NewEvent {
+            at: None,
+            connection_id: Some(conn.id.clone()),
+            connector: match &conn.active_version {
+                Some(v) => format!("{}@{v}", conn.connector_name),
+                None => conn.connector_name.clone(),
+            },
+            kind: EventKind::Other("bind_failed".into()),
+            message: format!("connection {} could not be bound: {reason}", conn.id),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, "could not record a binding failure");
+        }
+    }
+
     /// Publish the binding `conn` describes in this process (atomic swap).
     pub async fn bind(&self, conn: &Connection) -> Result<(), HubError> {
         let Some(version) = &conn.active_version else {
             self.registry.unbind(&conn.id);
+            self.lock_failures().remove(&conn.id);
             return Ok(());
         };
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
         let context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
         self.registry.bind(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
+        self.lock_failures().remove(&conn.id);
         Ok(())
     }
 
@@ -320,7 +372,7 @@ impl Hub {
             }
             match self.bind(conn).await {
                 Ok(()) => changed += 1,
-                Err(e) => tracing::error!(connection = %conn.id, error = %e, "could not bind connection"),
+                Err(e) => self.bind_failed(conn, &e).await,
             }
         }
         for id in self.registry.connection_ids() {
@@ -401,7 +453,13 @@ impl Hub {
 
     /// The live binding of a connection.
     pub fn binding(&self, connection_id: &str) -> Result<Arc<Binding>, HubError> {
-        self.registry.get(connection_id).ok_or_else(|| HubError::NotBound(connection_id.to_string()))
+        self.registry.get(connection_id).ok_or_else(|| {
+            let failed = self.lock_failures().get(connection_id).map(|(_, reason)| reason.clone());
+            match failed {
+                Some(reason) => HubError::BindFailed { connection: connection_id.to_string(), reason },
+                None => HubError::NotBound(connection_id.to_string()),
+            }
+        })
     }
 
     /// The connection's provisioning dialect for one SCIM request: its live binding, pinned for

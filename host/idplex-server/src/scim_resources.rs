@@ -1122,7 +1122,9 @@ fn hub_failure(e: HubError) -> ScimFailure {
         }
         HubError::Call(CallError::Timeout { .. }) => ScimError::with_status(504, detail),
         HubError::Call(_) => ScimError::with_status(502, detail),
-        HubError::NotBound(_) | HubError::MissingCapability { .. } => ScimError::with_status(503, detail),
+        HubError::NotBound(_) | HubError::BindFailed { .. } | HubError::MissingCapability { .. } => {
+            ScimError::with_status(503, detail)
+        }
         HubError::Store(e) => return store_failure(Kind::User, e),
         other => ScimError::with_status(500, other.to_string()),
     })

@@ -502,3 +502,47 @@ async fn a_connection_secret_is_sealed_at_rest_and_reaches_only_the_egress_reque
     assert!(err.to_string().contains("cannot be opened with this secret key"), "{err}");
     assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_secret_key_fails_the_binding_with_a_reason_the_admin_sees_once() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
+    let id = server
+        .create_connection(&json!({
+            "name": "sealed", "connector": "hostile", "version": "1.0.0",
+            "config": {"mode": "egress", "url": "http://127.0.0.1:9/", "secret.authorization": "Bearer x"},
+            "egress_allow": ["127.0.0.1"],
+        }))
+        .await;
+    assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
+
+    // The data dir is restored without its key file: a new key is not the old one.
+    std::fs::write(env.data_dir().join("secret.key"), "ab".repeat(32)).unwrap();
+    let mut server = env.serve(&[]).await;
+    server.admin_token = Some(env.admin_token().await);
+
+    let r = server.dry_run_scim(&id, &create_user()).await;
+    assert_eq!(r.error_code(), "bind_failed", "{}", r.body);
+    assert!(r.message().contains("cannot be opened with this secret key"), "{}", r.message());
+
+    // The watcher retries every tick; the admin gets one event, not one per retry.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let events = server.get(&format!("/admin/v1/events?connection={id}")).await;
+    events.expect(200);
+    let failures: Vec<&Value> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "bind_failed")
+        .collect();
+    assert_eq!(failures.len(), 1, "{}", events.body);
+    assert!(failures[0]["message"].as_str().unwrap().contains("secret.authorization"), "{}", events.body);
+
+    // Other connections are unaffected.
+    let ok = server
+        .create_connection(&json!({"name": "plain", "connector": "hostile", "version": "1.0.0", "config": {"mode": "ok"}}))
+        .await;
+    server.dry_run_scim(&ok, &create_user()).await.expect(200);
+    assert_eq!(server.terminate(Duration::from_secs(20)).await, 0);
+}
