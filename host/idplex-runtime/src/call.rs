@@ -244,20 +244,19 @@ pub(crate) type CallFn<'a, R> = Box<
 #[derive(Default)]
 pub struct Warm {
     live: Option<Live>,
-    /// Requests this instance has completed (counted by [`IdleInstances`](crate::IdleInstances)).
-    pub(crate) requests: u32,
 }
 
 struct Live {
     store: Store<CallState>,
     instance: Option<Connector>,
+    /// Requests this instance has completed (counted by [`IdleInstances`](crate::IdleInstances)).
+    requests: u32,
 }
 
 impl Warm {
     /// Drops the instance (if any): the next call starts a fresh one.
     pub(crate) fn discard(&mut self) {
         self.live = None;
-        self.requests = 0;
     }
 
     /// Whether this holds an instance that has been started and has not failed since.
@@ -268,6 +267,14 @@ impl Warm {
     /// The size the instance's linear memory has grown to (0 before it is started).
     pub fn memory_bytes(&self) -> u64 {
         self.live.as_ref().map_or(0, |l| l.store.data().limiter.current)
+    }
+
+    /// Count one more request completed by the instance, and return the count (0 without one).
+    pub(crate) fn count_request(&mut self) -> u32 {
+        self.live.as_mut().map_or(0, |l| {
+            l.requests += 1;
+            l.requests
+        })
     }
 }
 
@@ -297,10 +304,7 @@ impl LoadedConnector {
         let deadline = limits.deadline();
         let mut live = match warm.live.take() {
             Some(live) if self.owns(&live, ctx) => live,
-            _ => {
-                warm.requests = 0;
-                Live { store: self.new_store(ctx), instance: None }
-            }
+            _ => Live { store: self.new_store(ctx), instance: None, requests: 0 },
         };
         {
             let state = live.store.data_mut();
@@ -317,7 +321,7 @@ impl LoadedConnector {
 
         let outcome = {
             let pre = &self.pre;
-            let Live { store, instance } = &mut live;
+            let Live { store, instance, .. } = &mut live;
             let work = async move {
                 if instance.is_none() {
                     *instance = Some(pre.instantiate_async(&mut *store).await.map_err(CallFailure::Start)?);

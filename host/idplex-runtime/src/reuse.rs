@@ -100,8 +100,7 @@ impl IdleInstances {
         if !warm.is_started() {
             return;
         }
-        warm.requests += 1;
-        if warm.requests >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
+        if warm.count_request() >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
             return;
         }
         let total_cap = reuse

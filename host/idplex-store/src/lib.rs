@@ -463,7 +463,6 @@ async fn setup_lock(db: &std::path::Path) -> Result<std::fs::File, StoreError> {
     locked.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

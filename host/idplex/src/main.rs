@@ -128,7 +128,7 @@ struct ServeArgs {
     native_scim_passthrough: bool,
     /// SCIM requests one connector instance may serve, in sequence and only for its own
     /// connection, before it is retired. 1 gives every request a fresh instance (slower; see
-    /// ARCHITECTURE.md, "Connector instances").
+    /// ARCHITECTURE.md, invariant 3).
     #[arg(long, env = "IDPLEX_CONNECTOR_INSTANCE_REUSE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     connector_instance_reuse: u32,
 }
