@@ -544,7 +544,14 @@ impl Provisioning<'_> {
             return native_scim::normalize(&request).map_err(native_refusal);
         }
         let b = &self.binding;
+        let shape = RequestShape { method: request.method.clone(), resource: request.resource, id: request.id.clone() };
         let out = b.connector.normalize_in(&mut self.warm, &b.context, request).await;
+        // The request's method bounds what the connector may ask for (a GET of one user never
+        // deletes another): a violation is the connector's fault, recorded like the others.
+        let out = out.and_then(|ops| match operations_allowed(&shape, &ops) {
+            Ok(()) => Ok(ops),
+            Err(detail) => Err(CallError::InvalidOutput { connector: b.connector.label().to_string(), detail }),
+        });
         self.hub.observe(b, out).await
     }
 
@@ -556,6 +563,80 @@ impl Provisioning<'_> {
         let b = &self.binding;
         let out = b.connector.render_in(&mut self.warm, &b.context, kind, resource).await;
         self.hub.observe(b, out).await
+    }
+}
+
+/// What a SCIM request addresses: its method, endpoint and resource id.
+#[derive(Clone, Debug)]
+pub struct RequestShape {
+    pub method: String,
+    pub resource: idplex_runtime::ResourceKind,
+    pub id: Option<String>,
+}
+
+/// Whether `ops` are what `request` may become: each HTTP method maps to one operation kind, and
+/// an operation on a resource addresses the resource of the request's path.
+///
+/// | request | operations |
+/// |---|---|
+/// | `GET /Users` (and `.search`) | `query` |
+/// | `GET /Users/{id}` | `get(id)` |
+/// | `POST /Users` | `create` |
+/// | `PUT /Users/{id}` | `replace(id, …)` |
+/// | `PATCH /Users/{id}` | `patch(id, …)` |
+/// | `DELETE /Users/{id}` | `delete(id)` |
+pub fn operations_allowed(request: &RequestShape, ops: &[Operation]) -> Result<(), String> {
+    let id = request.id.as_deref();
+    for op in ops {
+        let (kind, target) = match op {
+            Operation::Create(_) => ("create", None),
+            Operation::Get(t) => ("get", Some(t.as_str())),
+            Operation::Replace((t, _)) => ("replace", Some(t.as_str())),
+            Operation::Patch((t, _)) => ("patch", Some(t.as_str())),
+            Operation::Delete(t) => ("delete", Some(t.as_str())),
+            Operation::Query(_) => ("query", None),
+        };
+        let expected = match (request.method.as_str(), id) {
+            ("GET" | "HEAD", None) => "query",
+            ("GET" | "HEAD", Some(_)) => "get",
+            ("POST", None) => "create",
+            ("PUT", Some(_)) => "replace",
+            ("PATCH", Some(_)) => "patch",
+            ("DELETE", Some(_)) => "delete",
+            (method, _) => {
+                return Err(format!(
+                    "answered {method} {} with a `{kind}` operation; that request has no operation",
+                    request_path(request)
+                ));
+            }
+        };
+        if kind != expected {
+            return Err(format!(
+                "turned {} {} into a `{kind}` operation; that request may only become `{expected}`",
+                request.method,
+                request_path(request)
+            ));
+        }
+        if target != id {
+            return Err(format!(
+                "turned {} {} into a `{kind}` of resource {:?}; it may only address the resource of the request's path",
+                request.method,
+                request_path(request),
+                target.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn request_path(request: &RequestShape) -> String {
+    let endpoint = match request.resource {
+        idplex_runtime::ResourceKind::User => "/Users",
+        idplex_runtime::ResourceKind::Group => "/Groups",
+    };
+    match &request.id {
+        Some(id) => format!("{endpoint}/{id:?}"),
+        None => endpoint.to_string(),
     }
 }
 
@@ -689,5 +770,52 @@ mod tests {
         assert_eq!(super::rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(super::rfc3339(1_732_000_001_000), "2024-11-19T07:06:41.000Z");
         assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_request_becomes_only_the_operation_its_method_allows() {
+        use idplex_runtime::{ListQuery, Operation, ResourceKind};
+        use super::{RequestShape, operations_allowed};
+        let shape = |method: &str, id: Option<&str>| RequestShape {
+            method: method.into(),
+            resource: ResourceKind::User,
+            id: id.map(str::to_string),
+        };
+        let query = || {
+            Operation::Query(ListQuery {
+                filter: None,
+                start_index: None,
+                count: None,
+                sort_by: None,
+                sort_descending: false,
+                attributes: vec![],
+                excluded_attributes: vec![],
+            })
+        };
+        let ok = [
+            (shape("GET", None), query()),
+            (shape("GET", Some("a")), Operation::Get("a".into())),
+            (shape("HEAD", Some("a")), Operation::Get("a".into())),
+            (shape("POST", None), Operation::Create("{}".into())),
+            (shape("PUT", Some("a")), Operation::Replace(("a".into(), "{}".into()))),
+            (shape("PATCH", Some("a")), Operation::Patch(("a".into(), vec![]))),
+            (shape("DELETE", Some("a")), Operation::Delete("a".into())),
+        ];
+        for (req, op) in ok {
+            assert_eq!(operations_allowed(&req, &[op]), Ok(()), "{req:?}");
+        }
+        let refused = [
+            (shape("GET", Some("a")), Operation::Delete("b".into()), "`delete`"),
+            (shape("GET", Some("a")), Operation::Get("b".into()), "resource \"b\""),
+            (shape("PATCH", Some("a")), Operation::Patch(("b".into(), vec![])), "resource \"b\""),
+            (shape("GET", None), Operation::Create("{}".into()), "`create`"),
+            (shape("PUT", Some("a")), Operation::Delete("a".into()), "may only become `replace`"),
+            (shape("POST", None), Operation::Delete("a".into()), "`delete`"),
+            (shape("POST", Some("a")), Operation::Create("{}".into()), "has no operation"),
+        ];
+        for (req, op, says) in refused {
+            let e = operations_allowed(&req, &[op]).expect_err("refused");
+            assert!(e.contains(says), "{req:?}: {e}");
+        }
     }
 }

@@ -38,6 +38,36 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The SCIM sync log writer.
     pub sync_log: sync_log::SyncLogger,
+    /// Serializes PATCHes without `If-Match` of one resource within this process.
+    pub patch_locks: Arc<PatchLocks>,
+}
+
+/// Striped locks keyed by (connection, resource id): two PATCHes of one resource without
+/// `If-Match` take turns instead of failing each other's version check. Striped (a fixed set
+/// of mutexes, chosen by hash) so the set never grows with the resources seen; two resources
+/// sharing a stripe only take turns.
+pub struct PatchLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl PatchLocks {
+    /// Number of stripes.
+    pub const STRIPES: usize = 1024;
+
+    fn new() -> Self {
+        PatchLocks {
+            stripes: (0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// The lock of `(connection, id)`'s stripe, held until the guard drops.
+    pub async fn lock(&self, connection: &str, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let i = (self.hasher.hash_one((connection, id)) as usize) % self.stripes.len();
+        self.stripes[i].lock().await
+    }
 }
 
 /// An error answered as JSON with a status derived from its class.
@@ -94,7 +124,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
 /// The shared state of [`router`]; keep a clone to [`sync_log::SyncLogger::flush`] at shutdown.
 pub fn app_state(hub: Arc<Hub>) -> AppState {
     let sync_log = sync_log::SyncLogger::spawn(hub.store().clone());
-    AppState { hub, sync_log }
+    AppState { hub, sync_log, patch_locks: Arc::new(PatchLocks::new()) }
 }
 
 /// The whole router over an existing state.
@@ -137,12 +167,30 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     }
 }
 
+/// A handler that panicked answers 500 with a body both a SCIM client (RFC 7644 §3.12) and an
+/// admin API client can read; the panic itself is logged by the process's panic hook. The
+/// panic message is not echoed: it can hold request input.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let body = json!({
+        "schemas": [idplex_scim::ERROR_SCHEMA],
+        "status": "500",
+        "detail": "internal error: the request failed and was not applied; the event is in the server log",
+        "error": "internal",
+        "message": "internal error: the request failed and was not applied; the event is in the server log",
+    });
+    let mut resp = (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(scim::SCIM_JSON));
+    resp
+}
+
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.hub.store().ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
+            // The detail goes to the log only: `/readyz` is unauthenticated, and database
+            // error text can name hosts, users and schemas.
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the database is unreachable").into_response()
         }
     }
 }
@@ -493,7 +541,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = app_state(hub);
-    let app = router_with_state(state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = router_with_state(state.clone())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     state.sync_log.flush().await;
     Ok(())

@@ -13,7 +13,9 @@
 //!
 //! Request bodies are limited to [`MAX_BODY`]; a larger one is answered 413 with a SCIM error.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -82,8 +84,42 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(res::group).put(res::group).patch(res::group).delete(res::group),
         )
         .route("/scim/v2/{connection}/.search", post(res::root_search))
+        // A method a SCIM endpoint does not serve gets an RFC 7644 error body, not an empty 405.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(state, require_scim_token))
+}
+
+/// 405 for a method the endpoint does not serve, as an RFC 7644 §3.12 error body.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ScimFailure(ScimError::with_status(
+        405,
+        format!("{method} is not supported on {}", uri.path()),
+    ))
+    .into_response()
+}
+
+/// `Path<T>` whose rejection (a segment that is not valid UTF-8 once percent-decoded, say) is an
+/// RFC 7644 error body instead of axum's `text/plain` 400.
+pub struct ScimPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ScimPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ScimFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ScimPath(v)),
+            Err(e) => Err(ScimFailure(path_rejection(&e))),
+        }
+    }
+}
+
+fn path_rejection(e: &PathRejection) -> ScimError {
+    ScimError::new(ScimType::InvalidValue, format!("the request path could not be read: {}", e.body_text()))
 }
 
 /// Only a valid, unexpired, unrevoked SCIM token *of this connection* gets through.
@@ -134,15 +170,15 @@ pub(crate) fn base_url(headers: &HeaderMap, connection: &str) -> String {
     format!("{scheme}://{host}/scim/v2/{connection}")
 }
 
-async fn service_provider_config(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+async fn service_provider_config(ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
     ScimJson(StatusCode::OK, idplex_scim::service_provider_config(&base_url(&headers, &connection)))
 }
 
-async fn resource_types(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+async fn resource_types(ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
     ScimJson(StatusCode::OK, idplex_scim::resource_types_response(&base_url(&headers, &connection)))
 }
 
-async fn schemas(Path(connection): Path<String>, headers: HeaderMap) -> ScimJson {
+async fn schemas(ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
     ScimJson(StatusCode::OK, idplex_scim::schemas_response(&base_url(&headers, &connection)))
 }
 
@@ -157,13 +193,13 @@ fn find_by_id(list: Value, id: &str, what: &str) -> Result<ScimJson, ScimFailure
 }
 
 async fn resource_type(
-    Path((connection, id)): Path<(String, String)>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<ScimJson, ScimFailure> {
     find_by_id(idplex_scim::resource_types_response(&base_url(&headers, &connection)), &id, "resource type")
 }
 
-async fn schema(Path((connection, id)): Path<(String, String)>, headers: HeaderMap) -> Result<ScimJson, ScimFailure> {
+async fn schema(ScimPath((connection, id)): ScimPath<(String, String)>, headers: HeaderMap) -> Result<ScimJson, ScimFailure> {
     find_by_id(idplex_scim::schemas_response(&base_url(&headers, &connection)), &id, "schema")
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idplex_hub::{HubError, rfc3339};
@@ -31,7 +31,7 @@ use idplex_store::{
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::scim::{ScimFailure, ScimJson, base_url, parse_body};
+use crate::scim::{ScimFailure, ScimJson, ScimPath, base_url, parse_body};
 use crate::sync_log::{SyncNote, record};
 
 /// Largest page a list request returns (also advertised as `filter.maxResults`).
@@ -39,6 +39,16 @@ const MAX_RESULTS: usize = idplex_scim::MAX_RESULTS;
 
 /// IdP quirks the host accepts after the connector normalized a request.
 const OPTIONS: PatchOptions = PatchOptions::IDP_COMPATIBLE;
+
+/// How often a PATCH without `If-Match` is applied again when another replica changed the
+/// resource between its read and its write (see [`Ctx::patch`]).
+const PATCH_ATTEMPTS: u32 = 8;
+
+/// A list response stops adding resources once their JSON passes this many bytes (at least one
+/// resource is always returned). RFC 7644 §3.4.2.4 lets a page hold fewer resources than
+/// `count`; the client continues from `startIndex + itemsPerPage`. Bounds the memory of one
+/// list request whatever the resources' sizes.
+pub const MAX_LIST_RESPONSE_BYTES: usize = 4 << 20;
 
 /// URN of the `/.search` request message (RFC 7644 §3.4.3).
 const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -122,7 +132,7 @@ impl Kind {
 /// `/Users` (list, create).
 pub async fn users(
     State(s): State<AppState>,
-    Path(connection): Path<String>,
+    ScimPath(connection): ScimPath<String>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -134,7 +144,7 @@ pub async fn users(
 /// `/Users/{id}` (get, replace, patch, delete).
 pub async fn user(
     State(s): State<AppState>,
-    Path((connection, id)): Path<(String, String)>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -146,7 +156,7 @@ pub async fn user(
 /// `/Groups` (list, create).
 pub async fn groups(
     State(s): State<AppState>,
-    Path(connection): Path<String>,
+    ScimPath(connection): ScimPath<String>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -158,7 +168,7 @@ pub async fn groups(
 /// `/Groups/{id}` (get, replace, patch, delete).
 pub async fn group(
     State(s): State<AppState>,
-    Path((connection, id)): Path<(String, String)>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -170,7 +180,7 @@ pub async fn group(
 /// `POST /Users/.search`.
 pub async fn users_search(
     State(s): State<AppState>,
-    Path(connection): Path<String>,
+    ScimPath(connection): ScimPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -180,7 +190,7 @@ pub async fn users_search(
 /// `POST /Groups/.search`.
 pub async fn groups_search(
     State(s): State<AppState>,
-    Path(connection): Path<String>,
+    ScimPath(connection): ScimPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -190,7 +200,7 @@ pub async fn groups_search(
 /// `POST /.search`: users and groups together (RFC 7644 §3.4.3, search from the root).
 pub async fn root_search(
     State(s): State<AppState>,
-    Path(connection): Path<String>,
+    ScimPath(connection): ScimPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -212,6 +222,8 @@ async fn handle(
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    // HEAD is a GET whose body is dropped (RFC 9110 §9.3.2): the connector sees a GET.
+    let method = if method == Method::HEAD { Method::GET } else { method };
     let path = match &id {
         Some(id) => format!("/{}/{id}", kind.endpoint()),
         None => format!("/{}", kind.endpoint()),
@@ -289,6 +301,9 @@ impl<'a> Ctx<'a> {
         body: Body,
         note: &mut SyncNote,
     ) -> ScimResult {
+        if let Some(id) = &id {
+            check_resource_id(kind, id)?;
+        }
         let query = decode_query(raw_query);
         let body = match *method {
             Method::POST | Method::PUT | Method::PATCH => Some(parse_body(self.headers, &read_body(body)?)?),
@@ -350,13 +365,7 @@ impl<'a> Ctx<'a> {
                         .map_err(|e| store_failure(kind, e))?;
                     return self.respond(&Stored::group(group, true), StatusCode::OK, &projection).await;
                 }
-                // Groups need their members to patch them; users' groups are read-only.
-                let current = self.load(kind, &id, kind == Kind::Group).await?;
-                let expected = if_match(self.headers)?.unwrap_or(current.version);
-                let mut resource = current.document(&self.base);
-                apply_patch(kind.rt(), &mut resource, &ops, &OPTIONS)?;
-                let prepared = prepare_resource(kind.rt(), &resource, &OPTIONS)?;
-                let stored = self.replace(kind, &id, Some(expected), prepared).await?;
+                let stored = self.patch(kind, &id, ops).await?;
                 self.respond(&stored, StatusCode::OK, &projection).await
             }
             Operation::Delete(id) => {
@@ -447,6 +456,59 @@ impl<'a> Ctx<'a> {
                 ),
             ))
         })
+    }
+
+    /// A general PATCH: load, apply, store if unchanged since loaded.
+    ///
+    /// With `If-Match` the client's version is the precondition (412 when it is stale, RFC 7644
+    /// §3.14). Without it the client asked for no precondition, so a concurrent change of the
+    /// same resource must not fail the request: PATCHes of one resource run one at a time in
+    /// this process ([`crate::PatchLocks`]), and a change made meanwhile by another replica
+    /// makes it load and apply again, up to [`PATCH_ATTEMPTS`] times.
+    ///
+    /// Applying runs on a blocking thread: its cost grows with the resource and the operations
+    /// (bounded by the PATCH limits of `idplex-scim`), and must not hold an async worker that
+    /// other tenants' requests need.
+    async fn patch(&self, kind: Kind, id: &str, ops: Vec<PatchOperation>) -> Result<Stored, ScimFailure> {
+        let explicit = if_match(self.headers)?;
+        let _serialized = match explicit {
+            None => Some(self.s.patch_locks.lock(self.connection, id).await),
+            Some(_) => None,
+        };
+        let ops = std::sync::Arc::new(ops);
+        let mut attempt = 1;
+        loop {
+            // Groups need their members to patch them; users' groups are read-only.
+            let current = self.load(kind, id, kind == Kind::Group).await?;
+            let expected = explicit.unwrap_or(current.version);
+            let resource = current.document(&self.base);
+            let patch_ops = ops.clone();
+            let prepared = tokio::task::spawn_blocking(move || -> Result<Value, ScimError> {
+                let mut resource = resource;
+                apply_patch(kind.rt(), &mut resource, &patch_ops, &OPTIONS)?;
+                prepare_resource(kind.rt(), &resource, &OPTIONS)
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "PATCH application failed on its blocking thread");
+                ScimFailure(ScimError::with_status(500, "the PATCH could not be applied (internal error)"))
+            })??;
+            match self.replace(kind, id, Some(expected), prepared).await {
+                Err(e) if explicit.is_none() && e.0.status == 412 => {
+                    if attempt == PATCH_ATTEMPTS {
+                        tracing::warn!(connection = %self.connection, id, "PATCH kept losing to concurrent changes");
+                        return Err(ScimFailure(ScimError::with_status(
+                            503,
+                            format!(
+                                "the resource changed {PATCH_ATTEMPTS} times while this PATCH was applied; retry later"
+                            ),
+                        )));
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     // -- store access ---------------------------------------------------------------------------
@@ -562,35 +624,81 @@ impl<'a> Ctx<'a> {
         if let Some(f) = &filter {
             f.validate_for(kind.rt())?;
         }
-        let Some(filter) = filter else {
-            if q.sort_by.is_none() && store_paging {
-                // One store page, in creation order.
-                let start = u64::from(q.start_index.unwrap_or(1).max(1)) - 1;
-                let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS)) as u32;
-                let (items, total) = self.page(kind, start, count, wants_derived).await?;
-                return Ok(Found { items, total: usize::try_from(total).unwrap_or(0), paged: true });
-            }
-            let items = self.all(kind, wants_derived).await?;
+        if filter.is_none() && q.sort_by.is_none() && store_paging {
+            // One store page, in creation order.
+            let start = u64::from(q.start_index.unwrap_or(1).max(1)) - 1;
+            let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS)) as u32;
+            let (items, total) = self.page(kind, start, count, wants_derived).await?;
+            return Ok(Found { items, total: usize::try_from(total).unwrap_or(0), paged: true });
+        }
+        // A filter on the derived attribute needs it loaded to be evaluated.
+        let text = q.filter.as_deref().unwrap_or_default().to_ascii_lowercase();
+        let derived_in_filter = filter.is_some() && text.contains(kind.derived());
+        if let Some(filter) = &filter
+            && let Some(candidates) = self.indexed(kind, filter, wants_derived || derived_in_filter).await?
+        {
+            let items: Vec<Stored> =
+                candidates.into_iter().filter(|c| filter.matches(kind.rt(), &c.to_scim(&self.base))).collect();
             let mut found = Found { total: items.len(), items, paged: false };
             self.sort(&mut found, q)?;
             return Ok(found);
-        };
-        // A filter on the derived attribute needs it loaded to be evaluated.
-        let text = q.filter.as_deref().unwrap_or_default().to_ascii_lowercase();
-        let derived_in_filter = text.contains(kind.derived());
-        let candidates = match self.indexed(kind, &filter, wants_derived || derived_in_filter).await? {
-            Some(items) => items,
-            None => self.all(kind, derived_in_filter).await?,
-        };
+        }
+        // A group's members come with its row; a user's groups are attached for the page shown.
+        let load_derived = derived_in_filter || (kind == Kind::Group && wants_derived);
+        // Evaluated a store page at a time, keeping only what the answer needs: the matches of
+        // the requested window (all matches are counted), or with `sortBy` the first
+        // `startIndex + count` matches in sort order. A request then holds one store page plus
+        // its window, whatever the directory's size.
+        let window = store_paging.then(|| {
+            let start = q.start_index.unwrap_or(1).max(1) as usize - 1;
+            let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS));
+            (start, count)
+        });
+        let sort_path = q.sort_by.as_deref().map(AttrPath::parse).transpose()?;
         let mut items: Vec<Stored> = Vec::new();
-        for c in candidates {
-            if filter.matches(kind.rt(), &c.to_scim(&self.base)) {
-                items.push(c);
+        let (mut seen, mut matched) = (0u64, 0usize);
+        loop {
+            let (page, total) =
+                self.page(kind, seen, idplex_store::MAX_DIRECTORY_LIST_LIMIT, load_derived).await?;
+            let done = page.is_empty();
+            seen += page.len() as u64;
+            for c in page {
+                if let Some(filter) = &filter
+                    && !filter.matches(kind.rt(), &c.to_scim(&self.base))
+                {
+                    continue;
+                }
+                let keep = match (window, &sort_path) {
+                    (Some((start, count)), None) => matched >= start && matched < start.saturating_add(count),
+                    _ => true,
+                };
+                matched += 1;
+                if keep {
+                    items.push(c);
+                }
+            }
+            if let (Some((start, count)), Some(path)) = (window, &sort_path) {
+                let keep = start.saturating_add(count);
+                if items.len() > keep.saturating_mul(2).max(1024) {
+                    sort_mixed(&mut items, path, &self.base, q.sort_descending);
+                    items.truncate(keep);
+                }
+            }
+            if done || seen as i64 >= total {
+                break;
             }
         }
-        let mut found = Found { total: items.len(), items, paged: false };
-        self.sort(&mut found, q)?;
-        Ok(found)
+        if let Some(path) = &sort_path {
+            sort_mixed(&mut items, path, &self.base, q.sort_descending);
+        }
+        match window {
+            Some((start, count)) if sort_path.is_some() => {
+                let page = items.into_iter().skip(start).take(count).collect();
+                Ok(Found { items: page, total: matched, paged: true })
+            }
+            Some(_) => Ok(Found { items, total: matched, paged: true }),
+            None => Ok(Found { total: matched, items, paged: false }),
+        }
     }
 
     fn sort(&self, found: &mut Found, q: &ListQuery) -> Result<(), ScimFailure> {
@@ -606,6 +714,10 @@ impl<'a> Ctx<'a> {
         let Some(value) = value.as_str() else { return Ok(None) };
         if path.sub_attr.is_some() {
             return Ok(None);
+        }
+        if value.contains('\0') {
+            // No stored value holds NUL (it is refused on write; PostgreSQL cannot even compare it).
+            return Ok(Some(Vec::new()));
         }
         let store = self.store();
         let c = self.connection;
@@ -671,20 +783,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Every resource of `kind` of the connection, in creation order.
-    async fn all(&self, kind: Kind, derived: bool) -> Result<Vec<Stored>, ScimFailure> {
-        let mut out = Vec::new();
-        loop {
-            let (page, total) =
-                self.page(kind, out.len() as u64, idplex_store::MAX_DIRECTORY_LIST_LIMIT, derived).await?;
-            let done = page.is_empty();
-            out.extend(page);
-            if done || out.len() as i64 >= total {
-                return Ok(out);
-            }
-        }
-    }
-
     // -- responses ------------------------------------------------------------------------------
 
     async fn list_response(&self, found: Found, q: &ListQuery) -> ScimResult {
@@ -705,9 +803,18 @@ impl<'a> Ctx<'a> {
             self.attach_groups(&mut page).await?;
         }
         let mut resources = Vec::with_capacity(page.len());
+        let mut bytes = 0usize;
         for item in &page {
             let rendered = self.render(item.kind, &item.to_scim(&self.base)).await?;
-            resources.push(projection.apply(item.kind.rt(), &rendered));
+            let resource = projection.apply(item.kind.rt(), &rendered);
+            if page.len() > 1 {
+                // A shorter page rather than an unbounded response (MAX_LIST_RESPONSE_BYTES).
+                bytes = bytes.saturating_add(json_size(&resource));
+                if bytes > MAX_LIST_RESPONSE_BYTES && !resources.is_empty() {
+                    break;
+                }
+            }
+            resources.push(resource);
         }
         let list = ListResponse { total_results: total, start_index: start, resources };
         Ok(ScimJson(StatusCode::OK, list.to_json()).into_response())
@@ -733,12 +840,40 @@ impl<'a> Ctx<'a> {
         let out = connector.render(kind.runtime(), resource.to_string()).await;
         self.keep_connector(connector);
         let out = out.map_err(hub_failure)?;
-        let v = connector_json(&out)?;
+        let mut v = connector_json(&out)?;
         if v.get("id") != resource.get("id") {
             return Err(ScimFailure(ScimError::with_status(502, "the connector's rendering changed the resource id")));
         }
+        keep_host_owned(kind, resource, &mut v)?;
         Ok(v)
     }
+}
+
+/// Attributes of a rendered resource that only the host may set: identity, ETag and location
+/// (`meta`), the keys the IdP matches resources by, and the attributes derived from memberships.
+/// A connector shapes everything else for its IdP.
+fn host_owned(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::User => &["id", "schemas", "meta", "userName", "externalId", "active", "groups", "members"],
+        Kind::Group => &["id", "schemas", "meta", "displayName", "externalId", "members", "groups"],
+    }
+}
+
+/// Puts the host's values of [`host_owned`] attributes back into `rendered` (attribute names
+/// compared without case, as SCIM does): a value the host did not send is removed, a value it
+/// sent replaces whatever the connector made of it.
+fn keep_host_owned(kind: Kind, host: &Value, rendered: &mut Value) -> Result<(), ScimFailure> {
+    let Some(out) = rendered.as_object_mut() else {
+        return Err(ScimFailure(ScimError::with_status(502, "the connector rendered a resource that is not a JSON object")));
+    };
+    let names = host_owned(kind);
+    out.retain(|k, _| !names.iter().any(|n| k.eq_ignore_ascii_case(n)));
+    for name in names {
+        if let Some(v) = host.get(*name) {
+            out.insert((*name).to_string(), v.clone());
+        }
+    }
+    Ok(())
 }
 
 /// What a query found: all matches (`paged == false`), or one store page of them.
@@ -863,6 +998,43 @@ impl Stored {
         });
         r
     }
+}
+
+/// Longest resource id in a request path. idplex issues 32-hex-digit ids; an IdP echoes them.
+const MAX_RESOURCE_ID: usize = 256;
+
+/// A resource id from the path that no resource can have (control characters such as NUL,
+/// which PostgreSQL cannot even compare, or an absurd length) is answered 404 before any store
+/// or connector work.
+fn check_resource_id(kind: Kind, id: &str) -> Result<(), ScimFailure> {
+    if id.is_empty() || id.len() > MAX_RESOURCE_ID || id.chars().any(char::is_control) {
+        let shown: String = id.chars().take(64).flat_map(char::escape_debug).collect();
+        return Err(ScimFailure(ScimError::with_status(
+            404,
+            format!(
+                "{} \"{shown}\" does not exist: resource ids are at most {MAX_RESOURCE_ID} bytes without control characters",
+                kind.name()
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// The length of `v` serialized, without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn etag(version: i64) -> String {

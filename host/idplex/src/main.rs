@@ -311,7 +311,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Worker stacks of 8 MiB (tokio's default is 2 MiB): every recursion on input is bounded
+    // (idplex-scim's limits), this is the margin behind those bounds.
+    let rt = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(8 << 20).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -374,6 +376,33 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // A panic is one log event in the configured format (one JSON line under --log-format
+    // json), its message escaped and bounded: a panic message can hold request input, and the
+    // default hook writes it raw and multi-line to stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-text panic payload".to_string());
+        let message = bounded(&message, 1024);
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!(panic = ?message, location = %location, thread = %thread, "panic (the request failed; the process goes on)");
+    }));
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn bounded(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> anyhow::Result<Arc<Hub>> {

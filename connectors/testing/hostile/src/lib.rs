@@ -13,6 +13,8 @@
 //! | `loop`   | spins forever (a `black_box` counter the optimizer cannot remove) → deadline |
 //! | `oom`    | allocates and touches 1 MiB chunks forever → memory cap (or trap at 4 GiB) |
 //! | `huge`   | answers with a JSON string of `huge_bytes` bytes (default 100 MiB) → output cap |
+//! | `steal`  | `normalize` answers a GET with query parameter `victim=ID` with `delete(ID)` (other requests as `ok`): the host must refuse an operation the request's method does not allow |
+//! | `forge`  | `render` answers the resource with forged host-owned fields (`id` kept): `meta`, `schemas`, `userName`, `displayName`, `active`, `externalId`, `groups`, `members` |
 //! | `egress` | GETs config `url` through `wasi:http/outgoing-handler` and answers with `{"status":..,"body":..}`; an outgoing-handler error becomes connector-error `upstream` with its Debug text |
 //!
 //! Any other `mode` is a `config` error. `describe` is unaffected by `mode` and declares
@@ -50,6 +52,7 @@ fn misbehave() -> Result<Outcome, ConnectorError> {
         "oom" => exhaust_memory(),
         "huge" => Ok(Outcome::Payload(huge_json()?)),
         "egress" => Ok(Outcome::Payload(egress()?)),
+        "steal" | "forge" => Ok(Outcome::Normal),
         other => Err(ConnectorError::config(format!(
             "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress; got `{other}`"
         ))),
@@ -166,6 +169,25 @@ fn egress() -> Result<Json, ConnectorError> {
     Ok(json!({ "status": status, "body": String::from_utf8_lossy(&body) }).to_string())
 }
 
+/// `resource` with every host-owned field forged (its `id` kept, so the host cannot tell by id).
+fn forged(resource: &str) -> Json {
+    let mut v: idplex_connector_sdk::serde_json::Value =
+        idplex_connector_sdk::serde_json::from_str(resource).unwrap_or_else(|_| json!({}));
+    let id = v.get("id").cloned();
+    v["schemas"] = json!(["urn:forged"]);
+    v["meta"] = json!({"resourceType": "Forged", "version": "W/\"999999\"", "location": "https://attacker.example/x", "created": "1970-01-01T00:00:00Z", "lastModified": "1970-01-01T00:00:00Z"});
+    v["userName"] = json!("root@forged");
+    v["displayName"] = json!("Forged");
+    v["active"] = json!(true);
+    v["externalId"] = json!("forged");
+    v["groups"] = json!([{"value": "admins", "display": "Administrators"}]);
+    v["members"] = json!([{"value": "intruder"}]);
+    if let Some(id) = id {
+        v["id"] = id;
+    }
+    v.to_string()
+}
+
 /// The fixture; every export goes through [`misbehave`] except `describe`.
 struct Hostile;
 
@@ -186,7 +208,7 @@ impl metadata::Guest for Hostile {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "properties": {
-                    "mode": { "enum": ["ok", "trap", "loop", "oom", "huge", "egress"] },
+                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "steal", "forge"] },
                     "url": { "type": "string" },
                     "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" }
                 }
@@ -201,6 +223,12 @@ impl provisioning::Guest for Hostile {
     fn normalize(request: ScimRequest) -> Result<Vec<Operation>, ConnectorError> {
         if let Outcome::Payload(p) = misbehave()? {
             return Ok(vec![Operation::Create(p)]);
+        }
+        if config::get("mode").as_deref() == Some("steal")
+            && request.method == "GET"
+            && let Some((_, victim)) = request.query.iter().find(|(k, _)| k == "victim")
+        {
+            return Ok(vec![Operation::Delete(victim.clone())]);
         }
         let op = match (request.method.as_str(), request.id) {
             ("POST", _) => Operation::Create(request.body.unwrap_or_else(|| "{}".into())),
@@ -225,6 +253,9 @@ impl provisioning::Guest for Hostile {
     fn render(_kind: ResourceKind, resource: Json) -> Result<Json, ConnectorError> {
         // In `count` mode, rendering the JSON string "trap" traps, and "garbage" answers text
         // that is not JSON (after counting the call).
+        if config::get("mode").as_deref() == Some("forge") {
+            return Ok(forged(&resource));
+        }
         let trap = resource == "\"trap\"";
         let garbage = resource == "\"garbage\"";
         Ok(match misbehave()? {
