@@ -12,8 +12,8 @@
 //!   is read as a string.
 //!
 //! Input is bounded by [`Limits`]: text length, number of attribute expressions, and
-//! nesting: both the nesting of `(` and `[` in the text (which bounds the parser's
-//! recursion; `not` must be followed by `(`) and the depth of the parsed tree
+//! nesting: both the nesting of `(` and `[` in the text (the parser itself keeps open
+//! levels on an explicit stack, not the call stack) and the depth of the parsed tree
 //! ([`Filter::depth`]) are at most `max_filter_depth`. `and`/`or` chains are built as
 //! balanced trees (`a or b or c or d` is `((a or b) or (c or d))`, same meaning), so a
 //! chain of 1,000 terms is 10 levels deep. Every recursive walk over a parsed tree
@@ -281,8 +281,9 @@ enum Tok {
     Str(String),
 }
 
-/// Recursive-descent parser over a token list carrying character positions. Its
-/// recursion is bounded by `max_depth` (see [`Parser::enter`]).
+/// Parser over a token list carrying character positions. It does not recurse (see
+/// [`Parser::or_expr`]); nesting is still bounded by `max_depth` ([`Parser::enter`]) so the
+/// trees it builds stay shallow.
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
@@ -420,46 +421,82 @@ impl Parser {
         }
     }
 
-    /// `and_expr *("or" and_expr)`, iterative; the chain becomes a balanced tree.
+    /// `filter = and_expr *("or" and_expr)`, `and_expr = unary *("and" unary)`,
+    /// `unary = ["not"] "(" filter ")" / attrExpr`, with `attrExpr` possibly
+    /// `attr "[" filter "]"`. Parsed with an explicit stack of open levels instead of
+    /// recursion, so the parser's own stack use does not grow with the input; `and`/`or`
+    /// chains become balanced trees. `in_brackets`: the whole text is the inside of a
+    /// value filter (PATCH paths).
     fn or_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        let mut terms = vec![self.and_expr(in_brackets)?];
-        while self.eat_keyword("or") {
-            terms.push(self.and_expr(in_brackets)?);
-        }
-        Ok(balanced(terms, Filter::Or))
-    }
-
-    /// `unary *("and" unary)`, iterative; the chain becomes a balanced tree.
-    fn and_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        let mut terms = vec![self.unary(in_brackets)?];
-        while self.eat_keyword("and") {
-            terms.push(self.unary(in_brackets)?);
-        }
-        Ok(balanced(terms, Filter::And))
-    }
-
-    fn unary(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        if self.eat_keyword("not") {
-            let at = self.here();
-            if self.peek() != Some(&Tok::LParen) {
-                return Err(self.error_at(at, "expected '(' after 'not'"));
+        let mut stack = vec![Level::new(Open::Top)];
+        // Nested value filters are refused, so at most one bracket level is open.
+        let mut bracket_open = in_brackets;
+        loop {
+            // An operand: open levels until an attribute expression completes one.
+            let mut operand = loop {
+                let at = self.here();
+                if self.eat_keyword("not") {
+                    let at = self.here();
+                    if !self.eat(&Tok::LParen) {
+                        return Err(self.error_at(at, "expected '(' after 'not'"));
+                    }
+                    self.enter(at)?;
+                    stack.push(Level::new(Open::Paren { negate: true }));
+                    continue;
+                }
+                if self.eat(&Tok::LParen) {
+                    self.enter(at)?;
+                    stack.push(Level::new(Open::Paren { negate: false }));
+                    continue;
+                }
+                match self.attr_expr(bracket_open)? {
+                    AttrExpr::Done(f) => break f,
+                    AttrExpr::Opened(path, bracket_at) => {
+                        self.enter(bracket_at)?;
+                        bracket_open = true;
+                        stack.push(Level::new(Open::Bracket { path }));
+                    }
+                }
+            };
+            // The operators after it; a level whose expression ends is closed and becomes
+            // an operand of the level below.
+            loop {
+                let level = stack.last_mut().expect("the top level is never popped here");
+                level.ands.push(operand);
+                if self.eat_keyword("and") {
+                    break;
+                }
+                let ands = std::mem::take(&mut level.ands);
+                level.ors.push(balanced(ands, Filter::And));
+                if self.eat_keyword("or") {
+                    break;
+                }
+                let level = stack.pop().expect("checked above");
+                let expr = balanced(level.ors, Filter::Or);
+                operand = match level.open {
+                    Open::Top => return Ok(expr),
+                    Open::Paren { negate } => {
+                        self.expect(&Tok::RParen, "')'")?;
+                        self.leave();
+                        if negate {
+                            Filter::Not(Box::new(expr))
+                        } else {
+                            expr
+                        }
+                    }
+                    Open::Bracket { path } => {
+                        self.expect(&Tok::RBracket, "']'")?;
+                        self.leave();
+                        bracket_open = in_brackets;
+                        self.close_value_path(path, expr)?
+                    }
+                };
             }
-            // No level of its own: the '(' that must follow opens one.
-            let inner = self.unary(in_brackets)?;
-            return Ok(Filter::Not(Box::new(inner)));
         }
-        let at = self.here();
-        if self.eat(&Tok::LParen) {
-            self.enter(at)?;
-            let inner = self.or_expr(in_brackets)?;
-            self.leave();
-            self.expect(&Tok::RParen, "')'")?;
-            return Ok(inner);
-        }
-        self.attr_expr(in_brackets)
     }
 
-    fn attr_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+    /// An attribute expression, or the opening of a value filter (`path[`, consumed).
+    fn attr_expr(&mut self, in_brackets: bool) -> Result<AttrExpr, ScimError> {
         self.count_term(self.here())?;
         let (path, at) = self.attr_path()?;
         if self.peek() == Some(&Tok::LBracket) {
@@ -471,23 +508,7 @@ impl Parser {
             }
             let bracket_at = self.here();
             self.pos += 1;
-            self.enter(bracket_at)?;
-            let inner = self.or_expr(true)?;
-            self.leave();
-            self.expect(&Tok::RBracket, "']'")?;
-            let filter = if self.eat(&Tok::Dot) {
-                // Entra dialect: emails[type eq "work"].value eq "x"
-                let sub_at = self.here();
-                let sub = self.name()?;
-                let cond = self.condition(AttrPath::new(sub), sub_at, false)?;
-                Filter::And(Box::new(inner), Box::new(cond))
-            } else {
-                inner
-            };
-            return Ok(Filter::ValuePath {
-                path,
-                filter: Box::new(filter),
-            });
+            return Ok(AttrExpr::Opened(path, bracket_at));
         }
         if in_brackets && (path.urn.is_some() || path.sub_attr.is_some()) {
             return Err(self.error_at(
@@ -495,7 +516,24 @@ impl Parser {
                 "only sub-attribute names are allowed inside a value filter",
             ));
         }
-        self.condition(path, at, !in_brackets)
+        self.condition(path, at, !in_brackets).map(AttrExpr::Done)
+    }
+
+    /// After `path[inner]`: the value path, with Entra's `.sub op value` suffix if present.
+    fn close_value_path(&mut self, path: AttrPath, inner: Filter) -> Result<Filter, ScimError> {
+        let filter = if self.eat(&Tok::Dot) {
+            // Entra dialect: emails[type eq "work"].value eq "x"
+            let sub_at = self.here();
+            let sub = self.name()?;
+            let cond = self.condition(AttrPath::new(sub), sub_at, false)?;
+            Filter::And(Box::new(inner), Box::new(cond))
+        } else {
+            inner
+        };
+        Ok(Filter::ValuePath {
+            path,
+            filter: Box::new(filter),
+        })
     }
 
     /// `pr` or `compareOp compValue` after an attribute path; `at_root` when the path is
@@ -602,6 +640,41 @@ impl Parser {
             _ => Err(self.error_at(at, "expected a sub-attribute name")),
         }
     }
+}
+
+/// What opened a level of the parser's explicit stack.
+enum Open {
+    /// The whole expression (or the inside of a PATCH path's brackets).
+    Top,
+    /// `(`, negated when it followed `not`.
+    Paren { negate: bool },
+    /// `path[`.
+    Bracket { path: AttrPath },
+}
+
+/// One open level: the `or` operands so far and the `and` chain being read.
+struct Level {
+    open: Open,
+    ors: Vec<Filter>,
+    ands: Vec<Filter>,
+}
+
+impl Level {
+    fn new(open: Open) -> Self {
+        Level {
+            open,
+            ors: Vec::new(),
+            ands: Vec::new(),
+        }
+    }
+}
+
+/// Result of [`Parser::attr_expr`].
+enum AttrExpr {
+    /// A complete comparison or presence test.
+    Done(Filter),
+    /// `path[` was read (position of the bracket): a value filter is open.
+    Opened(AttrPath, usize),
 }
 
 /// Joins a non-empty chain of operands into a balanced tree of `join` nodes (the left half

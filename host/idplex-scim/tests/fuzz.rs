@@ -3,7 +3,7 @@
 //! parse → display → parse round trips.
 //!
 //! Runs in CI with every `cargo test`. The number of cases per property is `PROPTEST_CASES`
-//! (default 128, which keeps this file to a few seconds in a debug build); raise it for a
+//! (default 384, which keeps this file to a few seconds in a debug build); raise it for a
 //! longer local run, e.g. `PROPTEST_CASES=20000 cargo test -p idplex-scim --test fuzz`.
 
 use idplex_scim::{
@@ -19,7 +19,7 @@ fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
+        .unwrap_or(384);
     Config {
         cases,
         // No regression files written into the source tree by CI runs.
