@@ -461,7 +461,9 @@ impl Parser {
             // The operators after it; a level whose expression ends is closed and becomes
             // an operand of the level below.
             loop {
-                let level = stack.last_mut().expect("the top level is never popped here");
+                let level = stack
+                    .last_mut()
+                    .expect("the top level is never popped here");
                 level.ands.push(operand);
                 if self.eat_keyword("and") {
                     break;
@@ -685,7 +687,10 @@ fn balanced(mut items: Vec<Filter>, join: fn(Box<Filter>, Box<Filter>) -> Filter
         return items.pop().expect("a chain has at least one operand");
     }
     let right = items.split_off(items.len().div_ceil(2));
-    join(Box::new(balanced(items, join)), Box::new(balanced(right, join)))
+    join(
+        Box::new(balanced(items, join)),
+        Box::new(balanced(right, join)),
+    )
 }
 
 /// Whether `path` is the core User `userName` (bare or URN-qualified).

@@ -61,6 +61,7 @@ pub use discovery::{
 };
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};
+pub use limits::Limits;
 pub use list::{
     LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, compare_sort_keys, sort_key, sort_resources,
 };
@@ -68,7 +69,6 @@ pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch, apply
 pub use path::AttrPath;
 pub use projection::Projection;
 pub use schema::*;
-pub use limits::Limits;
 pub use validate::{
     canonical_user_name, check_resource_strings, prepare_resource, prepare_resource_with,
     validate_resource_id,

@@ -549,7 +549,9 @@ impl Patcher<'_> {
                                 });
                             }
                             None => {
-                                self.charge((items.len() as u64).saturating_mul(listed.len() as u64))?;
+                                self.charge(
+                                    (items.len() as u64).saturating_mul(listed.len() as u64),
+                                )?;
                                 items.retain(|e| !listed.iter().any(|l| element_matches(e, l)));
                             }
                         }
@@ -1207,16 +1209,19 @@ mod tests {
         assert_eq!(after["schemas"][1], json!(ENT));
     }
 
-
     /// scim2-tester (and some IdPs) send the whole extension object with its own `schemas`
     /// list inside; that list is envelope, not an attribute of the extension.
     #[test]
     fn whole_extension_value_may_repeat_schemas() {
         for kind in [Add, Replace] {
             let value = json!({"schemas": [ENT], "employeeNumber": "42", "department": "R&D"});
-            let (after, changed) =
-                run(&USER_RESOURCE_TYPE, user(), &[op(kind, Some(ENT), Some(value))], &PatchOptions::STRICT)
-                    .unwrap();
+            let (after, changed) = run(
+                &USER_RESOURCE_TYPE,
+                user(),
+                &[op(kind, Some(ENT), Some(value))],
+                &PatchOptions::STRICT,
+            )
+            .unwrap();
             assert!(changed);
             assert_eq!(after[ENT]["employeeNumber"], json!("42"));
             assert_eq!(after[ENT]["department"], json!("R&D"));

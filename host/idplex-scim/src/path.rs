@@ -42,7 +42,9 @@ impl AttrPath {
         // (`abcé`), and a slice inside one would panic. `rfind` returns the index of an
         // ASCII ':', a character boundary, so `split_at` there is safe.
         let (urn, rest) = if text.len() > 4
-            && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+            && text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
             && let Some(idx) = text.rfind(':')
         {
             let (urn, rest) = text.split_at(idx);

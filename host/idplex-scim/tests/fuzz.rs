@@ -88,8 +88,7 @@ fn filter_text() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         (attr_name(), op_word(), comp_value()).prop_map(|(a, o, v)| format!("{a} {o} {v}")),
         attr_name().prop_map(|a| format!("{a} pr")),
-        (attr_name(), attr_name(), comp_value())
-            .prop_map(|(a, s, v)| format!("{a}[{s} eq {v}]")),
+        (attr_name(), attr_name(), comp_value()).prop_map(|(a, s, v)| format!("{a}[{s} eq {v}]")),
         (attr_name(), comp_value()).prop_map(|(a, v)| format!("emails[type eq {v}].{a} eq {v}")),
     ];
     leaf.prop_recursive(6, 64, 8, |inner| {
@@ -163,7 +162,10 @@ fn check_filter(text: &str) {
             let again = Filter::parse(&printed)
                 .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}: {e}"));
             assert_eq!(again, f, "{text:?} printed as {printed:?}");
-            for (rt, r) in [(&USER_RESOURCE_TYPE, user()), (&GROUP_RESOURCE_TYPE, group())] {
+            for (rt, r) in [
+                (&USER_RESOURCE_TYPE, user()),
+                (&GROUP_RESOURCE_TYPE, group()),
+            ] {
                 let _ = f.matches(rt, &r);
                 if let Err(e) = f.validate_for(rt) {
                     assert_scim_error(&e, &[ScimType::InvalidFilter]);
@@ -195,7 +197,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "\\PC{0,6}".prop_map(Value::String),
         Just(json!("u\u{0}")),
         Just(json!("work")),
@@ -231,7 +234,11 @@ fn patch_key() -> impl Strategy<Value = String> {
 
 fn patch_op() -> impl Strategy<Value = PatchOperation> {
     (
-        prop::sample::select(vec![PatchOpKind::Add, PatchOpKind::Replace, PatchOpKind::Remove]),
+        prop::sample::select(vec![
+            PatchOpKind::Add,
+            PatchOpKind::Replace,
+            PatchOpKind::Remove,
+        ]),
         prop::option::of(patch_key()),
         prop::option::of(json_value()),
     )

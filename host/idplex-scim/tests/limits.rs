@@ -27,7 +27,11 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn assert_scim(e: &ScimError, ty: ScimType, fragment: &str) {
     assert_eq!(e.scim_type, Some(ty), "{e}");
     assert_eq!(e.status, 400, "{e}");
-    assert!(e.detail.contains(fragment), "{fragment:?} not in {:?}", e.detail);
+    assert!(
+        e.detail.contains(fragment),
+        "{fragment:?} not in {:?}",
+        e.detail
+    );
 }
 
 fn nested(depth: usize, inner: &str) -> String {
@@ -92,12 +96,20 @@ fn twelve_thousand_or_terms_are_refused_by_default() {
     on_small_stack(|| {
         let text = chain(12_000, " or ");
         let e = Filter::parse(&text).unwrap_err();
-        assert_scim(&e, ScimType::InvalidFilter, "more than the limit of 16384 bytes");
+        assert_scim(
+            &e,
+            ScimType::InvalidFilter,
+            "more than the limit of 16384 bytes",
+        );
         // Under the length limit but over the term limit.
         let short = (0..1_500).map(|_| "a pr").collect::<Vec<_>>().join(" or ");
         assert!(short.len() < Limits::DEFAULT.max_filter_bytes);
         let e = Filter::parse(&short).unwrap_err();
-        assert_scim(&e, ScimType::InvalidFilter, "more than 1000 attribute expressions");
+        assert_scim(
+            &e,
+            ScimType::InvalidFilter,
+            "more than 1000 attribute expressions",
+        );
         // At the limit: fine.
         let ok = (0..1_000).map(|_| "a pr").collect::<Vec<_>>().join(" or ");
         Filter::parse(&ok).unwrap();
@@ -130,13 +142,15 @@ fn nested_patch_path_filters_are_refused() {
         let path = format!("emails[{}]", nested(1_600, "type eq \"work\""));
         let e = PatchPath::parse(&path).unwrap_err();
         assert_scim(&e, ScimType::InvalidPath, "nested more than 64 levels");
-        let mut user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
+        let mut user =
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
         let ops = [PatchOperation {
             op: PatchOpKind::Remove,
             path: Some(path.clone()),
             value: None,
         }];
-        let e = apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap_err();
+        let e =
+            apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap_err();
         assert_scim(&e, ScimType::InvalidPath, "nested more than 64 levels");
         // As a key of a path-less value too.
         let ops = [PatchOperation {
@@ -144,7 +158,8 @@ fn nested_patch_path_filters_are_refused() {
             path: None,
             value: Some(json!({ path: "x" })),
         }];
-        let e = apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap_err();
+        let e =
+            apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap_err();
         assert_scim(&e, ScimType::InvalidPath, "nested more than 64 levels");
         let long = format!("emails[{}]", chain(2_000, " or "));
         let e = PatchPath::parse(&long).unwrap_err();
@@ -155,7 +170,15 @@ fn nested_patch_path_filters_are_refused() {
 #[test]
 fn non_ascii_attribute_names_are_errors_not_panics() {
     on_small_stack(|| {
-        for name in ["abcé", "abé", "é", "abcé.x", "urné:x", "ｕｓｅｒＮａｍｅ", "a\u{200b}"] {
+        for name in [
+            "abcé",
+            "abé",
+            "é",
+            "abcé.x",
+            "urné:x",
+            "ｕｓｅｒＮａｍｅ",
+            "a\u{200b}",
+        ] {
             // sortBy
             let e = AttrPath::parse(name).unwrap_err();
             assert_scim(&e, ScimType::InvalidPath, "invalid attribute path");
@@ -172,22 +195,41 @@ fn non_ascii_attribute_names_are_errors_not_panics() {
             // PATCH path and path-less value key
             let e = PatchPath::parse(name).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidPath));
-            let mut user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
+            let mut user =
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
             for op in [
-                PatchOperation { op: PatchOpKind::Replace, path: Some(name.into()), value: Some(json!("x")) },
-                PatchOperation { op: PatchOpKind::Replace, path: None, value: Some(json!({ name: "x" })) },
+                PatchOperation {
+                    op: PatchOpKind::Replace,
+                    path: Some(name.into()),
+                    value: Some(json!("x")),
+                },
+                PatchOperation {
+                    op: PatchOpKind::Replace,
+                    path: None,
+                    value: Some(json!({ name: "x" })),
+                },
             ] {
-                let e = apply_patch(&USER_RESOURCE_TYPE, &mut user, &[op], &PatchOptions::STRICT).unwrap_err();
+                let e = apply_patch(&USER_RESOURCE_TYPE, &mut user, &[op], &PatchOptions::STRICT)
+                    .unwrap_err();
                 assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{e}");
             }
             // create body
             let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a", name: "x"});
-            let e = prepare_resource(&USER_RESOURCE_TYPE, &body, &PatchOptions::STRICT).unwrap_err();
+            let e =
+                prepare_resource(&USER_RESOURCE_TYPE, &body, &PatchOptions::STRICT).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidSyntax), "{e}");
         }
         // Sub-attribute and URN forms.
-        for path in ["name.givé", "urn:ietf:params:scim:schemas:core:2.0:User:usérName", "urn:é"] {
-            assert_eq!(AttrPath::parse(path).unwrap_err().scim_type, Some(ScimType::InvalidPath), "{path}");
+        for path in [
+            "name.givé",
+            "urn:ietf:params:scim:schemas:core:2.0:User:usérName",
+            "urn:é",
+        ] {
+            assert_eq!(
+                AttrPath::parse(path).unwrap_err().scim_type,
+                Some(ScimType::InvalidPath),
+                "{path}"
+            );
         }
         // Non-ASCII *values* are fine.
         let f = Filter::parse("displayName eq \"ÄRZTE\"").unwrap();
@@ -197,7 +239,14 @@ fn non_ascii_attribute_names_are_errors_not_panics() {
 
 #[test]
 fn user_names_are_canonical() {
-    for same in ["alice", "ａｌｉｃｅ", "alice ", " alice\t", "\u{3000}alice\u{a0}", "ａｌｉｃｅ\u{3000}"] {
+    for same in [
+        "alice",
+        "ａｌｉｃｅ",
+        "alice ",
+        " alice\t",
+        "\u{3000}alice\u{a0}",
+        "ａｌｉｃｅ\u{3000}",
+    ] {
         assert_eq!(canonical_user_name(same).unwrap(), "alice", "{same:?}");
     }
     // NFC: e + combining acute is é.
@@ -232,7 +281,8 @@ fn user_names_are_canonical() {
 fn stored_and_looked_up_user_names_agree() {
     let body = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
     for same in ["alice", "ａｌｉｃｅ", "alice "] {
-        let stored = prepare_resource(&USER_RESOURCE_TYPE, &body(same), &PatchOptions::STRICT).unwrap();
+        let stored =
+            prepare_resource(&USER_RESOURCE_TYPE, &body(same), &PatchOptions::STRICT).unwrap();
         assert_eq!(stored["userName"], "alice");
         // A lookup with any of the forms finds it, also through the store's index path.
         for lookup in ["alice", "ａｌｉｃｅ", "alice "] {
@@ -241,11 +291,21 @@ fn stored_and_looked_up_user_names_agree() {
             assert_eq!(f.as_simple_eq().unwrap().1, &json!("alice"));
         }
     }
-    let e = prepare_resource(&USER_RESOURCE_TYPE, &body("al\u{200b}ice"), &PatchOptions::STRICT).unwrap_err();
+    let e = prepare_resource(
+        &USER_RESOURCE_TYPE,
+        &body("al\u{200b}ice"),
+        &PatchOptions::STRICT,
+    )
+    .unwrap_err();
     assert_scim(&e, ScimType::InvalidValue, "U+200B");
     // Through PATCH (the server runs prepare_resource on the result).
-    let mut user = prepare_resource(&USER_RESOURCE_TYPE, &body("alice"), &PatchOptions::STRICT).unwrap();
-    let ops = [PatchOperation { op: PatchOpKind::Replace, path: Some("userName".into()), value: Some(json!("ｂｏｂ ")) }];
+    let mut user =
+        prepare_resource(&USER_RESOURCE_TYPE, &body("alice"), &PatchOptions::STRICT).unwrap();
+    let ops = [PatchOperation {
+        op: PatchOpKind::Replace,
+        path: Some("userName".into()),
+        value: Some(json!("ｂｏｂ ")),
+    }];
     apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap();
     let stored = prepare_resource(&USER_RESOURCE_TYPE, &user, &PatchOptions::STRICT).unwrap();
     assert_eq!(stored["userName"], "bob");
@@ -254,7 +314,8 @@ fn stored_and_looked_up_user_names_agree() {
 #[test]
 fn nul_characters_and_oversized_strings_are_refused() {
     let user = |extra: Value| {
-        let mut u = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice"});
+        let mut u =
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice"});
         for (k, v) in extra.as_object().unwrap() {
             u[k] = v.clone();
         }
@@ -262,21 +323,50 @@ fn nul_characters_and_oversized_strings_are_refused() {
     };
     let table: &[(Value, &str)] = &[
         (json!({"userName": "a\u{0}b"}), "U+0000"),
-        (json!({"displayName": "x\u{0}"}), "'displayName' contains U+0000"),
-        (json!({"name": {"givenName": "\u{0}"}}), "'name.givenName' contains U+0000"),
-        (json!({"emails": [{"value": "a@b", "type": "wo\u{0}rk"}]}), "'emails.type' contains U+0000"),
+        (
+            json!({"displayName": "x\u{0}"}),
+            "'displayName' contains U+0000",
+        ),
+        (
+            json!({"name": {"givenName": "\u{0}"}}),
+            "'name.givenName' contains U+0000",
+        ),
+        (
+            json!({"emails": [{"value": "a@b", "type": "wo\u{0}rk"}]}),
+            "'emails.type' contains U+0000",
+        ),
         (
             json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "\u{0}"}}),
             "enterprise:2.0:User:department' contains U+0000",
         ),
-        (json!({"externalId": "x".repeat(1_025)}), "'externalId' is 1025 bytes long, more than the limit of 1024"),
-        (json!({"userName": "x".repeat(2_700)}), "'userName' is 2700 bytes long"),
-        (json!({"displayName": "é".repeat(600)}), "'displayName' is 1200 bytes long"),
-        (json!({"emails": [{"value": "x".repeat(2_000)}]}), "'emails.value' is 2000 bytes long"),
-        (json!({"title": "x".repeat(64 * 1024 + 1)}), "more than the limit of 65536 bytes"),
+        (
+            json!({"externalId": "x".repeat(1_025)}),
+            "'externalId' is 1025 bytes long, more than the limit of 1024",
+        ),
+        (
+            json!({"userName": "x".repeat(2_700)}),
+            "'userName' is 2700 bytes long",
+        ),
+        (
+            json!({"displayName": "é".repeat(600)}),
+            "'displayName' is 1200 bytes long",
+        ),
+        (
+            json!({"emails": [{"value": "x".repeat(2_000)}]}),
+            "'emails.value' is 2000 bytes long",
+        ),
+        (
+            json!({"title": "x".repeat(64 * 1024 + 1)}),
+            "more than the limit of 65536 bytes",
+        ),
     ];
     for (extra, fragment) in table {
-        let e = prepare_resource(&USER_RESOURCE_TYPE, &user(extra.clone()), &PatchOptions::STRICT).unwrap_err();
+        let e = prepare_resource(
+            &USER_RESOURCE_TYPE,
+            &user(extra.clone()),
+            &PatchOptions::STRICT,
+        )
+        .unwrap_err();
         assert_scim(&e, ScimType::InvalidValue, fragment);
     }
     // At the limits: accepted.
@@ -288,14 +378,37 @@ fn nul_characters_and_oversized_strings_are_refused() {
     .unwrap();
     // Groups: displayName and member ids.
     let g = |members: Value| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G", "members": members});
-    let e = prepare_resource(&GROUP_RESOURCE_TYPE, &g(json!([{"value": "u\u{0}1"}])), &PatchOptions::STRICT).unwrap_err();
-    assert_scim(&e, ScimType::InvalidValue, "'members.value' contains U+0000");
-    let limits = Limits { max_multi_valued: 2, ..Limits::DEFAULT };
+    let e = prepare_resource(
+        &GROUP_RESOURCE_TYPE,
+        &g(json!([{"value": "u\u{0}1"}])),
+        &PatchOptions::STRICT,
+    )
+    .unwrap_err();
+    assert_scim(
+        &e,
+        ScimType::InvalidValue,
+        "'members.value' contains U+0000",
+    );
+    let limits = Limits {
+        max_multi_valued: 2,
+        ..Limits::DEFAULT
+    };
     let three = json!([{"value": "1"}, {"value": "2"}, {"value": "3"}]);
-    let e = prepare_resource_with(&GROUP_RESOURCE_TYPE, &g(three), &PatchOptions::STRICT, &limits).unwrap_err();
-    assert_scim(&e, ScimType::InvalidValue, "'members' has 3 values, more than the limit of 2");
+    let e = prepare_resource_with(
+        &GROUP_RESOURCE_TYPE,
+        &g(three),
+        &PatchOptions::STRICT,
+        &limits,
+    )
+    .unwrap_err();
+    assert_scim(
+        &e,
+        ScimType::InvalidValue,
+        "'members' has 3 values, more than the limit of 2",
+    );
     // The check on its own, over a stored representation (id and meta included).
-    let stored = json!({"id": "x".repeat(257), "userName": "a", "meta": {"location": "https://h/Users/1"}});
+    let stored =
+        json!({"id": "x".repeat(257), "userName": "a", "meta": {"location": "https://h/Users/1"}});
     let e = check_resource_strings(&stored, &Limits::DEFAULT).unwrap_err();
     assert_scim(&e, ScimType::InvalidValue, "'id' is 257 bytes long");
     let stored = json!({"id": "1", "userName": "a", "meta": {"version": "W/\"\u{0}\""}});
@@ -319,35 +432,60 @@ fn resource_ids_from_urls_are_checked() {
         assert_scim(&e, ScimType::InvalidValue, fragment);
     }
     let e = validate_resource_id(&"x".repeat(257), &Limits::DEFAULT).unwrap_err();
-    assert_scim(&e, ScimType::InvalidValue, "257 bytes long, more than the limit of 256");
+    assert_scim(
+        &e,
+        ScimType::InvalidValue,
+        "257 bytes long, more than the limit of 256",
+    );
 }
 
 fn patch_body(n: usize) -> Value {
-    let ops: Vec<Value> = (0..n).map(|_| json!({"op": "add", "path": "title", "value": "x"})).collect();
+    let ops: Vec<Value> = (0..n)
+        .map(|_| json!({"op": "add", "path": "title", "value": "x"}))
+        .collect();
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
 }
 
 #[test]
 fn too_many_patch_operations_are_refused() {
-    assert_eq!(PatchOperation::parse_request(&patch_body(1_000)).unwrap().len(), 1_000);
+    assert_eq!(
+        PatchOperation::parse_request(&patch_body(1_000))
+            .unwrap()
+            .len(),
+        1_000
+    );
     let e = PatchOperation::parse_request(&patch_body(1_001)).unwrap_err();
-    assert_scim(&e, ScimType::TooMany, "1001 operations, more than the limit of 1000");
+    assert_scim(
+        &e,
+        ScimType::TooMany,
+        "1001 operations, more than the limit of 1000",
+    );
     // Also when the operations come from elsewhere (a connector's normalized request).
     let ops: Vec<PatchOperation> = (0..900_000)
-        .map(|_| PatchOperation { op: PatchOpKind::Add, path: None, value: Some(json!({})) })
+        .map(|_| PatchOperation {
+            op: PatchOpKind::Add,
+            path: None,
+            value: Some(json!({})),
+        })
         .collect();
-    let mut user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
+    let mut user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
     let before = user.clone();
     let e = apply_patch(&USER_RESOURCE_TYPE, &mut user, &ops, &PatchOptions::STRICT).unwrap_err();
     assert_scim(&e, ScimType::TooMany, "900000 operations");
     assert_eq!(user, before);
-    let limits = Limits { max_patch_operations: 5, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_patch_operations: 5,
+        ..Limits::DEFAULT
+    };
     let e = PatchOperation::parse_request_with(&patch_body(6), &limits).unwrap_err();
     assert_eq!(e.scim_type, Some(ScimType::TooMany));
 }
 
 fn group(members: usize) -> Value {
-    let m: Vec<Value> = (0..members).map(|i| json!({"value": format!("m{i}")})).collect();
+    let m: Vec<Value> = (0..members)
+        .map(|i| json!({"value": format!("m{i}")}))
+        .collect();
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G", "members": m})
 }
 
@@ -358,7 +496,10 @@ fn members_of(g: &Value) -> usize {
 #[test]
 fn patch_work_is_bounded() {
     // 200 filtered removals over 10,000 members: 200 × (10,000 + 10,000) visits.
-    let limits = Limits { max_patch_work: 1_000_000, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_patch_work: 1_000_000,
+        ..Limits::DEFAULT
+    };
     let ops: Vec<PatchOperation> = (0..200)
         .map(|i| PatchOperation {
             op: PatchOpKind::Remove,
@@ -368,30 +509,68 @@ fn patch_work_is_bounded() {
         .collect();
     let mut g = group(10_000);
     let before = g.clone();
-    let e = apply_patch_with(&GROUP_RESOURCE_TYPE, &mut g, &ops, &PatchOptions::STRICT, &limits).unwrap_err();
+    let e = apply_patch_with(
+        &GROUP_RESOURCE_TYPE,
+        &mut g,
+        &ops,
+        &PatchOptions::STRICT,
+        &limits,
+    )
+    .unwrap_err();
     assert_scim(&e, ScimType::TooMany, "more than 1000000 element visits");
     assert_eq!(g, before, "nothing applied");
     // The same work in smaller requests is fine.
     for chunk in ops.chunks(20) {
-        apply_patch_with(&GROUP_RESOURCE_TYPE, &mut g, chunk, &PatchOptions::STRICT, &limits).unwrap();
+        apply_patch_with(
+            &GROUP_RESOURCE_TYPE,
+            &mut g,
+            chunk,
+            &PatchOptions::STRICT,
+            &limits,
+        )
+        .unwrap();
     }
     assert_eq!(members_of(&g), 9_800);
 }
 
 #[test]
 fn multi_valued_attributes_cannot_grow_past_the_limit() {
-    let limits = Limits { max_multi_valued: 1_000, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_multi_valued: 1_000,
+        ..Limits::DEFAULT
+    };
     let add = |from: usize, n: usize| PatchOperation {
         op: PatchOpKind::Add,
         path: Some("members".into()),
-        value: Some(Value::Array((from..from + n).map(|i| json!({"value": format!("m{i}")})).collect())),
+        value: Some(Value::Array(
+            (from..from + n)
+                .map(|i| json!({"value": format!("m{i}")}))
+                .collect(),
+        )),
     };
     let mut g = group(990);
-    apply_patch_with(&GROUP_RESOURCE_TYPE, &mut g, &[add(980, 20)], &PatchOptions::STRICT, &limits).unwrap();
+    apply_patch_with(
+        &GROUP_RESOURCE_TYPE,
+        &mut g,
+        &[add(980, 20)],
+        &PatchOptions::STRICT,
+        &limits,
+    )
+    .unwrap();
     assert_eq!(members_of(&g), 1_000);
-    let e = apply_patch_with(&GROUP_RESOURCE_TYPE, &mut g, &[add(1_000, 1)], &PatchOptions::STRICT, &limits)
-        .unwrap_err();
-    assert_scim(&e, ScimType::InvalidValue, "'members' would have 1001 values, more than the limit of 1000");
+    let e = apply_patch_with(
+        &GROUP_RESOURCE_TYPE,
+        &mut g,
+        &[add(1_000, 1)],
+        &PatchOptions::STRICT,
+        &limits,
+    )
+    .unwrap_err();
+    assert_scim(
+        &e,
+        ScimType::InvalidValue,
+        "'members' would have 1001 values, more than the limit of 1000",
+    );
     assert_eq!(members_of(&g), 1_000);
 }
 
@@ -415,9 +594,19 @@ fn large_membership_changes_stay_correct() {
     let remove = PatchOperation {
         op: PatchOpKind::Remove,
         path: Some("members".into()),
-        value: Some(Value::Array((0..30_000).map(|i| json!({"value": format!("m{i}")})).collect())),
+        value: Some(Value::Array(
+            (0..30_000)
+                .map(|i| json!({"value": format!("m{i}")}))
+                .collect(),
+        )),
     };
-    apply_patch(&GROUP_RESOURCE_TYPE, &mut g, &[remove], &PatchOptions::STRICT).unwrap();
+    apply_patch(
+        &GROUP_RESOURCE_TYPE,
+        &mut g,
+        &[remove],
+        &PatchOptions::STRICT,
+    )
+    .unwrap();
     assert_eq!(members_of(&g), 45_000);
     assert_eq!(g["members"][0]["value"], "m30000");
     // Non-identity attributes (emails) de-duplicate on the whole element.
@@ -426,8 +615,78 @@ fn large_membership_changes_stay_correct() {
     let add = PatchOperation {
         op: PatchOpKind::Add,
         path: Some("emails".into()),
-        value: Some(json!([{"type": "work", "value": "a@x"}, {"value": "a@x", "type": "home"}, {"value": "a@x", "type": "home"}])),
+        value: Some(
+            json!([{"type": "work", "value": "a@x"}, {"value": "a@x", "type": "home"}, {"value": "a@x", "type": "home"}]),
+        ),
     };
     apply_patch(&USER_RESOURCE_TYPE, &mut u, &[add], &PatchOptions::STRICT).unwrap();
-    assert_eq!(u["emails"], json!([{"value": "a@x", "type": "work"}, {"value": "a@x", "type": "home"}]));
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "a@x", "type": "work"}, {"value": "a@x", "type": "home"}])
+    );
+}
+
+/// `(userName pr and (…) or active pr)`: two tree levels per bracket level.
+fn mixed(levels: usize) -> String {
+    let mut text = "userName eq \"bjensen\"".to_owned();
+    for _ in 0..levels {
+        text = format!("(userName pr and {text} or active pr)");
+    }
+    text
+}
+
+#[test]
+fn deepest_accepted_trees_are_walked_on_a_small_stack() {
+    on_small_stack(|| {
+        let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen",
+                          "emails": [{"value": "b@x", "type": "work"}]});
+        let nots = format!(
+            "{}emails[type eq \"work\"]{}",
+            "not (".repeat(63),
+            ")".repeat(63)
+        );
+        for text in [nots.clone(), mixed(32)] {
+            let f = Filter::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(f.depth(), 64);
+            f.validate_for(&USER_RESOURCE_TYPE).unwrap();
+            let _ = f.matches(&USER_RESOURCE_TYPE, &user);
+            let _ = f.as_eq_conjunction();
+            let printed = f.to_string();
+            let again = Filter::parse(&printed).unwrap();
+            assert_eq!(again, f);
+            let copy = f.clone();
+            drop(f);
+            drop(again);
+            drop(copy);
+        }
+        assert!(
+            !Filter::parse(&nots)
+                .unwrap()
+                .matches(&USER_RESOURCE_TYPE, &user)
+        );
+        // One more level of tree, no more brackets: refused.
+        let e = Filter::parse(&mixed(33)).unwrap_err();
+        assert_scim(&e, ScimType::InvalidFilter, "expression tree has 66 levels");
+        // The deepest PATCH path filter, applied (matches_element and the create-from-filter
+        // path walk it).
+        let path = format!(
+            "emails[{}type eq \"home\"{}].value",
+            "not (".repeat(63),
+            ")".repeat(63)
+        );
+        let mut u = user.clone();
+        let ops = [PatchOperation {
+            op: PatchOpKind::Replace,
+            path: Some(path),
+            value: Some(json!("n@x")),
+        }];
+        let e = apply_patch(
+            &USER_RESOURCE_TYPE,
+            &mut u,
+            &ops,
+            &PatchOptions::IDP_COMPATIBLE,
+        );
+        assert!(e.is_ok(), "{e:?}");
+        assert_eq!(u["emails"][0]["value"], "n@x");
+    });
 }
