@@ -451,6 +451,33 @@ impl Hub {
         })
     }
 
+    /// Every `every`, apply `retention` to the connector events (see
+    /// [`Store::prune_connector_events`]: a maximum age, default
+    /// [`idplex_store::EVENT_DEFAULT_RETENTION_MS`], and a cap per connection, default
+    /// [`idplex_store::EVENT_DEFAULT_MAX_PER_CONNECTION`]), until `shutdown` changes. Runs once
+    /// at start. Several replicas may each run one: pruning is idempotent.
+    pub fn spawn_event_pruner(
+        self: &Arc<Self>,
+        retention: idplex_store::EventRetention,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                if let Err(e) = hub.store.prune_connector_events(&retention).await {
+                    tracing::warn!(error = %e, "could not prune connector events");
+                }
+            }
+        })
+    }
+
     /// The live binding of a connection.
     pub fn binding(&self, connection_id: &str) -> Result<Arc<Binding>, HubError> {
         self.registry.get(connection_id).ok_or_else(|| {

@@ -10,9 +10,25 @@
 //!   accepted and parsed as `emails[type eq "work" and value eq "x"]`;
 //! * an unquoted bare word as comparison value (`externalId eq jyoung`, older Entra docs)
 //!   is read as a string.
+//!
+//! Input is bounded by [`Limits`]: text length, number of attribute expressions, and
+//! nesting: both the nesting of `(` and `[` in the text (the parser itself keeps open
+//! levels on an explicit stack, not the call stack) and the depth of the parsed tree
+//! ([`Filter::depth`]) are at most `max_filter_depth`. `and`/`or` chains are built as
+//! balanced trees (`a or b or c or d` is `((a or b) or (c or d))`, same meaning), so a
+//! chain of 1,000 terms is 10 levels deep. Every recursive walk over a parsed tree
+//! (evaluation, validation, `Display`, `Clone`, `Drop`) is therefore shallow whatever the
+//! input, and the `Display` form of a parsed filter (at most one bracket level per tree
+//! level) parses back to the same tree within the same limits.
+//!
+//! The literal of `userName eq "…"` / `userName ne "…"` (resource level) is put in the
+//! canonical form of [`crate::canonical_user_name`] when it has one, so a lookup finds the
+//! user whatever width or surrounding spaces the client used when creating it.
 
 use crate::error::{ScimError, ScimType, err};
+use crate::limits::Limits;
 use crate::path::{AttrPath, is_attr_name};
+use crate::schema::USER_SCHEMA_URN;
 use serde_json::Value;
 use std::fmt;
 
@@ -112,12 +128,51 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// Parses a filter (`filter` query parameter or `/.search` body).
+    /// Parses a filter (`filter` query parameter or `/.search` body) within
+    /// [`Limits::DEFAULT`]. Errors are `invalidFilter` (400).
     pub fn parse(text: &str) -> Result<Filter, ScimError> {
-        let mut p = Parser::new(text, ScimType::InvalidFilter)?;
+        Self::parse_with(text, &Limits::DEFAULT)
+    }
+
+    /// Parses a filter within `limits` (`max_filter_bytes`, `max_filter_depth`,
+    /// `max_filter_terms`). Errors are `invalidFilter` (400) naming the position at fault
+    /// or the limit exceeded.
+    pub fn parse_with(text: &str, limits: &Limits) -> Result<Filter, ScimError> {
+        let mut p = Parser::new(text, ScimType::InvalidFilter, limits)?;
         let f = p.or_expr(false)?;
         p.expect_end()?;
+        p.check_tree_depth(&f)?;
         Ok(f)
+    }
+
+    /// Depth of the tree: 0 for a single comparison, one more per `and`, `or`, `not` or
+    /// value-filter level. Computed without recursion.
+    pub fn depth(&self) -> usize {
+        let mut max = 0;
+        let mut stack = vec![(self, 0usize)];
+        while let Some((f, d)) = stack.pop() {
+            max = max.max(d);
+            match f {
+                Filter::And(a, b) | Filter::Or(a, b) => {
+                    stack.push((a, d + 1));
+                    stack.push((b, d + 1));
+                }
+                Filter::Not(a) => stack.push((a, d + 1)),
+                Filter::ValuePath { filter, .. } => stack.push((filter, d + 1)),
+                Filter::Compare { .. } | Filter::Present(_) => {}
+            }
+        }
+        max
+    }
+
+    /// Number of nodes of the tree (the cost of evaluating it once).
+    pub(crate) fn node_count(&self) -> usize {
+        match self {
+            Filter::Compare { .. } | Filter::Present(_) => 1,
+            Filter::And(a, b) | Filter::Or(a, b) => 1 + a.node_count() + b.node_count(),
+            Filter::Not(a) => 1 + a.node_count(),
+            Filter::ValuePath { filter, .. } => 1 + filter.node_count(),
+        }
     }
 
     /// For storage layers: the filter is a single `attr eq literal` (no value path), the
@@ -174,9 +229,15 @@ pub struct PatchPath {
 }
 
 impl PatchPath {
-    /// Parses a PATCH path; errors are `invalidPath`.
+    /// Parses a PATCH path within [`Limits::DEFAULT`]; errors are `invalidPath` (400).
     pub fn parse(text: &str) -> Result<PatchPath, ScimError> {
-        let mut p = Parser::new(text, ScimType::InvalidPath)?;
+        Self::parse_with(text, &Limits::DEFAULT)
+    }
+
+    /// Parses a PATCH path within `limits` (the filter limits apply to the whole path);
+    /// errors are `invalidPath` (400) naming the position at fault or the limit exceeded.
+    pub fn parse_with(text: &str, limits: &Limits) -> Result<PatchPath, ScimError> {
+        let mut p = Parser::new(text, ScimType::InvalidPath, limits)?;
         let (attr, at) = p.attr_path()?;
         let mut out = PatchPath {
             attr,
@@ -187,7 +248,11 @@ impl PatchPath {
             if out.attr.sub_attr.is_some() {
                 return Err(p.error_at(at, "a value filter cannot follow a sub-attribute"));
             }
-            out.filter = Some(p.or_expr(true)?);
+            p.enter(at)?;
+            let filter = p.or_expr(true)?;
+            p.leave();
+            p.check_tree_depth(&filter)?;
+            out.filter = Some(filter);
             p.expect(&Tok::RBracket, "']'")?;
             if p.eat(&Tok::Dot) {
                 out.sub_after_filter = Some(p.name()?);
@@ -216,23 +281,98 @@ enum Tok {
     Str(String),
 }
 
-/// Recursive-descent parser over a token list carrying character positions.
+/// Parser over a token list carrying character positions. It does not recurse (see
+/// [`Parser::or_expr`]); nesting is still bounded by `max_depth` ([`Parser::enter`]) so the
+/// trees it builds stay shallow.
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
     kind: ScimType,
+    depth: usize,
+    max_depth: usize,
+    terms: usize,
+    max_terms: usize,
 }
 
 impl Parser {
-    fn new(text: &str, kind: ScimType) -> Result<Self, ScimError> {
+    fn new(text: &str, kind: ScimType, limits: &Limits) -> Result<Self, ScimError> {
+        let what = if kind == ScimType::InvalidPath {
+            "PATCH path"
+        } else {
+            "filter"
+        };
+        if text.len() > limits.max_filter_bytes {
+            return Err(err(
+                kind,
+                format!(
+                    "{what} is {} bytes long, more than the limit of {} bytes",
+                    text.len(),
+                    limits.max_filter_bytes
+                ),
+            ));
+        }
         let toks = lex(text).map_err(|(at, msg)| err(kind, format!("{msg} at position {at}")))?;
         Ok(Parser {
             toks,
             pos: 0,
             end: text.chars().count(),
             kind,
+            depth: 0,
+            max_depth: limits.max_filter_depth,
+            terms: 0,
+            max_terms: limits.max_filter_terms,
         })
+    }
+
+    /// Opens a nesting level (`(` or `[`); refuses to go deeper than `max_depth`.
+    fn enter(&mut self, at: usize) -> Result<(), ScimError> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(self.error_at(
+                at,
+                format!(
+                    "filter nested more than {} levels deep (limit on '(' and '[')",
+                    self.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed tree may not be deeper than `max_depth` either (long `and`/`or` mixes
+    /// add levels without brackets); this also guarantees its `Display` form re-parses.
+    fn check_tree_depth(&self, f: &Filter) -> Result<(), ScimError> {
+        let depth = f.depth();
+        if depth > self.max_depth {
+            return Err(err(
+                self.kind,
+                format!(
+                    "filter nested more than {} levels deep (its expression tree has {depth} levels of 'and', 'or', 'not' and '[')",
+                    self.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Counts one attribute expression; refuses more than `max_terms`.
+    fn count_term(&mut self, at: usize) -> Result<(), ScimError> {
+        self.terms += 1;
+        if self.terms > self.max_terms {
+            return Err(self.error_at(
+                at,
+                format!(
+                    "filter has more than {} attribute expressions (limit)",
+                    self.max_terms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn error_at(&self, at: usize, msg: impl fmt::Display) -> ScimError {
@@ -281,41 +421,85 @@ impl Parser {
         }
     }
 
+    /// `filter = and_expr *("or" and_expr)`, `and_expr = unary *("and" unary)`,
+    /// `unary = ["not"] "(" filter ")" / attrExpr`, with `attrExpr` possibly
+    /// `attr "[" filter "]"`. Parsed with an explicit stack of open levels instead of
+    /// recursion, so the parser's own stack use does not grow with the input; `and`/`or`
+    /// chains become balanced trees. `in_brackets`: the whole text is the inside of a
+    /// value filter (PATCH paths).
     fn or_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        let mut left = self.and_expr(in_brackets)?;
-        while self.eat_keyword("or") {
-            let right = self.and_expr(in_brackets)?;
-            left = Filter::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn and_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        let mut left = self.unary(in_brackets)?;
-        while self.eat_keyword("and") {
-            let right = self.unary(in_brackets)?;
-            left = Filter::And(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn unary(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
-        if self.eat_keyword("not") {
-            let at = self.here();
-            if self.peek() != Some(&Tok::LParen) {
-                return Err(self.error_at(at, "expected '(' after 'not'"));
+        let mut stack = vec![Level::new(Open::Top)];
+        // Nested value filters are refused, so at most one bracket level is open.
+        let mut bracket_open = in_brackets;
+        loop {
+            // An operand: open levels until an attribute expression completes one.
+            let mut operand = loop {
+                let at = self.here();
+                if self.eat_keyword("not") {
+                    let at = self.here();
+                    if !self.eat(&Tok::LParen) {
+                        return Err(self.error_at(at, "expected '(' after 'not'"));
+                    }
+                    self.enter(at)?;
+                    stack.push(Level::new(Open::Paren { negate: true }));
+                    continue;
+                }
+                if self.eat(&Tok::LParen) {
+                    self.enter(at)?;
+                    stack.push(Level::new(Open::Paren { negate: false }));
+                    continue;
+                }
+                match self.attr_expr(bracket_open)? {
+                    AttrExpr::Done(f) => break f,
+                    AttrExpr::Opened(path, bracket_at) => {
+                        self.enter(bracket_at)?;
+                        bracket_open = true;
+                        stack.push(Level::new(Open::Bracket { path }));
+                    }
+                }
+            };
+            // The operators after it; a level whose expression ends is closed and becomes
+            // an operand of the level below.
+            loop {
+                let level = stack
+                    .last_mut()
+                    .expect("the top level is never popped here");
+                level.ands.push(operand);
+                if self.eat_keyword("and") {
+                    break;
+                }
+                let ands = std::mem::take(&mut level.ands);
+                level.ors.push(balanced(ands, Filter::And));
+                if self.eat_keyword("or") {
+                    break;
+                }
+                let level = stack.pop().expect("checked above");
+                let expr = balanced(level.ors, Filter::Or);
+                operand = match level.open {
+                    Open::Top => return Ok(expr),
+                    Open::Paren { negate } => {
+                        self.expect(&Tok::RParen, "')'")?;
+                        self.leave();
+                        if negate {
+                            Filter::Not(Box::new(expr))
+                        } else {
+                            expr
+                        }
+                    }
+                    Open::Bracket { path } => {
+                        self.expect(&Tok::RBracket, "']'")?;
+                        self.leave();
+                        bracket_open = in_brackets;
+                        self.close_value_path(path, expr)?
+                    }
+                };
             }
-            return Ok(Filter::Not(Box::new(self.unary(in_brackets)?)));
         }
-        if self.eat(&Tok::LParen) {
-            let inner = self.or_expr(in_brackets)?;
-            self.expect(&Tok::RParen, "')'")?;
-            return Ok(inner);
-        }
-        self.attr_expr(in_brackets)
     }
 
-    fn attr_expr(&mut self, in_brackets: bool) -> Result<Filter, ScimError> {
+    /// An attribute expression, or the opening of a value filter (`path[`, consumed).
+    fn attr_expr(&mut self, in_brackets: bool) -> Result<AttrExpr, ScimError> {
+        self.count_term(self.here())?;
         let (path, at) = self.attr_path()?;
         if self.peek() == Some(&Tok::LBracket) {
             if in_brackets {
@@ -324,22 +508,9 @@ impl Parser {
             if path.sub_attr.is_some() {
                 return Err(self.error_at(at, "a value filter cannot follow a sub-attribute"));
             }
+            let bracket_at = self.here();
             self.pos += 1;
-            let inner = self.or_expr(true)?;
-            self.expect(&Tok::RBracket, "']'")?;
-            let filter = if self.eat(&Tok::Dot) {
-                // Entra dialect: emails[type eq "work"].value eq "x"
-                let sub_at = self.here();
-                let sub = self.name()?;
-                let cond = self.condition(AttrPath::new(sub), sub_at)?;
-                Filter::And(Box::new(inner), Box::new(cond))
-            } else {
-                inner
-            };
-            return Ok(Filter::ValuePath {
-                path,
-                filter: Box::new(filter),
-            });
+            return Ok(AttrExpr::Opened(path, bracket_at));
         }
         if in_brackets && (path.urn.is_some() || path.sub_attr.is_some()) {
             return Err(self.error_at(
@@ -347,11 +518,34 @@ impl Parser {
                 "only sub-attribute names are allowed inside a value filter",
             ));
         }
-        self.condition(path, at)
+        self.condition(path, at, !in_brackets).map(AttrExpr::Done)
     }
 
-    /// `pr` or `compareOp compValue` after an attribute path.
-    fn condition(&mut self, path: AttrPath, path_at: usize) -> Result<Filter, ScimError> {
+    /// After `path[inner]`: the value path, with Entra's `.sub op value` suffix if present.
+    fn close_value_path(&mut self, path: AttrPath, inner: Filter) -> Result<Filter, ScimError> {
+        let filter = if self.eat(&Tok::Dot) {
+            // Entra dialect: emails[type eq "work"].value eq "x"
+            let sub_at = self.here();
+            let sub = self.name()?;
+            let cond = self.condition(AttrPath::new(sub), sub_at, false)?;
+            Filter::And(Box::new(inner), Box::new(cond))
+        } else {
+            inner
+        };
+        Ok(Filter::ValuePath {
+            path,
+            filter: Box::new(filter),
+        })
+    }
+
+    /// `pr` or `compareOp compValue` after an attribute path; `at_root` when the path is
+    /// relative to the resource (not to the elements of a value filter).
+    fn condition(
+        &mut self,
+        path: AttrPath,
+        path_at: usize,
+        at_root: bool,
+    ) -> Result<Filter, ScimError> {
         let at = self.here();
         let op_word = match self.peek() {
             Some(Tok::Word(w)) => w.clone(),
@@ -374,7 +568,15 @@ impl Parser {
         }
         let op = CompareOp::parse(&op_word)
             .ok_or_else(|| self.error_at(at, format!("unknown operator '{op_word}'")))?;
-        let value = self.comp_value()?;
+        let mut value = self.comp_value()?;
+        if at_root
+            && matches!(op, CompareOp::Eq | CompareOp::Ne)
+            && is_user_name(&path)
+            && let Value::String(s) = &value
+            && let Ok(canonical) = crate::validate::canonical_user_name(s)
+        {
+            value = Value::String(canonical);
+        }
         Ok(Filter::Compare { path, op, value })
     }
 
@@ -440,6 +642,65 @@ impl Parser {
             _ => Err(self.error_at(at, "expected a sub-attribute name")),
         }
     }
+}
+
+/// What opened a level of the parser's explicit stack.
+enum Open {
+    /// The whole expression (or the inside of a PATCH path's brackets).
+    Top,
+    /// `(`, negated when it followed `not`.
+    Paren { negate: bool },
+    /// `path[`.
+    Bracket { path: AttrPath },
+}
+
+/// One open level: the `or` operands so far and the `and` chain being read.
+struct Level {
+    open: Open,
+    ors: Vec<Filter>,
+    ands: Vec<Filter>,
+}
+
+impl Level {
+    fn new(open: Open) -> Self {
+        Level {
+            open,
+            ors: Vec::new(),
+            ands: Vec::new(),
+        }
+    }
+}
+
+/// Result of [`Parser::attr_expr`].
+enum AttrExpr {
+    /// A complete comparison or presence test.
+    Done(Filter),
+    /// `path[` was read (position of the bracket): a value filter is open.
+    Opened(AttrPath, usize),
+}
+
+/// Joins a non-empty chain of operands into a balanced tree of `join` nodes (the left half
+/// gets the extra operand, so chains of up to three read as a left fold). Depth is
+/// `ceil(log2(len))`.
+fn balanced(mut items: Vec<Filter>, join: fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if items.len() <= 1 {
+        return items.pop().expect("a chain has at least one operand");
+    }
+    let right = items.split_off(items.len().div_ceil(2));
+    join(
+        Box::new(balanced(items, join)),
+        Box::new(balanced(right, join)),
+    )
+}
+
+/// Whether `path` is the core User `userName` (bare or URN-qualified).
+fn is_user_name(path: &AttrPath) -> bool {
+    path.sub_attr.is_none()
+        && path.attr.eq_ignore_ascii_case("userName")
+        && path
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(USER_SCHEMA_URN))
 }
 
 fn describe(t: &Tok) -> String {

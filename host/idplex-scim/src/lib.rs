@@ -12,6 +12,10 @@
 //! * [`Projection`]: `attributes` / `excludedAttributes`.
 //! * [`prepare_resource`]: create/replace validation and normalisation.
 //! * [`sort_resources`], [`ListResponse`]: query results.
+//! * [`Limits`]: bounds on every input (filter size and nesting, PATCH operations and work,
+//!   string lengths); the `*_with` functions take one, the others use [`Limits::DEFAULT`].
+//!   [`canonical_user_name`], [`check_resource_strings`] and [`validate_resource_id`] are
+//!   the checks a server runs before storing or looking up.
 //!
 //! # Design choices
 //!
@@ -37,6 +41,7 @@ mod discovery;
 mod error;
 mod eval;
 mod filter;
+mod limits;
 mod list;
 mod patch;
 mod path;
@@ -56,12 +61,16 @@ pub use discovery::{
 };
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};
+pub use limits::Limits;
 pub use list::{
     LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, compare_sort_keys, sort_key, sort_resources,
 };
-pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch};
+pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch, apply_patch_with};
 pub use path::AttrPath;
 pub use projection::Projection;
 pub use schema::*;
-pub use validate::prepare_resource;
+pub use validate::{
+    canonical_user_name, check_resource_strings, prepare_resource, prepare_resource_with,
+    validate_resource_id,
+};
 pub use value::{Comparable, parse_datetime};

@@ -18,14 +18,24 @@
 //!   one new primary in one operation is `invalidValue`.
 //! * `add` with a value filter that matches nothing creates the element from the filter's
 //!   `eq` terms; `replace`/`remove` answer `noTarget` unless [`PatchOptions`] relaxes it.
+//!
+//! Bounded by [`Limits`]: at most `max_patch_operations` operations (`tooMany`), at most
+//! `max_patch_work` element visits in all (`tooMany`; an operation costs one plus the
+//! elements it scans, times the filter's size for a value filter), and no multi-valued
+//! attribute may grow beyond `max_multi_valued` elements (`invalidValue`). Operations on
+//! Group `members` (and any attribute whose `value` is its identity) de-duplicate and
+//! remove by value through a hash set, so large membership changes stay linear.
 
 use crate::coerce::{PatchOptions, coerce_attr, coerce_single};
 use crate::error::{ScimError, ScimType, err};
 use crate::filter::{CompareOp, Filter, PatchPath};
+use crate::limits::Limits;
 use crate::path::AttrPath;
 use crate::schema::{AttributeDef, Mutability, ResolvedAttr, ResourceType};
 use crate::value::{Comparable, extension_key, get_ci, insert_ci, is_present, key_ci, remove_ci};
 use serde_json::{Map, Value};
+use std::cell::Cell;
+use std::collections::HashSet;
 
 /// URN of the PatchOp request message.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -54,8 +64,18 @@ pub struct PatchOperation {
 
 impl PatchOperation {
     /// Parses a PatchOp request body (`schemas` must list the PatchOp URN, `Operations`
-    /// must hold at least one operation). Errors are `invalidSyntax`.
+    /// must hold at least one operation) within [`Limits::DEFAULT`]. Errors are
+    /// `invalidSyntax`, or `tooMany` for too many operations.
     pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
+        Self::parse_request_with(body, &Limits::DEFAULT)
+    }
+
+    /// [`PatchOperation::parse_request`] within `limits`: more than
+    /// `limits.max_patch_operations` operations is `tooMany` (400).
+    pub fn parse_request_with(
+        body: &Value,
+        limits: &Limits,
+    ) -> Result<Vec<PatchOperation>, ScimError> {
         let syntax = |m: &str| err(ScimType::InvalidSyntax, m.to_owned());
         let obj = body
             .as_object()
@@ -79,6 +99,7 @@ impl PatchOperation {
         if ops.is_empty() {
             return Err(syntax("'Operations' must contain at least one operation"));
         }
+        check_op_count(ops.len(), limits)?;
         ops.iter()
             .enumerate()
             .map(|(i, o)| Self::parse_one(o).map_err(|e| e.context(format!("Operations[{i}]"))))
@@ -112,19 +133,52 @@ impl PatchOperation {
     }
 }
 
-/// Applies `ops` in order to `resource` (of type `rt`). All or nothing: on error the
-/// resource is left untouched. Returns whether the resource changed.
+fn check_op_count(n: usize, limits: &Limits) -> Result<(), ScimError> {
+    if n > limits.max_patch_operations {
+        return Err(err(
+            ScimType::TooMany,
+            format!(
+                "PATCH request has {n} operations, more than the limit of {}",
+                limits.max_patch_operations
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `ops` in order to `resource` (of type `rt`) within [`Limits::DEFAULT`]. All or
+/// nothing: on error the resource is left untouched. Returns whether the resource changed.
 pub fn apply_patch(
     rt: &ResourceType,
     resource: &mut Value,
     ops: &[PatchOperation],
     options: &PatchOptions,
 ) -> Result<bool, ScimError> {
+    apply_patch_with(rt, resource, ops, options, &Limits::DEFAULT)
+}
+
+/// [`apply_patch`] within `limits`: more than `max_patch_operations` operations or more
+/// than `max_patch_work` element visits is `tooMany` (400); a multi-valued attribute
+/// growing beyond `max_multi_valued` elements is `invalidValue` (400). The result should
+/// still go through [`crate::prepare_resource_with`] before being stored.
+pub fn apply_patch_with(
+    rt: &ResourceType,
+    resource: &mut Value,
+    ops: &[PatchOperation],
+    options: &PatchOptions,
+    limits: &Limits,
+) -> Result<bool, ScimError> {
+    check_op_count(ops.len(), limits)?;
     let mut work = resource.clone();
     let root = work
         .as_object_mut()
         .ok_or_else(|| err(ScimType::InvalidSyntax, "resource is not a JSON object"))?;
-    let patcher = Patcher { rt, o: options };
+    let patcher = Patcher {
+        rt,
+        o: options,
+        limits,
+        work: Cell::new(0),
+    };
     for (i, op) in ops.iter().enumerate() {
         patcher
             .apply(root, op)
@@ -169,6 +223,9 @@ fn sync_schemas(rt: &ResourceType, root: &mut Map<String, Value>) {
 struct Patcher<'a> {
     rt: &'a ResourceType,
     o: &'a PatchOptions,
+    limits: &'a Limits,
+    /// Element visits so far (see [`Limits::max_patch_work`]).
+    work: Cell<u64>,
 }
 
 /// Whether the operation came with an explicit path (strict) or from a path-less value.
@@ -179,7 +236,24 @@ enum Origin {
 }
 
 impl Patcher<'_> {
+    /// Accounts for `units` element visits; `tooMany` past the limit.
+    fn charge(&self, units: u64) -> Result<(), ScimError> {
+        let total = self.work.get().saturating_add(units);
+        self.work.set(total);
+        if total > self.limits.max_patch_work {
+            return Err(err(
+                ScimType::TooMany,
+                format!(
+                    "PATCH request needs more than {} element visits (limit); split it into smaller requests",
+                    self.limits.max_patch_work
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn apply(&self, root: &mut Map<String, Value>, op: &PatchOperation) -> Result<(), ScimError> {
+        self.charge(1)?;
         let Some(path) = &op.path else {
             if op.op == PatchOpKind::Remove {
                 return Err(err(ScimType::NoTarget, "remove requires a 'path'"));
@@ -216,7 +290,7 @@ impl Patcher<'_> {
                 })?;
             return self.apply_object(root, op.op, Some(ext.id), value);
         }
-        let target = PatchPath::parse(path)?;
+        let target = PatchPath::parse_with(path, self.limits)?;
         self.apply_target(root, op.op, &target, op.value.as_ref(), Origin::Path)
     }
 
@@ -250,7 +324,8 @@ impl Patcher<'_> {
                 }
                 continue;
             }
-            let mut target = PatchPath::parse(key)?;
+            self.charge(1)?;
+            let mut target = PatchPath::parse_with(key, self.limits)?;
             if let Some(u) = urn {
                 target.attr.urn = Some(u.to_owned());
             }
@@ -418,6 +493,9 @@ impl Patcher<'_> {
             Some(Value::Null) | None => Vec::new(),
             Some(other) => vec![other],
         };
+        // Taking the array out and putting it back is cheap, but the clean-up below visits
+        // every element once.
+        self.charge(items.len() as u64)?;
         let mut touched: Vec<usize> = Vec::new();
         let outcome = (|| -> Result<(), ScimError> {
             match (filter, r.sub, kind) {
@@ -426,8 +504,20 @@ impl Patcher<'_> {
                         .map(|v| coerce_attr(attr, v, self.o, label))
                         .transpose()?
                         .flatten();
-                    for element in new.map(into_vec).unwrap_or_default() {
-                        if !items.iter().any(|e| same_element(attr, e, &element)) {
+                    let new = new.map(into_vec).unwrap_or_default();
+                    self.charge((items.len() + new.len()) as u64)?;
+                    // Hash set of the elements present: linear, not |items| × |new|.
+                    let identity = has_value_identity(attr);
+                    let mut present: HashSet<String> = items
+                        .iter()
+                        .filter_map(|e| element_key(identity, e))
+                        .collect();
+                    for element in new {
+                        let fresh = match element_key(identity, &element) {
+                            Some(k) => present.insert(k),
+                            None => true,
+                        };
+                        if fresh {
                             items.push(element);
                             touched.push(items.len() - 1);
                         }
@@ -448,7 +538,23 @@ impl Patcher<'_> {
                         let listed = coerce_attr(attr, v, self.o, label)?
                             .map(into_vec)
                             .unwrap_or_default();
-                        items.retain(|e| !listed.iter().any(|l| element_matches(e, l)));
+                        match listed_values(&listed) {
+                            // The usual `[{"value": id}, ...]`: one hash set, linear.
+                            Some(values) => {
+                                self.charge((items.len() + listed.len()) as u64)?;
+                                items.retain(|e| {
+                                    !e.as_object()
+                                        .and_then(|o| get_ci(o, "value"))
+                                        .is_some_and(|v| values.contains(&v.to_string()))
+                                });
+                            }
+                            None => {
+                                self.charge(
+                                    (items.len() as u64).saturating_mul(listed.len() as u64),
+                                )?;
+                                items.retain(|e| !listed.iter().any(|l| element_matches(e, l)));
+                            }
+                        }
                     }
                     None => items.clear(),
                 },
@@ -466,6 +572,7 @@ impl Patcher<'_> {
                     ));
                 }
                 (Some(f), sub, kind) => {
+                    self.charge((items.len() as u64).saturating_mul(f.node_count() as u64))?;
                     let selected: Vec<usize> = (0..items.len())
                         .filter(|&i| f.matches_element(self.rt, attr, &items[i]))
                         .collect();
@@ -488,11 +595,12 @@ impl Patcher<'_> {
                     }
                     match (kind, sub) {
                         (PatchOpKind::Remove, None) => {
-                            let mut i = 0;
-                            items.retain(|_| {
-                                i += 1;
-                                !selected.contains(&(i - 1))
-                            });
+                            let mut keep = vec![true; items.len()];
+                            for &i in &selected {
+                                keep[i] = false;
+                            }
+                            let mut keep = keep.into_iter();
+                            items.retain(|_| keep.next().unwrap_or(true));
                         }
                         (PatchOpKind::Remove, Some(sub)) => {
                             for &i in &selected {
@@ -549,6 +657,16 @@ impl Patcher<'_> {
             Ok(())
         })();
         outcome?;
+        if items.len() > self.limits.max_multi_valued {
+            return Err(err(
+                ScimType::InvalidValue,
+                format!(
+                    "'{label}' would have {} values, more than the limit of {}",
+                    items.len(),
+                    self.limits.max_multi_valued
+                ),
+            ));
+        }
         enforce_single_primary(attr, &mut items, &touched, label)?;
         items.retain(|e| !e.is_null() && e.as_object().is_none_or(|o| !o.is_empty()));
         if !items.is_empty() {
@@ -671,18 +789,34 @@ fn check_immutable_subs(
     Ok(())
 }
 
-/// Two elements are "the same" for de-duplication on add: equal `value` when the
-/// attribute's `value` is immutable (an identity, like Group `members`), else equal JSON.
-fn same_element(attr: &AttributeDef, a: &Value, b: &Value) -> bool {
-    let identity = attr
-        .sub_attribute("value")
-        .is_some_and(|v| v.mutability == Mutability::Immutable);
-    match (identity, a.as_object(), b.as_object()) {
-        (true, Some(x), Some(y)) => {
-            get_ci(x, "value").is_some() && get_ci(x, "value") == get_ci(y, "value")
-        }
-        _ => a == b,
+/// Whether the attribute's `value` is immutable, i.e. an element's identity (Group
+/// `members`).
+fn has_value_identity(attr: &AttributeDef) -> bool {
+    attr.sub_attribute("value")
+        .is_some_and(|v| v.mutability == Mutability::Immutable)
+}
+
+/// De-duplication key on add: two elements are "the same" when their keys are equal.
+/// With a `value` identity, objects are keyed by their `value` (an object without one is
+/// never a duplicate: `None`); otherwise, and for non-objects, by their whole JSON (maps
+/// are ordered, so equal values serialise equally).
+fn element_key(identity: bool, e: &Value) -> Option<String> {
+    match (identity, e.as_object()) {
+        (true, Some(o)) => get_ci(o, "value").map(|v| format!("v{v}")),
+        _ => Some(format!("j{e}")),
     }
+}
+
+/// When every pattern of a value-list removal is exactly `{"value": x}`, the set of the
+/// `x` (as JSON text), so matching is a hash lookup.
+fn listed_values(listed: &[Value]) -> Option<HashSet<String>> {
+    listed
+        .iter()
+        .map(|l| match l.as_object() {
+            Some(o) if o.len() == 1 => get_ci(o, "value").map(Value::to_string),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether `element` has every sub-attribute value listed in `pattern`.
@@ -1075,16 +1209,19 @@ mod tests {
         assert_eq!(after["schemas"][1], json!(ENT));
     }
 
-
     /// scim2-tester (and some IdPs) send the whole extension object with its own `schemas`
     /// list inside; that list is envelope, not an attribute of the extension.
     #[test]
     fn whole_extension_value_may_repeat_schemas() {
         for kind in [Add, Replace] {
             let value = json!({"schemas": [ENT], "employeeNumber": "42", "department": "R&D"});
-            let (after, changed) =
-                run(&USER_RESOURCE_TYPE, user(), &[op(kind, Some(ENT), Some(value))], &PatchOptions::STRICT)
-                    .unwrap();
+            let (after, changed) = run(
+                &USER_RESOURCE_TYPE,
+                user(),
+                &[op(kind, Some(ENT), Some(value))],
+                &PatchOptions::STRICT,
+            )
+            .unwrap();
             assert!(changed);
             assert_eq!(after[ENT]["employeeNumber"], json!("42"));
             assert_eq!(after[ENT]["department"], json!("R&D"));

@@ -38,9 +38,17 @@ impl AttrPath {
                 format!("invalid attribute path '{text}': {why}"),
             )
         };
-        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
-            let idx = text.rfind(':').expect("starts with urn:");
-            (Some(text[..idx].to_owned()), &text[idx + 1..])
+        // `get` rather than slicing: the text may hold multi-byte characters anywhere
+        // (`abcé`), and a slice inside one would panic. `rfind` returns the index of an
+        // ASCII ':', a character boundary, so `split_at` there is safe.
+        let (urn, rest) = if text.len() > 4
+            && text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+            && let Some(idx) = text.rfind(':')
+        {
+            let (urn, rest) = text.split_at(idx);
+            (Some(urn.to_owned()), &rest[1..])
         } else {
             (None, text)
         };
@@ -148,6 +156,14 @@ mod tests {
             "urn:x:",
             "a b",
             "emails[type eq \"x\"]",
+            // Non-ASCII names are not ATTRNAMEs (and used to panic by slicing inside 'é').
+            "abcé",
+            "abé",
+            "é",
+            "urné:x",
+            "name.givé",
+            "urn:ietf:params:scim:schemas:core:2.0:User:usérName",
+            "ｕｓｅｒＮａｍｅ",
         ] {
             let e = AttrPath::parse(bad).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{bad}");

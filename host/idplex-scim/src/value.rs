@@ -215,12 +215,14 @@ pub fn parse_datetime(s: &str) -> Option<i128> {
         let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
         nanos = digits.parse().ok()?;
     }
-    let offset_secs = match &s[i..] {
-        "" | "Z" | "z" => 0,
-        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+    // Byte comparisons only: the zone may hold multi-byte characters, and slicing a `str`
+    // inside one panics.
+    let offset_secs = match &b[i..] {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let h = num(i + 1..i + 3)?;
             let m = num(i + 4..i + 6)?;
-            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+            let sign = if *sign == b'-' { -1 } else { 1 };
             sign * (h * 3600 + m * 60)
         }
         _ => return None,
@@ -262,6 +264,11 @@ mod tests {
             ("not a date", None),
             ("2011-05-13T04:42:34.Z", None),
             ("2011-05-13T04:42:34+0100", None),
+            // Multi-byte characters where the zone goes (used to panic slicing inside 'é').
+            ("2011-05-13T04:42:34é1234", None),
+            ("2011-05-13T04:42:34+é:00", None),
+            ("2011-05-13T04:42:34.5é", None),
+            ("2011-05-1éT04:42:34Z", None),
         ];
         for (s, expected) in table {
             assert_eq!(parse_datetime(s), *expected, "{s}");

@@ -48,6 +48,14 @@ use crate::{Pools, ScimDeleteOutcome, ScimDeletePolicy, Store, StoreError, now_m
 /// clamped to it.
 pub const MAX_DIRECTORY_LIST_LIMIT: u32 = 1000;
 
+/// Longest `userName`, `externalId` or `displayName` the store accepts, in bytes of UTF-8:
+/// longer ones are refused with [`StoreError::InvalidInput`]. The SCIM server enforces the
+/// same bound on requests; this one holds whatever the caller. It keeps every indexed text
+/// column (`user_name_lc`, `external_id`, `display_name_lc`; a lower-case key is at most 1.5
+/// times its source) well under PostgreSQL's b-tree row limit (about 2.7 KB), which a larger
+/// value would hit with a database error instead of a client error.
+pub const MAX_DIRECTORY_TEXT_BYTES: usize = 1024;
+
 /// How many member ids one statement carries (well under both backends' parameter limits).
 const MEMBER_CHUNK: usize = 500;
 
@@ -344,9 +352,9 @@ pub(crate) fn execute_user_write_sqlite(
 }
 
 const INSERT_GROUP: &str = "INSERT INTO directory_groups \
-     (id, org_id, connection_id, display_name, external_id, resource_json, version, created_at, \
-      updated_at) \
-     SELECT $1, c.org_id, c.id, $2, $3, $4, 1, $5, $5 \
+     (id, org_id, connection_id, display_name, display_name_lc, external_id, resource_json, \
+      version, created_at, updated_at) \
+     SELECT $1, c.org_id, c.id, $2, $7, $3, $4, 1, $5, $5 \
      FROM connections c WHERE c.id = $6 \
      RETURNING org_id";
 
@@ -437,10 +445,47 @@ impl GroupRow {
     }
 }
 
-/// The key `userName` uniqueness and lookups use. Unicode lower case, computed here rather than
-/// in SQL so both backends agree.
+/// The key `userName` uniqueness and lookups use: the full Unicode lower case of the `userName`
+/// as given (Rust's `str::to_lowercase`), computed here rather than in SQL so both backends
+/// agree, and agree with the SCIM filter evaluator. Canonicalizing the `userName` (trimming,
+/// NFC, refusing invisible characters) is the SCIM layer's job, before it reaches the store.
+///
+/// Lower case is not case folding: `ẞ` and `ß` share a key, `SS` and `ß` do not; `I` maps to
+/// `i` (never to the Turkish dotless `ı`), and `İ` to `i` followed by U+0307; a final `Σ` maps
+/// to `ς`.
 pub(crate) fn user_name_key(user_name: &str) -> String {
     user_name.to_lowercase()
+}
+
+/// The key of group `displayName` lookups (`display_name_lc`): as [`user_name_key`].
+pub(crate) fn display_name_key(display_name: &str) -> String {
+    display_name.to_lowercase()
+}
+
+/// Refuses a `what` longer than [`MAX_DIRECTORY_TEXT_BYTES`] or holding a NUL character (which
+/// PostgreSQL cannot store in text), on both backends alike.
+fn check_text(what: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.len() > MAX_DIRECTORY_TEXT_BYTES {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: format!(
+                "is {} bytes long; at most {MAX_DIRECTORY_TEXT_BYTES} bytes are accepted",
+                value.len()
+            ),
+        });
+    }
+    if value.contains('\0') {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: "must not contain a NUL character".into(),
+        });
+    }
+    Ok(())
+}
+
+/// [`check_text`] of an optional `externalId`.
+fn check_external_id(external_id: Option<&str>) -> Result<(), StoreError> {
+    external_id.map_or(Ok(()), |e| check_text("externalId", e))
 }
 
 fn check_user_name(user_name: &str) -> Result<(), StoreError> {
@@ -450,7 +495,7 @@ fn check_user_name(user_name: &str) -> Result<(), StoreError> {
             reason: "must not be empty".into(),
         });
     }
-    Ok(())
+    check_text("userName", user_name)
 }
 
 fn check_display_name(display_name: &str) -> Result<(), StoreError> {
@@ -460,7 +505,7 @@ fn check_display_name(display_name: &str) -> Result<(), StoreError> {
             reason: "must not be empty".into(),
         });
     }
-    Ok(())
+    check_text("displayName", display_name)
 }
 
 /// The resource as stored: it must be a JSON object.
@@ -554,6 +599,85 @@ fn page(offset: u64, limit: u32) -> (i64, i64) {
     )
 }
 
+/// The `store_backfills` name of the Rust pass over `display_name_lc`.
+const DISPLAY_NAME_BACKFILL: &str = "directory_groups.display_name_lc";
+
+/// Rows read per statement by the `display_name_lc` backfill.
+const BACKFILL_BATCH: i64 = 500;
+
+impl Store {
+    /// Once per database (recorded in `store_backfills`): rewrites every group's
+    /// `display_name_lc` with the Rust key ([`display_name_key`]). Migration 0006 seeded the
+    /// column with SQL `lower()`, which is ASCII-only on SQLite (and locale-dependent on
+    /// PostgreSQL). Runs at open, after the migrations, in batches; a row whose `displayName`
+    /// changed meanwhile (its writer set the right key) is left alone. Idempotent, so replicas
+    /// opening one PostgreSQL database at once may both run it.
+    pub(crate) async fn backfill_display_name_keys(&self) -> Result<(), StoreError> {
+        let done: Option<String> = with_pool!(self, write, |pool| {
+            sqlx::query_scalar("SELECT name FROM store_backfills WHERE name = $1")
+                .bind(DISPLAY_NAME_BACKFILL)
+                .fetch_optional(pool)
+                .await?
+        });
+        if done.is_some() {
+            return Ok(());
+        }
+        let mut after = String::new();
+        let mut fixed = 0u64;
+        loop {
+            let rows: Vec<(String, String, String)> = with_pool!(self, write, |pool| {
+                sqlx::query_as(
+                    "SELECT id, display_name, display_name_lc FROM directory_groups \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(&after)
+                .bind(BACKFILL_BATCH)
+                .fetch_all(pool)
+                .await?
+            });
+            let Some((last, _, _)) = rows.last() else { break };
+            after = last.clone();
+            let fixes: Vec<(String, String, String)> = rows
+                .into_iter()
+                .filter_map(|(id, name, key)| {
+                    let want = display_name_key(&name);
+                    (want != key).then_some((id, name, want))
+                })
+                .collect();
+            if !fixes.is_empty() {
+                with_tx!(self, |tx| {
+                    for (id, name, key) in &fixes {
+                        sqlx::query(
+                            "UPDATE directory_groups SET display_name_lc = $1 \
+                             WHERE id = $2 AND display_name = $3",
+                        )
+                        .bind(key)
+                        .bind(id)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                });
+                fixed += fixes.len() as u64;
+            }
+        }
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO store_backfills (name, done_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(DISPLAY_NAME_BACKFILL)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        if fixed > 0 {
+            tracing::info!(groups = fixed, "group displayName keys rewritten with Unicode lower case");
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     // ---------------------------------------------------------------- users
 
@@ -573,6 +697,7 @@ impl Store {
     /// object.
     pub async fn create_user(&self, new: &NewDirectoryUser) -> Result<DirectoryUser, StoreError> {
         check_user_name(&new.user_name)?;
+        check_external_id(new.external_id.as_deref())?;
         let json = resource_json(&new.resource, "SCIM user resource")?;
         let id = random_id("");
         let now = now_ms();
@@ -804,6 +929,7 @@ impl Store {
         resource: &serde_json::Value,
     ) -> Result<DirectoryUser, StoreError> {
         check_user_name(user_name)?;
+        check_external_id(external_id)?;
         let json = resource_json(resource, "SCIM user resource")?;
         let write = UserWrite::Replace {
             id: id.to_owned(),
@@ -1086,6 +1212,7 @@ impl Store {
         new: &NewDirectoryGroup,
     ) -> Result<DirectoryGroup, StoreError> {
         check_display_name(&new.display_name)?;
+        check_external_id(new.external_id.as_deref())?;
         let json = resource_json(&new.resource, "SCIM group resource")?;
         let id = random_id("");
         let now = now_ms();
@@ -1097,6 +1224,7 @@ impl Store {
                 .bind(&json)
                 .bind(now)
                 .bind(&new.connection_id)
+                .bind(display_name_key(&new.display_name))
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(org_id) = org_id else {
@@ -1228,10 +1356,11 @@ impl Store {
         members: Option<Vec<String>>,
     ) -> Result<DirectoryGroup, StoreError> {
         check_display_name(display_name)?;
+        check_external_id(external_id)?;
         let json = resource_json(resource, "SCIM group resource")?;
         let sql = format!(
             "UPDATE directory_groups SET display_name = $1, external_id = $2, resource_json = $3, \
-                 version = version + 1, updated_at = $4 \
+                 version = version + 1, updated_at = $4, display_name_lc = $8 \
              WHERE id = $5 AND connection_id = $6 AND ($7 IS NULL OR version = $7) \
              RETURNING {GROUP_COLUMNS}"
         );
@@ -1244,6 +1373,7 @@ impl Store {
                 .bind(id)
                 .bind(connection_id)
                 .bind(expected_version)
+                .bind(display_name_key(display_name))
                 .fetch_optional(&mut *tx)
                 .await?;
             match row {
@@ -1421,17 +1551,19 @@ impl Store {
     }
 
     /// The groups of the connection `connection_id` whose `displayName` equals `display_name`
-    /// ignoring (ASCII) case (SCIM `filter=displayName eq "..."`, how Entra and Okta look a group
-    /// up before creating it), oldest first, with their members when `with_members`. Served by
-    /// the connection's index; callers re-check the exact SCIM comparison.
+    /// ignoring case (SCIM `filter=displayName eq "..."`, how Entra and Okta look a group up
+    /// before creating it), oldest first, with their members when `with_members`. Case is
+    /// ignored as for `userName` (Unicode lower case on both sides, see [`user_name_key`]), the
+    /// same on both backends. Served by the index on `(connection_id, display_name_lc)`;
+    /// callers re-check the exact SCIM comparison.
     pub async fn find_groups_by_display_name(
         &self,
         connection_id: &str,
         display_name: &str,
         with_members: bool,
     ) -> Result<Vec<DirectoryGroup>, StoreError> {
-        self.find_groups("lower(display_name) = lower($2)", connection_id, display_name, with_members)
-            .await
+        let key = display_name_key(display_name);
+        self.find_groups("display_name_lc = $2", connection_id, &key, with_members).await
     }
 
     /// The groups of the connection `connection_id` whose `externalId` is exactly `external_id`,

@@ -65,8 +65,13 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 
     /// Any other database failure (connectivity, I/O, constraint we did not anticipate, ...).
+    ///
+    /// Never a failure caused by the data of the request: `From<sqlx::Error>` turns those
+    /// (see [`is_invalid_data`]) into [`StoreError::InvalidInput`], so that a value the
+    /// database cannot store is answered as the client's error (HTTP 400), not as an outage
+    /// to retry.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
 
     /// A write batched with others into one transaction (SQLite group commit) was not committed
     /// because that transaction failed; nothing of the batch was written.
@@ -81,6 +86,12 @@ impl StoreError {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// The caller passed a value the store (or the database) refuses: a client error, never
+    /// worth retrying as is.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, StoreError::InvalidInput { .. })
     }
 
     pub fn is_precondition_failed(&self) -> bool {
@@ -117,6 +128,61 @@ impl StoreError {
             reason: reason.to_string(),
         }
     }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A database error, classified: a failure caused by the value written or looked up (see
+    /// [`is_invalid_data`]) is [`StoreError::InvalidInput`]; anything else is
+    /// [`StoreError::Database`].
+    fn from(err: sqlx::Error) -> Self {
+        match invalid_data_reason(&err) {
+            Some(reason) => StoreError::InvalidInput {
+                what: "value",
+                reason,
+            },
+            None => StoreError::Database(err),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATE `54000` (`program_limit_exceeded`): e.g. an index row larger than the
+/// b-tree maximum (about 2.7 KB), which only a too-large value causes.
+const PG_PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+
+/// SQLite's `SQLITE_TOOBIG`: a string or blob over the library's length limit.
+const SQLITE_TOOBIG: &str = "18";
+
+/// True if the database refused `err`'s statement because of a value it was given: a
+/// PostgreSQL data exception (SQLSTATE class `22`: a NUL character `22021`, an untranslatable
+/// character `22P05`, a string too long `22001`, ...), a program limit (`54000`: a value too
+/// large for a b-tree index row), or SQLite's `SQLITE_TOOBIG`. Such a failure is deterministic:
+/// retrying the same request fails the same way.
+pub fn is_invalid_data(err: &sqlx::Error) -> bool {
+    invalid_data_reason(err).is_some()
+}
+
+fn invalid_data_reason(err: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    let code = db.code()?;
+    let why = if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        match code.as_ref() {
+            "22021" | "22P05" => "contains a character the database cannot store (such as NUL)",
+            "22001" => "is too long for the database",
+            PG_PROGRAM_LIMIT_EXCEEDED => "is too large for the database (index row size limit)",
+            c if c.starts_with("22") => "is not a value the database accepts",
+            _ => return None,
+        }
+    } else if code.as_ref() == SQLITE_TOOBIG {
+        "is too large for the database"
+    } else {
+        return None;
+    };
+    Some(format!("{why} (database code {code})"))
 }
 
 /// True if `err` is a unique-constraint violation (either backend).

@@ -64,7 +64,7 @@ pub(crate) enum WriteFailure {
 impl From<WriteFailure> for StoreError {
     fn from(f: WriteFailure) -> Self {
         match f {
-            WriteFailure::Statement(e) => StoreError::Database(e),
+            WriteFailure::Statement(e) => e.into(),
             WriteFailure::Batch(e) => StoreError::BatchFailed(e),
             WriteFailure::Closed => StoreError::Database(sqlx::Error::PoolClosed),
         }

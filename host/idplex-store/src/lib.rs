@@ -32,7 +32,7 @@
 mod error;
 mod model;
 
-pub use error::StoreError;
+pub use error::{StoreError, is_invalid_data};
 pub use model::*;
 
 use std::str::FromStr;
@@ -160,10 +160,13 @@ mod tokens;
 mod user_tokens;
 
 pub use directory::{
-    DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT, NewDirectoryGroup,
-    NewDirectoryUser,
+    DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT,
+    MAX_DIRECTORY_TEXT_BYTES, NewDirectoryGroup, NewDirectoryUser,
 };
-pub use events::{MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES};
+pub use events::{
+    EVENT_COALESCE_WINDOW_MS, EVENT_DEFAULT_MAX_PER_CONNECTION, EVENT_DEFAULT_RETENTION_MS,
+    EventRetention, MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES,
+};
 pub use modules::sha256_hex;
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use sync_log::{
@@ -188,6 +191,9 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Store {
     pools: Pools,
+    /// Repeats of a connector event within this many milliseconds of its first occurrence are
+    /// coalesced into its row ([`Store::record_event`]); 0 turns coalescing off.
+    event_window_ms: i64,
 }
 
 impl Store {
@@ -305,7 +311,9 @@ impl Store {
         if let Pools::Sqlite { write, .. } = &pools {
             SQLITE_MIGRATOR.run(write).await?;
         }
-        Ok(Store { pools })
+        let store = Store { pools, event_window_ms: EVENT_COALESCE_WINDOW_MS };
+        store.backfill_display_name_keys().await?;
+        Ok(store)
     }
 
     async fn open_postgres(url: &str, options: &OpenOptions) -> Result<Store, StoreError> {
@@ -339,9 +347,21 @@ impl Store {
             .connect_with(connect)
             .await?;
         POSTGRES_MIGRATOR.run(&pool).await?;
-        Ok(Store {
+        let store = Store {
             pools: Pools::Postgres(pool),
-        })
+            event_window_ms: EVENT_COALESCE_WINDOW_MS,
+        };
+        store.backfill_display_name_keys().await?;
+        Ok(store)
+    }
+
+    /// This store with connector events coalesced over `window` instead of
+    /// [`EVENT_COALESCE_WINDOW_MS`]: a repeat of an event (same connection, connector and kind)
+    /// less than `window` after the first occurrence bumps that row's `repeats` instead of
+    /// adding a row. `Duration::ZERO` records every event as its own row.
+    pub fn with_event_coalescing(mut self, window: Duration) -> Store {
+        self.event_window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Which database this store runs on.

@@ -286,5 +286,18 @@ pub struct Event {
     pub connection_id: Option<String>,
     pub connector: String,
     pub kind: EventKind,
+    /// The message of the first occurrence.
     pub message: String,
+    /// How many times the event happened: 1, plus the repeats coalesced into this row (same
+    /// connection, connector and kind within the store's coalescing window, see
+    /// [`crate::EVENT_COALESCE_WINDOW_MS`]).
+    #[serde(default = "one")]
+    pub repeats: i64,
+    /// When the last repeat happened; `None` if there was none.
+    #[serde(default)]
+    pub last_at: Option<i64>,
+}
+
+fn one() -> i64 {
+    1
 }

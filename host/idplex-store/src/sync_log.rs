@@ -4,10 +4,13 @@
 //! "Okta says provisioning failed".
 //!
 //! Recording is one `INSERT` ([`Store::record_sync`]), meant to be called after the response is
-//! sent. What is recorded is bounded and scrubbed here, whatever the caller passes: the path
-//! loses any query string, long fields are cut, and anything shaped like an idplex secret
-//! (`idp_<kind>_<hex>`) or following `Bearer ` in `detail` or `path` is replaced by `<redacted>`.
-//! Callers must still never pass request bodies or credentials.
+//! sent. What is recorded is bounded and scrubbed here, whatever the caller passes, in every
+//! text field (method, path, resource id, `scimType`, detail, user agent): control characters
+//! (NUL included) and bidirectional overrides are replaced, anything shaped like a credential
+//! (an idplex secret `idp_<kind>_<hex>`, what follows `Bearer ` or `Basic `, a JWT, a long
+//! high-entropy token; see `redact_secrets`) is replaced by `<redacted>`, the path loses any
+//! query string, and long fields are cut. A batch ([`Store::record_sync_batch`]) never loses
+//! its good entries to a bad one. Callers must still never pass request bodies or credentials.
 //!
 //! Reading is newest first, by pages ([`Store::list_sync_log`], keyset paging on `(at, id)`
 //! through the index `(connection_id, at DESC, id DESC)`), filtered by outcome or resource.
@@ -341,6 +344,21 @@ impl SyncRow {
 const SELECT_COLUMNS: &str = "id, connection_id, at, method, path, resource_type, resource_id, \
      operation, status, outcome, scim_type, detail, duration_us, user_agent";
 
+/// Bytes that can make up a bearer-style token (base64, base64url, hex, ...); `/` is left out so
+/// that a path's segments are judged one by one, and `=` (base64 padding, taken with a token
+/// it ends) so that `key=value` is judged by its value.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'~')
+}
+
+/// Shortest run of token bytes mixing upper case, lower case and digits that is taken for a
+/// credential (API keys, opaque access tokens, base64 secrets).
+const MIN_MIXED_TOKEN_BYTES: usize = 32;
+
+/// Shortest run of hex digits alone that is taken for a credential: longer than the store's own
+/// 32-digit ids (users, groups), which the sync log must keep.
+const MIN_HEX_TOKEN_BYTES: usize = 48;
+
 /// Where in `bytes`, starting at `i`, a secret begins: `(keep, end)` means `bytes[i..keep]` is
 /// its harmless lead (`idp_scim_`, `Bearer `) and `bytes[keep..end]` the secret itself.
 fn secret_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
@@ -360,28 +378,65 @@ fn secret_at(bytes: &[u8], i: usize) -> Option<(usize, usize)> {
         }
         return (end - keep >= 8).then_some((keep, end));
     }
-    if rest.len() > 7 && rest[..7].eq_ignore_ascii_case(b"bearer ") {
-        let keep = i + 7;
-        let mut end = keep;
-        while end < bytes.len()
-            && !bytes[end].is_ascii_whitespace()
-            && !matches!(bytes[end], b'"' | b'\'' | b'`' | b'<' | b',' | b';')
-        {
+    for scheme in [&b"bearer "[..], b"basic "] {
+        if rest.len() > scheme.len() && rest[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let keep = i + scheme.len();
+            let mut end = keep;
+            while end < bytes.len()
+                && !bytes[end].is_ascii_whitespace()
+                && !matches!(bytes[end], b'"' | b'\'' | b'`' | b'<' | b',' | b';')
+            {
+                end += 1;
+            }
+            return (end > keep).then_some((keep, end));
+        }
+    }
+    // The rest only at the start of a token, so a long run is judged once, as a whole.
+    if i > 0 && is_token_byte(bytes[i - 1]) || !is_token_byte(bytes[i]) {
+        return None;
+    }
+    // A JWT: three base64url parts, the first (a JSON header) starting `eyJ`.
+    if rest.starts_with(b"eyJ") {
+        let mut end = i;
+        let mut dots = 0;
+        while end < bytes.len() && (is_token_byte(bytes[end]) || bytes[end] == b'.') {
+            dots += usize::from(bytes[end] == b'.');
             end += 1;
         }
-        return (end > keep).then_some((keep, end));
+        if dots >= 2 {
+            return Some((i, end));
+        }
     }
-    None
+    let mut end = i;
+    let (mut upper, mut lower, mut digit, mut hex) = (false, false, false, true);
+    while end < bytes.len() && is_token_byte(bytes[end]) {
+        let b = bytes[end];
+        upper |= b.is_ascii_uppercase();
+        lower |= b.is_ascii_lowercase();
+        digit |= b.is_ascii_digit();
+        hex &= b.is_ascii_hexdigit();
+        end += 1;
+    }
+    let len = end - i;
+    while end < bytes.len() && bytes[end] == b'=' {
+        end += 1;
+    }
+    let mixed = upper && lower && digit && len >= MIN_MIXED_TOKEN_BYTES;
+    (mixed || (hex && len >= MIN_HEX_TOKEN_BYTES)).then_some((i, end))
 }
 
-/// `text` with idplex secrets (`idp_<kind>_<hex>`) and bearer credentials replaced by
-/// `<redacted>`: defence in depth for what ends up in the sync log.
+/// `text` with what looks like a credential replaced by `<redacted>`: defence in depth for what
+/// ends up in the sync log. Redacted: idplex secrets (`idp_<kind>_<hex>`, their `idp_<kind>_`
+/// lead kept), what follows `Bearer ` or `Basic `, JWTs (`eyJ….….…`), runs of 32 or more
+/// token characters mixing upper case, lower case and digits, and runs of 48 or more hex
+/// digits (idplex's own 32-digit ids are kept).
 pub(crate) fn redact_secrets(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let (mut copied, mut i) = (0, 0);
     while i < bytes.len() {
-        // Both patterns start with an ASCII byte, so `keep` and `end` are char boundaries.
+        // Every pattern starts and ends at an ASCII byte (or the end), so `keep` and `end`
+        // are char boundaries.
         match secret_at(bytes, i) {
             Some((keep, end)) => {
                 out.push_str(&text[copied..keep]);
@@ -396,72 +451,118 @@ pub(crate) fn redact_secrets(text: &str) -> String {
     out
 }
 
+/// Whether `c` is replaced by [`scrub`]: control characters (NUL included, which PostgreSQL
+/// cannot store in text) and the bidirectional overrides and isolates that make text shown to
+/// an admin read differently from what it is.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` safe to store and show: tabs and line breaks become spaces, other [`is_unsafe_char`]
+/// characters U+FFFD.
+pub(crate) fn scrub(text: &str) -> String {
+    if !text.chars().any(is_unsafe_char) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if is_unsafe_char(c) => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// A field as stored: scrubbed, credentials redacted, cut to `max` bytes.
+fn clean(text: &str, max: usize) -> String {
+    truncate_utf8(&redact_secrets(&scrub(text)), max)
+}
+
 /// Inserts one entry; the connection must exist (no row otherwise). `$1..$13` as
-/// [`bind_entry!`] binds them.
+/// [`BoundedEntry::values`] orders them.
 const INSERT_SYNC: &str = "INSERT INTO scim_sync_log (connection_id, at, method, path, \
          resource_type, resource_id, operation, status, outcome, scim_type, detail, duration_us, \
          user_agent) \
      SELECT c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
      FROM connections c WHERE c.id = $1 RETURNING id";
 
-/// An entry with its fields bounded and scrubbed, ready to bind.
-struct BoundedEntry<'a> {
-    entry: &'a SyncLogEntry,
+/// An entry with its fields bounded and scrubbed, ready to bind: every text field is scrubbed
+/// ([`scrub`]), redacted ([`redact_secrets`]) and cut to its bound.
+#[derive(Debug, Clone)]
+struct BoundedEntry {
+    connection_id: String,
+    at: i64,
+    method: String,
     path: String,
+    resource_type: Option<&'static str>,
+    resource_id: Option<String>,
+    operation: &'static str,
+    status: i32,
+    outcome: &'static str,
+    scim_type: Option<String>,
     detail: Option<String>,
+    duration_us: i64,
     user_agent: Option<String>,
 }
 
-impl<'a> BoundedEntry<'a> {
-    fn of(entry: &'a SyncLogEntry) -> Self {
-        let path = entry.path.split('?').next().unwrap_or_default();
-        BoundedEntry {
-            entry,
-            path: truncate_utf8(&redact_secrets(path), MAX_PATH_BYTES),
-            detail: entry
-                .detail
-                .as_deref()
-                .map(|d| truncate_utf8(&redact_secrets(d), MAX_SYNC_DETAIL_BYTES)),
-            user_agent: entry.user_agent.as_deref().map(|ua| truncate_utf8(ua, MAX_SYNC_USER_AGENT_BYTES)),
+impl BoundedEntry {
+    /// `None` if the entry cannot belong to any connection: its connection id holds a character
+    /// no id has (scrubbing it could make it another connection's).
+    fn of(e: &SyncLogEntry) -> Option<Self> {
+        if e.connection_id.chars().any(is_unsafe_char) {
+            return None;
         }
+        let path = e.path.split('?').next().unwrap_or_default();
+        Some(BoundedEntry {
+            connection_id: e.connection_id.clone(),
+            at: e.at,
+            method: clean(&e.method, MAX_METHOD_BYTES),
+            path: clean(path, MAX_PATH_BYTES),
+            resource_type: e.resource_type.map(ScimResourceType::as_str),
+            resource_id: e.resource_id.as_deref().map(|id| clean(id, MAX_RESOURCE_ID_BYTES)),
+            operation: e.operation.as_str(),
+            status: i32::from(e.status.clamp(100, 599)),
+            outcome: e.outcome.as_str(),
+            scim_type: e.scim_type.as_deref().map(|t| clean(t, MAX_SCIM_TYPE_BYTES)),
+            detail: e.detail.as_deref().map(|d| clean(d, MAX_SYNC_DETAIL_BYTES)),
+            duration_us: i64::try_from(e.duration_us).unwrap_or(i64::MAX),
+            user_agent: e.user_agent.as_deref().map(|ua| clean(ua, MAX_SYNC_USER_AGENT_BYTES)),
+        })
     }
 }
 
-/// Binds a [`BoundedEntry`] to an [`INSERT_SYNC`] query (a macro: the query's database type
-/// differs between the two backends).
 /// The values of [`INSERT_SYNC`]'s parameters, in order.
 type SyncValues<'a> = (
     &'a str,
     i64,
-    String,
+    &'a str,
     &'a str,
     Option<&'static str>,
-    Option<String>,
+    Option<&'a str>,
     &'static str,
     i32,
     &'static str,
-    Option<String>,
+    Option<&'a str>,
     Option<&'a str>,
     i64,
     Option<&'a str>,
 );
 
-impl BoundedEntry<'_> {
+impl BoundedEntry {
     fn values(&self) -> SyncValues<'_> {
-        let e = self.entry;
         (
-            e.connection_id.as_str(),
-            e.at,
-            truncate_utf8(&e.method, MAX_METHOD_BYTES),
+            self.connection_id.as_str(),
+            self.at,
+            self.method.as_str(),
             self.path.as_str(),
-            e.resource_type.map(ScimResourceType::as_str),
-            e.resource_id.as_deref().map(|id| truncate_utf8(id, MAX_RESOURCE_ID_BYTES)),
-            e.operation.as_str(),
-            i32::from(e.status.clamp(100, 599)),
-            e.outcome.as_str(),
-            e.scim_type.as_deref().map(|t| truncate_utf8(t, MAX_SCIM_TYPE_BYTES)),
+            self.resource_type,
+            self.resource_id.as_deref(),
+            self.operation,
+            self.status,
+            self.outcome,
+            self.scim_type.as_deref(),
             self.detail.as_deref(),
-            i64::try_from(e.duration_us).unwrap_or(i64::MAX),
+            self.duration_us,
             self.user_agent.as_deref(),
         )
     }
@@ -488,22 +589,18 @@ macro_rules! bind_entry {
     }};
 }
 
-/// [`INSERT_SYNC`] of each of `entries` on a synchronous SQLite connection (inside a
+/// [`INSERT_SYNC`] of each of `rows` on a synchronous SQLite connection (inside a
 /// transaction): how many were written (an entry of a vanished connection is skipped).
-fn insert_sqlite(conn: &rusqlite::Connection, entries: &[SyncLogEntry]) -> Result<u64, sqlx::Error> {
+fn insert_sqlite(conn: &rusqlite::Connection, rows: &[BoundedEntry]) -> Result<u64, sqlx::Error> {
     use rusqlite::OptionalExtension;
     let mut insert = conn.prepare_cached(INSERT_SYNC).map_err(crate::readers::to_sqlx)?;
     let mut written = 0u64;
-    for entry in entries {
-        let row = BoundedEntry::of(entry);
+    for row in rows {
         let v = row.values();
         let values: [&dyn rusqlite::ToSql; 13] =
             [&v.0, &v.1, &v.2, &v.3, &v.4, &v.5, &v.6, &v.7, &v.8, &v.9, &v.10, &v.11, &v.12];
         let id: Option<i64> = insert
-            .query_row(
-                crate::readers::numbered(&values).as_slice(),
-                |r| r.get(0),
-            )
+            .query_row(crate::readers::numbered(&values).as_slice(), |r| r.get(0))
             .optional()
             .map_err(crate::readers::to_sqlx)?;
         written += u64::from(id.is_some());
@@ -516,7 +613,9 @@ impl Store {
     /// Fields are bounded and scrubbed as the module documentation says.
     /// [`StoreError::NotFound`] if the connection does not exist.
     pub async fn record_sync(&self, entry: &SyncLogEntry) -> Result<i64, StoreError> {
-        let row = BoundedEntry::of(entry);
+        let Some(row) = BoundedEntry::of(entry) else {
+            return Err(StoreError::not_found("connection", scrub(&entry.connection_id)));
+        };
         let result = with_pool!(self, write, |pool| {
             bind_entry!(sqlx::query_scalar(INSERT_SYNC), &row).fetch_optional(pool).await
         });
@@ -533,12 +632,46 @@ impl Store {
     /// Records many SCIM requests in one transaction (how the server's sync log writer drains
     /// its queue). Entries of connections that no longer exist are skipped. Returns how many
     /// were written.
+    ///
+    /// One bad entry never costs the others: fields are scrubbed first (see [`scrub`]), and if
+    /// the database still refuses the batch's transaction, each entry is retried in a
+    /// transaction of its own; those the database refuses again are dropped (and logged), the
+    /// rest written. An error that is not the database refusing a statement (connection lost,
+    /// pool closed) is returned as is.
     pub async fn record_sync_batch(&self, entries: &[SyncLogEntry]) -> Result<u64, StoreError> {
-        if let crate::Pools::Sqlite { writer: Some(writer), .. } = &self.pools {
-            let entries = entries.to_vec();
-            return Ok(writer.transaction(move |conn| insert_sqlite(conn, &entries)).await?);
+        let rows: Vec<BoundedEntry> = entries.iter().filter_map(BoundedEntry::of).collect();
+        if rows.is_empty() {
+            return Ok(0);
         }
-        let rows: Vec<BoundedEntry> = entries.iter().map(BoundedEntry::of).collect();
+        let error = match self.insert_sync_rows(rows.clone()).await {
+            Ok(written) => return Ok(written),
+            Err(e @ sqlx::Error::Database(_)) if rows.len() > 1 => e,
+            Err(e) => return Err(e.into()),
+        };
+        tracing::warn!(error = %error, entries = rows.len(), "sync log batch refused; writing its entries one by one");
+        let (mut written, mut dropped) = (0, 0u64);
+        for row in rows {
+            let connection = row.connection_id.clone();
+            match self.insert_sync_rows(vec![row]).await {
+                Ok(n) => written += n,
+                Err(e @ sqlx::Error::Database(_)) => {
+                    dropped += 1;
+                    tracing::error!(error = %e, connection = %connection, "sync log entry refused by the database; dropped");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(written, dropped, "sync log batch written entry by entry");
+        }
+        Ok(written)
+    }
+
+    /// [`INSERT_SYNC`] of each of `rows`, in one transaction: how many were written.
+    async fn insert_sync_rows(&self, rows: Vec<BoundedEntry>) -> Result<u64, sqlx::Error> {
+        if let crate::Pools::Sqlite { writer: Some(writer), .. } = &self.pools {
+            return writer.transaction(move |conn| insert_sqlite(conn, &rows)).await;
+        }
         let written = with_tx!(self, |tx| {
             let mut written = 0u64;
             for row in &rows {
@@ -680,6 +813,35 @@ mod tests {
             redact_secrets("ünïcode idp_uat_0123456789abcdef€"),
             "ünïcode idp_uat_<redacted>€"
         );
+    }
+
+    #[test]
+    fn tokens_jwts_and_basic_credentials_are_redacted() {
+        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        assert_eq!(redact_secrets(&format!("id={jwt}&x")), "id=<redacted>&x");
+        assert_eq!(redact_secrets("Authorization: basic dXNlcjpwYXNz"), "Authorization: basic <redacted>");
+        let key = "sk_live_4eC39HqLyjWDarjtT1zdp7dc4eC39HqL";
+        assert_eq!(redact_secrets(&format!("/Users/{key}/x")), "/Users/<redacted>/x");
+        assert_eq!(redact_secrets(&"f0".repeat(24)), "<redacted>");
+        // Kept: idplex's 32-hex ids, UUIDs (either case), version strings, words, e-mails.
+        for keep in [
+            "0123456789abcdef0123456789abcdef",
+            "/scim/v2/conn_0123456789abcdef0123456789abcdef/Users",
+            "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0",
+            "Okta SCIM Client 1.0.0",
+            "Ada.Lovelace1815@example.com",
+            "eyJ alone",
+        ] {
+            assert_eq!(redact_secrets(keep), keep);
+        }
+    }
+
+    #[test]
+    fn control_characters_are_scrubbed() {
+        assert_eq!(scrub("plain é"), "plain é");
+        assert_eq!(scrub("a\0b\tc\r\nd\u{7f}e\u{85}f\u{202e}g\u{2066}"), "a\u{FFFD}b c  d\u{FFFD}e\u{FFFD}f\u{FFFD}g\u{FFFD}");
+        assert_eq!(clean(&format!("x\0{}", "é".repeat(100)), 16).len(), 15);
     }
 
     #[test]
