@@ -357,6 +357,9 @@ impl<'a> Ctx<'a> {
                 if kind == Kind::Group
                     && let Some((add, remove)) = member_delta(&ops)
                 {
+                    for member in add.iter().chain(&remove) {
+                        idplex_scim::validate_resource_id(member, &idplex_scim::Limits::DEFAULT)?;
+                    }
                     // A membership change: applied as a delta, not by rewriting the member list.
                     let group = self
                         .store()

@@ -120,6 +120,14 @@ struct ServeArgs {
     /// Days SCIM sync log entries are kept (pruned hourly); 0 keeps them forever.
     #[arg(long, env = "IDPLEX_SYNC_LOG_RETENTION_DAYS", default_value_t = 90)]
     sync_log_retention_days: u32,
+    /// Days connector events (traps, timeouts, limits hit, refused installs) are kept; pruned
+    /// every 10 minutes, with at most --event-max-per-connection kept per connection.
+    #[arg(long, env = "IDPLEX_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    event_retention_days: u32,
+    /// Newest connector events kept per connection (a connector failing in a loop cannot fill
+    /// the database; repeats of one failure are also coalesced into one row).
+    #[arg(long, env = "IDPLEX_EVENT_MAX_PER_CONNECTION", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    event_max_per_connection: u64,
     /// BENCHMARKING AID, NEVER FOR PRODUCTION: normalize and render SCIM requests with the
     /// host's native generic RFC 7644 dialect instead of each connection's connector, bypassing
     /// the sandbox and any IdP dialect. `scripts/bench-scim` uses it to measure the connector's
@@ -506,8 +514,16 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
     let pruner = (args.sync_log_retention_days > 0).then(|| {
         let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
-        hub.spawn_sync_log_pruner(retention, Duration::from_secs(3600), stop_rx)
+        hub.spawn_sync_log_pruner(retention, Duration::from_secs(3600), stop_rx.clone())
     });
+    let event_pruner = hub.spawn_event_pruner(
+        idplex_store::EventRetention {
+            max_age_ms: i64::from(args.event_retention_days) * 86_400_000,
+            max_per_connection: args.event_max_per_connection,
+        },
+        Duration::from_secs(600),
+        stop_rx,
+    );
     let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -530,6 +546,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
     let _ = watcher.await;
+    let _ = event_pruner.await;
     if let Some(pruner) = pruner {
         let _ = pruner.await;
     }

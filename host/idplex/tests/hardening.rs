@@ -111,7 +111,7 @@ async fn hostile_queries_get_scim_errors_and_the_server_keeps_serving() {
 
     // Thousands of PATCH operations are refused before any is applied.
     let ops: Vec<Value> =
-        (0..20_000).map(|i| json!({"op": "add", "path": "emails", "value": [{"value": format!("a{i}@example.com")}]})).collect();
+        (0..2_000).map(|i| json!({"op": "add", "path": "emails", "value": [{"value": format!("a{i}@example.com")}]})).collect();
     let r = scim(
         &server,
         &token,
