@@ -144,6 +144,10 @@ pub struct HubOptions {
     /// `scripts/bench-scim` can measure what the connector costs (`idplex serve
     /// --native-scim-passthrough`).
     pub native_scim_passthrough: bool,
+    /// **Tests and local development only.** Connectors may reach loopback destinations over
+    /// plain `http://`, the credential included (`idplex serve
+    /// --insecure-egress-http-loopback`). Off: egress is https only.
+    pub egress_plain_http_loopback: bool,
 }
 
 /// Store + runtime + the live bindings of this process.
@@ -347,7 +351,10 @@ impl Hub {
             return Ok(());
         };
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
-        let context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
+        let mut context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
+        if self.options.egress_plain_http_loopback {
+            context.egress = Arc::new((*context.egress).clone().allow_plain_http_to_loopback());
+        }
         self.registry.bind(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
         self.lock_failures().remove(&conn.id);
         Ok(())

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::clocks::{WasiClocksCtx, WasiClocksCtxView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -56,6 +56,21 @@ pub enum CallError {
     /// The guest returned more data than a call may return.
     #[error("connector {connector} returned {size} bytes, over the limit of {limit} bytes")]
     OutputTooLarge { connector: String, size: u64, limit: u64 },
+    /// The guest returned more operations than one `normalize` may return.
+    #[error(
+        "connector {connector} returned {count} operations (patch operations included), over the limit of {limit} (Limits::max_operations)"
+    )]
+    TooManyOperations { connector: String, count: u64, limit: u64 },
+    /// The guest held more host resources (`wasi:http` handles) at once than a call may.
+    #[error(
+        "connector {connector} exceeded its limit of {limit} live host resources (wasi:http fields, requests, responses, bodies, streams, pollables; Limits::max_host_resources)"
+    )]
+    HostResources { connector: String, limit: u32 },
+    /// The guest built a `wasi:http` header section larger than a call may.
+    #[error(
+        "connector {connector} built HTTP headers over the limit of {limit} bytes (Limits::max_header_bytes)"
+    )]
+    HeadersTooLarge { connector: String, limit: u32 },
     /// The guest tried to reach a destination not allowed for this connection.
     #[error(
         "connector {connector} tried to reach {destination}, which is not allowed for this connection (allowed: {allowed})"
@@ -79,7 +94,8 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::Timeout { .. } => "timeout",
             CallError::MemoryLimit { .. } => "memory",
-            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::OutputTooLarge { .. } | CallError::TooManyOperations { .. } => "output_too_large",
+            CallError::HostResources { .. } | CallError::HeadersTooLarge { .. } => "memory",
             CallError::EgressDenied { .. } => "egress_denied",
             CallError::Connector { .. } => "connector_error",
             CallError::InvalidOutput { .. } => "invalid_output",
@@ -137,9 +153,44 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Most log lines one call may write, and the longest line kept.
+/// Most log lines one call may write, and the longest line kept (in bytes, after escaping).
 const LOG_LINES_PER_CALL: u32 = 64;
 const LOG_LINE_MAX: usize = 2048;
+
+/// Host resources a call may hold when its connection has no egress at all: enough for
+/// `wasi:clocks`/`wasi:io` pollables, not for piles of `wasi:http` fields.
+const HOST_RESOURCES_WITHOUT_EGRESS: u32 = 16;
+
+/// A connector's log message as one line of host log: control characters (`\n`, `\r`, ESC, …),
+/// Unicode line/paragraph separators and bidirectional overrides escaped (`\n`, `\u{1b}`), so
+/// no message can start or fake another log line; cut at `max` bytes (then `…`).
+pub(crate) fn sanitize_log_message(message: &str, max: usize) -> String {
+    let mut out = String::with_capacity(message.len().min(max) + 4);
+    for c in message.chars() {
+        let escaped: Option<String> = match c {
+            '\n' => Some("\\n".into()),
+            '\r' => Some("\\r".into()),
+            '\t' => Some("\\t".into()),
+            '\\' => Some("\\\\".into()),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                Some(format!("\\u{{{:x}}}", c as u32))
+            }
+            _ => None,
+        };
+        let piece_len = escaped.as_ref().map_or(c.len_utf8(), String::len);
+        if out.len() + piece_len > max {
+            out.push('…');
+            break;
+        }
+        match escaped {
+            Some(e) => out.push_str(&e),
+            None => out.push(c),
+        }
+    }
+    out
+}
 
 /// The `T` of every connector `Store`: what the host imports can see during one call.
 pub(crate) struct CallState {
@@ -176,19 +227,11 @@ impl host::types::Host for CallState {}
 
 impl host::log::Host for CallState {
     fn log(&mut self, level: host::log::Level, message: String) {
-        self.log_lines += 1;
+        self.log_lines = self.log_lines.saturating_add(1);
         if self.log_lines > LOG_LINES_PER_CALL {
             return;
         }
-        let mut message = message;
-        if message.len() > LOG_LINE_MAX {
-            let mut cut = LOG_LINE_MAX;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        let message = sanitize_log_message(&message, LOG_LINE_MAX);
         let connector = &*self.label;
         let connection = self.connection.as_deref().unwrap_or("-");
         use host::log::Level;
@@ -306,11 +349,12 @@ impl LoadedConnector {
             Some(live) if self.owns(&live, ctx) => live,
             _ => Live { store: self.new_store(ctx), instance: None, requests: 0 },
         };
+        let max_resources = host_resources_cap(ctx);
         {
             let state = live.store.data_mut();
-            state.hooks.denied = None;
-            state.hooks.requests = 0;
-            state.hooks.deadline = deadline;
+            state.hooks.start_call(&limits);
+            state.http.set_field_size_limit(limits.max_header_bytes as usize);
+            state.table.set_max_capacity(max_resources as usize);
             state.log_lines = 0;
             state.limiter.refused = None;
         }
@@ -332,7 +376,24 @@ impl LoadedConnector {
             tokio::time::timeout(deadline, work).await
         };
         let connector = self.label.to_string();
+        // Every host resource the call left behind goes now, whatever the outcome: outgoing
+        // requests still in flight are aborted (their sockets closed), bodies, streams and fields
+        // freed. A kept instance starts its next call with an empty table (a handle the guest
+        // kept across calls no longer resolves: using it traps, and the instance is discarded).
+        let resources_exhausted = matches!(&outcome, Ok(Err(CallFailure::Run(e))) if table_full(e))
+            || (matches!(&outcome, Ok(Err(_))) && live.store.data_mut().table.iter_mut().count() >= max_resources as usize);
+        let left = std::mem::take(&mut live.store.data_mut().table);
+        drop(left);
         let state = live.store.data();
+        if state.log_lines > LOG_LINES_PER_CALL {
+            tracing::warn!(
+                target: "connector",
+                connector = &*self.label,
+                connection = state.connection.as_deref().unwrap_or("-"),
+                "{} more log lines of this call dropped (limit {LOG_LINES_PER_CALL} per call)",
+                state.log_lines - LOG_LINES_PER_CALL
+            );
+        }
         if let Some(destination) = &state.hooks.denied {
             return Err(CallError::EgressDenied {
                 connector,
@@ -352,6 +413,12 @@ impl LoadedConnector {
                 return Err(CallError::Instantiate { connector, detail: format!("{e:#}") });
             }
             Ok(Err(CallFailure::Run(e))) => {
+                if resources_exhausted {
+                    return Err(CallError::HostResources { connector, limit: max_resources });
+                }
+                if headers_too_large(&e) {
+                    return Err(CallError::HeadersTooLarge { connector, limit: limits.max_header_bytes });
+                }
                 if let Some(requested) = state.limiter.refused {
                     return Err(CallError::MemoryLimit {
                         connector,
@@ -367,6 +434,10 @@ impl LoadedConnector {
             }
             Ok(Ok(value)) => value,
         };
+        let operations = value.operations();
+        if operations > limits.max_operations {
+            return Err(CallError::TooManyOperations { connector, count: operations, limit: limits.max_operations });
+        }
         let size = value.output_size();
         if size > limits.max_output_bytes {
             return Err(CallError::OutputTooLarge { connector, size, limit: limits.max_output_bytes });
@@ -401,18 +472,33 @@ impl LoadedConnector {
             table: ResourceTable::new(),
             clocks: WasiClocksCtx::default(),
             http: WasiHttpCtx::new(),
-            hooks: EgressHooks {
-                policy: ctx.egress.clone(),
-                denied: None,
-                requests: 0,
-                deadline: limits.deadline(),
-            },
+            hooks: EgressHooks::new(ctx.egress.clone(), &limits),
             log_lines: 0,
         };
         let mut store = Store::new(&runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
     }
+}
+
+/// The host resources a call under `ctx` may hold at once.
+fn host_resources_cap(ctx: &CallContext) -> u32 {
+    if ctx.egress.allowed().is_empty() {
+        ctx.limits.max_host_resources.min(HOST_RESOURCES_WITHOUT_EGRESS)
+    } else {
+        ctx.limits.max_host_resources
+    }
+}
+
+/// Whether a guest failure is a host resource table that refused another entry.
+fn table_full(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
+}
+
+/// Whether a guest failure is a `wasi:http` fields over its size limit (a trap, in wasi:http).
+fn headers_too_large(e: &wasmtime::Error) -> bool {
+    use wasmtime_wasi_http::FieldMapError as F;
+    e.chain().any(|c| matches!(c.downcast_ref::<F>(), Some(F::TotalSizeTooBig | F::TooManyFields)))
 }
 
 enum CallFailure {

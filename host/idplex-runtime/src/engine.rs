@@ -27,13 +27,35 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock deadline of one call, in milliseconds (covers Wasm execution and egress waits).
     pub deadline_ms: u64,
-    /// Largest result a call may return, in bytes of strings and lists.
+    /// Largest result a call may return, in bytes of host memory (strings, lists and every
+    /// record or operation at least its in-memory size; see `size.rs`).
     pub max_output_bytes: u64,
+    /// Most operations (and patch operations, counted together) one `normalize` may return.
+    pub max_operations: u64,
+    /// Most host resources (`wasi:http` fields, requests, responses, bodies, streams, futures,
+    /// pollables) a call may hold at once; a connection without egress gets at most 16.
+    pub max_host_resources: u32,
+    /// Largest `wasi:http` header section, in bytes: of a `fields` the connector builds
+    /// (in-memory size, which also caps the number of entries to about 900) and of a response.
+    pub max_header_bytes: u32,
+    /// Most outgoing HTTP requests one call may start.
+    pub max_requests_per_call: u32,
+    /// Most outgoing HTTP requests of one call in flight at once.
+    pub max_requests_in_flight: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 64 << 20, deadline_ms: 2_000, max_output_bytes: 4 << 20 }
+        Limits {
+            memory_bytes: 64 << 20,
+            deadline_ms: 2_000,
+            max_output_bytes: 4 << 20,
+            max_operations: 10_000,
+            max_host_resources: 128,
+            max_header_bytes: 64 << 10,
+            max_requests_per_call: 64,
+            max_requests_in_flight: 8,
+        }
     }
 }
 

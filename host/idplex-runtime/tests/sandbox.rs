@@ -167,7 +167,7 @@ async fn a_100_mb_answer_is_refused_by_the_output_cap() {
     let h = hostile(&rt).await;
     // Generous deadline: this test is about size, and building 100 MB takes a while on a
     // loaded machine.
-    let limits = Limits { memory_bytes: 256 << 20, max_output_bytes: 1 << 20, deadline_ms: 30_000 };
+    let limits = Limits { memory_bytes: 256 << 20, max_output_bytes: 1 << 20, deadline_ms: 30_000, ..Limits::default() };
     let err = h.render(&ctx(&[("mode", "huge")], limits), ResourceKind::User, "{}".into()).await.unwrap_err();
     match &err {
         CallError::OutputTooLarge { size, limit, .. } => {
@@ -218,9 +218,11 @@ async fn egress_goes_only_to_allowed_hosts_and_carries_the_host_credential() {
         value: http::HeaderValue::from_static("Bearer idp-api-secret"),
     };
 
-    // Allowed: declared by the connector and allowed by the admin.
+    // Allowed: declared by the connector and allowed by the admin (plain http to loopback only
+    // with the test switch; see `plain_http_and_ports_not_listed_are_refused`).
+    let admin = [format!("127.0.0.1:{port}")];
     let mut allowed = ctx(&[("mode", "egress"), ("url", &format!("http://127.0.0.1:{port}/users"))], Limits::default());
-    allowed.egress = Arc::new(EgressPolicy::new(&declared, &["127.0.0.1".into()], Some(credential.clone())));
+    allowed.egress = Arc::new(EgressPolicy::new(&declared, &admin, Some(credential.clone())).allow_plain_http_to_loopback());
     let out = h.render(&allowed, ResourceKind::User, "{}".into()).await.unwrap();
     let out: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["status"], 200);
@@ -231,12 +233,12 @@ async fn egress_goes_only_to_allowed_hosts_and_carries_the_host_credential() {
 
     // Declared by the connector but not allowed by the admin: refused, nothing sent.
     let mut denied = ctx(&[("mode", "egress"), ("url", &format!("http://localhost:{port}/users"))], Limits::default());
-    denied.egress = Arc::new(EgressPolicy::new(&declared, &["127.0.0.1".into()], Some(credential)));
+    denied.egress = Arc::new(EgressPolicy::new(&declared, &admin, Some(credential)).allow_plain_http_to_loopback());
     let err = h.render(&denied, ResourceKind::User, "{}".into()).await.unwrap_err();
     match &err {
         CallError::EgressDenied { destination, allowed, .. } => {
-            assert_eq!(destination, &format!("localhost:{port}"));
-            assert_eq!(allowed, "127.0.0.1");
+            assert_eq!(destination, &format!("http://localhost:{port}"));
+            assert_eq!(allowed, &format!("127.0.0.1:{port}"));
         }
         other => panic!("expected EgressDenied, got {other:?}"),
     }
@@ -531,4 +533,324 @@ async fn idle_instances_never_take_more_than_their_share_of_the_pool() {
         b.idle.put(w);
     }
     assert_eq!(b.idle.len(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-call sandbox state: credential, sockets, host resources, output accounting, logs.
+// ---------------------------------------------------------------------------------------------
+
+const TOKEN: &str = "tok-7f3a9c2e51d84b06";
+
+fn bearer() -> Credential {
+    Credential { header: http::header::AUTHORIZATION, value: http::HeaderValue::from_static("Bearer tok-7f3a9c2e51d84b06") }
+}
+
+/// A loopback HTTP/1.1 server that answers every request with its own request head: each
+/// request header echoed as a response header `x-echo-<name>`, and the whole head as the body.
+/// Returns the port and the heads it received.
+fn echo_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut s) = stream else { break };
+            let head = read_head(&mut s);
+            log.lock().unwrap().push(head.clone());
+            let mut response = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n");
+            for line in head.lines().skip(1).filter(|l| !l.is_empty()) {
+                if let Some((name, value)) = line.split_once(':') {
+                    response.push_str(&format!("x-echo-{}: {}\r\n", name.trim(), value.trim()));
+                }
+            }
+            response.push_str(&format!("content-length: {}\r\n\r\n{head}", head.len()));
+            let _ = s.write_all(response.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+fn read_head(s: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+fn loopback_egress(h: &LoadedConnector, admin: &str, credential: Option<Credential>) -> Arc<EgressPolicy> {
+    Arc::new(EgressPolicy::new(&h.info().egress_hosts, &[admin.to_string()], credential).allow_plain_http_to_loopback())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credential_goes_out_but_never_comes_back_to_the_connector() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let (port, seen) = echo_server();
+    let mut c = ctx(&[("mode", "egress"), ("url", &format!("http://127.0.0.1:{port}/echo"))], Limits::default());
+    c.egress = loopback_egress(&h, &format!("127.0.0.1:{port}"), Some(bearer()));
+
+    let out = h.render(&c, ResourceKind::User, "{}".into()).await.unwrap();
+    // The IdP got the credential...
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(head.to_ascii_lowercase().contains(&format!("authorization: bearer {TOKEN}")), "{head}");
+    // ...and the connector got the echo, with the token overwritten in headers and body.
+    assert!(!out.contains(TOKEN), "the connector read the credential: {out}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["status"], 200);
+    let stars = "*".repeat(TOKEN.len());
+    assert_eq!(out["headers"]["x-echo-authorization"], format!("Bearer {stars}"), "{out}");
+    assert!(out["body"].as_str().unwrap().contains(&format!("Bearer {stars}")), "{out}");
+    assert!(out["body"].as_str().unwrap().contains("GET /echo"), "the rest of the body is intact: {out}");
+    // The host asked for an uncompressed answer (which it can redact); the connector could not
+    // have chosen otherwise.
+    assert!(head.to_ascii_lowercase().contains("accept-encoding: identity"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_and_ports_not_listed_are_refused() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let (port, seen) = echo_server();
+    let url = format!("http://127.0.0.1:{port}/admin");
+    let cases: Vec<(&str, Arc<EgressPolicy>, &str)> = vec![
+        (
+            "plain http, default policy",
+            Arc::new(EgressPolicy::new(&h.info().egress_hosts, &[format!("127.0.0.1:{port}")], Some(bearer()))),
+            "only https is allowed",
+        ),
+        // An entry without a port is the default port only: it does not open the loopback
+        // port idplex (or anything else) listens on.
+        ("portless entry, another port", loopback_egress(&h, "127.0.0.1", Some(bearer())), ""),
+        ("portless entry, no credential", loopback_egress(&h, "127.0.0.1", None), ""),
+    ];
+    for (what, policy, why) in cases {
+        let mut c = ctx(&[("mode", "egress"), ("url", &url)], Limits::default());
+        c.egress = policy;
+        let err = h.render(&c, ResourceKind::User, "{}".into()).await.unwrap_err();
+        match &err {
+            CallError::EgressDenied { destination, .. } => {
+                assert!(destination.starts_with(&format!("http://127.0.0.1:{port}")), "{what}: {destination}");
+                assert!(destination.contains(why), "{what}: {destination}");
+            }
+            other => panic!("{what}: expected EgressDenied, got {other:?}"),
+        }
+        assert_eq!(err.kind(), "egress_denied");
+    }
+    assert!(seen.lock().unwrap().is_empty(), "no refused request reached the server");
+}
+
+/// A loopback server that answers each request's head (promising a large body it never sends)
+/// and then waits for the client to close. Returns the port, the connections accepted and the
+/// connections the client closed.
+fn stalling_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (a, c) = (accepted.clone(), closed.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            a.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            std::thread::spawn(move || {
+                read_head(&mut s);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\npartial");
+                // Returns when the client closes (EOF or reset); the socket is closed here too.
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, accepted, closed)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Wait (bounded) until `f` holds.
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_connector_leaves_open_are_closed_when_its_call_ends() {
+    use std::sync::atomic::Ordering;
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let (port, accepted, closed) = stalling_server();
+    let mut c = ctx(&[("mode", "leak"), ("requests", "8"), ("url", &format!("http://127.0.0.1:{port}/slow"))], Limits::default());
+    c.egress = loopback_egress(&h, &format!("127.0.0.1:{port}"), None);
+
+    // The instance is kept (as between the SCIM requests of a binding), yet its sockets close.
+    let mut warm = Warm::default();
+    let out = h.render_in(&mut warm, &c, ResourceKind::User, "{}".into()).await.unwrap();
+    assert_eq!(out, r#"{"leaked":8}"#);
+    assert!(warm.is_started(), "a successful call keeps its instance");
+    assert_eq!(accepted.load(Ordering::SeqCst), 8);
+    eventually("the 8 leaked connections are closed", || closed.load(Ordering::SeqCst) == 8).await;
+    let baseline = open_fds();
+
+    // Many calls in the same instance: no socket survives its call.
+    for _ in 0..20 {
+        h.render_in(&mut warm, &c, ResourceKind::User, "{}".into()).await.unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 8 * 21);
+    eventually("every leaked connection is closed", || closed.load(Ordering::SeqCst) == 8 * 21).await;
+    // (Other tests of this binary open files and sockets meanwhile: the slack is for them; the
+    // 160 connections, 320 descriptors, of a leak are not.)
+    eventually("no file descriptor growth", || open_fds() < baseline + 40).await;
+
+    // More requests in flight at once than a call may have: refused with the limit.
+    let mut c9 = ctx(&[("mode", "leak"), ("requests", "9"), ("url", &format!("http://127.0.0.1:{port}/slow"))], Limits::default());
+    c9.egress = c.egress.clone();
+    let err = h.render(&c9, ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "egress_denied", "{err}");
+    assert!(err.to_string().contains("more than 8 requests in flight at once"), "{err}");
+    // The limit is the connection's to set.
+    let c9 = CallContext { limits: Limits { max_requests_in_flight: 9, ..Limits::default() }, ..c9 };
+    assert_eq!(h.render(&c9, ResourceKind::User, "{}".into()).await.unwrap(), r#"{"leaked":9}"#);
+    eventually("all closed", || closed.load(Ordering::SeqCst) == accepted.load(Ordering::SeqCst)).await;
+}
+
+#[tokio::test]
+async fn host_resources_are_bounded_per_call_and_freed_after_it() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+
+    // Without egress a connector gets a handful of host resources, not thousands of fields.
+    let err = h.render(&ctx(&[("mode", "fields")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert!(matches!(err, CallError::HostResources { limit: 16, .. }), "{err:?}");
+    assert_eq!(err.kind(), "memory");
+    assert!(err.to_string().contains("16 live host resources"), "{err}");
+
+    // With egress, the connection's limit applies.
+    let mut c = ctx(&[("mode", "fields")], Limits { max_host_resources: 100, ..Limits::default() });
+    c.egress = loopback_egress(&h, "127.0.0.1:9", None);
+    let err = h.render(&c, ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert!(matches!(err, CallError::HostResources { limit: 100, .. }), "{err:?}");
+
+    // A header section over the limit fails the call, and the instance is not kept.
+    let mut warm = Warm::default();
+    let big = ctx(&[("mode", "fields"), ("fields", "1"), ("header_bytes", "100000")], Limits::default());
+    let err = h.render_in(&mut warm, &big, ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert!(matches!(err, CallError::HeadersTooLarge { limit: 65536, .. }), "{err:?}");
+    assert_eq!(err.kind(), "memory");
+    assert!(!warm.is_started(), "a failed instance is discarded");
+
+    // What a call leaves behind is freed when it ends: a kept instance does not accumulate.
+    let some = ctx(&[("mode", "fields"), ("fields", "12"), ("header_bytes", "60000")], Limits::default());
+    for _ in 0..50 {
+        let out = h.render_in(&mut warm, &some, ResourceKind::User, "{}".into()).await.unwrap();
+        assert_eq!(out, r#"{"created":12}"#);
+    }
+    assert!(warm.is_started());
+}
+
+#[tokio::test]
+async fn a_flood_of_empty_patch_operations_is_refused_by_count_and_by_real_size() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let patch = ScimRequest {
+        method: "PATCH".into(),
+        resource: ResourceKind::User,
+        id: Some("u1".into()),
+        query: Vec::new(),
+        body: Some("{}".into()),
+    };
+    // Memory for the guest to build them (its own copy and the returned list).
+    let limits = Limits { deadline_ms: 30_000, memory_bytes: 128 << 20, ..Limits::default() };
+    let err = h.normalize(&ctx(&[("mode", "ops")], limits), patch.clone()).await.unwrap_err();
+    match &err {
+        CallError::TooManyOperations { count, limit, .. } => {
+            assert_eq!(*count, 900_001);
+            assert_eq!(*limit, 10_000);
+        }
+        other => panic!("expected TooManyOperations, got {other:?}"),
+    }
+    assert_eq!(err.kind(), "output_too_large");
+
+    // Past the count, each empty operation still costs its in-memory size (not ~1 byte).
+    let limits = Limits { max_operations: 1_000_000, ..limits };
+    let err = h.normalize(&ctx(&[("mode", "ops")], limits), patch.clone()).await.unwrap_err();
+    match &err {
+        CallError::OutputTooLarge { size, limit, .. } => {
+            assert!(*size >= 900_000 * 48, "size {size}");
+            assert_eq!(*limit, 4 << 20);
+        }
+        other => panic!("expected OutputTooLarge, got {other:?}"),
+    }
+
+    // Within the limits it goes through.
+    let ops = h.normalize(&ctx(&[("mode", "ops"), ("ops", "100")], Limits::default()), patch).await.unwrap();
+    assert!(matches!(&ops[0], idplex_runtime::Operation::Patch((_, p)) if p.len() == 100));
+}
+
+/// Collects what the text log would print.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_connector_log_message_stays_one_escaped_line_and_lines_are_capped() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let forged = "user synced\n2026-12-01T10:00:00.000000Z ERROR idplex: admin token rotated\r\x1b[2Kdone\u{202e}";
+    let c = ctx(&[("mode", "log"), ("message", forged), ("log_lines", "1000")], Limits::default());
+    h.render(&c, ResourceKind::User, "{}".into()).await.unwrap();
+
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let connector_lines: Vec<&&str> = lines.iter().filter(|l| l.contains("user synced")).collect();
+    assert_eq!(connector_lines.len(), 64, "{text}");
+    assert!(!lines.iter().any(|l| l.starts_with("2026-12-01T10:00:00")), "a forged line: {text}");
+    assert!(!text.contains('\r') && !text.contains('\x1b') && !text.contains('\u{202e}'), "{text:?}");
+    assert!(
+        connector_lines[0].contains(r"user synced\n2026-12-01T10:00:00.000000Z ERROR idplex: admin token rotated\r\u{1b}[2Kdone\u{202e}"),
+        "{}",
+        connector_lines[0]
+    );
+    assert!(text.contains("936 more log lines of this call dropped"), "{text}");
+
+    // A long message is cut.
+    buffer.0.lock().unwrap().clear();
+    let long = "x".repeat(100_000);
+    let c = ctx(&[("mode", "log"), ("message", &long)], Limits::default());
+    h.render(&c, ResourceKind::User, "{}".into()).await.unwrap();
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(text.len() < 4096, "{} bytes logged", text.len());
+    assert!(text.contains("xxx…"), "{text}");
 }

@@ -134,6 +134,10 @@ struct ServeArgs {
     /// share of request time. Logged loudly at startup.
     #[arg(long)]
     native_scim_passthrough: bool,
+    /// TESTS AND LOCAL DEVELOPMENT ONLY: let connectors reach loopback addresses over plain
+    /// http (credential included). Without it egress is https only. Logged loudly at startup.
+    #[arg(long)]
+    insecure_egress_http_loopback: bool,
     /// SCIM requests one connector instance may serve, in sequence and only for its own
     /// connection, before it is retired. 1 gives every request a fresh instance (slower; see
     /// ARCHITECTURE.md, invariant 3).
@@ -447,7 +451,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let options = match &cli.command {
         Command::Serve(args) => {
             runtime.instance_reuse.max_requests = args.connector_instance_reuse;
-            HubOptions { native_scim_passthrough: args.native_scim_passthrough }
+            HubOptions {
+                native_scim_passthrough: args.native_scim_passthrough,
+                egress_plain_http_loopback: args.insecure_egress_http_loopback,
+            }
         }
         _ => HubOptions::default(),
     };
@@ -488,6 +495,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
+    if args.insecure_egress_http_loopback {
+        tracing::warn!("--insecure-egress-http-loopback: connectors may send credentials over plain http to loopback; never use this in production");
+    }
     if args.native_scim_passthrough {
         println!("WARNING: --native-scim-passthrough: SCIM requests bypass the connectors and their sandbox (benchmarking aid, never for production)");
     }

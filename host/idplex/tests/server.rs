@@ -431,7 +431,7 @@ async fn a_connection_hands_its_instance_to_its_own_next_request_and_a_swap_star
 }
 
 /// A one-shot HTTP server on loopback that answers with the `Authorization` header it got.
-fn authorization_echo() -> (String, std::thread::JoinHandle<()>) {
+fn authorization_echo() -> (String, std::thread::JoinHandle<String>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let url = format!("http://127.0.0.1:{}/whoami", listener.local_addr().unwrap().port());
@@ -456,6 +456,7 @@ fn authorization_echo() -> (String, std::thread::JoinHandle<()>) {
             authorization.len()
         );
         stream.write_all(response.as_bytes()).expect("write the response");
+        authorization
     });
     (url, handle)
 }
@@ -463,24 +464,28 @@ fn authorization_echo() -> (String, std::thread::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_secret_is_sealed_at_rest_and_reaches_only_the_egress_request() {
     let env = TestEnv::new(BIN).await;
-    let server = env.serve(&["--demo"]).await;
+    // Loopback over plain http is for tests only; without the flag egress is https only.
+    let server = env.serve(&["--demo", "--insecure-egress-http-loopback"]).await;
     server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
     let (url, echo) = authorization_echo();
+    let port = url.split(':').nth(2).and_then(|rest| rest.split('/').next()).expect("port").to_string();
     let secret = "Bearer s3cr3t-9f8e7d";
     let id = server
         .create_connection(&json!({
             "name": "egress-with-credential", "connector": "hostile", "version": "1.0.0",
             "config": {"mode": "egress", "url": url, "secret.authorization": secret},
-            "egress_allow": ["127.0.0.1"],
+            "egress_allow": [format!("127.0.0.1:{port}")],
         }))
         .await;
 
-    // The host attached the credential to the connector's allowed request.
+    // The host attached the credential to the connector's allowed request, and the upstream
+    // echoing it back does not hand it to the connector: it sees the token masked.
     let r = server.dry_run_scim(&id, &create_user()).await;
     r.expect(200);
     assert_eq!(r.body["operations"][0]["resource"]["status"], 200, "{}", r.body);
-    assert_eq!(r.body["operations"][0]["resource"]["body"], secret, "{}", r.body);
-    echo.join().unwrap();
+    assert_eq!(r.body["operations"][0]["resource"]["body"], format!("Bearer {}", "*".repeat("s3cr3t-9f8e7d".len())), "{}", r.body);
+    assert!(!r.body.to_string().contains("s3cr3t"), "{}", r.body);
+    assert_eq!(echo.join().unwrap(), secret, "the upstream received the credential");
 
     // Admins never read it back.
     let shown = server.get(&format!("/admin/v1/connections/{id}")).await;

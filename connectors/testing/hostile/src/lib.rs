@@ -15,7 +15,11 @@
 //! | `huge`   | answers with a JSON string of `huge_bytes` bytes (default 100 MiB) → output cap |
 //! | `steal`  | `normalize` answers a GET with query parameter `victim=ID` with `delete(ID)` (other requests as `ok`): the host must refuse an operation the request's method does not allow |
 //! | `forge`  | `render` answers the resource with forged host-owned fields (`id` kept): `meta`, `schemas`, `userName`, `displayName`, `active`, `externalId`, `groups`, `members` |
-//! | `egress` | GETs config `url` through `wasi:http/outgoing-handler` and answers with `{"status":..,"body":..}`; an outgoing-handler error becomes connector-error `upstream` with its Debug text |
+//! | `egress` | GETs config `url` through `wasi:http/outgoing-handler` and answers with `{"status":..,"body":..,"headers":{..}}`; an outgoing-handler error becomes connector-error `upstream` with its Debug text |
+//! | `leak`   | starts config `requests` (default 8) GETs of `url` at once, waits for every response head, then leaks the responses and their unread bodies (never drops them) and answers `{"leaked":N}` |
+//! | `fields` | creates config `fields` (default 1000) `wasi:http` fields, each with one header of `header_bytes` (default 1024) bytes, and never drops them; answers `{"created":N}` |
+//! | `ops`    | `normalize` answers one PATCH of config `ops` (default 900000) empty patch operations; other exports behave as `ok` |
+//! | `log`    | writes config `message` to the host log `log_lines` (default 1) times, then behaves as `ok` |
 //!
 //! Any other `mode` is a `config` error. `describe` is unaffected by `mode` and declares
 //! `egress-hosts = ["127.0.0.1", "localhost"]`.
@@ -53,8 +57,15 @@ fn misbehave() -> Result<Outcome, ConnectorError> {
         "huge" => Ok(Outcome::Payload(huge_json()?)),
         "egress" => Ok(Outcome::Payload(egress()?)),
         "steal" | "forge" => Ok(Outcome::Normal),
+        "leak" => Ok(Outcome::Payload(sandbox::leak()?)),
+        "fields" => Ok(Outcome::Payload(sandbox::fields()?)),
+        "ops" => Ok(Outcome::Normal),
+        "log" => {
+            sandbox::log_lines()?;
+            Ok(Outcome::Normal)
+        }
         other => Err(ConnectorError::config(format!(
-            "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress; got `{other}`"
+            "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress, leak, fields, ops, log, steal, forge; got `{other}`"
         ))),
     }
 }
@@ -149,6 +160,12 @@ fn egress() -> Result<Json, ConnectorError> {
         }
     };
     let status = response.status();
+    let headers: idplex_connector_sdk::serde_json::Map<String, idplex_connector_sdk::serde_json::Value> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned().into()))
+        .collect();
     let mut body = Vec::new();
     {
         let incoming = response
@@ -166,7 +183,7 @@ fn egress() -> Result<Json, ConnectorError> {
         }
         drop(wasip2::http::types::IncomingBody::finish(incoming));
     }
-    Ok(json!({ "status": status, "body": String::from_utf8_lossy(&body) }).to_string())
+    Ok(json!({ "status": status, "body": String::from_utf8_lossy(&body), "headers": headers }).to_string())
 }
 
 /// `resource` with every host-owned field forged (its `id` kept, so the host cannot tell by id).
@@ -208,7 +225,7 @@ impl metadata::Guest for Hostile {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "properties": {
-                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "steal", "forge"] },
+                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "leak", "fields", "ops", "log", "steal", "forge"] },
                     "url": { "type": "string" },
                     "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" }
                 }
@@ -221,6 +238,9 @@ impl metadata::Guest for Hostile {
 
 impl provisioning::Guest for Hostile {
     fn normalize(request: ScimRequest) -> Result<Vec<Operation>, ConnectorError> {
+        if config::get("mode").as_deref() == Some("ops") {
+            return Ok(vec![sandbox::many_ops()?]);
+        }
         if let Outcome::Payload(p) = misbehave()? {
             return Ok(vec![Operation::Create(p)]);
         }
@@ -307,3 +327,94 @@ impl sso::Guest for Hostile {
 }
 
 export_connector!(Hostile);
+
+/// The modes that attack the host's per-call sandbox state (host resources, sockets, output
+/// accounting, the log).
+mod sandbox {
+    use idplex_connector_sdk::provisioning::{Operation, PatchOpKind, PatchOperation};
+    use idplex_connector_sdk::{ConnectorError, Json, config, log};
+
+    fn number(key: &str, default: usize) -> Result<usize, ConnectorError> {
+        match config::get(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                ConnectorError::config(format!("config key `{key}` must be an integer, got `{v}`"))
+            }),
+        }
+    }
+
+    /// `leak`: N requests in flight at once, their responses and bodies never dropped.
+    pub fn leak() -> Result<Json, ConnectorError> {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
+
+        let url = config::require("url")?;
+        let n = number("requests", 8)?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ConnectorError::config("config key `url` must start with http://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let upstream = |e: &dyn std::fmt::Debug| ConnectorError::upstream(format!("{e:?}"));
+        let mut pending = Vec::new();
+        for _ in 0..n {
+            let request = OutgoingRequest::new(Fields::new());
+            let _ = request.set_method(&Method::Get);
+            let _ = request.set_scheme(Some(&Scheme::Http));
+            let _ = request.set_authority(Some(authority));
+            let _ = request.set_path_with_query(Some(path));
+            pending.push(outgoing_handler::handle(request, None).map_err(|e| upstream(&e))?);
+        }
+        for future in &pending {
+            let response = loop {
+                match future.get() {
+                    Some(Ok(Ok(response))) => break response,
+                    Some(Ok(Err(code))) => return Err(upstream(&code)),
+                    Some(Err(())) => return Err(ConnectorError::internal("response already taken")),
+                    None => future.subscribe().block(),
+                }
+            };
+            let body = response.consume().map_err(|e| upstream(&e))?;
+            let stream = body.stream().map_err(|e| upstream(&e))?;
+            // Never dropped: the host must close these when the call ends.
+            std::mem::forget(stream);
+            std::mem::forget(body);
+            std::mem::forget(response);
+        }
+        std::mem::forget(pending);
+        Ok(format!("{{\"leaked\":{n}}}"))
+    }
+
+    /// `fields`: many header maps, each with one large header, never dropped.
+    pub fn fields() -> Result<Json, ConnectorError> {
+        use wasip2::http::types::Fields;
+        let n = number("fields", 1000)?;
+        let value = vec![b'a'; number("header_bytes", 1024)?];
+        for i in 0..n {
+            let fields = Fields::new();
+            fields
+                .append("x-pad", &value)
+                .map_err(|e| ConnectorError::upstream(format!("fields #{i}: {e:?}")))?;
+            std::mem::forget(fields);
+        }
+        Ok(format!("{{\"created\":{n}}}"))
+    }
+
+    /// `ops`: one PATCH with many empty operations.
+    pub fn many_ops() -> Result<Operation, ConnectorError> {
+        let n = number("ops", 900_000)?;
+        let op = PatchOperation { op: PatchOpKind::Remove, path: None, value: None };
+        Ok(Operation::Patch(("u1".to_string(), vec![op; n])))
+    }
+
+    /// `log`: config `message`, `log_lines` times.
+    pub fn log_lines() -> Result<(), ConnectorError> {
+        let message = config::get("message").unwrap_or_default();
+        for _ in 0..number("log_lines", 1)? {
+            log::warn(&message);
+        }
+        Ok(())
+    }
+}
