@@ -127,10 +127,15 @@ async fn hostile_queries_get_scim_errors_and_the_server_keeps_serving() {
         let r = scim(&server, &token, Method::GET, &format!("{users}/{id}"), None).await;
         scim_error(&r, 404, None);
     }
-    // A NUL in an indexed filter value finds nothing instead of failing the store.
+    // A raw NUL in a filter is a malformed string literal; an escaped one (`\u0000`) finds
+    // nothing instead of failing the store.
     let r = Server::send(server.request(Method::GET, &users, Some(&token)).query(&[("filter", "userName eq \"a\u{0}b\"")])).await;
-    r.expect(200);
-    assert_eq!(r.body["totalResults"], 0, "{}", r.body);
+    scim_error(&r, 400, Some("invalidFilter"));
+    for filter in ["userName eq \"a\\u0000b\"", "externalId eq \"\\u0000\"", "id eq \"\\u0000\""] {
+        let r = Server::send(server.request(Method::GET, &users, Some(&token)).query(&[("filter", filter)])).await;
+        r.expect(200);
+        assert_eq!(r.body["totalResults"], 0, "{filter}: {}", r.body);
+    }
 
     // Methods a SCIM endpoint does not serve, and path segments that are not UTF-8.
     let r = scim(&server, &token, Method::POST, &format!("{users}/{ada}"), Some(&user("x@example.com"))).await;
