@@ -186,7 +186,8 @@ impl metadata::Guest for Hostile {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "properties": {
-                    "mode": { "enum": ["ok", "trap", "loop", "oom", "huge", "egress"] },
+                    // Any string: an unknown mode is the connector's own `config` error.
+                    "mode": { "type": "string" },
                     "url": { "type": "string" },
                     "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" }
                 }
