@@ -99,8 +99,8 @@ fn field_of(error: &ValidationError<'_>) -> (String, bool) {
     let first = path.strip_prefix('/').and_then(|p| p.split('/').next()).filter(|s| !s.is_empty());
     let field = match (first, error.kind()) {
         (Some(segment), _) => segment.replace("~1", "/").replace("~0", "~"),
-        (None, K::Required { property }) => property.as_str().map_or_else(|| property.to_string(), str::to_string),
-        (None, K::AdditionalProperties { unexpected }) => unexpected.join(", "),
+        (None, K::Required { property, .. }) => property.as_str().map_or_else(|| property.to_string(), str::to_string),
+        (None, K::AdditionalProperties { unexpected, .. }) => unexpected.join(", "),
         (None, _) => "(config)".to_string(),
     };
     let secret = field.starts_with(SECRET_PREFIX);

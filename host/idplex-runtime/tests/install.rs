@@ -16,10 +16,9 @@ fn big_component_of_another_world(mib: usize) -> Vec<u8> {
     let data = "a".repeat(mib << 20);
     let text = format!(
         r#"(component
-             (core module $m (memory 1) (data (i32.const 0) "{data}") (func (export "f")))
-             (core instance $i (instantiate $m))
-             (func $f (canon lift (core func $i "f")))
-             (export "acme:thing/run" (func $f)))"#
+             (core module $m (memory 200) (data (i32.const 0) "{data}") (func (export "f")))
+             (instance $i)
+             (export "acme:thing/run@1.0.0" (instance $i)))"#
     );
     wat::parse_str(&text).expect("valid wat")
 }
