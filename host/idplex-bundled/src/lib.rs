@@ -43,6 +43,12 @@ pub mod testing {
     /// Component of `connectors/testing/echo-v2` (`echo@2.0.0`): same as [`ECHO_V1`] but reports
     /// version `2.0.0`.
     pub const ECHO_V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing/echo-v2.wasm"));
+    /// Component of `connectors/testing/impostor`: a vendor module describing itself as the
+    /// first-party `custom-saml@99.0.0` (first-party names are reserved: refused at install).
+    pub const IMPOSTOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing/impostor.wasm"));
+    /// Component of `connectors/testing/bad-schema` (`bad-schema@1.0.0`): its config schema
+    /// `$ref`s a remote URL (refused at install, never fetched).
+    pub const BAD_SCHEMA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing/bad-schema.wasm"));
 }
 
 #[cfg(test)]
@@ -88,6 +94,8 @@ mod tests {
         v.push(("hostile", testing::HOSTILE));
         v.push(("echo-v1", testing::ECHO_V1));
         v.push(("echo-v2", testing::ECHO_V2));
+        v.push(("impostor", testing::IMPOSTOR));
+        v.push(("bad-schema", testing::BAD_SCHEMA));
         v
     }
 
@@ -95,7 +103,7 @@ mod tests {
     fn custom_saml_is_first_party_and_fixtures_are_not() {
         let names: Vec<_> = FIRST_PARTY.iter().map(|c| c.crate_name).collect();
         assert!(names.contains(&"custom-saml"), "{names:?}");
-        for fixture in ["hostile", "echo-v1", "echo-v2", "idplex-connector-sdk"] {
+        for fixture in ["hostile", "echo-v1", "echo-v2", "impostor", "bad-schema", "idplex-connector-sdk"] {
             assert!(!names.contains(&fixture), "{fixture} must not be first-party");
         }
     }

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use idplex_runtime::{
-    Binding, CallContext, CallError, ConnectorInfo, Credential, EgressPolicy, InstallError,
-    LoadedConnector, Operation, Registry, Runtime, ScimRequest, SsoIdentity, VerifiedAssertion,
+    Binding, CallContext, CallError, ConfigViolation, ConnectorInfo, Credential, EgressPolicy,
+    InstallError, LoadedConnector, ModuleHash, Operation, Registry, Runtime, ScimRequest,
+    SsoIdentity, VerifiedAssertion,
 };
 use idplex_store::{
-    Connection, EventKind, InsertOutcome, ModuleSummary, NewConnection, NewEvent, NewModule, Store,
-    StoreError,
+    Connection, ConnectionUpdate, EventKind, InsertOutcome, ModuleSummary, NewConnection, NewEvent,
+    NewModule, Store, StoreError,
 };
 use serde::Serialize;
 
@@ -59,6 +60,10 @@ pub enum HubError {
     /// A connection secret could not be opened, or the key could not be loaded.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A connection's config does not satisfy its connector's `config-schema` (the message names
+    /// the fields, never a `secret.*` value).
+    #[error(transparent)]
+    Config(#[from] ConfigViolation),
 }
 
 /// Coarse classes of [`HubError`], for CLI exit codes and HTTP statuses.
@@ -82,9 +87,11 @@ impl HubError {
     /// The class of this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            HubError::Refused(_) | HubError::Invalid { .. } | HubError::MissingCapability { .. } => {
-                ErrorClass::Invalid
-            }
+            HubError::Refused(InstallError::Busy { .. }) => ErrorClass::Internal,
+            HubError::Refused(_)
+            | HubError::Invalid { .. }
+            | HubError::MissingCapability { .. }
+            | HubError::Config(_) => ErrorClass::Invalid,
             HubError::NotBound(_) | HubError::BindFailed { .. } => ErrorClass::Conflict,
             HubError::Store(e) if e.is_not_found() => ErrorClass::NotFound,
             HubError::Store(StoreError::NothingToRollBack { .. }) => ErrorClass::Conflict,
@@ -106,6 +113,7 @@ impl HubError {
             HubError::MissingCapability { .. } => "missing_capability",
             HubError::Invalid { .. } => "invalid",
             HubError::Secret(_) => "secret",
+            HubError::Config(_) => "config_invalid",
             HubError::Store(_) => match self.class() {
                 ErrorClass::NotFound => "not_found",
                 ErrorClass::Conflict => "conflict",
@@ -208,14 +216,83 @@ impl Hub {
     }
 
     /// Create a connection, its `secret.*` config values sealed ([`secrets`]).
+    ///
+    /// The config must satisfy the `config-schema` of at least one installed version of the
+    /// connector (the newest one's objections are reported otherwise); activating a version
+    /// checks it against that version's schema ([`Hub::activate`]). With no version installed
+    /// yet, the check waits for the activation.
     pub async fn create_connection(&self, new: NewConnection) -> Result<Connection, HubError> {
-        let new = NewConnection { config: self.secrets.seal_config(new.config), ..new };
+        let config = secrets_as_strings(new.config);
+        let versions = self.store.list_versions(&new.connector_name).await?;
+        let mut refusal = None;
+        for summary in versions.iter().rev() {
+            let loaded = self.connector(&summary.sha256).await?;
+            match loaded.check_config(&config) {
+                Ok(()) => {
+                    refusal = None;
+                    break;
+                }
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            return Err(e.into());
+        }
+        let new = NewConnection { config: self.secrets.seal_config(config), ..new };
         Ok(self.store.create_connection(&new).await?)
     }
 
+    /// Replace parts of a connection's admin configuration: its config (checked against the
+    /// active version's `config-schema`, `secret.*` values sealed), egress allow-list or limits;
+    /// then rebind it in this process (other processes follow through the watcher).
+    pub async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> Result<Connection, HubError> {
+        let mut update = update;
+        if let Some(config) = update.config.take() {
+            let config = secrets_as_strings(config);
+            let conn = self.store.get_connection(id).await?;
+            if let Some(version) = &conn.active_version {
+                let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
+                loaded.check_config(&config)?;
+            }
+            update.config = Some(self.secrets.seal_config(config));
+        }
+        let conn = self.store.update_connection_config(id, &update).await?;
+        if conn.active_version.is_some() {
+            if let Err(e) = self.bind(&conn).await {
+                self.bind_failed(&conn, &e).await;
+                return Err(e);
+            }
+        }
+        Ok(conn)
+    }
+
+    /// A stored config with its `secret.*` values opened, to check it against a schema.
+    fn opened_config(&self, config: &serde_json::Value) -> Result<serde_json::Value, HubError> {
+        let Some(map) = config.as_object() else {
+            return Ok(config.clone());
+        };
+        let mut out = serde_json::Map::new();
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(text) if k.starts_with(SECRET_PREFIX) => {
+                    serde_json::Value::String(self.secrets.open(k, text)?)
+                }
+                other => other.clone(),
+            };
+            out.insert(k.clone(), v);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+
     /// Validate, compile and persist a module. The same bytes twice is not an error.
+    ///
+    /// The names of the first-party connectors shipped in this binary ([`idplex_bundled`]) are
+    /// reserved: a component describing itself under one of them is refused
+    /// ([`InstallError::ReservedName`]) unless it is byte for byte the bundled one.
     pub async fn install(&self, bytes: &[u8]) -> Result<InstallReport, HubError> {
-        let loaded = match self.runtime.install(bytes).await {
+        let loaded = match self.runtime.install_with(bytes, &reserve_first_party_names).await {
             Ok(l) => Arc::new(l),
             Err(e) => {
                 let event = NewEvent {
@@ -289,9 +366,14 @@ impl Hub {
 
     /// Bind `connection_id` to `version` of its connector: durably in the store, then in this
     /// process. The module is loaded first, so a version that cannot run is never activated.
+    ///
+    /// The connection's config must satisfy that version's `config-schema`
+    /// ([`HubError::Config`] otherwise). A rollback does not check it: the previous version
+    /// ran with this config, and a rollback must not be blocked in an emergency.
     pub async fn activate(&self, connection_id: &str, version: &str, actor: &str) -> Result<Connection, HubError> {
         let conn = self.store.get_connection(connection_id).await?;
-        self.connector_version(&conn.connector_name, version).await?;
+        let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
+        loaded.check_config(&self.opened_config(&conn.config)?)?;
         let conn = self.store.activate(connection_id, version, actor).await?;
         self.bind(&conn).await?;
         tracing::info!(connection = connection_id, version, actor, "connector version activated");
@@ -685,6 +767,41 @@ fn require(b: &Binding, capability: idplex_runtime::Capability, name: &'static s
     } else {
         Err(HubError::MissingCapability { connector: b.connector.label().to_string(), capability: name })
     }
+}
+
+/// `config` with its `secret.*` values as strings, as they are stored (and checked).
+fn secrets_as_strings(config: serde_json::Value) -> serde_json::Value {
+    match config {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(k, v)| match v {
+                    v if !k.starts_with(SECRET_PREFIX) || v.is_string() => (k, v),
+                    other => {
+                        let text = other.to_string();
+                        (k, serde_json::Value::String(text))
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The install policy of [`Hub::install`]: the names of the first-party connectors are theirs.
+fn reserve_first_party_names(info: &ConnectorInfo, hash: &ModuleHash) -> Result<(), InstallError> {
+    static BUNDLED: std::sync::OnceLock<Vec<(&'static str, ModuleHash)>> = std::sync::OnceLock::new();
+    let bundled = BUNDLED.get_or_init(|| {
+        idplex_bundled::FIRST_PARTY.iter().map(|b| (b.crate_name, ModuleHash::of(b.component))).collect()
+    });
+    let reserved = bundled.iter().any(|(name, _)| *name == info.name);
+    if reserved && !bundled.iter().any(|(_, h)| h == hash) {
+        return Err(InstallError::ReservedName {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            sha256: hash.0.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Build the per-call context of a connection: its non-secret config, its egress policy (the

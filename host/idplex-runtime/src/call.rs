@@ -85,6 +85,11 @@ pub enum CallError {
     /// No instance could be created (e.g. every pool slot is busy).
     #[error("connector {connector} could not be started: {detail}")]
     Instantiate { connector: String, detail: String },
+    /// The connection already holds as many instances as it may
+    /// ([`RuntimeConfig::max_instances_per_connection`](crate::RuntimeConfig)) and none was
+    /// released in time: retry later (the server answers 503 with `Retry-After`).
+    #[error("connection {connection} is busy: its {limit} connector instances ({connector}) are all in use; retry later")]
+    Busy { connector: String, connection: String, limit: u32 },
 }
 
 impl CallError {
@@ -100,12 +105,14 @@ impl CallError {
             CallError::Connector { .. } => "connector_error",
             CallError::InvalidOutput { .. } => "invalid_output",
             CallError::Instantiate { .. } => "instantiate",
+            CallError::Busy { .. } => "busy",
         }
     }
 
     /// Whether the connector misbehaved (as opposed to refusing bad input on purpose).
     pub fn is_connector_fault(&self) -> bool {
-        !matches!(self, CallError::Connector { .. })
+        // Busy is the connection's load, not a fault of this call (and not worth an event each).
+        !matches!(self, CallError::Connector { .. } | CallError::Busy { .. })
     }
 }
 
@@ -294,6 +301,8 @@ struct Live {
     instance: Option<Connector>,
     /// Requests this instance has completed (counted by [`IdleInstances`](crate::IdleInstances)).
     requests: u32,
+    /// The connection's permit for this instance ([`crate::gate`]), released with it.
+    _permit: Option<crate::gate::InstancePermit>,
 }
 
 impl Warm {
@@ -347,7 +356,11 @@ impl LoadedConnector {
         let deadline = limits.deadline();
         let mut live = match warm.live.take() {
             Some(live) if self.owns(&live, ctx) => live,
-            _ => Live { store: self.new_store(ctx), instance: None, requests: 0 },
+            stale => {
+                drop(stale);
+                let permit = self.runtime.admit(&self.label, ctx).await?;
+                Live { store: self.new_store(ctx), instance: None, requests: 0, _permit: permit }
+            }
         };
         let max_resources = host_resources_cap(ctx);
         {
@@ -358,10 +371,18 @@ impl LoadedConnector {
             state.log_lines = 0;
             state.limiter.refused = None;
         }
-        // Yield to the async executor at every epoch tick, so a busy guest never monopolizes a
-        // worker thread; the wall-clock timeout below enforces the deadline at those points.
+        // At every epoch tick: past the deadline, trap (in the guest, whether or not anything
+        // polls the timeout below); otherwise yield to the async executor, so a busy guest never
+        // monopolizes a worker thread. The wall-clock timeout below covers host waits (egress).
+        let ends = std::time::Instant::now() + deadline;
         live.store.set_epoch_deadline(1);
-        live.store.epoch_deadline_async_yield_and_update(1);
+        live.store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= ends {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
 
         let outcome = {
             let pre = &self.pre;
@@ -407,6 +428,9 @@ impl LoadedConnector {
         }
         let value = match outcome {
             Err(_elapsed) => {
+                return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
+            }
+            Ok(Err(CallFailure::Start(e) | CallFailure::Run(e))) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
             }
             Ok(Err(CallFailure::Start(e))) => {

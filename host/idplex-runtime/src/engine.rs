@@ -100,7 +100,39 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// How instances are kept between the SCIM requests of a binding ([`crate::reuse`]).
     pub instance_reuse: InstanceReuse,
+    /// Connector instances one connection may hold at once (live calls, a SCIM request's
+    /// instance, and its binding's idle instances), so one connection can never take the whole
+    /// pool ([`RuntimeConfig::max_concurrent_instances`]) from the others. A call beyond it
+    /// waits up to [`RuntimeConfig::instance_wait`] for one of them to be released, then fails
+    /// with [`CallError::Busy`](crate::CallError::Busy). Default
+    /// [`DEFAULT_MAX_INSTANCES_PER_CONNECTION`].
+    pub max_instances_per_connection: u32,
+    /// Calls of one connection that may wait for an instance at once; more fail with
+    /// [`CallError::Busy`](crate::CallError::Busy) at once. Default
+    /// [`DEFAULT_MAX_WAITING_PER_CONNECTION`].
+    pub max_waiting_per_connection: u32,
+    /// How long a call waits for one of its connection's instances. Default
+    /// [`DEFAULT_INSTANCE_WAIT`].
+    pub instance_wait: Duration,
+    /// Installs that may wait for the compiler at once (one component compiles at a time, on a
+    /// blocking thread); more are refused with
+    /// [`InstallError::Busy`](crate::InstallError::Busy). Default [`DEFAULT_MAX_PENDING_COMPILES`].
+    pub max_pending_compiles: u32,
+    /// Refusals remembered by the hash of the uploaded bytes, so the same bad bytes sent again
+    /// are refused without being parsed or compiled again. Default [`DEFAULT_REFUSAL_CACHE`].
+    pub refusal_cache_entries: usize,
 }
+
+/// Default of [`RuntimeConfig::max_instances_per_connection`]: 16 of the 256-slot pool.
+pub const DEFAULT_MAX_INSTANCES_PER_CONNECTION: u32 = 16;
+/// Default of [`RuntimeConfig::max_waiting_per_connection`].
+pub const DEFAULT_MAX_WAITING_PER_CONNECTION: u32 = 64;
+/// Default of [`RuntimeConfig::instance_wait`].
+pub const DEFAULT_INSTANCE_WAIT: Duration = Duration::from_secs(2);
+/// Default of [`RuntimeConfig::max_pending_compiles`].
+pub const DEFAULT_MAX_PENDING_COMPILES: u32 = 4;
+/// Default of [`RuntimeConfig::refusal_cache_entries`].
+pub const DEFAULT_REFUSAL_CACHE: usize = 1024;
 
 impl RuntimeConfig {
     /// Defaults with the given cache directory.
@@ -113,6 +145,11 @@ impl RuntimeConfig {
             max_concurrent_instances: 256,
             epoch_tick: Duration::from_millis(5),
             instance_reuse: InstanceReuse::default(),
+            max_instances_per_connection: DEFAULT_MAX_INSTANCES_PER_CONNECTION,
+            max_waiting_per_connection: DEFAULT_MAX_WAITING_PER_CONNECTION,
+            instance_wait: DEFAULT_INSTANCE_WAIT,
+            max_pending_compiles: DEFAULT_MAX_PENDING_COMPILES,
+            refusal_cache_entries: DEFAULT_REFUSAL_CACHE,
         }
     }
 }
@@ -134,6 +171,14 @@ pub(crate) struct RuntimeInner {
     pub(crate) cache_hits: AtomicU64,
     /// Instances idle in every binding's [`IdleInstances`](crate::IdleInstances).
     pub(crate) idle_total: AtomicUsize,
+    /// Per-connection instance caps ([`crate::gate`]).
+    pub(crate) gates: crate::gate::ConnectionGates,
+    /// One compilation at a time, and the installs waiting for it.
+    pub(crate) compile_gate: Arc<tokio::sync::Semaphore>,
+    pub(crate) compiles_waiting: AtomicUsize,
+    /// Refusals by hash of the uploaded bytes ([`RuntimeConfig::refusal_cache_entries`]).
+    pub(crate) refusals: crate::install::RefusalCache,
+    pub(crate) refusals_cached: AtomicU64,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -144,6 +189,8 @@ pub struct CacheStats {
     pub compiled: u64,
     /// Components loaded from a cached artifact instead.
     pub cache_hits: u64,
+    /// Installs refused from the refusal cache (same bytes refused before), without any work.
+    pub refusals_cached: u64,
 }
 
 impl Drop for RuntimeInner {
@@ -224,6 +271,11 @@ impl Runtime {
                 compiled: AtomicU64::new(0),
                 cache_hits: AtomicU64::new(0),
                 idle_total: AtomicUsize::new(0),
+                gates: crate::gate::ConnectionGates::default(),
+                compile_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+                compiles_waiting: AtomicUsize::new(0),
+                refusals: crate::install::RefusalCache::default(),
+                refusals_cached: AtomicU64::new(0),
                 stop_ticker,
             }),
         })
@@ -239,6 +291,7 @@ impl Runtime {
         CacheStats {
             compiled: self.inner.compiled.load(Ordering::Relaxed),
             cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
+            refusals_cached: self.inner.refusals_cached.load(Ordering::Relaxed),
         }
     }
 }

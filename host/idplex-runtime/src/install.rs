@@ -12,6 +12,7 @@ use crate::bindings::{
     SyncPage, VerifiedAssertion,
 };
 use crate::call::{CallContext, CallError, CallState, Warm, flatten};
+use crate::config_schema::{ConfigSchema, ConfigViolation};
 use crate::engine::{CONTRACT_VERSION, Runtime};
 
 /// Hex SHA-256 of a component's bytes: the content address of an installed module.
@@ -32,7 +33,7 @@ impl std::fmt::Display for ModuleHash {
 }
 
 /// Why a module was refused. Each message says what is wrong and what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InstallError {
     /// Bigger than the runtime accepts.
     #[error("module is {size} bytes; the limit is {limit} bytes (RuntimeConfig::max_module_bytes)")]
@@ -64,6 +65,16 @@ pub enum InstallError {
     /// The compiled-artifact cache could not be written or read.
     #[error("compiled-artifact cache at {path}: {detail}")]
     Cache { path: PathBuf, detail: String },
+    /// The compiler is busy with other installs ([`RuntimeConfig::max_pending_compiles`]), or no
+    /// instance could be started for `describe`: nothing is wrong with the module, retry later.
+    ///
+    /// [`RuntimeConfig::max_pending_compiles`]: crate::RuntimeConfig::max_pending_compiles
+    #[error("cannot install now: {detail}; retry later")]
+    Busy { detail: String },
+    /// The connector's name belongs to a first-party connector shipped with idplex, and these
+    /// are not its bytes.
+    #[error("connector name `{name}` is reserved for the first-party connector shipped with idplex; this component ({version}, sha256 {sha256}) is not it: give your connector another name")]
+    ReservedName { name: String, version: String, sha256: String },
 }
 
 impl InstallError {
@@ -80,8 +91,66 @@ impl InstallError {
             InstallError::Mismatch { .. } => "mismatch",
             InstallError::BadMetadata { .. } => "bad_metadata",
             InstallError::Cache { .. } => "cache",
+            InstallError::Busy { .. } => "install_busy",
+            InstallError::ReservedName { .. } => "reserved_name",
         }
     }
+
+    /// Whether the same bytes would be refused again for the same reason (remembered in the
+    /// refusal cache); not for the cache's own I/O errors or a busy compiler.
+    fn is_permanent(&self) -> bool {
+        !matches!(self, InstallError::Cache { .. } | InstallError::Busy { .. })
+    }
+}
+
+/// Refusals by hash of the uploaded bytes ([`crate::RuntimeConfig::refusal_cache_entries`]),
+/// oldest forgotten first.
+#[derive(Default)]
+pub(crate) struct RefusalCache {
+    inner: std::sync::Mutex<(std::collections::HashMap<ModuleHash, InstallError>, std::collections::VecDeque<ModuleHash>)>,
+}
+
+impl RefusalCache {
+    fn get(&self, hash: &ModuleHash) -> Option<InstallError> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0.get(hash).cloned()
+    }
+
+    fn put(&self, hash: ModuleHash, error: InstallError, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        if map.insert(hash.clone(), error).is_none() {
+            order.push_back(hash);
+        }
+        while order.len() > capacity {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+}
+
+/// A check of a connector's self-description an install must pass before anything is kept
+/// (e.g. the hub's reservation of first-party names); see [`Runtime::install_with`].
+pub type InstallPolicy<'a> = &'a (dyn Fn(&ConnectorInfo, &ModuleHash) -> Result<(), InstallError> + Sync);
+
+/// Stack of the thread that compiles a component (Cranelift on large, deeply nested code).
+const COMPILER_STACK: usize = 64 << 20;
+
+/// Run `f` on a thread of its own with a large stack; a panic there refuses the module instead
+/// of taking the process down.
+async fn on_compiler_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, InstallError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("idplex-compile".into())
+        .stack_size(COMPILER_STACK)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| InstallError::Busy { detail: format!("cannot start a compiler thread: {e}") })?;
+    rx.await.map_err(|_| InstallError::Invalid { detail: "the compiler failed on this component".into() })
 }
 
 /// A validated, compiled connector ready for calls. Cheap to share (`Arc`); every call gets a
@@ -94,6 +163,9 @@ pub struct LoadedConnector {
     info: ConnectorInfo,
     contract_version: String,
     component_bytes: Arc<[u8]>,
+    /// The compiled `config-schema`, or why it is unusable (only for a module installed before
+    /// schemas were checked at install; such a config cannot be changed until it is replaced).
+    config_schema: Result<Arc<ConfigSchema>, String>,
 }
 
 impl std::fmt::Debug for LoadedConnector {
@@ -127,6 +199,21 @@ impl LoadedConnector {
     pub fn component_bytes(&self) -> &Arc<[u8]> {
         &self.component_bytes
     }
+    /// Check a connection's config (secrets in clear, before sealing) against the connector's
+    /// `config-schema`. The error names the offending fields and never shows a `secret.*` value.
+    pub fn check_config(&self, config: &serde_json::Value) -> Result<(), ConfigViolation> {
+        let empty = serde_json::Value::Object(Default::default());
+        let config = if config.is_null() { &empty } else { config };
+        match &self.config_schema {
+            Ok(schema) => schema.check(&self.label, config),
+            Err(reason) => Err(ConfigViolation {
+                connector: self.label.to_string(),
+                fields: Vec::new(),
+                detail: format!("its config-schema is unusable ({reason}); install a fixed version"),
+            }),
+        }
+    }
+
     /// Whether the connector declared `capability`.
     pub fn has(&self, capability: Capability) -> bool {
         self.info.capabilities.contains(&capability)
@@ -258,40 +345,83 @@ impl LoadedConnector {
 impl Runtime {
     /// Validate and compile untrusted bytes (a component, or a core module with embedded WIT
     /// metadata, which is componentized first), call `describe`, and cache the compiled artifact.
+    /// See [`Runtime::install_with`].
     pub async fn install(&self, bytes: &[u8]) -> Result<LoadedConnector, InstallError> {
+        self.install_with(bytes, &|_, _| Ok(())).await
+    }
+
+    /// [`Runtime::install`], with `policy` asked about the connector's self-description before
+    /// its artifact is cached.
+    ///
+    /// Order, cheapest first, so that bad bytes cost little: size; the refusal cache (the same
+    /// bytes refused before are refused again at once, by their SHA-256); componentization of a
+    /// core module and the world, contract version and imports read from the component's own
+    /// type information with `wasmparser` (no compilation); then compilation, one at a time on a
+    /// compiler thread ([`RuntimeConfig::max_pending_compiles`]); `describe` in the sandbox; the
+    /// metadata and its config schema; `policy`. Every refusal but a busy compiler or a cache
+    /// I/O error is remembered ([`RuntimeConfig::refusal_cache_entries`]).
+    ///
+    /// [`RuntimeConfig::max_pending_compiles`]: crate::RuntimeConfig::max_pending_compiles
+    /// [`RuntimeConfig::refusal_cache_entries`]: crate::RuntimeConfig::refusal_cache_entries
+    pub async fn install_with(&self, bytes: &[u8], policy: InstallPolicy<'_>) -> Result<LoadedConnector, InstallError> {
         let limit = self.config().max_module_bytes;
         if bytes.len() > limit {
             return Err(InstallError::TooLarge { size: bytes.len(), limit });
         }
-        let component_bytes: Vec<u8> = if wasmparser::Parser::is_component(bytes) {
-            bytes.to_vec()
-        } else if wasmparser::Parser::is_core_wasm(bytes) {
-            // Without it, wit-component would wrap the module in an empty component, which
-            // would then be refused as "another world": misleading for a plain core module.
-            if !has_component_type_metadata(bytes) {
-                return Err(InstallError::NotAComponent {
-                    detail: "no `component-type` custom section".into(),
-                });
+        let upload: Arc<[u8]> = Arc::from(bytes);
+        let rt = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let hash = ModuleHash::of(&upload);
+            if let Some(refused) = rt.inner.refusals.get(&hash) {
+                rt.inner.refusals_cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return (hash, Err((refused, true)));
             }
-            wit_component::ComponentEncoder::default()
-                .validate(true)
-                .module(bytes)
-                .and_then(|mut e| e.encode())
-                .map_err(|e| InstallError::NotAComponent { detail: format!("{e:#}") })?
-        } else {
-            return Err(InstallError::NotWasm);
+            let prepared = componentize(&upload, limit).and_then(|c| {
+                check_world(&c)?;
+                Ok(c)
+            });
+            (hash, prepared.map_err(|e| (e, false)))
+        })
+        .await
+        .map_err(|e| InstallError::Invalid { detail: format!("the module could not be read: {e}") })?;
+        let (upload_hash, component_bytes) = match prepared {
+            (_, Err((refused, true))) => return Err(refused),
+            (hash, Err((refused, _))) => (hash, Err(refused)),
+            (hash, Ok(c)) => (hash, Ok(c)),
         };
-        if component_bytes.len() > limit {
-            return Err(InstallError::TooLarge { size: component_bytes.len(), limit });
+        let outcome = match component_bytes {
+            Ok(c) => self.load_checked(c.into(), Some(policy)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &outcome {
+            if e.is_permanent() {
+                self.inner.refusals.put(upload_hash, e.clone(), self.config().refusal_cache_entries);
+            }
         }
-        self.load(component_bytes.into()).await
+        outcome
     }
 
     /// Load a component that was installed before (e.g. read back from the store at start-up).
     /// Uses the compiled-artifact cache when it holds an artifact for this hash and engine.
     pub async fn load(&self, component_bytes: Arc<[u8]>) -> Result<LoadedConnector, InstallError> {
-        let hash = ModuleHash::of(&component_bytes);
-        let (component, from_cache) = self.compile_cached(&hash, &component_bytes)?;
+        let bytes = component_bytes.clone();
+        tokio::task::spawn_blocking(move || check_world(&bytes))
+            .await
+            .map_err(|e| InstallError::Invalid { detail: format!("the module could not be read: {e}") })??;
+        self.load_checked(component_bytes, None).await
+    }
+
+    /// Compile (or read the artifact of) a component whose world was checked, describe it and
+    /// check what it says; `policy` is `Some` for a new install (whose config schema must then
+    /// be usable).
+    async fn load_checked(&self, component_bytes: Arc<[u8]>, policy: Option<InstallPolicy<'_>>) -> Result<LoadedConnector, InstallError> {
+        let hash = {
+            let bytes = component_bytes.clone();
+            tokio::task::spawn_blocking(move || ModuleHash::of(&bytes))
+                .await
+                .map_err(|e| InstallError::Invalid { detail: format!("the module could not be read: {e}") })?
+        };
+        let (component, from_cache) = self.compile_cached(&hash, component_bytes.clone()).await?;
         let contract_version = self.check_component_type(&component)?;
         let pre = self
             .inner
@@ -316,15 +446,31 @@ impl Runtime {
             },
             contract_version,
             component_bytes,
+            config_schema: Err("not described yet".into()),
         };
         let ctx = CallContext::with_limits(self.config().default_limits);
-        let info = loaded.describe(&ctx).await.map_err(|e| InstallError::BadMetadata { detail: e.to_string() })?;
+        let info = loaded.describe(&ctx).await.map_err(|e| match e {
+            // No slot for the instance: nothing to hold against the module.
+            CallError::Instantiate { .. } | CallError::Busy { .. } => InstallError::Busy { detail: e.to_string() },
+            e => InstallError::BadMetadata { detail: e.to_string() },
+        })?;
         validate_info(&info)?;
+        loaded.config_schema = ConfigSchema::compile(&info.config_schema).map(Arc::new);
+        if let Some(policy) = policy {
+            if let Err(reason) = &loaded.config_schema {
+                return Err(InstallError::BadMetadata { detail: format!("{} of {}", reason, info.name) });
+            }
+            policy(&info, &loaded.hash)?;
+        }
         loaded.label = Arc::from(format!("{}@{}", info.name, info.version));
         loaded.info = info;
         if !from_cache {
             // Only a component that passed every check earns a cached artifact.
-            self.write_artifact(&loaded.hash, &component)?;
+            let rt = self.clone();
+            let hash = loaded.hash.clone();
+            tokio::task::spawn_blocking(move || rt.write_artifact(&hash, &component))
+                .await
+                .map_err(|e| InstallError::Cache { path: self.cache_path(&loaded.hash), detail: e.to_string() })??;
         }
         Ok(loaded)
     }
@@ -333,29 +479,55 @@ impl Runtime {
         self.config().cache_dir.join(format!("{}-{}.cwasm", hash.0, self.inner.engine_key))
     }
 
-    /// The compiled component, and whether it came from the artifact cache.
-    fn compile_cached(&self, hash: &ModuleHash, bytes: &[u8]) -> Result<(Component, bool), InstallError> {
+    /// The cached artifact of `hash`, if there is a usable one.
+    fn read_artifact(&self, hash: &ModuleHash) -> Option<Component> {
         let path = self.cache_path(hash);
         // Read the artifact into memory rather than mapping the file: a file changed or
         // truncated under a live mapping would crash the process (SIGBUS).
-        if let Ok(artifact) = std::fs::read(&path) {
-            // SAFETY: the cache directory is owned by idplex and only ever holds artifacts this
-            // engine configuration serialized (the file name carries the engine's compatibility
-            // hash); wasmtime still checks the artifact's header against the engine.
-            match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
-                Ok(c) => {
-                    self.inner.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok((c, true));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
-                    let _ = std::fs::remove_file(&path);
-                }
+        let artifact = std::fs::read(&path).ok()?;
+        // SAFETY: the cache directory is owned by idplex and only ever holds artifacts this
+        // engine configuration serialized (the file name carries the engine's compatibility
+        // hash); wasmtime still checks the artifact's header against the engine.
+        match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
+                let _ = std::fs::remove_file(&path);
+                None
             }
         }
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| InstallError::Invalid { detail: format!("{e:#}") })?;
-        self.inner.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The compiled component, and whether it came from the artifact cache. Compilation runs
+    /// one at a time, on a compiler thread, never on an async worker.
+    async fn compile_cached(&self, hash: &ModuleHash, bytes: Arc<[u8]>) -> Result<(Component, bool), InstallError> {
+        let rt = self.clone();
+        let h = hash.clone();
+        if let Ok(Some(c)) = tokio::task::spawn_blocking(move || rt.read_artifact(&h)).await {
+            self.inner.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok((c, true));
+        }
+        let inner = &self.inner;
+        let max_waiting = self.config().max_pending_compiles as usize;
+        if inner.compiles_waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= max_waiting {
+            inner.compiles_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return Err(InstallError::Busy {
+                detail: format!("{max_waiting} installs are already waiting for the compiler"),
+            });
+        }
+        let permit = inner.compile_gate.clone().acquire_owned().await;
+        inner.compiles_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let permit = permit.map_err(|_| InstallError::Busy { detail: "the compiler is shutting down".into() })?;
+        let engine = inner.engine.clone();
+        // The permit goes with the compilation: an install given up meanwhile still holds the
+        // compiler until its compilation ends.
+        let component = on_compiler_thread(move || {
+            let _permit = permit;
+            Component::new(&engine, &bytes)
+        })
+        .await?
+        .map_err(|e| InstallError::Invalid { detail: format!("{e:#}") })?;
+        inner.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok((component, false))
     }
 
@@ -394,6 +566,68 @@ impl Runtime {
         }
         Ok(found)
     }
+}
+
+/// The component of uploaded bytes: as they are, or a core module with WIT metadata
+/// componentized; refused if neither, or larger than `limit`.
+fn componentize(bytes: &[u8], limit: usize) -> Result<Vec<u8>, InstallError> {
+    let component_bytes: Vec<u8> = if wasmparser::Parser::is_component(bytes) {
+        bytes.to_vec()
+    } else if wasmparser::Parser::is_core_wasm(bytes) {
+        // Without it, wit-component would wrap the module in an empty component, which
+        // would then be refused as "another world": misleading for a plain core module.
+        if !has_component_type_metadata(bytes) {
+            return Err(InstallError::NotAComponent { detail: "no `component-type` custom section".into() });
+        }
+        wit_component::ComponentEncoder::default()
+            .validate(true)
+            .module(bytes)
+            .and_then(|mut e| e.encode())
+            .map_err(|e| InstallError::NotAComponent { detail: format!("{e:#}") })?
+    } else {
+        return Err(InstallError::NotWasm);
+    };
+    if component_bytes.len() > limit {
+        return Err(InstallError::TooLarge { size: component_bytes.len(), limit });
+    }
+    Ok(component_bytes)
+}
+
+/// The world check of [`Runtime::check_component_type`], from the component's own top-level
+/// import and export sections (`wasmparser`, no compilation): refuses another world, another
+/// contract major, or an import the sandbox does not grant before any compilation.
+fn check_world(component: &[u8]) -> Result<(), InstallError> {
+    use wasmparser::{Parser, Payload};
+    let malformed = |e: wasmparser::BinaryReaderError| InstallError::Invalid { detail: format!("malformed component: {e}") };
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    imports.push(import.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    exports.push(export.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(ours) = exports.iter().find(|n| n.starts_with("idplex:connector/")) else {
+        return Err(InstallError::WrongWorld {
+            exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+        });
+    };
+    let found = ours.rsplit_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
+    if major_of(&found) != Some(1) {
+        return Err(InstallError::IncompatibleContract { found });
+    }
+    imports.iter().try_for_each(|i| check_import(i))
 }
 
 fn major_of(version: &str) -> Option<u64> {

@@ -16,8 +16,10 @@
 
 mod bindings;
 mod call;
+mod config_schema;
 mod egress;
 mod engine;
+mod gate;
 mod install;
 mod registry;
 pub mod reuse;
@@ -30,7 +32,12 @@ pub use bindings::{
 };
 pub use call::{CallContext, CallError, Warm};
 pub use egress::{Credential, EgressPolicy};
-pub use engine::{CONTRACT_VERSION, CacheStats, Limits, Runtime, RuntimeConfig};
-pub use install::{InstallError, LoadedConnector, ModuleHash};
+pub use engine::{
+    CONTRACT_VERSION, CacheStats, DEFAULT_INSTANCE_WAIT, DEFAULT_MAX_INSTANCES_PER_CONNECTION,
+    DEFAULT_MAX_PENDING_COMPILES, DEFAULT_MAX_WAITING_PER_CONNECTION, DEFAULT_REFUSAL_CACHE, Limits,
+    Runtime, RuntimeConfig,
+};
+pub use config_schema::ConfigViolation;
+pub use install::{InstallError, InstallPolicy, LoadedConnector, ModuleHash};
 pub use registry::{Binding, Registry};
 pub use reuse::{IdleInstances, InstanceReuse};

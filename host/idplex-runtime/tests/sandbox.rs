@@ -386,6 +386,8 @@ fn runtime_with_reuse(reuse: InstanceReuse) -> (Runtime, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = RuntimeConfig::new(dir.path());
     cfg.max_concurrent_instances = 64;
+    // These tests give several bindings one context (one connection id): lift its cap.
+    cfg.max_instances_per_connection = 64;
     cfg.instance_reuse = reuse;
     (Runtime::new(cfg).expect("runtime"), dir)
 }

@@ -1,0 +1,120 @@
+//! Hub-level install and connection checks: first-party names are reserved, refusals are
+//! recorded as events (also when answered from the refusal cache), and a connection's config
+//! must satisfy its connector's schema, without a secret ever appearing in the error.
+
+use idplex_bundled::testing::{BAD_SCHEMA, IMPOSTOR};
+use idplex_hub::{ErrorClass, Hub, HubError};
+use idplex_runtime::{InstallError, Runtime, RuntimeConfig};
+use idplex_store::{ConnectionUpdate, EventKind, NewConnection, Store};
+use serde_json::json;
+
+async fn hub() -> (std::sync::Arc<Hub>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path().join("cache"));
+    cfg.max_concurrent_instances = 8;
+    let runtime = Runtime::new(cfg).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("idplex.db").display())).await.unwrap();
+    (Hub::new(store, runtime), dir)
+}
+
+async fn refusals(hub: &Hub) -> Vec<String> {
+    let events = hub.store().list_events(None, 100).await.unwrap();
+    events.into_iter().filter(|e| e.kind == EventKind::InstallRefused).map(|e| e.message).collect()
+}
+
+fn connection(name: &str, config: serde_json::Value) -> NewConnection {
+    NewConnection {
+        id: None,
+        org_id: "default".into(),
+        name: name.into(),
+        connector_name: "custom-saml".into(),
+        config,
+        egress_allow: Vec::new(),
+        limits: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn a_vendor_module_cannot_take_a_first_party_name() {
+    let (hub, _dir) = hub().await;
+    let err = hub.install(IMPOSTOR).await.expect_err("custom-saml@99.0.0 from a vendor");
+    assert!(matches!(err, HubError::Refused(InstallError::ReservedName { .. })), "{err}");
+    assert_eq!(err.code(), "reserved_name");
+    assert_eq!(err.class(), ErrorClass::Invalid);
+    assert!(err.to_string().contains("custom-saml"), "{err}");
+    assert!(hub.store().list_versions("custom-saml").await.unwrap().is_empty(), "nothing stored");
+    // Refused again from the refusal cache; both refusals are events.
+    let again = hub.install(IMPOSTOR).await.expect_err("still refused");
+    assert_eq!(again.code(), "reserved_name");
+    assert_eq!(hub.runtime().cache_stats().refusals_cached, 1);
+    let events = refusals(&hub).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().all(|m| m.contains("reserved")), "{events:?}");
+
+    // The bundled connector itself still installs, under its name, from the bundle or a file.
+    let reports = hub.install_bundled().await.unwrap();
+    assert!(reports.iter().any(|r| r.name == "custom-saml"));
+    let saml = idplex_bundled::FIRST_PARTY.iter().find(|c| c.crate_name == "custom-saml").unwrap();
+    assert_eq!(hub.install(saml.component).await.unwrap().outcome, "already_installed");
+}
+
+#[tokio::test]
+async fn every_first_party_connector_describes_itself_under_its_reserved_name() {
+    let (hub, _dir) = hub().await;
+    for (bundled, report) in idplex_bundled::FIRST_PARTY.iter().zip(hub.install_bundled().await.unwrap()) {
+        assert_eq!(bundled.crate_name, report.name, "the reserved name is the crate name");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_config_schema_refuses_the_install_with_an_event() {
+    let (hub, _dir) = hub().await;
+    let err = hub.install(BAD_SCHEMA).await.expect_err("remote $ref");
+    assert_eq!(err.code(), "bad_metadata", "{err}");
+    let events = refusals(&hub).await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].contains("config-schema"), "{events:?}");
+}
+
+#[tokio::test]
+async fn connection_configs_must_satisfy_the_connector_schema() {
+    let (hub, _dir) = hub().await;
+    hub.install_bundled().await.unwrap();
+    let secret = "Bearer s3cr3t-t0ken-value";
+
+    // custom-saml: `user_name_source` is `name-id` or `attribute`, no other keys.
+    let err = hub
+        .create_connection(connection("okta", json!({"user_name_source": "shoe-size"})))
+        .await
+        .expect_err("enum violated");
+    assert!(matches!(err, HubError::Config(_)), "{err}");
+    assert_eq!((err.code(), err.class()), ("config_invalid", ErrorClass::Invalid));
+    assert!(err.to_string().contains("user_name_source"), "{err}");
+
+    let err = hub
+        .create_connection(connection("okta", json!({"secret.authorization": secret})))
+        .await
+        .expect_err("custom-saml declares no secret");
+    assert!(err.to_string().contains("secret.authorization"), "{err}");
+    assert!(!err.to_string().contains("s3cr3t"), "a secret value in an error: {err}");
+    assert!(hub.store().list_connections().await.unwrap().is_empty(), "nothing created");
+
+    // A valid config creates and activates.
+    let conn = hub.create_connection(connection("okta", json!({"user_name_source": "attribute"}))).await.unwrap();
+    hub.activate(&conn.id, "1.0.0", "test").await.unwrap();
+
+    // Changing the config is checked against the active version; the old config stays.
+    let err = hub
+        .update_connection(&conn.id, ConnectionUpdate { config: Some(json!({"attribute.email": ""})), ..Default::default() })
+        .await
+        .expect_err("minLength 1");
+    assert!(err.to_string().contains("attribute.email"), "{err}");
+    let stored = hub.store().get_connection(&conn.id).await.unwrap();
+    assert_eq!(stored.config, json!({"user_name_source": "attribute"}));
+    let updated = hub
+        .update_connection(&conn.id, ConnectionUpdate { config: Some(json!({"attribute.email": "mail"})), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(updated.config, json!({"attribute.email": "mail"}));
+    assert!(hub.binding(&conn.id).is_ok());
+}

@@ -1,0 +1,92 @@
+//! One connection cannot starve another: a connection's instances are capped
+//! (`RuntimeConfig::max_instances_per_connection`), calls over the cap wait briefly then fail with
+//! `CallError::Busy`, and a spinning guest is stopped by its deadline from inside (epoch).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idplex_bundled::testing::HOSTILE;
+use idplex_runtime::{CallContext, CallError, EgressPolicy, Limits, ResourceKind, Runtime, RuntimeConfig};
+
+fn ctx(connection: &str, mode: &str, limits: Limits) -> CallContext {
+    CallContext {
+        connection_id: Some(connection.into()),
+        config: Arc::new(BTreeMap::from([("mode".to_string(), mode.to_string())])),
+        egress: Arc::new(EgressPolicy::deny_all()),
+        limits,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_saturating_its_instances_does_not_starve_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    // A small pool, so the attack needs few calls: connection A alone would need all 32 slots.
+    cfg.max_concurrent_instances = 32;
+    cfg.max_instances_per_connection = 4;
+    cfg.max_waiting_per_connection = 8;
+    cfg.instance_wait = Duration::from_millis(200);
+    let rt = Runtime::new(cfg).unwrap();
+    let c = Arc::new(rt.install(HOSTILE).await.expect("hostile installs"));
+
+    // Connection A: 48 calls at once that spin until their deadline (more than the pool).
+    let a = Arc::new(ctx("conn_a", "loop", Limits { deadline_ms: 3_000, ..Limits::default() }));
+    let attackers: Vec<_> = (0..48)
+        .map(|_| {
+            let (c, a) = (c.clone(), a.clone());
+            tokio::spawn(async move { c.render(&a, ResourceKind::User, "{}".into()).await })
+        })
+        .collect();
+    // Let A's calls take what they can.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Connection B keeps working meanwhile: every call succeeds.
+    let b = ctx("conn_b", "ok", Limits::default());
+    for i in 0..20 {
+        let out = c
+            .render(&b, ResourceKind::User, format!(r#"{{"i":{i}}}"#))
+            .await
+            .unwrap_or_else(|e| panic!("connection B's call {i} failed while A saturates: {e}"));
+        assert_eq!(out, format!(r#"{{"i":{i}}}"#));
+    }
+
+    // A's calls ended at their deadline or were refused as busy; none exhausted the pool.
+    let (mut timeouts, mut busy) = (0, 0);
+    for t in attackers {
+        match t.await.unwrap() {
+            Err(CallError::Timeout { .. }) => timeouts += 1,
+            Err(e @ CallError::Busy { .. }) => {
+                assert_eq!(e.kind(), "busy");
+                assert!(e.to_string().contains("conn_a"), "{e}");
+                assert!(!e.is_connector_fault());
+                busy += 1;
+            }
+            other => panic!("unexpected outcome of an attacking call: {other:?}"),
+        }
+    }
+    assert!(timeouts >= 4, "A ran up to its cap: {timeouts} timeouts");
+    assert!(busy >= 40 - 8, "calls over the cap and the queue were refused: {busy} busy");
+    assert_eq!(timeouts + busy, 48);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_guest_is_stopped_by_its_deadline_even_on_a_single_thread() {
+    // On one thread, with two guests spinning, each runs until the epoch interrupts it: the
+    // deadline is enforced inside the guest, not only by a timer that must be polled.
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
+    let c = rt.install(HOSTILE).await.unwrap();
+    let limits = Limits { deadline_ms: 300, ..Limits::default() };
+    let (x, y) = (ctx("conn_x", "loop", limits), ctx("conn_y", "loop", limits));
+    let (rx, ry) = tokio::join!(
+        c.render(&x, ResourceKind::User, "{}".into()),
+        c.render(&y, ResourceKind::User, "{}".into())
+    );
+    for r in [rx, ry] {
+        match r {
+            Err(CallError::Timeout { limit_ms, .. }) => assert_eq!(limit_ms, 300),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+}
