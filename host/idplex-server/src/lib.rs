@@ -86,6 +86,14 @@ impl ApiError {
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         let status = match e.class() {
+            // Specific before the class: a config the connector's schema refuses is a bad
+            // request; a full compile queue or instance cap is "try again shortly".
+            _ if matches!(e, HubError::Config(_)) => StatusCode::BAD_REQUEST,
+            _ if matches!(e, HubError::Refused(idplex_runtime::InstallError::Busy { .. }))
+                || matches!(e, HubError::Call(CallError::Busy { .. })) =>
+            {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::Invalid | ErrorClass::ConnectorRefused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -105,7 +113,11 @@ impl From<HubError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response()
+        let mut resp = (self.status, Json(json!({"error": self.code, "message": self.message}))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 

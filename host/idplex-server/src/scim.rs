@@ -52,6 +52,10 @@ impl IntoResponse for ScimFailure {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = ScimJson(status, self.0.to_json()).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Transient by definition here (a busy connection, a store hiccup): IdPs back off.
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"idplex-scim\""));

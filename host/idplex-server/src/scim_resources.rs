@@ -1296,6 +1296,8 @@ fn hub_failure(e: HubError) -> ScimFailure {
             }
         }
         HubError::Call(CallError::Timeout { .. }) => ScimError::with_status(504, detail),
+        HubError::Call(CallError::Busy { .. }) => ScimError::with_status(503, detail),
+        HubError::Config(_) => ScimError::with_status(503, detail),
         HubError::Call(_) => ScimError::with_status(502, detail),
         HubError::NotBound(_) | HubError::BindFailed { .. } | HubError::MissingCapability { .. } => {
             ScimError::with_status(503, detail)
