@@ -488,17 +488,12 @@ impl Hub {
     pub fn spawn_watcher(
         self: &Arc<Self>,
         every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let hub = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.changed() => break,
-                }
+        spawn_periodic(every, shutdown, move || {
+            let hub = hub.clone();
+            async move {
                 let released = hub.registry.sweep_idle();
                 if released > 0 {
                     tracing::debug!(released, "released idle connector instances");
@@ -520,18 +515,13 @@ impl Hub {
         self: &Arc<Self>,
         retention: Duration,
         every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let hub = self.clone();
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.changed() => break,
-                }
+        spawn_periodic(every, shutdown, move || {
+            let hub = hub.clone();
+            async move {
                 let cutoff = now_ms().saturating_sub(retention_ms);
                 if let Err(e) = hub.store.prune_sync_log(cutoff).await {
                     tracing::warn!(error = %e, "could not prune the SCIM sync log");
@@ -549,17 +539,12 @@ impl Hub {
         self: &Arc<Self>,
         retention: idplex_store::EventRetention,
         every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let hub = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.changed() => break,
-                }
+        spawn_periodic(every, shutdown, move || {
+            let hub = hub.clone();
+            async move {
                 if let Err(e) = hub.store.prune_connector_events(&retention).await {
                     tracing::warn!(error = %e, "could not prune connector events");
                 }
@@ -854,6 +839,30 @@ pub fn call_context(
         config: Arc::new(config),
         egress: Arc::new(EgressPolicy::new(&connector.info().egress_hosts, &conn.egress_allow, credential)),
         limits,
+    })
+}
+
+/// Runs `work` every `every` (the first time at once) until `shutdown` changes; a run that
+/// overruns delays the next instead of bunching them up.
+fn spawn_periodic<F, Fut>(
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            work().await;
+        }
     })
 }
 

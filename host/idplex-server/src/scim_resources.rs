@@ -284,6 +284,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Gives the request's instance back to its binding's idle ones (a later call of this
+    /// request binds again).
+    fn release_connector(&self) {
+        let kept = self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(kept);
+    }
+
     fn keep_connector(&self, p: idplex_hub::Provisioning<'a>) {
         *self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
     }
@@ -475,7 +482,12 @@ impl<'a> Ctx<'a> {
     async fn patch(&self, kind: Kind, id: &str, ops: Vec<PatchOperation>) -> Result<Stored, ScimFailure> {
         let explicit = if_match(self.headers)?;
         let _serialized = match explicit {
-            None => Some(self.s.patch_locks.lock(self.connection, id).await),
+            None => {
+                // Waiting for the lock holds no sandbox instance: a burst of PATCHes of one
+                // resource must not take the connection's instances from its other requests.
+                self.release_connector();
+                Some(self.s.patch_locks.lock(self.connection, id).await)
+            }
             Some(_) => None,
         };
         let ops = std::sync::Arc::new(ops);
