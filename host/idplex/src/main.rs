@@ -143,6 +143,14 @@ struct ServeArgs {
     /// ARCHITECTURE.md, invariant 3).
     #[arg(long, env = "IDPLEX_CONNECTOR_INSTANCE_REUSE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     connector_instance_reuse: u32,
+    /// Sandbox instances one connection may hold at once (running, kept by a request, or
+    /// idle), out of the pool of 256: one connection's slow or looping connector cannot take
+    /// the others' (ARCHITECTURE.md, invariant 3).
+    #[arg(long, env = "IDPLEX_CONNECTOR_MAX_INSTANCES", default_value_t = idplex_runtime::DEFAULT_MAX_INSTANCES_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..=256))]
+    connector_max_instances: u32,
+    /// How long a call waits for one of its connection's instances before answering 503 busy (ms).
+    #[arg(long, env = "IDPLEX_CONNECTOR_INSTANCE_WAIT_MS", default_value_t = 2000)]
+    connector_instance_wait_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -451,6 +459,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let options = match &cli.command {
         Command::Serve(args) => {
             runtime.instance_reuse.max_requests = args.connector_instance_reuse;
+            runtime.max_instances_per_connection = args.connector_max_instances;
+            runtime.instance_wait = Duration::from_millis(args.connector_instance_wait_ms);
             HubOptions {
                 native_scim_passthrough: args.native_scim_passthrough,
                 egress_plain_http_loopback: args.insecure_egress_http_loopback,

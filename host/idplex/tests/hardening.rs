@@ -365,3 +365,37 @@ async fn a_list_of_large_resources_comes_in_bounded_pages() {
         assert_eq!(seen.len(), 8, "{filter:?}: {seen:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_over_its_instance_cap_gets_503_busy_and_others_are_served() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo", "--connector-max-instances", "2", "--connector-instance-wait-ms", "100"]).await;
+    server.post_wasm("/admin/v1/connectors", HOSTILE).await.expect(201);
+    let (looping, loop_token) = scim_connection(&env, &server, "loop", "hostile", json!({"mode": "loop"})).await;
+    let (healthy, healthy_token) = scim_connection(&env, &server, "healthy", "custom-saml", json!({})).await;
+
+    // Six spinning requests at once against a cap of two: the rest are told to come back.
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let rb = server.request(Method::GET, &format!("/scim/v2/{looping}/Users"), Some(&loop_token));
+        tasks.push(tokio::spawn(async move { rb.send().await.expect("HTTP") }));
+    }
+    // Meanwhile the healthy connection is served.
+    create_user(&server, &healthy_token, &healthy, "served@example.com").await;
+    let (mut busy, mut timeouts) = (0, 0);
+    for t in tasks {
+        let resp = t.await.expect("task");
+        match resp.status().as_u16() {
+            503 => {
+                assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+                let body: Value = resp.json().await.expect("JSON");
+                assert!(body["detail"].as_str().unwrap_or_default().contains("busy"), "{body}");
+                busy += 1;
+            }
+            504 => timeouts += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy >= 1 && timeouts >= 1 && busy + timeouts == 6, "busy {busy}, timeouts {timeouts}");
+    server.get_anon("/healthz").await.expect(200);
+}
