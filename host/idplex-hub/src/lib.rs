@@ -450,9 +450,12 @@ impl Hub {
         for conn in &connections {
             let current = self.registry.get(&conn.id);
             let up_to_date = match (&current, &conn.active_version) {
-                // A binding newer than what we listed was published meanwhile (by this
-                // process, after the list was read): the list is the stale side.
-                (Some(b), Some(_)) => b.stamp >= conn.updated_at,
+                // A binding at least as new as what we listed was published meanwhile (by this
+                // process, after the list was read): the list is the stale side — also when the
+                // stale list shows the connection before its first activation (it would unbind
+                // a connection the admin API just created and activated).
+                (Some(b), _) if b.stamp >= conn.updated_at => true,
+                (Some(_), Some(_)) => false,
                 (None, None) => true,
                 _ => false,
             };
