@@ -316,6 +316,20 @@ impl<'a> Ctx<'a> {
             Method::POST | Method::PUT | Method::PATCH => Some(parse_body(self.headers, &read_body(body)?)?),
             _ => None,
         };
+        if *method == Method::PATCH
+            && let Some(ops) = body.as_ref().and_then(|b| b.get("Operations")).and_then(Value::as_array)
+            && ops.len() > idplex_scim::Limits::DEFAULT.max_patch_operations
+        {
+            // Counted before the connector parses them: a PATCH bomb costs the sandbox nothing.
+            return Err(ScimFailure(ScimError::new(
+                ScimType::TooMany,
+                format!(
+                    "a PATCH request may hold at most {} operations; this one has {}",
+                    idplex_scim::Limits::DEFAULT.max_patch_operations,
+                    ops.len()
+                ),
+            )));
+        }
         let request = ScimRequest {
             method: method.as_str().to_string(),
             resource: kind.runtime(),
