@@ -11,7 +11,9 @@
 //! * [`apply_patch`]: atomic PATCH with [`PatchOptions`] for IdP quirks.
 //! * [`Projection`]: `attributes` / `excludedAttributes`.
 //! * [`prepare_resource`]: create/replace validation and normalisation.
-//! * [`sort_resources`], [`ListResponse`]: query results.
+//! * [`sort_resources`], [`ListResponse`], [`page_window`]: query results.
+//! * Request decoding: [`decode_query`], [`parse_if_match`], [`parse_request_body`],
+//!   [`search_params`] (`/.search` bodies), [`member_delta`] (membership PATCHes).
 //! * [`Limits`]: bounds on every input (filter size and nesting, PATCH operations and work,
 //!   string lengths); the `*_with` functions take one, the others use [`Limits::DEFAULT`].
 //!   [`canonical_user_name`], [`check_resource_strings`] and [`validate_resource_id`] are
@@ -46,6 +48,7 @@ mod list;
 mod patch;
 mod path;
 mod projection;
+mod request;
 mod schema;
 mod validate;
 mod value;
@@ -63,11 +66,16 @@ pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};
 pub use limits::Limits;
 pub use list::{
-    LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, compare_sort_keys, sort_key, sort_resources,
+    LIST_RESPONSE_SCHEMA, ListResponse, SortOrder, compare_sort_keys, page_window, sort_by_keys, sort_key,
+    sort_resources,
 };
 pub use patch::{PATCH_OP_SCHEMA, PatchOpKind, PatchOperation, apply_patch, apply_patch_with};
 pub use path::AttrPath;
 pub use projection::Projection;
+pub use request::{
+    SCIM_MEDIA_TYPE, SEARCH_REQUEST_SCHEMA, decode_query, etag, member_delta, member_values,
+    parse_if_match, parse_request_body, percent_decode, query_param, search_params,
+};
 pub use schema::*;
 pub use validate::{
     canonical_user_name, check_resource_strings, prepare_resource, prepare_resource_with,

@@ -40,8 +40,7 @@ impl ListResponse {
         count: Option<i64>,
         max_count: usize,
     ) -> Self {
-        let start = start_index.unwrap_or(1).max(1) as usize;
-        let count = count.map_or(max_count, |c| (c.max(0) as usize).min(max_count));
+        let (start, count) = page_window(start_index, count, max_count);
         let total_results = all.len();
         let resources = all.into_iter().skip(start - 1).take(count).collect();
         ListResponse {
@@ -62,6 +61,15 @@ impl ListResponse {
             "Resources": self.resources,
         })
     }
+}
+
+/// The window a page asks for: its 1-based first index and its size. Per RFC 7644 §3.4.2.4 a
+/// `startIndex` below 1 means 1 and a negative `count` means 0; `count` defaults to (and is
+/// capped at) `max_count`.
+pub fn page_window(start_index: Option<i64>, count: Option<i64>, max_count: usize) -> (usize, usize) {
+    let start = usize::try_from(start_index.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
+    let count = count.map_or(max_count, |c| usize::try_from(c.max(0)).unwrap_or(usize::MAX).min(max_count));
+    (start, count)
 }
 
 /// `sortOrder`.
@@ -125,13 +133,26 @@ pub fn sort_resources(
     path: &AttrPath,
     order: SortOrder,
 ) {
-    let mut keyed: Vec<(Option<Comparable>, Value)> = resources
-        .iter_mut()
-        .map(|r| (sort_key(rt, r, path), std::mem::take(r)))
-        .collect();
+    sort_by_keys(resources, |r| sort_key(rt, r, path), order);
+}
+
+/// Sorts `items` (stable) by the [`sort_key`] `key` computes for each, once per item, in the
+/// order of [`compare_sort_keys`]: how a server sorts its own representation of resources
+/// (of one or several resource types) without turning them into JSON twice.
+pub fn sort_by_keys<T>(items: &mut [T], key: impl Fn(&T) -> Option<Comparable>, order: SortOrder) {
+    let mut keyed: Vec<(Option<Comparable>, usize)> = items.iter().enumerate().map(|(i, r)| (key(r), i)).collect();
     keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(a.as_ref(), b.as_ref(), order));
-    for (slot, (_, r)) in resources.iter_mut().zip(keyed) {
-        *slot = r;
+    // Apply the permutation in place: `dest[k]` is where the item now at `k` goes.
+    let mut dest = vec![0; keyed.len()];
+    for (to, (_, from)) in keyed.iter().enumerate() {
+        dest[*from] = to;
+    }
+    for k in 0..dest.len() {
+        while dest[k] != k {
+            let d = dest[k];
+            items.swap(k, d);
+            dest.swap(k, d);
+        }
     }
 }
 
