@@ -20,6 +20,9 @@
 //! | `fields` | creates config `fields` (default 1000) `wasi:http` fields, each with one header of `header_bytes` (default 1024) bytes, and never drops them; answers `{"created":N}` |
 //! | `ops`    | `normalize` answers one PATCH of config `ops` (default 900000) empty patch operations; other exports behave as `ok` |
 //! | `log`    | writes config `message` to the host log `log_lines` (default 1) times, then behaves as `ok` |
+//! | `error`  | `normalize` returns the connector-error of config `kind` (`invalid-request`, `unsupported`, `upstream`, `config`, `internal`; default `internal`) with message `hostile: <kind>` and the optional `scimType` config `scim_type`; other exports behave as `ok` |
+//! | `render_fail` | `normalize` behaves as `ok`; `render` traps (a write must then not be committed) |
+//! | `small`  | behaves as `ok`, except that `render` of a resource longer than config `max_bytes` (default 4096) bytes fails with an `internal` error naming the size: shows what crossed the sandbox |
 //!
 //! Any other `mode` is a `config` error. `describe` is unaffected by `mode` and declares
 //! `egress-hosts = ["127.0.0.1", "localhost"]`.
@@ -59,14 +62,34 @@ fn misbehave() -> Result<Outcome, ConnectorError> {
         "steal" | "forge" => Ok(Outcome::Normal),
         "leak" => Ok(Outcome::Payload(sandbox::leak()?)),
         "fields" => Ok(Outcome::Payload(sandbox::fields()?)),
-        "ops" => Ok(Outcome::Normal),
+        "ops" | "render_fail" | "small" => Ok(Outcome::Normal),
+        "error" => Err(chosen_error()),
         "log" => {
             sandbox::log_lines()?;
             Ok(Outcome::Normal)
         }
         other => Err(ConnectorError::config(format!(
-            "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress, leak, fields, ops, log, steal, forge; got `{other}`"
+            "config key `mode` must be one of ok, count, trap, loop, oom, huge, egress, leak, fields, ops, log, steal, forge, error, render_fail, small; got `{other}`"
         ))),
+    }
+}
+
+/// `error`: the connector-error config `kind` names, with config `scim_type` as its `scimType`.
+fn chosen_error() -> ConnectorError {
+    use idplex_connector_sdk::ErrorKind;
+    let kind = config::get("kind").unwrap_or_else(|| "internal".to_string());
+    let error_kind = match kind.as_str() {
+        "invalid-request" => ErrorKind::InvalidRequest,
+        "unsupported" => ErrorKind::Unsupported,
+        "upstream" => ErrorKind::Upstream,
+        "config" => ErrorKind::Config,
+        "internal" => ErrorKind::Internal,
+        other => return ConnectorError::config(format!("config key `kind` names no error kind: `{other}`")),
+    };
+    let error = ConnectorError::new(error_kind, format!("hostile: {kind}"));
+    match config::get("scim_type") {
+        Some(t) => error.with_scim_type(t),
+        None => error,
     }
 }
 
@@ -225,7 +248,10 @@ impl metadata::Guest for Hostile {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "properties": {
-                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "leak", "fields", "ops", "log", "steal", "forge"] },
+                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "leak", "fields", "ops", "log", "steal", "forge", "error", "render_fail", "small"] },
+                    "kind": { "enum": ["invalid-request", "unsupported", "upstream", "config", "internal"] },
+                    "scim_type": { "type": "string" },
+                    "max_bytes": { "type": "string", "pattern": "^[0-9]+$" },
                     "url": { "type": "string" },
                     "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" }
                 }
@@ -273,8 +299,24 @@ impl provisioning::Guest for Hostile {
     fn render(_kind: ResourceKind, resource: Json) -> Result<Json, ConnectorError> {
         // In `count` mode, rendering the JSON string "trap" traps, and "garbage" answers text
         // that is not JSON (after counting the call).
-        if config::get("mode").as_deref() == Some("forge") {
-            return Ok(forged(&resource));
+        match config::get("mode").as_deref() {
+            Some("forge") => return Ok(forged(&resource)),
+            Some("render_fail") => panic!("hostile connector: mode=render_fail"),
+            Some("small") => {
+                let max = match config::get("max_bytes") {
+                    None => 4096,
+                    Some(v) => v.trim().parse().map_err(|_| {
+                        ConnectorError::config(format!("config key `max_bytes` must be an integer, got `{v}`"))
+                    })?,
+                };
+                if resource.len() > max {
+                    return Err(ConnectorError::internal(format!(
+                        "render received {} bytes, more than max_bytes {max}",
+                        resource.len()
+                    )));
+                }
+            }
+            _ => {}
         }
         let trap = resource == "\"trap\"";
         let garbage = resource == "\"garbage\"";
