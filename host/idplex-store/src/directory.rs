@@ -1258,19 +1258,34 @@ impl Store {
         connection_id: &str,
         id: &str,
     ) -> Result<DirectoryGroup, StoreError> {
+        self.get_group_with(connection_id, id, true).await
+    }
+
+    /// [`Store::get_group`], reading the members only if `with_members` (otherwise `members`
+    /// is empty: SCIM `excludedAttributes=members`, cheap whatever the group's size).
+    pub async fn get_group_with(
+        &self,
+        connection_id: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<DirectoryGroup, StoreError> {
         let sql = format!(
             "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE id = $1 AND connection_id = $2"
         );
         let (row, members): (Option<GroupRow>, Vec<String>) = with_pool!(self, read, |pool| {
-            let row = sqlx::query_as(&sql)
+            let row: Option<GroupRow> = sqlx::query_as(&sql)
                 .bind(id)
                 .bind(connection_id)
                 .fetch_optional(pool)
                 .await?;
-            let members = sqlx::query_scalar(LIVE_MEMBERS)
-                .bind(id)
-                .fetch_all(pool)
-                .await?;
+            let members = if with_members && row.is_some() {
+                sqlx::query_scalar(LIVE_MEMBERS)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?
+            } else {
+                Vec::new()
+            };
             (row, members)
         });
         row.ok_or_else(|| StoreError::not_found("group", id))?
