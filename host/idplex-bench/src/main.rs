@@ -1,7 +1,9 @@
 //! `idplex-bench`: what a connector costs. See README.md for what each figure means.
 //!
-//! Run: `cargo run --release -p idplex-bench` (smoke: `BENCH_ITERS=200 BENCH_SECS=0.3 ...`).
+//! Run: `cargo run --release -p idplex-bench` (smoke: `BENCH_ITERS=200 BENCH_SECS=0.3 ...`;
+//! `BENCH_GROUP_MEMBERS=0` skips section 6, the large-group PATCH).
 
+mod large_group;
 mod native;
 
 use std::collections::BTreeMap;
@@ -573,6 +575,16 @@ fn main() -> Result<()> {
 
     drop(connector);
     drop(runtime);
+
+    // 6. A membership PATCH of a large group through the SCIM service (store + connector).
+    let members = env_num("BENCH_GROUP_MEMBERS", 100_000usize);
+    if members > 0 {
+        let runs = env_num("BENCH_GROUP_PATCHES", 5usize).max(1);
+        r.section(&format!("6. SCIM PATCH adding 1,000 members to a {members}-member group (SQLite file, custom-saml)"));
+        let multi = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let samples = multi.block_on(large_group::patch_large_group(members, runs))?;
+        r.latency_ms("patch_1000_members_large_group", "PATCH add 1,000 members", Stats::of(samples));
+    }
 
     println!("{}", r.rows.join("\n"));
     println!();

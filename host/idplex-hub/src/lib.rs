@@ -24,7 +24,31 @@ use serde::Serialize;
 pub use secrets::{SecretError, SecretKey};
 
 pub mod native_scim;
+pub mod provisioning;
 pub mod secrets;
+mod users;
+
+pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget};
+pub use users::UserCredential;
+
+/// The store's plain data types and settings that front ends name (records they show, queries
+/// and filters they decode, retention settings). The store itself is reached through [`Hub`].
+pub mod store {
+    pub use idplex_store::{
+        Connection, ConnectionUpdate, DirectoryGroup, DirectoryUser, EventRetention, MAX_DIRECTORY_LIST_LIMIT,
+        NewConnection, NewDirectoryGroup, NewDirectoryUser, OutcomeFilter, ScimDeletePolicy, StoreError,
+        SyncLogCursor, SyncLogQuery, UserTokenCursor, UserTokenFilter,
+    };
+}
+
+/// The connector runtime's data types and settings that front ends name (the contract's
+/// request and operation records, the runtime's configuration).
+pub mod runtime {
+    pub use idplex_runtime::{
+        CallError, DEFAULT_MAX_INSTANCES_PER_CONNECTION, InstallError, ListQuery, Operation, PatchOp, ResourceKind,
+        RuntimeConfig, SamlAttribute, ScimRequest, VerifiedAssertion,
+    };
+}
 
 /// Config keys with this prefix are secrets: never handed to a connector, never listed back.
 /// `secret.authorization` is attached by the host as the `Authorization` header of allowed
@@ -203,6 +227,19 @@ impl Hub {
             secrets,
             bind_failures: Mutex::default(),
         })
+    }
+
+    /// A hub over the database at `db_url` (`sqlite://PATH` or `postgres://…`, migrated) and a
+    /// new runtime with `runtime`: what `idplex` opens for every command.
+    pub async fn connect(
+        db_url: &str,
+        runtime: idplex_runtime::RuntimeConfig,
+        options: HubOptions,
+        secrets: SecretKey,
+    ) -> anyhow::Result<Arc<Hub>> {
+        let store = Store::open(db_url).await.map_err(HubError::from)?;
+        let runtime = Runtime::new(runtime)?;
+        Ok(Hub::open(store, runtime, options, secrets))
     }
 
     /// The store.
@@ -734,13 +771,11 @@ pub fn operations_allowed(request: &RequestShape, ops: &[Operation]) -> Result<(
 }
 
 fn request_path(request: &RequestShape) -> String {
-    let endpoint = match request.resource {
-        idplex_runtime::ResourceKind::User => "/Users",
-        idplex_runtime::ResourceKind::Group => "/Groups",
-    };
+    use provisioning::KindExt;
+    let endpoint = request.resource.endpoint();
     match &request.id {
-        Some(id) => format!("{endpoint}/{id:?}"),
-        None => endpoint.to_string(),
+        Some(id) => format!("/{endpoint}/{id:?}"),
+        None => format!("/{endpoint}"),
     }
 }
 

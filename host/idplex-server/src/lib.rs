@@ -2,6 +2,10 @@
 //! server under `/scim/v2/{connection}` ([`scim`]) and the users' own API under `/api/v1`
 //! ([`me`]). User lifecycle and sync log admin routes are in [`lifecycle`].
 //!
+//! This crate routes, authenticates, decodes and encodes; the use cases are the hub's
+//! ([`idplex_hub::ScimService`] for SCIM, [`Hub`] for the rest). It names no store or runtime
+//! type except through the hub's re-exports ([`idplex_hub::store`], [`idplex_hub::runtime`]).
+//!
 //! Every admin route requires `Authorization: Bearer <admin token>` (tokens are stored hashed
 //! and compared in constant time by the store). Errors are JSON `{"error": code, "message": ...}`
 //! with a status that matches their class: 404 not found, 409 conflict, 422 refused input,
@@ -16,58 +20,24 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use idplex_hub::{ErrorClass, Hub, HubError, redacted};
-use idplex_runtime::{
-    CallError, ListQuery, Operation, PatchOp, ResourceKind, SamlAttribute, ScimRequest,
-    VerifiedAssertion,
-};
-use idplex_store::NewConnection;
+use idplex_hub::provisioning::operation_json;
+use idplex_hub::runtime::{CallError, InstallError, ResourceKind, SamlAttribute, ScimRequest, VerifiedAssertion};
+use idplex_hub::store::NewConnection;
+use idplex_hub::{ErrorClass, Hub, HubError, ScimService, redacted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod lifecycle;
 pub mod me;
 pub mod scim;
-pub mod scim_resources;
-pub mod sync_log;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The application services.
     pub hub: Arc<Hub>,
-    /// The SCIM sync log writer.
-    pub sync_log: sync_log::SyncLogger,
-    /// Serializes PATCHes without `If-Match` of one resource within this process.
-    pub patch_locks: Arc<PatchLocks>,
-}
-
-/// Striped locks keyed by (connection, resource id): two PATCHes of one resource without
-/// `If-Match` take turns instead of failing each other's version check. Striped (a fixed set
-/// of mutexes, chosen by hash) so the set never grows with the resources seen; two resources
-/// sharing a stripe only take turns.
-pub struct PatchLocks {
-    stripes: Vec<tokio::sync::Mutex<()>>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl PatchLocks {
-    /// Number of stripes.
-    pub const STRIPES: usize = 1024;
-
-    fn new() -> Self {
-        PatchLocks {
-            stripes: (0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
-    }
-
-    /// The lock of `(connection, id)`'s stripe, held until the guard drops.
-    pub async fn lock(&self, connection: &str, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        let i = (self.hasher.hash_one((connection, id)) as usize) % self.stripes.len();
-        self.stripes[i].lock().await
-    }
+    /// The SCIM provisioning service (with its sync log writer and PATCH locks).
+    pub scim: ScimService,
 }
 
 /// An error answered as JSON with a status derived from its class.
@@ -89,7 +59,7 @@ impl From<HubError> for ApiError {
             // Specific before the class: a config the connector's schema refuses is a bad
             // request; a full compile queue or instance cap is "try again shortly".
             _ if matches!(e, HubError::Config(_)) => StatusCode::BAD_REQUEST,
-            _ if matches!(e, HubError::Refused(idplex_runtime::InstallError::Busy { .. }))
+            _ if matches!(e, HubError::Refused(InstallError::Busy { .. }))
                 || matches!(e, HubError::Call(CallError::Busy { .. })) =>
             {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -133,10 +103,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
     router_with_state(app_state(hub))
 }
 
-/// The shared state of [`router`]; keep a clone to [`sync_log::SyncLogger::flush`] at shutdown.
+/// The shared state of [`router`]; keep a clone to [`ScimService::flush_sync_log`] at shutdown.
 pub fn app_state(hub: Arc<Hub>) -> AppState {
-    let sync_log = sync_log::SyncLogger::spawn(hub.store().clone());
-    AppState { hub, sync_log, patch_locks: Arc::new(PatchLocks::new()) }
+    AppState { scim: ScimService::new(hub.clone()), hub }
 }
 
 /// The whole router over an existing state.
@@ -516,36 +485,6 @@ async fn dry_run_sso(
     })))
 }
 
-/// A normalized operation as JSON, for dry runs and logs.
-pub fn operation_json(op: &Operation) -> Value {
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    match op {
-        Operation::Create(body) => json!({"op": "create", "resource": parse(body)}),
-        Operation::Replace((id, body)) => json!({"op": "replace", "id": id, "resource": parse(body)}),
-        Operation::Patch((id, ops)) => json!({"op": "patch", "id": id, "operations": ops.iter().map(|p| json!({
-            "op": match p.op { PatchOp::Add => "add", PatchOp::Replace => "replace", PatchOp::Remove => "remove" },
-            "path": p.path,
-            "value": p.value.as_deref().map(parse),
-        })).collect::<Vec<_>>()}),
-        Operation::Delete(id) => json!({"op": "delete", "id": id}),
-        Operation::Get(id) => json!({"op": "get", "id": id}),
-        Operation::Query(q) => query_json(q),
-    }
-}
-
-fn query_json(q: &ListQuery) -> Value {
-    json!({
-        "op": "query",
-        "filter": q.filter,
-        "start_index": q.start_index,
-        "count": q.count,
-        "sort_by": q.sort_by,
-        "sort_descending": q.sort_descending,
-        "attributes": q.attributes,
-        "excluded_attributes": q.excluded_attributes,
-    })
-}
-
 /// Serve `router(hub)` on `listener` until `shutdown` resolves, then finish in-flight requests.
 pub async fn serve(
     hub: Arc<Hub>,
@@ -557,6 +496,6 @@ pub async fn serve(
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    state.sync_log.flush().await;
+    state.scim.flush_sync_log().await;
     Ok(())
 }

@@ -17,19 +17,22 @@
 //!   sign-in; it follows the same rules (ended when the user is deactivated);
 //! * `GET  /users/{user_id}/sessions`, `POST /sessions/{id}/end`.
 //!
-//! The SCIM handler records each request in its directory's sync log through
-//! `crate::sync_log` (a bounded queue written in batches, off the request path).
+//! The hub's SCIM service records each request in its directory's sync log
+//! (`idplex_hub::provisioning::sync_log`: a bounded queue written in batches, off the request
+//! path); the steps that take more than one store call ([`Hub::sync_log`](idplex_hub::Hub::sync_log),
+//! [`Hub::directory_users`](idplex_hub::Hub::directory_users),
+//! [`Hub::purge_user`](idplex_hub::Hub::purge_user)) are hub services the CLI shares.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use idplex_hub::{HubError, redacted};
-use idplex_store::{
-    MAX_DIRECTORY_LIST_LIMIT, OutcomeFilter, ScimDeletePolicy, SyncLogCursor, SyncLogQuery,
+use idplex_hub::store::{
+    MAX_DIRECTORY_LIST_LIMIT, OutcomeFilter, ScimDeletePolicy, StoreError, SyncLogCursor, SyncLogQuery,
     UserTokenCursor, UserTokenFilter,
 };
+use idplex_hub::{HubError, redacted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -81,16 +84,14 @@ async fn sync_log(
     params: Result<Query<SyncLogParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(p) = params.map_err(bad_query)?;
-    let invalid = |e: idplex_store::StoreError| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string());
+    let invalid = |e: StoreError| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string());
     let query = SyncLogQuery {
         limit: p.limit,
         before: p.before.as_deref().filter(|b| !b.is_empty()).map(str::parse::<SyncLogCursor>).transpose().map_err(invalid)?,
         outcome: p.outcome.as_deref().filter(|o| !o.is_empty()).map(str::parse::<OutcomeFilter>).transpose().map_err(invalid)?,
         resource_id: p.resource.filter(|r| !r.is_empty()),
     };
-    let store = s.hub.store();
-    store.get_connection(&id).await.map_err(HubError::from)?;
-    let page = store.list_sync_log(&id, &query).await.map_err(HubError::from)?;
+    let page = s.hub.sync_log(&id, &query).await?;
     Ok(Json(json!({ "connection_id": id, "entries": page.entries, "next": page.next })))
 }
 
@@ -130,12 +131,8 @@ async fn list_users(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(p) = params.map_err(bad_query)?;
-    let store = s.hub.store();
-    store.get_connection(&id).await.map_err(HubError::from)?;
-    let (users, total) = store
-        .list_users_including_deleted(&id, p.offset.unwrap_or(0), p.limit.unwrap_or(100).min(MAX_DIRECTORY_LIST_LIMIT))
-        .await
-        .map_err(HubError::from)?;
+    let (users, total) =
+        s.hub.directory_users(&id, p.offset.unwrap_or(0), p.limit.unwrap_or(100).min(MAX_DIRECTORY_LIST_LIMIT)).await?;
     Ok(Json(json!({ "connection_id": id, "users": users, "total": total })))
 }
 
@@ -149,10 +146,7 @@ async fn get_user(State(s): State<AppState>, Path(user_id): Path<String>) -> Api
 /// (a soft-deleted user keeps it). For an admin cleaning up after an IdP, or before another
 /// directory provisions the same person.
 async fn purge_user(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
-    let store = s.hub.store();
-    let user = store.get_user_for_admin(&user_id).await.map_err(HubError::from)?;
-    store.delete_user(&user.connection_id, &user.id).await.map_err(HubError::from)?;
-    tracing::info!(user = %user.id, connection = %user.connection_id, "user purged by an admin");
+    let user = s.hub.purge_user(&user_id).await?;
     Ok(Json(json!({
         "purged": { "id": user.id, "connection_id": user.connection_id, "user_name": user.user_name }
     })))

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use idplex_store::DirectoryUser;
+use idplex_hub::UserCredential;
+use idplex_hub::store::DirectoryUser;
 use serde_json::json;
 
 use crate::lifecycle::SESSION_COOKIE;
@@ -24,14 +25,8 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/v1/me", get(me))
 }
 
-/// What a request presented.
-enum Credential<'a> {
-    ApiToken(&'a str),
-    Session(&'a str),
-}
-
 /// The bearer token if there is an `Authorization` header, else the session cookie.
-fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+fn credential(headers: &HeaderMap) -> Option<UserCredential<'_>> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -39,7 +34,7 @@ fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .unwrap_or_default();
-        return Some(Credential::ApiToken(token));
+        return Some(UserCredential::ApiToken(token));
     }
     headers
         .get_all(header::COOKIE)
@@ -48,7 +43,7 @@ fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| Credential::Session(value.trim()))
+        .map(|(_, value)| UserCredential::Session(value.trim()))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -59,16 +54,12 @@ fn unauthorized(message: &str) -> Response {
 
 /// The user a request authenticates as, or the response refusing it.
 async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<DirectoryUser, Response> {
-    let store = s.hub.store();
-    let verified = match credential(headers) {
-        None => {
-            return Err(unauthorized(&format!(
-                "missing credentials: send `Authorization: Bearer <user API token>` or the {SESSION_COOKIE} cookie"
-            )));
-        }
-        Some(Credential::ApiToken(secret)) => store.verify_user_api_token(secret).await.map(|v| v.map(|(_, user)| user)),
-        Some(Credential::Session(secret)) => store.verify_user_session(secret).await.map(|v| v.map(|(_, user)| user)),
+    let Some(presented) = credential(headers) else {
+        return Err(unauthorized(&format!(
+            "missing credentials: send `Authorization: Bearer <user API token>` or the {SESSION_COOKIE} cookie"
+        )));
     };
+    let verified = s.hub.authenticate_user(presented).await;
     match verified {
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err(unauthorized(

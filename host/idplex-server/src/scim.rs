@@ -7,31 +7,36 @@
 //!
 //! Served: the discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`,
 //! and single resource types and schemas by id), `/Users`, `/Groups` and the `/.search`
-//! endpoints (see [`scim_resources`]). `/Bulk` is not served (and `bulk.supported` is false):
+//! endpoints. The latter are decoded into an [`idplex_hub::ScimCall`] and served by the hub's
+//! [`idplex_hub::ScimService`] (connector, RFC semantics, store, sync log); this module only
+//! routes, authenticates, decodes and encodes. `/Bulk` is not served (and `bulk.supported` is false):
 //! Okta, Entra ID and OneLogin never send bulk requests, and a bulk request would hold many
 //! writes in one request with per-operation failure semantics that IdPs do not retry well.
 //!
 //! Request bodies are limited to [`MAX_BODY`]; a larger one is answered 413 with a SCIM error.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use idplex_hub::runtime::ResourceKind;
+use idplex_hub::{ScimCall, ScimReply, ScimTarget};
 use idplex_scim::{ScimError, ScimType};
 use serde_json::Value;
 
-use crate::{AppState, scim_resources as res};
+use crate::AppState;
 
 /// Largest SCIM request body accepted (a user or group document, or a PATCH of many members).
 pub const MAX_BODY: usize = 1 << 20;
 
 /// `application/scim+json`, the media type of every SCIM response.
-pub const SCIM_JSON: &str = "application/scim+json";
+pub const SCIM_JSON: &str = idplex_scim::SCIM_MEDIA_TYPE;
 
 /// A SCIM answer: a status and a JSON body, sent as `application/scim+json`.
 pub struct ScimJson(pub StatusCode, pub Value);
@@ -52,9 +57,9 @@ impl IntoResponse for ScimFailure {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = ScimJson(status, self.0.to_json()).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Transient by definition here (a busy connection, a store hiccup): IdPs back off.
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = idplex_hub::provisioning::retry_after(&self.0) {
+            // Transient by definition (a busy connection, a store hiccup): IdPs back off.
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
@@ -62,6 +67,21 @@ impl IntoResponse for ScimFailure {
         }
         resp
     }
+}
+
+/// The hub's answer as an HTTP response.
+fn encode(reply: ScimReply) -> Response {
+    let mut resp = match reply.body {
+        Some(body) => ScimJson(reply.status, body).into_response(),
+        None => reply.status.into_response(),
+    };
+    if let Some(v) = reply.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    if let Some(v) = reply.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 impl From<ScimError> for ScimFailure {
@@ -78,16 +98,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/scim/v2/{connection}/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/{connection}/Schemas", get(schemas))
         .route("/scim/v2/{connection}/Schemas/{id}", get(schema))
-        .route("/scim/v2/{connection}/Users", get(res::users).post(res::users))
-        .route("/scim/v2/{connection}/Users/.search", post(res::users_search))
-        .route("/scim/v2/{connection}/Users/{id}", get(res::user).put(res::user).patch(res::user).delete(res::user))
-        .route("/scim/v2/{connection}/Groups", get(res::groups).post(res::groups))
-        .route("/scim/v2/{connection}/Groups/.search", post(res::groups_search))
-        .route(
-            "/scim/v2/{connection}/Groups/{id}",
-            get(res::group).put(res::group).patch(res::group).delete(res::group),
-        )
-        .route("/scim/v2/{connection}/.search", post(res::root_search))
+        .route("/scim/v2/{connection}/Users", get(users).post(users))
+        .route("/scim/v2/{connection}/Users/.search", post(users_search))
+        .route("/scim/v2/{connection}/Users/{id}", get(user).put(user).patch(user).delete(user))
+        .route("/scim/v2/{connection}/Groups", get(groups).post(groups))
+        .route("/scim/v2/{connection}/Groups/.search", post(groups_search))
+        .route("/scim/v2/{connection}/Groups/{id}", get(group).put(group).patch(group).delete(group))
+        .route("/scim/v2/{connection}/.search", post(root_search))
         // A method a SCIM endpoint does not serve gets an RFC 7644 error body, not an empty 405.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -207,25 +224,109 @@ async fn schema(ScimPath((connection, id)): ScimPath<(String, String)>, headers:
     find_by_id(idplex_scim::schemas_response(&base_url(&headers, &connection)), &id, "schema")
 }
 
-/// Parse a SCIM request body: a JSON object sent as `application/scim+json` or
-/// `application/json` (or without a content type).
-pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ScimFailure> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !media.is_empty() && media != SCIM_JSON && media != "application/json" {
-        return Err(ScimFailure(ScimError::with_status(
-            415,
-            format!("Content-Type {media:?} is not accepted; send application/scim+json or application/json"),
-        )));
+// ---------------------------------------------------------------------------------------------
+// `/Users`, `/Groups`, `/.search`: decoded here, served by the hub.
+
+/// A request body, or why it could not be read (too large, most often).
+type Body = Result<Bytes, BytesRejection>;
+
+/// `/Users` (list, create).
+async fn users(
+    State(s): State<AppState>,
+    ScimPath(connection): ScimPath<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(&s, &connection, method, ScimTarget::Collection(ResourceKind::User), query, &headers, body).await
+}
+
+/// `/Users/{id}` (get, replace, patch, delete).
+async fn user(
+    State(s): State<AppState>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(&s, &connection, method, ScimTarget::Resource(ResourceKind::User, id), query, &headers, body).await
+}
+
+/// `/Groups` (list, create).
+async fn groups(
+    State(s): State<AppState>,
+    ScimPath(connection): ScimPath<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(&s, &connection, method, ScimTarget::Collection(ResourceKind::Group), query, &headers, body).await
+}
+
+/// `/Groups/{id}` (get, replace, patch, delete).
+async fn group(
+    State(s): State<AppState>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(&s, &connection, method, ScimTarget::Resource(ResourceKind::Group, id), query, &headers, body).await
+}
+
+/// `POST /Users/.search`.
+async fn users_search(State(s): State<AppState>, ScimPath(connection): ScimPath<String>, headers: HeaderMap, body: Body) -> Response {
+    serve(&s, &connection, Method::POST, ScimTarget::Search(Some(ResourceKind::User)), None, &headers, body).await
+}
+
+/// `POST /Groups/.search`.
+async fn groups_search(State(s): State<AppState>, ScimPath(connection): ScimPath<String>, headers: HeaderMap, body: Body) -> Response {
+    serve(&s, &connection, Method::POST, ScimTarget::Search(Some(ResourceKind::Group)), None, &headers, body).await
+}
+
+/// `POST /.search`: users and groups together (RFC 7644 §3.4.3, search from the root).
+async fn root_search(State(s): State<AppState>, ScimPath(connection): ScimPath<String>, headers: HeaderMap, body: Body) -> Response {
+    serve(&s, &connection, Method::POST, ScimTarget::Search(None), None, &headers, body).await
+}
+
+/// Decodes the request into a [`ScimCall`], has the hub serve it, encodes the answer.
+async fn serve(
+    s: &AppState,
+    connection: &str,
+    method: Method,
+    target: ScimTarget,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or_default());
+    let base = base_url(headers, connection);
+    let call = ScimCall {
+        connection,
+        method,
+        target,
+        raw_query: query.as_deref().unwrap_or(""),
+        if_match: text(header::IF_MATCH),
+        content_type: text(header::CONTENT_TYPE),
+        body: body.as_deref().map_err(body_failure),
+        base_url: &base,
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+    };
+    match s.scim.serve(call).await {
+        Ok(reply) => encode(reply),
+        Err(e) => ScimFailure(e).into_response(),
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ScimFailure(ScimError::new(
-            ScimType::InvalidSyntax,
-            format!("request body is not valid JSON: {e}"),
-        ))
-    })?;
-    if !value.is_object() {
-        return Err(ScimFailure(ScimError::new(ScimType::InvalidSyntax, "request body must be a JSON object")));
+}
+
+/// Why a request body could not be read, as a SCIM error (413 for one over [`MAX_BODY`]).
+fn body_failure(e: &BytesRejection) -> ScimError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ScimError::with_status(413, format!("the request body exceeds {MAX_BODY} bytes; send smaller requests"))
+    } else {
+        ScimError::new(ScimType::InvalidSyntax, format!("the request body could not be read: {e}"))
     }
-    Ok(value)
 }

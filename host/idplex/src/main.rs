@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use idplex_hub::{ErrorClass, Hub, HubError, HubOptions, SecretKey, redacted, rfc3339};
-use idplex_runtime::{Runtime, RuntimeConfig};
-use idplex_store::{
-    NewConnection, OutcomeFilter, ScimDeletePolicy, Store, SyncLogCursor, SyncLogQuery, UserTokenFilter,
+use idplex_hub::runtime::RuntimeConfig;
+use idplex_hub::store::{
+    NewConnection, OutcomeFilter, ScimDeletePolicy, StoreError, SyncLogCursor, SyncLogQuery, UserTokenFilter,
 };
 use serde_json::{Value, json};
 
@@ -146,7 +146,7 @@ struct ServeArgs {
     /// Sandbox instances one connection may hold at once (running, kept by a request, or
     /// idle), out of the pool of 256: one connection's slow or looping connector cannot take
     /// the others' (ARCHITECTURE.md, invariant 3).
-    #[arg(long, env = "IDPLEX_CONNECTOR_MAX_INSTANCES", default_value_t = idplex_runtime::DEFAULT_MAX_INSTANCES_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, env = "IDPLEX_CONNECTOR_MAX_INSTANCES", default_value_t = idplex_hub::runtime::DEFAULT_MAX_INSTANCES_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..=256))]
     connector_max_instances: u32,
     /// How long a call waits for one of its connection's instances before answering 503 busy (ms).
     #[arg(long, env = "IDPLEX_CONNECTOR_INSTANCE_WAIT_MS", default_value_t = 2000)]
@@ -315,11 +315,11 @@ enum ScimTokenCmd {
 }
 
 fn parse_outcome(s: &str) -> Result<OutcomeFilter, String> {
-    s.parse().map_err(|e: idplex_store::StoreError| e.to_string())
+    s.parse().map_err(|e: StoreError| e.to_string())
 }
 
 fn parse_cursor(s: &str) -> Result<SyncLogCursor, String> {
-    s.parse().map_err(|e: idplex_store::StoreError| e.to_string())
+    s.parse().map_err(|e: StoreError| e.to_string())
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -432,8 +432,6 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
         Some(url) => url.clone(),
         None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
     };
-    let store = Store::open(&url).await.map_err(HubError::from)?;
-    let runtime = Runtime::new(runtime)?;
     // The key sealing connection secrets never enters the database; replicas sharing one
     // PostgreSQL database must share this file.
     let key_file = match std::env::var_os("IDPLEX_SECRET_KEY_FILE") {
@@ -441,7 +439,7 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
         None => g.data_dir.join("secret.key"),
     };
     let secrets = SecretKey::load_or_create(&key_file).map_err(HubError::from)?;
-    Ok(Hub::open(store, runtime, options, secrets))
+    Hub::connect(&url, runtime, options, secrets).await
 }
 
 /// Print `value` as JSON, or `text` for people.
@@ -537,7 +535,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         hub.spawn_sync_log_pruner(retention, Duration::from_secs(3600), stop_rx.clone())
     });
     let event_pruner = hub.spawn_event_pruner(
-        idplex_store::EventRetention {
+        idplex_hub::store::EventRetention {
             max_age_ms: i64::from(args.event_retention_days) * 86_400_000,
             max_per_connection: args.event_max_per_connection,
         },
@@ -641,7 +639,7 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
                 None => {
                     let versions = hub.store().list_versions(&target).await.map_err(HubError::from)?;
                     if versions.is_empty() {
-                        return Err(HubError::Store(idplex_store::StoreError::NotFound {
+                        return Err(HubError::Store(StoreError::NotFound {
                             what: "connector",
                             key: target,
                         })
@@ -751,9 +749,7 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
 }
 
 async fn sync_log(hub: &Hub, json_out: bool, connection: &str, query: &SyncLogQuery) -> anyhow::Result<()> {
-    let store = hub.store();
-    store.get_connection(connection).await.map_err(HubError::from)?;
-    let page = store.list_sync_log(connection, query).await.map_err(HubError::from)?;
+    let page = hub.sync_log(connection, query).await?;
     let value = json!({ "connection_id": connection, "entries": page.entries, "next": page.next });
     emit(json_out, &value, || {
         if page.entries.is_empty() {

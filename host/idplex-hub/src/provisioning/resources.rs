@@ -1,38 +1,43 @@
-//! `/scim/v2/{connection}/Users`, `/Groups` and the `/.search` endpoints.
+//! `/Users`, `/Groups` and the `/.search` endpoints of [`super::ScimService`].
 //!
 //! Every request goes through the connection's connector, which normalizes the IdP's dialect
 //! into one RFC operation; the host then applies RFC 7643/7644 semantics (validation,
 //! uniqueness, PATCH, ETags, filters, sorting, paging) and stores the result. Users and groups
-//! share one handler: what differs between them is [`Kind`] (schema, endpoint, store calls) and
-//! the attribute derived from memberships (a user's `groups`, a group's `members`).
+//! share one code path: what differs between them is the [`ResourceKind`] ([`KindExt`]: schema,
+//! endpoint, store calls) and the attribute derived from memberships (a user's `groups`, a
+//! group's `members`).
+//!
+//! **A request succeeds or fails as a whole.** A write is rendered by the connector *before* it
+//! is committed: the connector renders the prepared resource (what will be stored, with the
+//! host-owned attributes known before the commit), the store commits, and the committed
+//! host-owned attributes (`id`, `meta`, the derived `groups`/`members`, see [`host_owned`]) are
+//! put into the rendering ([`keep_host_owned`]). A render that fails answers an error and
+//! nothing was written, so the IdP's retry succeeds instead of meeting a 409. The projection
+//! (`attributes`/`excludedAttributes`) is applied before the render, so an excluded attribute
+//! (a large group's `members`) never crosses the sandbox, and again after it (a connector cannot
+//! add back what the client excluded).
 //!
 //! Query cost: `userName`/`externalId` (users) and `displayName`/`externalId` (groups) `eq`
 //! filters are index lookups; a list without filter or sort is one store page; any other
 //! filter or a `sortBy` is evaluated over the connection's resources.
 
-use std::time::Instant;
-
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use idplex_hub::{HubError, rfc3339};
-use idplex_runtime::{CallError, ListQuery, Operation, PatchOp, ResourceKind, ScimRequest};
+use http::{Method, StatusCode};
+use idplex_runtime::{ListQuery, Operation, PatchOp, ResourceKind, ScimRequest};
 use idplex_scim::{
-    AttrPath, Filter, GROUP_RESOURCE_TYPE, GROUP_SCHEMA_URN, PatchOpKind, PatchPath, ListResponse, PatchOperation, PatchOptions, Projection,
-    ResourceType, ScimError, ScimType, USER_RESOURCE_TYPE, apply_patch,
-    SortOrder, compare_sort_keys, prepare_resource, sort_key,
+    AttrPath, Filter, ListResponse, PatchOperation, PatchOptions, Projection, ScimError, ScimType, SortOrder,
+    apply_patch, etag, member_delta, page_window, parse_if_match, prepare_resource, query_param,
+    sort_by_keys, sort_key,
 };
 use idplex_store::{
-    DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser,
-    ScimResourceType, StoreError, SyncOperation,
+    DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser, Store, SyncOperation,
 };
 use serde_json::{Value, json};
 
-use crate::AppState;
-use crate::scim::{ScimFailure, ScimJson, ScimPath, base_url, parse_body};
-use crate::sync_log::{SyncNote, record};
+use super::errors::{hub_failure, store_failure};
+use super::sync_log::SyncNote;
+use super::{KindExt, ScimCall, ScimReply, ScimService};
+use super::operation_json;
+use crate::{Provisioning, rfc3339};
 
 /// Largest page a list request returns (also advertised as `filter.maxResults`).
 const MAX_RESULTS: usize = idplex_scim::MAX_RESULTS;
@@ -50,237 +55,36 @@ const PATCH_ATTEMPTS: u32 = 8;
 /// list request whatever the resources' sizes.
 pub const MAX_LIST_RESPONSE_BYTES: usize = 4 << 20;
 
-/// URN of the `/.search` request message (RFC 7644 §3.4.3).
-const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
-
-type ScimResult = Result<Response, ScimFailure>;
-
-/// A request body, or why it could not be read (too large, most often).
-type Body = Result<Bytes, BytesRejection>;
-
-fn read_body(body: Body) -> Result<Bytes, ScimFailure> {
-    body.map_err(|e| {
-        let status = e.status().as_u16();
-        ScimFailure(if status == 413 {
-            ScimError::with_status(
-                413,
-                format!("the request body exceeds {} bytes; send smaller requests", crate::scim::MAX_BODY),
-            )
-        } else {
-            ScimError::new(ScimType::InvalidSyntax, format!("the request body could not be read: {e}"))
-        })
-    })
-}
-
-/// The two SCIM resource types idplex serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    User,
-    Group,
-}
-
-impl Kind {
-    fn rt(self) -> &'static ResourceType {
-        match self {
-            Kind::User => &USER_RESOURCE_TYPE,
-            Kind::Group => &GROUP_RESOURCE_TYPE,
-        }
-    }
-
-    fn runtime(self) -> ResourceKind {
-        match self {
-            Kind::User => ResourceKind::User,
-            Kind::Group => ResourceKind::Group,
-        }
-    }
-
-    /// `Users` or `Groups`.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Kind::User => "Users",
-            Kind::Group => "Groups",
-        }
-    }
-
-    /// `User` or `Group` (`meta.resourceType`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::User => "User",
-            Kind::Group => "Group",
-        }
-    }
-
-    fn log_type(self) -> ScimResourceType {
-        match self {
-            Kind::User => ScimResourceType::User,
-            Kind::Group => ScimResourceType::Group,
-        }
-    }
-
-    /// The read-only attribute derived from memberships.
-    fn derived(self) -> &'static str {
-        match self {
-            Kind::User => "groups",
-            Kind::Group => "members",
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Routes
-
-/// `/Users` (list, create).
-pub async fn users(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(&s, Kind::User, &connection, method, None, query, &headers, body).await
-}
-
-/// `/Users/{id}` (get, replace, patch, delete).
-pub async fn user(
-    State(s): State<AppState>,
-    ScimPath((connection, id)): ScimPath<(String, String)>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(&s, Kind::User, &connection, method, Some(id), query, &headers, body).await
-}
-
-/// `/Groups` (list, create).
-pub async fn groups(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(&s, Kind::Group, &connection, method, None, query, &headers, body).await
-}
-
-/// `/Groups/{id}` (get, replace, patch, delete).
-pub async fn group(
-    State(s): State<AppState>,
-    ScimPath((connection, id)): ScimPath<(String, String)>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(&s, Kind::Group, &connection, method, Some(id), query, &headers, body).await
-}
-
-/// `POST /Users/.search`.
-pub async fn users_search(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    search(&s, &connection, &[Kind::User], "/Users/.search", &headers, body).await
-}
-
-/// `POST /Groups/.search`.
-pub async fn groups_search(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    search(&s, &connection, &[Kind::Group], "/Groups/.search", &headers, body).await
-}
-
-/// `POST /.search`: users and groups together (RFC 7644 §3.4.3, search from the root).
-pub async fn root_search(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    search(&s, &connection, &[Kind::User, Kind::Group], "/.search", &headers, body).await
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request handling
-
-#[allow(clippy::too_many_arguments)]
-async fn handle(
-    s: &AppState,
-    kind: Kind,
-    connection: &str,
-    method: Method,
-    id: Option<String>,
-    raw_query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    // HEAD is a GET whose body is dropped (RFC 9110 §9.3.2): the connector sees a GET.
-    let method = if method == Method::HEAD { Method::GET } else { method };
-    let path = match &id {
-        Some(id) => format!("/{}/{id}", kind.endpoint()),
-        None => format!("/{}", kind.endpoint()),
-    };
-    let mut note = SyncNote::new(method.as_str(), path, Some(kind.log_type()), id.clone(), headers);
-    let result = Ctx::new(s, connection, headers)
-        .handle(kind, &method, id, raw_query.as_deref().unwrap_or(""), body, &mut note)
-        .await;
-    record(s, connection, note, result, started)
-}
-
-async fn search(
-    s: &AppState,
-    connection: &str,
-    kinds: &[Kind],
-    path: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let resource_type = (kinds.len() == 1).then(|| kinds[0].log_type());
-    let mut note = SyncNote::new("POST", path.to_string(), resource_type, None, headers);
-    note.operation = SyncOperation::Search;
-    let result = Ctx::new(s, connection, headers).search(kinds, body).await;
-    record(s, connection, note, result, started)
-}
-
 /// One request's context.
-struct Ctx<'a> {
-    s: &'a AppState,
+pub(super) struct Ctx<'a> {
+    service: &'a ScimService,
     connection: &'a str,
-    headers: &'a HeaderMap,
-    base: String,
+    if_match: Option<&'a str>,
+    base: &'a str,
     /// The connection's connector for this request, bound on first use: one binding and one
     /// instance for the request's `normalize` and all its `render`s. Taken out for a call and
     /// put back after it (a call never overlaps another of the same request).
-    connector: std::sync::Mutex<Option<idplex_hub::Provisioning<'a>>>,
+    connector: std::sync::Mutex<Option<Provisioning<'a>>>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(s: &'a AppState, connection: &'a str, headers: &'a HeaderMap) -> Self {
+    pub(super) fn new(service: &'a ScimService, call: &ScimCall<'a>) -> Self {
         Ctx {
-            s,
-            connection,
-            headers,
-            base: base_url(headers, connection),
+            service,
+            connection: call.connection,
+            if_match: call.if_match,
+            base: call.base_url,
             connector: std::sync::Mutex::new(None),
         }
     }
 
     /// The request's connector (see [`Ctx::connector`]), bound now if it is not yet; give it
     /// back with [`Ctx::keep_connector`].
-    fn take_connector(&self) -> Result<idplex_hub::Provisioning<'a>, ScimFailure> {
+    fn take_connector(&self) -> Result<Provisioning<'a>, ScimError> {
         let kept = self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         match kept {
             Some(p) => Ok(p),
-            None => self.s.hub.provisioning(self.connection).map_err(hub_failure),
+            None => self.service.hub.provisioning(self.connection).map_err(hub_failure),
         }
     }
 
@@ -291,29 +95,40 @@ impl<'a> Ctx<'a> {
         drop(kept);
     }
 
-    fn keep_connector(&self, p: idplex_hub::Provisioning<'a>) {
+    fn keep_connector(&self, p: Provisioning<'a>) {
         *self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
     }
 
-    fn store(&self) -> &idplex_store::Store {
-        self.s.hub.store()
+    fn store(&self) -> &'a Store {
+        self.service.hub.store()
     }
 
-    async fn handle(
+    fn if_match(&self) -> Result<Option<i64>, ScimError> {
+        parse_if_match(self.if_match)
+    }
+
+    pub(super) async fn handle(
         &self,
-        kind: Kind,
+        kind: ResourceKind,
         method: &Method,
         id: Option<String>,
-        raw_query: &str,
-        body: Body,
+        call: &ScimCall<'_>,
         note: &mut SyncNote,
-    ) -> ScimResult {
+    ) -> Result<ScimReply, ScimError> {
         if let Some(id) = &id {
-            check_resource_id(kind, id)?;
+            // A resource id no resource can have (control characters such as NUL, which
+            // PostgreSQL cannot even compare, or an absurd length) is answered 404 before any
+            // store or connector work.
+            idplex_scim::validate_resource_id(id, &idplex_scim::Limits::DEFAULT).map_err(|e| {
+                let shown: String = id.chars().take(64).flat_map(char::escape_debug).collect();
+                ScimError::with_status(404, format!("{} \"{shown}\" does not exist: {}", kind.name(), e.detail))
+            })?;
         }
-        let query = decode_query(raw_query);
+        let query = idplex_scim::decode_query(call.raw_query);
         let body = match *method {
-            Method::POST | Method::PUT | Method::PATCH => Some(parse_body(self.headers, &read_body(body)?)?),
+            Method::POST | Method::PUT | Method::PATCH => {
+                Some(idplex_scim::parse_request_body(call.content_type, call.body.clone()?)?)
+            }
             _ => None,
         };
         if *method == Method::PATCH
@@ -321,25 +136,25 @@ impl<'a> Ctx<'a> {
             && ops.len() > idplex_scim::Limits::DEFAULT.max_patch_operations
         {
             // Counted before the connector parses them: a PATCH bomb costs the sandbox nothing.
-            return Err(ScimFailure(ScimError::new(
+            return Err(ScimError::new(
                 ScimType::TooMany,
                 format!(
                     "a PATCH request may hold at most {} operations; this one has {}",
                     idplex_scim::Limits::DEFAULT.max_patch_operations,
                     ops.len()
                 ),
-            )));
+            ));
         }
         let request = ScimRequest {
             method: method.as_str().to_string(),
-            resource: kind.runtime(),
+            resource: kind,
             id,
             query: query.clone(),
             body: body.as_ref().map(Value::to_string),
         };
         let op = self.normalize(request).await?;
         let projection =
-            Projection::from_params(param(&query, "attributes"), param(&query, "excludedAttributes"))?;
+            Projection::from_params(query_param(&query, "attributes"), query_param(&query, "excludedAttributes"))?;
         note.operation = match &op {
             Operation::Create(_) => SyncOperation::Create,
             Operation::Get(_) => SyncOperation::Get,
@@ -350,20 +165,23 @@ impl<'a> Ctx<'a> {
         };
         match op {
             Operation::Create(json) => {
-                let prepared = prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?;
+                let prepared = without_password(prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?);
+                let rendered = self.render_prepared(kind, None, &prepared, &projection).await?;
                 let stored = self.create(kind, prepared).await?;
                 note.resource_id = Some(stored.id.clone());
-                self.respond(&stored, StatusCode::CREATED, &projection).await
+                Ok(self.finish(&stored, rendered, StatusCode::CREATED, &projection))
             }
             Operation::Get(id) => {
                 let stored = self.load(kind, &id, projection.returns(kind.rt(), kind.derived())).await?;
-                self.respond(&stored, StatusCode::OK, &projection).await
+                let resource = self.render_stored(&stored, &projection).await?;
+                Ok(reply(&stored, resource, StatusCode::OK, self.base))
             }
             Operation::Replace((id, json)) => {
                 note.resource_id = Some(id.clone());
-                let prepared = prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?;
-                let stored = self.replace(kind, &id, if_match(self.headers)?, prepared).await?;
-                self.respond(&stored, StatusCode::OK, &projection).await
+                let prepared = without_password(prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?);
+                let rendered = self.render_prepared(kind, Some(&id), &prepared, &projection).await?;
+                let stored = self.replace(kind, &id, self.if_match()?, prepared).await?;
+                Ok(self.finish(&stored, rendered, StatusCode::OK, &projection))
             }
             Operation::Patch((id, patch)) => {
                 note.resource_id = Some(id.clone());
@@ -373,37 +191,30 @@ impl<'a> Ctx<'a> {
                         "op": match p.op { PatchOp::Add => "add", PatchOp::Replace => "replace", PatchOp::Remove => "remove" },
                         "path": p.path,
                         "value": p.value.as_deref().map(connector_json).transpose()?,
-                    }))).collect::<Result<Vec<_>, ScimFailure>>()?,
+                    }))).collect::<Result<Vec<_>, ScimError>>()?,
                 }))?;
-                if kind == Kind::Group
+                if kind == ResourceKind::Group
                     && let Some((add, remove)) = member_delta(&ops)
                 {
-                    for member in add.iter().chain(&remove) {
-                        idplex_scim::validate_resource_id(member, &idplex_scim::Limits::DEFAULT)?;
-                    }
-                    // A membership change: applied as a delta, not by rewriting the member list.
-                    let group = self
-                        .store()
-                        .change_group_members(self.connection, &id, if_match(self.headers)?, &add, &remove)
-                        .await
-                        .map_err(|e| store_failure(kind, e))?;
-                    return self.respond(&Stored::group(group, true), StatusCode::OK, &projection).await;
+                    return self.change_members(&id, &add, &remove, &projection).await;
                 }
-                let stored = self.patch(kind, &id, ops).await?;
-                self.respond(&stored, StatusCode::OK, &projection).await
+                let (stored, rendered) = self.patch(kind, &id, ops, &projection).await?;
+                Ok(self.finish(&stored, rendered, StatusCode::OK, &projection))
             }
             Operation::Delete(id) => {
                 note.resource_id = Some(id.clone());
                 // A user follows the directory's delete policy (deactivate and hide, or delete);
                 // either way the IdP sees it gone (RFC 7644 §3.6). `If-Match` makes it
                 // conditional (§3.14: 412 if the resource changed since).
-                let expected = if_match(self.headers)?;
+                let expected = self.if_match()?;
                 match kind {
-                    Kind::User => self.store().scim_delete_user(self.connection, &id, expected).await.map(|_| ()),
-                    Kind::Group => self.store().delete_group(self.connection, &id, expected).await,
+                    ResourceKind::User => {
+                        self.store().scim_delete_user(self.connection, &id, expected).await.map(|_| ())
+                    }
+                    ResourceKind::Group => self.store().delete_group(self.connection, &id, expected).await,
                 }
                 .map_err(|e| store_failure(kind, e))?;
-                Ok(StatusCode::NO_CONTENT.into_response())
+                Ok(ScimReply::no_content())
             }
             Operation::Query(q) => {
                 let found = self.query(kind, &q, true).await?;
@@ -413,14 +224,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// `POST .../.search`: the body's parameters go through the connector as a query.
-    async fn search(&self, kinds: &[Kind], body: Body) -> ScimResult {
-        let body = parse_body(self.headers, &read_body(body)?)?;
-        let params = search_params(&body)?;
+    pub(super) async fn search(&self, kinds: &[ResourceKind], call: &ScimCall<'_>) -> Result<ScimReply, ScimError> {
+        let body = idplex_scim::parse_request_body(call.content_type, call.body.clone()?)?;
+        let params = idplex_scim::search_params(&body)?;
         let mut queries = Vec::with_capacity(kinds.len());
         for kind in kinds {
             let request = ScimRequest {
                 method: "GET".into(),
-                resource: kind.runtime(),
+                resource: *kind,
                 id: None,
                 query: params.clone(),
                 body: None,
@@ -428,10 +239,10 @@ impl<'a> Ctx<'a> {
             match self.normalize(request).await? {
                 Operation::Query(q) => queries.push((*kind, q)),
                 other => {
-                    return Err(ScimFailure(ScimError::with_status(
+                    return Err(ScimError::with_status(
                         502,
-                        format!("the connector turned a search into {}", crate::operation_json(&other)["op"]),
-                    )));
+                        format!("the connector turned a search into {}", operation_json(&other)["op"]),
+                    ));
                 }
             }
         }
@@ -449,7 +260,7 @@ impl<'a> Ctx<'a> {
                     found.total += f.total;
                     found.items.extend(f.items);
                 }
-                Err(e) if e.0.scim_type == Some(ScimType::InvalidFilter) => refused.push(e),
+                Err(e) if e.scim_type == Some(ScimType::InvalidFilter) => refused.push(e),
                 Err(e) => return Err(e),
             }
         }
@@ -460,47 +271,76 @@ impl<'a> Ctx<'a> {
         }
         let q = &queries[0].1;
         if let Some(by) = &q.sort_by {
-            sort_mixed(&mut found.items, &AttrPath::parse(by)?, &self.base, q.sort_descending);
+            sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending);
         }
         self.list_response(found, q).await
     }
 
     /// The connector's single operation for `request`.
-    async fn normalize(&self, request: ScimRequest) -> Result<Operation, ScimFailure> {
+    async fn normalize(&self, request: ScimRequest) -> Result<Operation, ScimError> {
         let mut connector = self.take_connector()?;
         let ops = connector.normalize(request).await;
         self.keep_connector(connector);
         let ops = ops.map_err(hub_failure)?;
         <[Operation; 1]>::try_from(ops).map(|[op]| op).map_err(|ops| {
-            ScimFailure(ScimError::with_status(
+            ScimError::with_status(
                 502,
-                format!(
-                    "the connector turned one request into {} operations; idplex applies exactly one",
-                    ops.len()
-                ),
-            ))
+                format!("the connector turned one request into {} operations; idplex applies exactly one", ops.len()),
+            )
         })
     }
 
-    /// A general PATCH: load, apply, store if unchanged since loaded.
+    /// A membership PATCH of a group, applied as a delta (one transaction, no rewrite of the
+    /// member list): the group is rendered first (its document, without members: those the host
+    /// attaches after the commit), then the delta is committed.
+    async fn change_members(
+        &self,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+        projection: &Projection,
+    ) -> Result<ScimReply, ScimError> {
+        let kind = ResourceKind::Group;
+        for member in add.iter().chain(remove) {
+            idplex_scim::validate_resource_id(member, &idplex_scim::Limits::DEFAULT)?;
+        }
+        let expected = self.if_match()?;
+        let current = self.load(kind, id, false).await?;
+        let rendered = self.render_prepared(kind, Some(id), &current.body, projection).await?;
+        let group = self
+            .store()
+            .change_group_members(self.connection, id, expected, add, remove)
+            .await
+            .map_err(|e| store_failure(kind, e))?;
+        Ok(self.finish(&Stored::group(group, true), rendered, StatusCode::OK, projection))
+    }
+
+    /// A general PATCH: load, apply, render, store if unchanged since loaded. Returns the stored
+    /// resource and its rendering (made before the commit).
     ///
     /// With `If-Match` the client's version is the precondition (412 when it is stale, RFC 7644
     /// §3.14). Without it the client asked for no precondition, so a concurrent change of the
     /// same resource must not fail the request: PATCHes of one resource run one at a time in
-    /// this process ([`crate::PatchLocks`]), and a change made meanwhile by another replica
+    /// this process ([`super::PatchLocks`]), and a change made meanwhile by another replica
     /// makes it load and apply again, up to [`PATCH_ATTEMPTS`] times.
     ///
     /// Applying runs on a blocking thread: its cost grows with the resource and the operations
     /// (bounded by the PATCH limits of `idplex-scim`), and must not hold an async worker that
     /// other tenants' requests need.
-    async fn patch(&self, kind: Kind, id: &str, ops: Vec<PatchOperation>) -> Result<Stored, ScimFailure> {
-        let explicit = if_match(self.headers)?;
+    async fn patch(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        ops: Vec<PatchOperation>,
+        projection: &Projection,
+    ) -> Result<(Stored, Value), ScimError> {
+        let explicit = self.if_match()?;
         let _serialized = match explicit {
             None => {
                 // Waiting for the lock holds no sandbox instance: a burst of PATCHes of one
                 // resource must not take the connection's instances from its other requests.
                 self.release_connector();
-                Some(self.s.patch_locks.lock(self.connection, id).await)
+                Some(self.service.patch_locks.lock(self.connection, id).await)
             }
             Some(_) => None,
         };
@@ -508,9 +348,9 @@ impl<'a> Ctx<'a> {
         let mut attempt = 1;
         loop {
             // Groups need their members to patch them; users' groups are read-only.
-            let current = self.load(kind, id, kind == Kind::Group).await?;
+            let current = self.load(kind, id, kind == ResourceKind::Group).await?;
             let expected = explicit.unwrap_or(current.version);
-            let resource = current.document(&self.base);
+            let resource = current.document(self.base);
             let patch_ops = ops.clone();
             let prepared = tokio::task::spawn_blocking(move || -> Result<Value, ScimError> {
                 let mut resource = resource;
@@ -520,33 +360,33 @@ impl<'a> Ctx<'a> {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "PATCH application failed on its blocking thread");
-                ScimFailure(ScimError::with_status(500, "the PATCH could not be applied (internal error)"))
+                ScimError::with_status(500, "the PATCH could not be applied (internal error)")
             })??;
+            let prepared = without_password(prepared);
+            let rendered = self.render_prepared(kind, Some(id), &prepared, projection).await?;
             match self.replace(kind, id, Some(expected), prepared).await {
-                Err(e) if explicit.is_none() && e.0.status == 412 => {
+                Err(e) if explicit.is_none() && e.status == 412 => {
                     if attempt == PATCH_ATTEMPTS {
                         tracing::warn!(connection = %self.connection, id, "PATCH kept losing to concurrent changes");
-                        return Err(ScimFailure(ScimError::with_status(
+                        return Err(ScimError::with_status(
                             503,
-                            format!(
-                                "the resource changed {PATCH_ATTEMPTS} times while this PATCH was applied; retry later"
-                            ),
-                        )));
+                            format!("the resource changed {PATCH_ATTEMPTS} times while this PATCH was applied; retry later"),
+                        ));
                     }
                     attempt += 1;
                 }
-                other => return other,
+                Err(e) => return Err(e),
+                Ok(stored) => return Ok((stored, rendered)),
             }
         }
     }
 
     // -- store access ---------------------------------------------------------------------------
 
-    async fn create(&self, kind: Kind, prepared: Value) -> Result<Stored, ScimFailure> {
-        let prepared = without_password(prepared);
+    async fn create(&self, kind: ResourceKind, prepared: Value) -> Result<Stored, ScimError> {
         let store = self.store();
         match kind {
-            Kind::User => {
+            ResourceKind::User => {
                 let (user_name, external_id, active) = user_keys(&prepared)?;
                 let user = store
                     .create_user(&NewDirectoryUser {
@@ -560,7 +400,7 @@ impl<'a> Ctx<'a> {
                     .map_err(|e| store_failure(kind, e))?;
                 Ok(Stored::user(user, Some(Vec::new())))
             }
-            Kind::Group => {
+            ResourceKind::Group => {
                 let (display_name, external_id, members, resource) = group_parts(prepared)?;
                 let group = store
                     .create_group(&NewDirectoryGroup {
@@ -578,10 +418,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The resource `id`, with its derived attribute when `derived`.
-    async fn load(&self, kind: Kind, id: &str, derived: bool) -> Result<Stored, ScimFailure> {
+    async fn load(&self, kind: ResourceKind, id: &str, derived: bool) -> Result<Stored, ScimError> {
         let store = self.store();
         match kind {
-            Kind::User => {
+            ResourceKind::User => {
                 let user = store.get_user(self.connection, id).await.map_err(|e| store_failure(kind, e))?;
                 let mut stored = vec![Stored::user(user, None)];
                 if derived {
@@ -589,18 +429,20 @@ impl<'a> Ctx<'a> {
                 }
                 Ok(stored.remove(0))
             }
-            Kind::Group => {
-                let group = store.get_group(self.connection, id).await.map_err(|e| store_failure(kind, e))?;
+            ResourceKind::Group => {
+                let group = store
+                    .get_group_with(self.connection, id, derived)
+                    .await
+                    .map_err(|e| store_failure(kind, e))?;
                 Ok(Stored::group(group, derived))
             }
         }
     }
 
-    async fn replace(&self, kind: Kind, id: &str, expected: Option<i64>, prepared: Value) -> Result<Stored, ScimFailure> {
-        let prepared = without_password(prepared);
+    async fn replace(&self, kind: ResourceKind, id: &str, expected: Option<i64>, prepared: Value) -> Result<Stored, ScimError> {
         let store = self.store();
         match kind {
-            Kind::User => {
+            ResourceKind::User => {
                 let (user_name, external_id, active) = user_keys(&prepared)?;
                 let user = store
                     .replace_user(self.connection, id, expected, &user_name, external_id.as_deref(), active, &prepared)
@@ -610,18 +452,10 @@ impl<'a> Ctx<'a> {
                 self.attach_groups(&mut stored).await?;
                 Ok(stored.remove(0))
             }
-            Kind::Group => {
+            ResourceKind::Group => {
                 let (display_name, external_id, members, resource) = group_parts(prepared)?;
                 let group = store
-                    .replace_group(
-                        self.connection,
-                        id,
-                        expected,
-                        &display_name,
-                        external_id.as_deref(),
-                        &resource,
-                        Some(members),
-                    )
+                    .replace_group(self.connection, id, expected, &display_name, external_id.as_deref(), &resource, Some(members))
                     .await
                     .map_err(|e| store_failure(kind, e))?;
                 Ok(Stored::group(group, true))
@@ -630,14 +464,17 @@ impl<'a> Ctx<'a> {
     }
 
     /// Loads the `groups` of the users among `items` (one query for the lot).
-    async fn attach_groups(&self, items: &mut [Stored]) -> Result<(), ScimFailure> {
-        let ids: Vec<&str> = items.iter().filter(|i| i.kind == Kind::User).map(|i| i.id.as_str()).collect();
+    async fn attach_groups(&self, items: &mut [Stored]) -> Result<(), ScimError> {
+        let ids: Vec<&str> = items.iter().filter(|i| i.kind == ResourceKind::User).map(|i| i.id.as_str()).collect();
         if ids.is_empty() {
             return Ok(());
         }
-        let mut groups =
-            self.store().groups_of_users(self.connection, &ids).await.map_err(|e| store_failure(Kind::User, e))?;
-        for item in items.iter_mut().filter(|i| i.kind == Kind::User) {
+        let mut groups = self
+            .store()
+            .groups_of_users(self.connection, &ids)
+            .await
+            .map_err(|e| store_failure(ResourceKind::User, e))?;
+        for item in items.iter_mut().filter(|i| i.kind == ResourceKind::User) {
             item.groups = Some(groups.remove(&item.id).unwrap_or_default());
         }
         Ok(())
@@ -646,18 +483,17 @@ impl<'a> Ctx<'a> {
     /// Every resource of `kind` the query selects, in a stable order (creation order, or
     /// `sortBy`); only one page of it when `store_paging` and neither a filter nor a sort asks
     /// for more.
-    async fn query(&self, kind: Kind, q: &ListQuery, store_paging: bool) -> Result<Found, ScimFailure> {
+    async fn query(&self, kind: ResourceKind, q: &ListQuery, store_paging: bool) -> Result<Found, ScimError> {
         let projection = query_projection(q)?;
         let wants_derived = projection.returns(kind.rt(), kind.derived());
         let filter = q.filter.as_deref().map(Filter::parse).transpose()?;
         if let Some(f) = &filter {
             f.validate_for(kind.rt())?;
         }
+        let (start, count) = window(q);
         if filter.is_none() && q.sort_by.is_none() && store_paging {
             // One store page, in creation order.
-            let start = u64::from(q.start_index.unwrap_or(1).max(1)) - 1;
-            let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS)) as u32;
-            let (items, total) = self.page(kind, start, count, wants_derived).await?;
+            let (items, total) = self.page(kind, start as u64 - 1, count as u32, wants_derived).await?;
             return Ok(Found { items, total: usize::try_from(total).unwrap_or(0), paged: true });
         }
         // A filter on the derived attribute needs it loaded to be evaluated.
@@ -667,33 +503,30 @@ impl<'a> Ctx<'a> {
             && let Some(candidates) = self.indexed(kind, filter, wants_derived || derived_in_filter).await?
         {
             let items: Vec<Stored> =
-                candidates.into_iter().filter(|c| filter.matches(kind.rt(), &c.to_scim(&self.base))).collect();
+                candidates.into_iter().filter(|c| filter.matches(kind.rt(), &c.to_scim(self.base))).collect();
             let mut found = Found { total: items.len(), items, paged: false };
-            self.sort(&mut found, q)?;
+            if let Some(by) = &q.sort_by {
+                sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending);
+            }
             return Ok(found);
         }
         // A group's members come with its row; a user's groups are attached for the page shown.
-        let load_derived = derived_in_filter || (kind == Kind::Group && wants_derived);
+        let load_derived = derived_in_filter || (kind == ResourceKind::Group && wants_derived);
         // Evaluated a store page at a time, keeping only what the answer needs: the matches of
         // the requested window (all matches are counted), or with `sortBy` the first
         // `startIndex + count` matches in sort order. A request then holds one store page plus
         // its window, whatever the directory's size.
-        let window = store_paging.then(|| {
-            let start = q.start_index.unwrap_or(1).max(1) as usize - 1;
-            let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS));
-            (start, count)
-        });
+        let window = store_paging.then_some((start - 1, count));
         let sort_path = q.sort_by.as_deref().map(AttrPath::parse).transpose()?;
         let mut items: Vec<Stored> = Vec::new();
         let (mut seen, mut matched) = (0u64, 0usize);
         loop {
-            let (page, total) =
-                self.page(kind, seen, idplex_store::MAX_DIRECTORY_LIST_LIMIT, load_derived).await?;
+            let (page, total) = self.page(kind, seen, idplex_store::MAX_DIRECTORY_LIST_LIMIT, load_derived).await?;
             let done = page.is_empty();
             seen += page.len() as u64;
             for c in page {
                 if let Some(filter) = &filter
-                    && !filter.matches(kind.rt(), &c.to_scim(&self.base))
+                    && !filter.matches(kind.rt(), &c.to_scim(self.base))
                 {
                     continue;
                 }
@@ -709,7 +542,7 @@ impl<'a> Ctx<'a> {
             if let (Some((start, count)), Some(path)) = (window, &sort_path) {
                 let keep = start.saturating_add(count);
                 if items.len() > keep.saturating_mul(2).max(1024) {
-                    sort_mixed(&mut items, path, &self.base, q.sort_descending);
+                    sort_mixed(&mut items, path, self.base, q.sort_descending);
                     items.truncate(keep);
                 }
             }
@@ -718,7 +551,7 @@ impl<'a> Ctx<'a> {
             }
         }
         if let Some(path) = &sort_path {
-            sort_mixed(&mut items, path, &self.base, q.sort_descending);
+            sort_mixed(&mut items, path, self.base, q.sort_descending);
         }
         match window {
             Some((start, count)) if sort_path.is_some() => {
@@ -730,15 +563,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn sort(&self, found: &mut Found, q: &ListQuery) -> Result<(), ScimFailure> {
-        if let Some(by) = &q.sort_by {
-            sort_mixed(&mut found.items, &AttrPath::parse(by)?, &self.base, q.sort_descending);
-        }
-        Ok(())
-    }
-
     /// Candidates for an `eq` filter on an indexed attribute; `None` when the filter is not one.
-    async fn indexed(&self, kind: Kind, filter: &Filter, derived: bool) -> Result<Option<Vec<Stored>>, ScimFailure> {
+    async fn indexed(&self, kind: ResourceKind, filter: &Filter, derived: bool) -> Result<Option<Vec<Stored>>, ScimError> {
         let Some((path, value)) = filter.as_simple_eq() else { return Ok(None) };
         let Some(value) = value.as_str() else { return Ok(None) };
         if path.sub_attr.is_some() {
@@ -753,23 +579,23 @@ impl<'a> Ctx<'a> {
         let attr = path.attr.to_ascii_lowercase();
         let fail = |e| store_failure(kind, e);
         let items = match (kind, attr.as_str()) {
-            (Kind::User, "username") => store.find_users_by_user_name(c, value).await.map_err(fail)?,
-            (Kind::User, "externalid") => store.find_users_by_external_id(c, value).await.map_err(fail)?,
-            (Kind::User, "id") => match store.get_user(c, value).await {
+            (ResourceKind::User, "username") => store.find_users_by_user_name(c, value).await.map_err(fail)?,
+            (ResourceKind::User, "externalid") => store.find_users_by_external_id(c, value).await.map_err(fail)?,
+            (ResourceKind::User, "id") => match store.get_user(c, value).await {
                 Ok(u) => vec![u],
                 Err(e) if e.is_not_found() => vec![],
                 Err(e) => return Err(fail(e)),
             },
-            (Kind::Group, "displayname") => {
+            (ResourceKind::Group, "displayname") => {
                 let groups = store.find_groups_by_display_name(c, value, derived).await.map_err(fail)?;
                 return Ok(Some(groups.into_iter().map(|g| Stored::group(g, derived)).collect()));
             }
-            (Kind::Group, "externalid") => {
+            (ResourceKind::Group, "externalid") => {
                 let groups = store.find_groups_by_external_id(c, value, derived).await.map_err(fail)?;
                 return Ok(Some(groups.into_iter().map(|g| Stored::group(g, derived)).collect()));
             }
-            (Kind::Group, "id") => {
-                return match store.get_group(c, value).await {
+            (ResourceKind::Group, "id") => {
+                return match store.get_group_with(c, value, derived).await {
                     Ok(g) => Ok(Some(vec![Stored::group(g, derived)])),
                     Err(e) if e.is_not_found() => Ok(Some(vec![])),
                     Err(e) => Err(fail(e)),
@@ -785,10 +611,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// One store page of `kind`, in creation order, with the total count.
-    async fn page(&self, kind: Kind, offset: u64, limit: u32, derived: bool) -> Result<(Vec<Stored>, i64), ScimFailure> {
+    async fn page(&self, kind: ResourceKind, offset: u64, limit: u32, derived: bool) -> Result<(Vec<Stored>, i64), ScimError> {
         let store = self.store();
         match kind {
-            Kind::User => {
+            ResourceKind::User => {
                 if limit == 0 {
                     let (_, total) = store.list_users(self.connection, 0, 1).await.map_err(|e| store_failure(kind, e))?;
                     return Ok((Vec::new(), total));
@@ -801,12 +627,13 @@ impl<'a> Ctx<'a> {
                 }
                 Ok((items, total))
             }
-            Kind::Group => {
+            ResourceKind::Group => {
                 let (groups, total) = store
                     .list_groups(self.connection, offset, limit.max(1), derived)
                     .await
                     .map_err(|e| store_failure(kind, e))?;
-                let items = if limit == 0 { Vec::new() } else { groups.into_iter().map(|g| Stored::group(g, derived)).collect() };
+                let items =
+                    if limit == 0 { Vec::new() } else { groups.into_iter().map(|g| Stored::group(g, derived)).collect() };
                 Ok((items, total))
             }
         }
@@ -814,28 +641,25 @@ impl<'a> Ctx<'a> {
 
     // -- responses ------------------------------------------------------------------------------
 
-    async fn list_response(&self, found: Found, q: &ListQuery) -> ScimResult {
+    async fn list_response(&self, found: Found, q: &ListQuery) -> Result<ScimReply, ScimError> {
         let projection = query_projection(q)?;
-        let (total, start, page) = if found.paged {
-            (found.total, q.start_index.unwrap_or(1).max(1) as usize, found.items)
+        let (start, count) = window(q);
+        let (total, page) = if found.paged {
+            (found.total, found.items)
         } else {
-            let start = q.start_index.unwrap_or(1).max(1) as usize;
-            let count = q.count.map_or(MAX_RESULTS, |c| (c as usize).min(MAX_RESULTS));
-            let total = found.total;
-            (total, start, found.items.into_iter().skip(start - 1).take(count).collect())
+            (found.total, found.items.into_iter().skip(start - 1).take(count).collect())
         };
         let mut page = page;
         // Derived attributes for the page only, when they will be shown and are not loaded yet.
-        if page.iter().any(|i| i.kind == Kind::User && i.groups.is_none())
-            && projection.returns(Kind::User.rt(), Kind::User.derived())
+        if page.iter().any(|i| i.kind == ResourceKind::User && i.groups.is_none())
+            && projection.returns(ResourceKind::User.rt(), ResourceKind::User.derived())
         {
             self.attach_groups(&mut page).await?;
         }
         let mut resources = Vec::with_capacity(page.len());
         let mut bytes = 0usize;
         for item in &page {
-            let rendered = self.render(item.kind, &item.to_scim(&self.base)).await?;
-            let resource = projection.apply(item.kind.rt(), &rendered);
+            let resource = self.render_stored(item, &projection).await?;
             if page.len() > 1 {
                 // A shorter page rather than an unbounded response (MAX_LIST_RESPONSE_BYTES).
                 bytes = bytes.saturating_add(json_size(&resource));
@@ -846,54 +670,102 @@ impl<'a> Ctx<'a> {
             resources.push(resource);
         }
         let list = ListResponse { total_results: total, start_index: start, resources };
-        Ok(ScimJson(StatusCode::OK, list.to_json()).into_response())
+        Ok(ScimReply::json(StatusCode::OK, list.to_json()))
     }
 
-    async fn respond(&self, stored: &Stored, status: StatusCode, projection: &Projection) -> ScimResult {
-        let rendered = self.render(stored.kind, &stored.to_scim(&self.base)).await?;
-        let mut resp = ScimJson(status, projection.apply(stored.kind.rt(), &rendered)).into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag(stored.version)) {
-            resp.headers_mut().insert(header::ETAG, v);
-        }
-        if status == StatusCode::CREATED
-            && let Ok(v) = HeaderValue::from_str(&stored.location(&self.base))
-        {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        Ok(resp)
+    /// The client's view of a stored resource: projected, rendered by the connector, projected
+    /// again.
+    async fn render_stored(&self, stored: &Stored, projection: &Projection) -> Result<Value, ScimError> {
+        let rt = stored.kind.rt();
+        let rendered = self.render(stored.kind, &projection.apply(rt, &stored.to_scim(self.base))).await?;
+        Ok(projection.apply(rt, &rendered))
     }
 
-    /// The connector's rendering of a stored resource, checked to still be the same resource.
-    async fn render(&self, kind: Kind, resource: &Value) -> Result<Value, ScimFailure> {
+    /// The connector's rendering of a resource about to be written (`prepared`, with the `id`
+    /// it will have when it is known), projected first. Host-owned attributes are put back
+    /// from the committed resource by [`Ctx::finish`].
+    async fn render_prepared(
+        &self,
+        kind: ResourceKind,
+        id: Option<&str>,
+        prepared: &Value,
+        projection: &Projection,
+    ) -> Result<Value, ScimError> {
+        let mut resource = prepared.clone();
+        if let Some(o) = resource.as_object_mut() {
+            match id {
+                Some(id) => o.insert("id".into(), Value::String(id.to_string())),
+                None => o.remove("id"),
+            };
+            o.remove("meta");
+        }
+        self.render(kind, &projection.apply(kind.rt(), &resource)).await
+    }
+
+    /// The answer to a write: the rendering made before the commit, with the committed
+    /// resource's host-owned attributes.
+    fn finish(&self, stored: &Stored, mut rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
+        let rt = stored.kind.rt();
+        let host = projection.apply(rt, &stored.to_scim(self.base));
+        // `render` checked that the rendering is an object; only then does this put anything.
+        let _ = keep_host_owned(stored.kind, &host, &mut rendered);
+        reply(stored, projection.apply(rt, &rendered), status, self.base)
+    }
+
+    /// The connector's rendering of `resource`, checked to still be the same resource, with the
+    /// host's values of the host-owned attributes.
+    async fn render(&self, kind: ResourceKind, resource: &Value) -> Result<Value, ScimError> {
         let mut connector = self.take_connector()?;
-        let out = connector.render(kind.runtime(), resource.to_string()).await;
+        let out = connector.render(kind, resource.to_string()).await;
         self.keep_connector(connector);
         let out = out.map_err(hub_failure)?;
         let mut v = connector_json(&out)?;
         if v.get("id") != resource.get("id") {
-            return Err(ScimFailure(ScimError::with_status(502, "the connector's rendering changed the resource id")));
+            return Err(ScimError::with_status(502, "the connector's rendering changed the resource id"));
         }
         keep_host_owned(kind, resource, &mut v)?;
         Ok(v)
     }
 }
 
+/// A single resource's reply: ETag, and `Location` when it was created.
+fn reply(stored: &Stored, resource: Value, status: StatusCode, base: &str) -> ScimReply {
+    ScimReply {
+        status,
+        etag: Some(etag(stored.version)),
+        location: (status == StatusCode::CREATED).then(|| stored.location(base)),
+        body: Some(resource),
+    }
+}
+
+/// The (1-based start, count) window of a list query.
+fn window(q: &ListQuery) -> (usize, usize) {
+    page_window(q.start_index.map(i64::from), q.count.map(i64::from), MAX_RESULTS)
+}
+
+/// Sorts resources (possibly of both kinds) by `path`, stably; missing values last when
+/// ascending (RFC 7644 §3.4.2.3).
+fn sort_mixed(items: &mut [Stored], path: &AttrPath, base: &str, descending: bool) {
+    let order = if descending { SortOrder::Descending } else { SortOrder::Ascending };
+    sort_by_keys(items, |i| sort_key(i.kind.rt(), &i.to_scim(base), path), order);
+}
+
 /// Attributes of a rendered resource that only the host may set: identity, ETag and location
 /// (`meta`), the keys the IdP matches resources by, and the attributes derived from memberships.
 /// A connector shapes everything else for its IdP.
-fn host_owned(kind: Kind) -> &'static [&'static str] {
+fn host_owned(kind: ResourceKind) -> &'static [&'static str] {
     match kind {
-        Kind::User => &["id", "schemas", "meta", "userName", "externalId", "active", "groups", "members"],
-        Kind::Group => &["id", "schemas", "meta", "displayName", "externalId", "members", "groups"],
+        ResourceKind::User => &["id", "schemas", "meta", "userName", "externalId", "active", "groups", "members"],
+        ResourceKind::Group => &["id", "schemas", "meta", "displayName", "externalId", "members", "groups"],
     }
 }
 
 /// Puts the host's values of [`host_owned`] attributes back into `rendered` (attribute names
 /// compared without case, as SCIM does): a value the host did not send is removed, a value it
 /// sent replaces whatever the connector made of it.
-fn keep_host_owned(kind: Kind, host: &Value, rendered: &mut Value) -> Result<(), ScimFailure> {
+fn keep_host_owned(kind: ResourceKind, host: &Value, rendered: &mut Value) -> Result<(), ScimError> {
     let Some(out) = rendered.as_object_mut() else {
-        return Err(ScimFailure(ScimError::with_status(502, "the connector rendered a resource that is not a JSON object")));
+        return Err(ScimError::with_status(502, "the connector rendered a resource that is not a JSON object"));
     };
     let names = host_owned(kind);
     out.retain(|k, _| !names.iter().any(|n| k.eq_ignore_ascii_case(n)));
@@ -913,21 +785,9 @@ struct Found {
     paged: bool,
 }
 
-/// Sorts resources (possibly of both kinds) by `path`, stably; missing values last when
-/// ascending (RFC 7644 §3.4.2.3).
-fn sort_mixed(items: &mut Vec<Stored>, path: &AttrPath, base: &str, descending: bool) {
-    let mut keyed: Vec<_> = std::mem::take(items)
-        .into_iter()
-        .map(|i| (sort_key(i.kind.rt(), &i.to_scim(base), path), i))
-        .collect();
-    let order = if descending { SortOrder::Descending } else { SortOrder::Ascending };
-    keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(a.as_ref(), b.as_ref(), order));
-    items.extend(keyed.into_iter().map(|(_, i)| i));
-}
-
 /// A stored user or group as the handler works with it.
 struct Stored {
-    kind: Kind,
+    kind: ResourceKind,
     id: String,
     version: i64,
     created_at: i64,
@@ -954,7 +814,7 @@ impl Stored {
             body["active"] = Value::Bool(user.active);
         }
         Stored {
-            kind: Kind::User,
+            kind: ResourceKind::User,
             id: user.id,
             version: user.version,
             created_at: user.created_at,
@@ -976,7 +836,7 @@ impl Stored {
             o.remove("members");
         }
         Stored {
-            kind: Kind::Group,
+            kind: ResourceKind::Group,
             id: group.id,
             version: group.version,
             created_at: group.created_at,
@@ -1029,26 +889,6 @@ impl Stored {
     }
 }
 
-/// Longest resource id in a request path. idplex issues 32-hex-digit ids; an IdP echoes them.
-const MAX_RESOURCE_ID: usize = 256;
-
-/// A resource id from the path that no resource can have (control characters such as NUL,
-/// which PostgreSQL cannot even compare, or an absurd length) is answered 404 before any store
-/// or connector work.
-fn check_resource_id(kind: Kind, id: &str) -> Result<(), ScimFailure> {
-    if id.is_empty() || id.len() > MAX_RESOURCE_ID || id.chars().any(char::is_control) {
-        let shown: String = id.chars().take(64).flat_map(char::escape_debug).collect();
-        return Err(ScimFailure(ScimError::with_status(
-            404,
-            format!(
-                "{} \"{shown}\" does not exist: resource ids are at most {MAX_RESOURCE_ID} bytes without control characters",
-                kind.name()
-            ),
-        )));
-    }
-    Ok(())
-}
-
 /// The length of `v` serialized, without building the text.
 fn json_size(v: &Value) -> usize {
     struct Count(usize);
@@ -1066,10 +906,6 @@ fn json_size(v: &Value) -> usize {
     c.0
 }
 
-fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
-}
-
 /// The resource without `password`. idplex authenticates people through their IdP (SAML), never
 /// with a password of its own, so a password an IdP pushes (Okta's password sync) is accepted
 /// and discarded: never stored, returned or logged (`changePassword` is advertised as
@@ -1082,7 +918,7 @@ fn without_password(mut resource: Value) -> Value {
 }
 
 /// `userName`, `externalId` and `active` of a prepared user.
-fn user_keys(resource: &Value) -> Result<(String, Option<String>, bool), ScimFailure> {
+fn user_keys(resource: &Value) -> Result<(String, Option<String>, bool), ScimError> {
     let user_name = resource
         .get("userName")
         .and_then(Value::as_str)
@@ -1093,56 +929,9 @@ fn user_keys(resource: &Value) -> Result<(String, Option<String>, bool), ScimFai
     Ok((user_name, external_id, active))
 }
 
-/// A group PATCH that only adds or removes members, as IdPs send membership changes (Okta's
-/// `add members [..]`, Entra's `remove members[value eq ".."]`, the legacy `remove members`
-/// with a value list): the (added, removed) user ids. `None` for anything else, including an id
-/// both added and removed (order would matter), which then goes through the general PATCH.
-fn member_delta(ops: &[PatchOperation]) -> Option<(Vec<String>, Vec<String>)> {
-    let (mut add, mut remove) = (Vec::new(), Vec::new());
-    for op in ops {
-        let target = PatchPath::parse(op.path.as_deref()?).ok()?;
-        let core = target.attr.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(GROUP_SCHEMA_URN));
-        if !core || !target.attr.attr.eq_ignore_ascii_case("members") || target.sub_attr().is_some() {
-            return None;
-        }
-        match (op.op, &target.filter) {
-            (PatchOpKind::Add, None) => add.extend(member_values(op.value.as_ref()?)?),
-            (PatchOpKind::Remove, None) => remove.extend(member_values(op.value.as_ref()?)?),
-            (PatchOpKind::Remove, Some(filter)) => {
-                let (path, value) = filter.as_simple_eq()?;
-                if !path.attr.eq_ignore_ascii_case("value") || path.sub_attr.is_some() {
-                    return None;
-                }
-                remove.push(value.as_str()?.to_string());
-            }
-            _ => return None,
-        }
-    }
-    if add.iter().any(|a| remove.contains(a)) {
-        return None;
-    }
-    Some((add, remove))
-}
-
-/// The user ids of a `members` value (an array of, or one, `{"value": id}` of type User).
-fn member_values(value: &Value) -> Option<Vec<String>> {
-    let items = match value {
-        Value::Array(items) => items.iter().collect::<Vec<_>>(),
-        Value::Object(_) => vec![value],
-        _ => return None,
-    };
-    items
-        .into_iter()
-        .map(|m| {
-            let user = m.get("type").and_then(Value::as_str).is_none_or(|t| t.eq_ignore_ascii_case("User"));
-            user.then(|| m.get("value").and_then(Value::as_str).map(str::to_string)).flatten()
-        })
-        .collect()
-}
-
 /// `displayName`, `externalId`, member user ids and the document to store (without
 /// `members`, which the store keeps as rows) of a prepared group.
-fn group_parts(mut resource: Value) -> Result<(String, Option<String>, Vec<String>, Value), ScimFailure> {
+fn group_parts(mut resource: Value) -> Result<(String, Option<String>, Vec<String>, Value), ScimError> {
     let display_name = resource
         .get("displayName")
         .and_then(Value::as_str)
@@ -1158,10 +947,10 @@ fn group_parts(mut resource: Value) -> Result<(String, Option<String>, Vec<Strin
             if let Some(t) = m.get("type").and_then(Value::as_str)
                 && !t.eq_ignore_ascii_case("User")
             {
-                return Err(ScimFailure(ScimError::new(
+                return Err(ScimError::new(
                     ScimType::InvalidValue,
                     format!("members[{i}] is a {t}; idplex groups hold users only (nested groups are not supported)"),
-                )));
+                ));
             }
             members.push(value.to_string());
         }
@@ -1170,232 +959,21 @@ fn group_parts(mut resource: Value) -> Result<(String, Option<String>, Vec<Strin
 }
 
 /// The `attributes`/`excludedAttributes` of a list query.
-fn query_projection(q: &ListQuery) -> Result<Projection, ScimFailure> {
-    Ok(Projection::from_params(
+fn query_projection(q: &ListQuery) -> Result<Projection, ScimError> {
+    Projection::from_params(
         (!q.attributes.is_empty()).then(|| q.attributes.join(",")).as_deref(),
         (!q.excluded_attributes.is_empty()).then(|| q.excluded_attributes.join(",")).as_deref(),
-    )?)
+    )
 }
 
-/// A SearchRequest body (RFC 7644 §3.4.3) as the query parameters of the equivalent GET.
-fn search_params(body: &Value) -> Result<Vec<(String, String)>, ScimFailure> {
-    let obj = body.as_object().cloned().unwrap_or_default();
-    if let Some(schemas) = obj.get("schemas") {
-        let listed = schemas
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))));
-        if !listed {
-            return Err(ScimFailure(ScimError::new(
-                ScimType::InvalidSyntax,
-                format!("a search request's `schemas` must list {SEARCH_REQUEST_SCHEMA}"),
-            )));
-        }
-    }
-    let mut params = Vec::new();
-    for (key, value) in &obj {
-        let name = match key.to_ascii_lowercase().as_str() {
-            "schemas" => continue,
-            "filter" => "filter",
-            "startindex" => "startIndex",
-            "count" => "count",
-            "sortby" => "sortBy",
-            "sortorder" => "sortOrder",
-            "attributes" => "attributes",
-            "excludedattributes" => "excludedAttributes",
-            _ => {
-                return Err(ScimFailure(ScimError::new(
-                    ScimType::InvalidSyntax,
-                    format!("`{key}` is not a SearchRequest attribute (RFC 7644 §3.4.3)"),
-                )));
-            }
-        };
-        let text = match value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Array(items) => items
-                .iter()
-                .map(|i| {
-                    i.as_str().map(str::to_string).ok_or_else(|| {
-                        ScimFailure(ScimError::new(ScimType::InvalidValue, format!("`{key}` must list strings")))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .join(","),
-            Value::Null => continue,
-            other => {
-                return Err(ScimFailure(ScimError::new(
-                    ScimType::InvalidValue,
-                    format!("`{key}` must be a string or a number, not {other}"),
-                )));
-            }
-        };
-        params.push((name.to_string(), text));
-    }
-    Ok(params)
-}
-
-fn connector_json(text: &str) -> Result<Value, ScimFailure> {
+fn connector_json(text: &str) -> Result<Value, ScimError> {
     serde_json::from_str(text)
-        .map_err(|e| ScimFailure(ScimError::with_status(502, format!("the connector returned invalid JSON: {e}"))))
-}
-
-/// `If-Match: W/"7"` → Some(7).
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ScimFailure> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = v.to_str().unwrap_or_default().trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| ScimFailure(ScimError::with_status(400, format!("If-Match {text:?} is not an ETag this server issued"))))
-}
-
-fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
-/// Decode `a=b&c=d` (percent-encoding and `+`).
-fn decode_query(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A store error as the SCIM error an IdP can act on. A missing *user* while writing a group
-/// is a bad member reference (400), not a missing group.
-fn store_failure(kind: Kind, e: StoreError) -> ScimFailure {
-    let detail = e.to_string();
-    ScimFailure(match e {
-        StoreError::NotFound { what: "user", key } if kind == Kind::Group => ScimError::new(
-            ScimType::InvalidValue,
-            format!("member {key:?} is not a user of this directory"),
-        ),
-        StoreError::NotFound { .. } => ScimError::with_status(404, detail),
-        StoreError::Conflict { .. } => ScimError::new(ScimType::Uniqueness, detail),
-        StoreError::PreconditionFailed { .. } => ScimError::with_status(412, detail),
-        StoreError::InvalidInput { .. } => ScimError::new(ScimType::InvalidValue, detail),
-        other => {
-            tracing::error!(error = %other, "SCIM request failed in the store");
-            ScimError::with_status(503, "the directory store is unavailable; retry later")
-        }
-    })
-}
-
-fn hub_failure(e: HubError) -> ScimFailure {
-    let detail = e.to_string();
-    ScimFailure(match e {
-        HubError::Call(CallError::Connector { error, .. }) => {
-            let scim_type = error.scim_type.as_deref().and_then(scim_type_named);
-            match scim_type {
-                Some(t) => ScimError::new(t, error.message),
-                None => ScimError::with_status(400, error.message),
-            }
-        }
-        HubError::Call(CallError::Timeout { .. }) => ScimError::with_status(504, detail),
-        HubError::Call(CallError::Busy { .. }) => ScimError::with_status(503, detail),
-        HubError::Config(_) => ScimError::with_status(503, detail),
-        HubError::Call(_) => ScimError::with_status(502, detail),
-        HubError::NotBound(_) | HubError::BindFailed { .. } | HubError::MissingCapability { .. } => {
-            ScimError::with_status(503, detail)
-        }
-        HubError::Store(e) => return store_failure(Kind::User, e),
-        other => ScimError::with_status(500, other.to_string()),
-    })
-}
-
-fn scim_type_named(name: &str) -> Option<ScimType> {
-    use ScimType::*;
-    [InvalidFilter, TooMany, Uniqueness, Mutability, InvalidSyntax, InvalidPath, NoTarget, InvalidValue, InvalidVers, Sensitive]
-        .into_iter()
-        .find(|t| t.as_str() == name)
+        .map_err(|e| ScimError::with_status(502, format!("the connector returned invalid JSON: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_decode() {
-        assert_eq!(
-            decode_query("filter=userName%20eq%20%22a%2Bb%40x%22&count=2&x"),
-            vec![
-                ("filter".into(), "userName eq \"a+b@x\"".into()),
-                ("count".into(), "2".into()),
-                ("x".into(), String::new())
-            ]
-        );
-        assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn search_bodies_become_query_parameters() {
-        let body = json!({
-            "schemas": [SEARCH_REQUEST_SCHEMA],
-            "filter": "userName sw \"a\"",
-            "startIndex": 2,
-            "count": 5,
-            "attributes": ["userName", "emails"],
-        });
-        let params = search_params(&body).unwrap();
-        assert!(params.contains(&("filter".into(), "userName sw \"a\"".into())));
-        assert!(params.contains(&("startIndex".into(), "2".into())));
-        assert!(params.contains(&("attributes".into(), "userName,emails".into())));
-        let e = search_params(&json!({"schemas": ["x"]})).unwrap_err();
-        assert_eq!(e.0.scim_type, Some(ScimType::InvalidSyntax));
-        let e = search_params(&json!({"filterr": "x"})).unwrap_err();
-        assert!(e.0.detail.contains("filterr"), "{}", e.0.detail);
-    }
-
-    #[test]
-    fn membership_patches_become_deltas() {
-        let ops = |v: Value| PatchOperation::parse_request(&json!({"schemas": [idplex_scim::PATCH_OP_SCHEMA], "Operations": v})).unwrap();
-        let okta = ops(json!([
-            {"op": "remove", "path": "members[value eq \"u9\"]"},
-            {"op": "add", "path": "members", "value": [{"value": "u1", "display": "a"}, {"value": "u2"}]}
-        ]));
-        assert_eq!(member_delta(&okta), Some((vec!["u1".into(), "u2".into()], vec!["u9".into()])));
-        let legacy = ops(json!([{"op": "Remove", "path": "members", "value": [{"value": "u3"}]}]));
-        assert_eq!(member_delta(&legacy), Some((vec![], vec!["u3".into()])));
-        for general in [
-            json!([{"op": "replace", "path": "members", "value": [{"value": "u1"}]}]),
-            json!([{"op": "remove", "path": "members"}]),
-            json!([{"op": "add", "path": "members", "value": [{"value": "g1", "type": "Group"}]}]),
-            json!([{"op": "replace", "path": "displayName", "value": "x"}]),
-            json!([{"op": "add", "path": "members", "value": [{"value": "u1"}]}, {"op": "remove", "path": "members[value eq \"u1\"]"}]),
-        ] {
-            assert_eq!(member_delta(&ops(general.clone())), None, "{general}");
-        }
-    }
 
     #[test]
     fn group_members_must_be_users() {
@@ -1407,6 +985,6 @@ mod tests {
         assert_eq!(members, ["u1", "u2"]);
         assert!(doc.get("members").is_none());
         let e = group_parts(json!({"displayName": "Eng", "members": [{"value": "g1", "type": "Group"}]})).unwrap_err();
-        assert!(e.0.detail.contains("nested groups"), "{}", e.0.detail);
+        assert!(e.detail.contains("nested groups"), "{}", e.detail);
     }
 }

@@ -2,7 +2,7 @@
 //! outcome, and the error an admin can act on), read through `GET
 //! /admin/v1/connections/{id}/sync-log` and `idplex sync-log`.
 //!
-//! Entries are written off the request path: handlers hand them to [`SyncLogger`], whose task
+//! Entries are written off the request path: [`super::ScimService`] hands them to [`SyncLogger`], whose task
 //! writes them in batches (one transaction per batch, at most one per 50 ms), so logging costs a
 //! SCIM request a channel send rather than a database write. The channel is bounded; when the store falls so
 //! far behind that it fills, entries are dropped and counted, and the count is logged. An
@@ -13,13 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use idplex_scim::ScimError;
 use idplex_store::{ScimResourceType, Store, SyncLogEntry, SyncOperation, SyncOutcome};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::AppState;
-use crate::scim::ScimFailure;
+use super::ScimReply;
 
 /// Entries waiting to be written, at most.
 const QUEUE: usize = 20_000;
@@ -30,8 +28,8 @@ const GATHER: Duration = Duration::from_millis(50);
 /// Longest `User-Agent` carried to the store (characters; the store bounds it again).
 const MAX_USER_AGENT: usize = 200;
 
-/// What a handler learns about a request while serving it.
-pub struct SyncNote {
+/// What the service learns about a request while serving it.
+pub(crate) struct SyncNote {
     method: String,
     path: String,
     resource_type: Option<ScimResourceType>,
@@ -43,44 +41,37 @@ pub struct SyncNote {
 }
 
 impl SyncNote {
-    pub fn new(
+    pub(crate) fn new(
         method: &str,
         path: String,
         resource_type: Option<ScimResourceType>,
         resource_id: Option<String>,
-        headers: &HeaderMap,
+        user_agent: Option<&str>,
     ) -> Self {
-        let user_agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        let user_agent = user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
         SyncNote { method: method.to_string(), path, resource_type, resource_id, operation: SyncOperation::Other, user_agent }
     }
 }
 
-/// Turns a handler's result into its response and logs the request in the directory's sync log.
-pub fn record(
-    s: &AppState,
+/// Logs a served request in its directory's sync log.
+pub(crate) fn record(
+    log: &SyncLogger,
     connection: &str,
     note: SyncNote,
-    result: Result<Response, ScimFailure>,
+    result: &Result<ScimReply, ScimError>,
     started: Instant,
-) -> Response {
-    let (response, scim_type, detail) = match result {
-        Ok(r) => (r, None, None),
-        Err(f) => {
-            let scim_type = f.0.scim_type.map(|t| t.as_str().to_string());
-            let detail = f.0.detail.clone();
-            (f.into_response(), scim_type, Some(detail))
-        }
+) {
+    let (status, scim_type, detail) = match result {
+        Ok(r) => (r.status.as_u16(), None, None),
+        Err(e) => (e.status, e.scim_type.map(|t| t.as_str().to_string()), Some(e.detail.clone())),
     };
-    let status = response.status().as_u16();
     let outcome = match status {
-        // The connector trapped, timed out, or answered something unusable.
-        502 | 504 => SyncOutcome::ConnectorError,
+        // The connector trapped, timed out, answered something unusable, failed upstream, or
+        // does not do what was asked.
+        501 | 502 | 504 => SyncOutcome::ConnectorError,
         _ => SyncOutcome::for_status(status),
     };
-    s.sync_log.push(SyncLogEntry {
+    log.push(SyncLogEntry {
         connection_id: connection.to_string(),
         at: now_ms(),
         method: note.method,
@@ -95,7 +86,6 @@ pub fn record(
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         user_agent: note.user_agent,
     });
-    response
 }
 
 fn now_ms() -> i64 {
@@ -110,6 +100,8 @@ enum Msg {
 }
 
 /// The sending side of the sync log writer (cheap to clone).
+///
+/// Owned by [`super::ScimService`]; flush it at shutdown ([`super::ScimService::flush_sync_log`]).
 #[derive(Clone)]
 pub struct SyncLogger {
     tx: mpsc::Sender<Msg>,
