@@ -704,12 +704,15 @@ impl<'a> Ctx<'a> {
 
     /// The answer to a write: the rendering made before the commit, with the committed
     /// resource's host-owned attributes.
-    fn finish(&self, stored: &Stored, mut rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
+    fn finish(&self, stored: &Stored, rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
         let rt = stored.kind.rt();
+        // Projected before the host-owned attributes go in (they are projected already): a
+        // large member list is copied as few times as possible.
+        let mut out = projection.apply(rt, &rendered);
         let host = projection.apply(rt, &stored.to_scim(self.base));
         // `render` checked that the rendering is an object; only then does this put anything.
-        let _ = keep_host_owned(stored.kind, &host, &mut rendered);
-        reply(stored, projection.apply(rt, &rendered), status, self.base)
+        let _ = keep_host_owned(stored.kind, &host, &mut out);
+        reply(stored, out, status, self.base)
     }
 
     /// The connector's rendering of `resource`, checked to still be the same resource, with the
