@@ -98,12 +98,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/scim/v2/{connection}/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/{connection}/Schemas", get(schemas))
         .route("/scim/v2/{connection}/Schemas/{id}", get(schema))
-        .route("/scim/v2/{connection}/Users", get(users).post(users))
+        .route("/scim/v2/{connection}/Users", get(collection::<false>).post(collection::<false>))
         .route("/scim/v2/{connection}/Users/.search", post(users_search))
-        .route("/scim/v2/{connection}/Users/{id}", get(user).put(user).patch(user).delete(user))
-        .route("/scim/v2/{connection}/Groups", get(groups).post(groups))
+        .route(
+            "/scim/v2/{connection}/Users/{id}",
+            get(resource::<false>).put(resource::<false>).patch(resource::<false>).delete(resource::<false>),
+        )
+        .route("/scim/v2/{connection}/Groups", get(collection::<true>).post(collection::<true>))
         .route("/scim/v2/{connection}/Groups/.search", post(groups_search))
-        .route("/scim/v2/{connection}/Groups/{id}", get(group).put(group).patch(group).delete(group))
+        .route(
+            "/scim/v2/{connection}/Groups/{id}",
+            get(resource::<true>).put(resource::<true>).patch(resource::<true>).delete(resource::<true>),
+        )
         .route("/scim/v2/{connection}/.search", post(root_search))
         // A method a SCIM endpoint does not serve gets an RFC 7644 error body, not an empty 405.
         .method_not_allowed_fallback(method_not_allowed)
@@ -230,8 +236,13 @@ async fn schema(ScimPath((connection, id)): ScimPath<(String, String)>, headers:
 /// A request body, or why it could not be read (too large, most often).
 type Body = Result<Bytes, BytesRejection>;
 
-/// `/Users` (list, create).
-async fn users(
+/// The resource type of a handler instance: `/Users` (`GROUP = false`) or `/Groups`.
+const fn kind<const GROUP: bool>() -> ResourceKind {
+    if GROUP { ResourceKind::Group } else { ResourceKind::User }
+}
+
+/// `/Users`, `/Groups` (list, create).
+async fn collection<const GROUP: bool>(
     State(s): State<AppState>,
     ScimPath(connection): ScimPath<String>,
     method: Method,
@@ -239,11 +250,11 @@ async fn users(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    serve(&s, &connection, method, ScimTarget::Collection(ResourceKind::User), query, &headers, body).await
+    serve(&s, &connection, method, ScimTarget::Collection(kind::<GROUP>()), query, &headers, body).await
 }
 
-/// `/Users/{id}` (get, replace, patch, delete).
-async fn user(
+/// `/Users/{id}`, `/Groups/{id}` (get, replace, patch, delete).
+async fn resource<const GROUP: bool>(
     State(s): State<AppState>,
     ScimPath((connection, id)): ScimPath<(String, String)>,
     method: Method,
@@ -251,31 +262,7 @@ async fn user(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    serve(&s, &connection, method, ScimTarget::Resource(ResourceKind::User, id), query, &headers, body).await
-}
-
-/// `/Groups` (list, create).
-async fn groups(
-    State(s): State<AppState>,
-    ScimPath(connection): ScimPath<String>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(&s, &connection, method, ScimTarget::Collection(ResourceKind::Group), query, &headers, body).await
-}
-
-/// `/Groups/{id}` (get, replace, patch, delete).
-async fn group(
-    State(s): State<AppState>,
-    ScimPath((connection, id)): ScimPath<(String, String)>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(&s, &connection, method, ScimTarget::Resource(ResourceKind::Group, id), query, &headers, body).await
+    serve(&s, &connection, method, ScimTarget::Resource(kind::<GROUP>(), id), query, &headers, body).await
 }
 
 /// `POST /Users/.search`.
