@@ -42,6 +42,10 @@ struct Global {
     /// Directory for the SQLite file and the compiled-connector cache.
     #[arg(long, global = true, env = "IDPLEX_DATA_DIR", default_value = "idplex-data")]
     data_dir: PathBuf,
+    /// SQLite: `full` (default) makes every acknowledged write survive a power loss; `normal`
+    /// only the process being killed (faster; for benchmarks and disposable data).
+    #[arg(long, global = true, env = "IDPLEX_SQLITE_SYNCHRONOUS", default_value = "full")]
+    sqlite_synchronous: idplex_store::SqliteSync,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -432,7 +436,8 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
         Some(url) => url.clone(),
         None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
     };
-    let store = Store::open(&url).await.map_err(HubError::from)?;
+    let open = idplex_store::OpenOptions { sqlite_synchronous: g.sqlite_synchronous, ..Default::default() };
+    let store = Store::open_with(&url, &open).await.map_err(HubError::from)?;
     let runtime = Runtime::new(runtime)?;
     // The key sealing connection secrets never enters the database; replicas sharing one
     // PostgreSQL database must share this file.
