@@ -51,15 +51,18 @@ fn parse(text: &str) -> Vec<Case> {
 #[derive(Default)]
 struct Names {
     ids: Vec<String>,
-    secret: Option<String>,
+    secrets: Vec<String>,
     admin: String,
 }
 
 impl Names {
     fn substitute(&self, text: &str) -> String {
         let mut out = text.replace("{admin}", &self.admin);
-        if let Some(secret) = &self.secret {
+        if let Some(secret) = self.secrets.last() {
             out = out.replace("{secret}", secret);
+        }
+        for (i, secret) in self.secrets.iter().enumerate() {
+            out = out.replace(&format!("{{secret-{}}}", i + 1), secret);
         }
         for (i, id) in self.ids.iter().enumerate().rev() {
             out = out.replace(&format!("{{id-{}}}", i + 1), id);
@@ -74,7 +77,7 @@ impl Names {
                 for (k, v) in map {
                     match (k.as_str(), v) {
                         ("id", Value::String(id)) if !self.ids.contains(id) => self.ids.push(id.clone()),
-                        ("secret", Value::String(s)) => self.secret = Some(s.clone()),
+                        ("secret", Value::String(s)) if !self.secrets.contains(s) => self.secrets.push(s.clone()),
                         _ => {}
                     }
                     self.learn(v);
@@ -87,8 +90,8 @@ impl Names {
 
     fn redact_text(&self, text: &str) -> String {
         let mut out = text.replace(&self.admin, "<admin>");
-        if let Some(secret) = &self.secret {
-            out = out.replace(secret, "<secret>");
+        for (i, secret) in self.secrets.iter().enumerate() {
+            out = out.replace(secret.as_str(), &format!("<secret-{}>", i + 1));
         }
         // Longer ids first, so no id is replaced inside another.
         let mut ids: Vec<(usize, &String)> = self.ids.iter().enumerate().collect();
@@ -109,8 +112,9 @@ impl Names {
                     );
                     if time_key && !v.is_null() {
                         *v = Value::String("<time>".into());
-                    } else if k == "secret" {
-                        *v = Value::String("<secret>".into());
+                    } else if k == "prefix" && v.is_string() {
+                        // The first characters of a secret: random.
+                        *v = Value::String("<prefix>".into());
                     } else {
                         self.redact(v);
                     }
