@@ -403,18 +403,22 @@ fn init_tracing(format: LogFormat) {
     // A panic is one log event in the configured format (one JSON line under --log-format
     // json), its message escaped and bounded: a panic message can hold request input, and the
     // default hook writes it raw and multi-line to stderr.
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-text panic payload".to_string());
-        let message = bounded(&message, 1024);
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
-        tracing::error!(panic = ?message, location = %location, thread = %thread, "panic (the request failed; the process goes on)");
-    }));
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The panic hook: one `error` event with the panic's message (escaped by the formatter, at most
+/// 1 KiB), where it happened and on which thread.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_string());
+    let message = bounded(&message, 1024);
+    let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    tracing::error!(panic = ?message, location = %location, thread = %thread, "panic (the request failed; the process goes on)");
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -922,4 +926,51 @@ async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_bounded_escaped_json_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(super::log_panic));
+        let outcome = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| {
+                panic!("bad input {}\n{{\"forged\": \"log line\"}}{}", "\u{1b}[31m", "x".repeat(10_000))
+            })
+        });
+        std::panic::set_hook(previous);
+        assert!(outcome.is_err());
+        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "one line, whatever the message holds: {out}");
+        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["level"], "ERROR");
+        let fields = &event["fields"];
+        assert!(fields["message"].as_str().unwrap().starts_with("panic"), "{event}");
+        assert!(fields["location"].as_str().unwrap().contains("main.rs"), "{event}");
+        let panic = fields["panic"].as_str().unwrap();
+        assert!(panic.contains("bad input"), "{panic}");
+        assert!(panic.len() < 1200, "the message is cut at 1 KiB: {} bytes", panic.len());
+        assert!(!lines[0].contains('\u{1b}'), "control characters are escaped");
+    }
 }
