@@ -210,6 +210,26 @@ enum ConnectionCmd {
     },
     /// List connections.
     List,
+    /// Change a connection's config, egress allow-list or limits (each option given replaces
+    /// that whole field; the others are kept). The config is checked against the active
+    /// version's config schema; the change is live at once (other servers follow).
+    Update {
+        /// Connection id.
+        connection: String,
+        /// The new config, one `KEY=VALUE` per option (repeatable; replaces the whole config).
+        #[arg(long = "config", value_parser = parse_kv)]
+        config: Vec<(String, String)>,
+        /// The new egress allow-list, one host (or host:port) per option (repeatable; replaces
+        /// the list).
+        #[arg(long = "allow-egress")]
+        allow_egress: Vec<String>,
+        /// Remove every egress destination.
+        #[arg(long, conflicts_with = "allow_egress")]
+        no_egress: bool,
+        /// The new sandbox limits as JSON (replaces them).
+        #[arg(long)]
+        limits: Option<String>,
+    },
     /// Set what a SCIM DELETE of a user does in a connection: `deactivate` (default: deactivate
     /// and hide it from SCIM, keeping its data, memberships and history) or `delete` (remove it).
     SetDeletePolicy {
@@ -703,6 +723,29 @@ fn actor() -> String {
 
 async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Result<()> {
     match cmd {
+        ConnectionCmd::Update { connection, config, allow_egress, no_egress, limits } => {
+            let limits: Option<Value> = match limits {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| HubError::Invalid {
+                    what: "limits",
+                    reason: format!("not JSON: {e}"),
+                })?),
+                None => None,
+            };
+            let config = (!config.is_empty())
+                .then(|| Value::Object(config.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+            let egress_allow = if no_egress { Some(Vec::new()) } else { (!allow_egress.is_empty()).then_some(allow_egress) };
+            if config.is_none() && egress_allow.is_none() && limits.is_none() {
+                return Err(HubError::Invalid {
+                    what: "update",
+                    reason: "nothing to change: give --config, --allow-egress, --no-egress or --limits".into(),
+                }
+                .into());
+            }
+            let conn = hub
+                .update_connection(&connection, idplex_store::ConnectionUpdate { config, egress_allow, limits })
+                .await?;
+            emit(json_out, &redacted(&conn), || format!("updated connection {} ({})", conn.id, conn.name));
+        }
         ConnectionCmd::Create { name, connector, org, config, allow_egress, limits, version } => {
             let limits: Value = match limits {
                 Some(text) => serde_json::from_str(&text).map_err(|e| HubError::Invalid {
