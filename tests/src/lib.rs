@@ -196,11 +196,15 @@ impl TestEnv {
         v["secret"].as_str().expect("token secret").to_string()
     }
 
-    /// Start `idplex serve --listen 127.0.0.1:0 EXTRA…` and wait for its listening line.
+    /// Start `idplex serve --listen 127.0.0.1:0 [--watch-ms 200] EXTRA…` (the poll interval
+    /// unless EXTRA sets one) and wait for its listening line.
     pub async fn serve(&self, extra: &[&str]) -> Server {
         let log_path = self.dir.path().join(format!("server-{}.log", unique()));
         let log = std::fs::File::create(&log_path).expect("server log file");
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--watch-ms", "200"];
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if !extra.contains(&"--watch-ms") {
+            args.extend_from_slice(&["--watch-ms", "200"]);
+        }
         args.extend_from_slice(extra);
         let mut child = self
             .command(&args)
@@ -468,6 +472,7 @@ impl PgSchema {
             &idplex_store::OpenOptions {
                 postgres_schema: Some(name.clone()),
                 max_connections: Some(1),
+                ..Default::default()
             },
         )
         .await

@@ -51,7 +51,7 @@ async fn users(hub: &Arc<Hub>, connection: &str, prefix: &str, n: usize) -> Resu
 pub async fn patch_large_group(members: usize, runs: usize) -> Result<Vec<Duration>> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("idplex.db").display());
-    let hub = Hub::connect(&url, RuntimeConfig::new(dir.path().join("cache")), HubOptions::default(), SecretKey::ephemeral())
+    let hub = Hub::connect(&url, &Default::default(), RuntimeConfig::new(dir.path().join("cache")), HubOptions::default(), SecretKey::ephemeral())
         .await?;
     let report = hub.install_bundled().await?.into_iter().find(|r| r.name == "custom-saml").context("custom-saml")?;
     let conn = hub

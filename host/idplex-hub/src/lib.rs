@@ -36,7 +36,8 @@ pub use users::UserCredential;
 pub mod store {
     pub use idplex_store::{
         Connection, ConnectionUpdate, DirectoryGroup, DirectoryUser, EventRetention, MAX_DIRECTORY_LIST_LIMIT,
-        NewConnection, NewDirectoryGroup, NewDirectoryUser, OutcomeFilter, ScimDeletePolicy, StoreError,
+        NewConnection, NewDirectoryGroup, NewDirectoryUser, OpenOptions, OutcomeFilter, ScimDeletePolicy, SqliteSync,
+        StoreError,
         SyncLogCursor, SyncLogQuery, UserTokenCursor, UserTokenFilter,
     };
 }
@@ -229,15 +230,16 @@ impl Hub {
         })
     }
 
-    /// A hub over the database at `db_url` (`sqlite://PATH` or `postgres://…`, migrated) and a
-    /// new runtime with `runtime`: what `idplex` opens for every command.
+    /// A hub over the database at `db_url` (`sqlite://PATH` or `postgres://…`, migrated, opened
+    /// with `open`) and a new runtime with `runtime`: what `idplex` opens for every command.
     pub async fn connect(
         db_url: &str,
+        open: &idplex_store::OpenOptions,
         runtime: idplex_runtime::RuntimeConfig,
         options: HubOptions,
         secrets: SecretKey,
     ) -> anyhow::Result<Arc<Hub>> {
-        let store = Store::open(db_url).await.map_err(HubError::from)?;
+        let store = Store::open_with(db_url, open).await.map_err(HubError::from)?;
         let runtime = Runtime::new(runtime)?;
         Ok(Hub::open(store, runtime, options, secrets))
     }
@@ -485,24 +487,7 @@ impl Hub {
         let connections = self.store.list_connections().await?;
         let mut changed = 0;
         for conn in &connections {
-            let current = self.registry.get(&conn.id);
-            let up_to_date = match (&current, &conn.active_version) {
-                // A binding at least as new as what we listed was published meanwhile (by this
-                // process, after the list was read): the list is the stale side — also when the
-                // stale list shows the connection before its first activation (it would unbind
-                // a connection the admin API just created and activated).
-                (Some(b), _) if b.stamp >= conn.updated_at => true,
-                (Some(_), Some(_)) => false,
-                (None, None) => true,
-                _ => false,
-            };
-            if up_to_date {
-                continue;
-            }
-            match self.bind(conn).await {
-                Ok(()) => changed += 1,
-                Err(e) => self.bind_failed(conn, &e).await,
-            }
+            changed += usize::from(self.apply(conn).await);
         }
         for id in self.registry.connection_ids() {
             if connections.iter().any(|c| c.id == id) {
@@ -522,14 +507,55 @@ impl Hub {
         Ok(changed)
     }
 
-    /// Poll the store every `every` and apply changes made elsewhere (the CLI, another replica),
-    /// until `shutdown` resolves. Each tick also releases connector instances that have been
-    /// idle for longer than [`idplex_runtime::InstanceReuse::idle_timeout`].
+    /// Rebind `conn` in this process if the store's row is newer than the live binding;
+    /// whether the binding changed.
+    async fn apply(&self, conn: &Connection) -> bool {
+        let current = self.registry.get(&conn.id);
+        let up_to_date = match (&current, &conn.active_version) {
+            // A binding at least as new as what we read was published meanwhile (by this
+            // process, after the row was read): the row is the stale side — also when the stale
+            // row shows the connection before its first activation (it would unbind a
+            // connection the admin API just created and activated).
+            (Some(b), _) if b.stamp >= conn.updated_at => true,
+            (Some(_), Some(_)) => false,
+            (None, None) => true,
+            _ => false,
+        };
+        if up_to_date {
+            return false;
+        }
+        match self.bind(conn).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.bind_failed(conn, &e).await;
+                false
+            }
+        }
+    }
+
+    /// Bring this process's binding of one connection in line with the store (after hearing
+    /// that it changed): rebind it if the store is newer, unbind it if it was deleted. Whether
+    /// the binding changed.
+    pub async fn sync_connection(&self, id: &str) -> Result<bool, HubError> {
+        match self.store.get_connection(id).await {
+            Ok(conn) => Ok(self.apply(&conn).await),
+            Err(StoreError::NotFound { .. }) => Ok(self.registry.unbind(id).is_some()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Follow changes made elsewhere (the CLI, another replica) until `shutdown` resolves:
+    /// poll the store every `every`, and on PostgreSQL also listen for the change
+    /// notifications every commit to `connections` sends (`LISTEN/NOTIFY`), so a swap through
+    /// one replica reaches the others within milliseconds; polling remains the fallback (a lost
+    /// notification connection, SQLite). Each poll also releases connector instances that have
+    /// been idle for longer than [`idplex_runtime::InstanceReuse::idle_timeout`].
     pub fn spawn_watcher(
         self: &Arc<Self>,
         every: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
+        self.spawn_listener(shutdown.clone());
         let hub = self.clone();
         spawn_periodic(every, shutdown, move || {
             let hub = hub.clone();
@@ -545,6 +571,50 @@ impl Hub {
                 }
             }
         })
+    }
+
+    /// On PostgreSQL: rebind each connection as soon as the store notifies a change of it.
+    fn spawn_listener(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut changes = loop {
+                match hub.store.listen_connection_changes().await {
+                    Ok(Some(changes)) => break changes,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for connection changes; polling only, retrying in 5 s");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
+            };
+            tracing::debug!("listening for connection changes");
+            loop {
+                let change = tokio::select! {
+                    change = changes.next() => change,
+                    _ = shutdown.changed() => return,
+                };
+                let outcome = match change {
+                    Ok(idplex_store::ConnectionChange::Connection(id)) => hub.sync_connection(&id).await.map(usize::from),
+                    Ok(idplex_store::ConnectionChange::Resync) => hub.sync_bindings().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "connection change feed interrupted; polling until it is back");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                        continue;
+                    }
+                };
+                match outcome {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changed = n, "applied a binding change notified by the store"),
+                    Err(e) => tracing::warn!(error = %e, "could not apply a notified connection change"),
+                }
+            }
+        });
     }
 
     /// Every `every`, delete the SCIM sync log entries older than `retention` (see

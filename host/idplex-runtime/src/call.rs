@@ -1,18 +1,19 @@
-//! One connector call: a fresh instance, the sandbox limits, the host imports, and the
-//! classification of whatever went wrong into a [`CallError`] an admin can act on.
+//! One connector call: an instance (a fresh one, or the [`Warm`] one of the unit of work it
+//! belongs to), the sandbox limits, and the classification of whatever went wrong into a
+//! [`CallError`] an admin can act on. The host imports themselves are in
+//! [`crate::capabilities`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wasmtime::component::{ResourceTable, ResourceTableError};
+use wasmtime::component::ResourceTableError;
 use wasmtime::{ResourceLimiter, Store, Trap};
-use wasmtime_wasi::clocks::{WasiClocksCtx, WasiClocksCtxView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::{Connector, WitConnectorError, idplex::connector as host};
-use crate::egress::{EgressHooks, EgressPolicy};
+use crate::bindings::{Connector, WitConnectorError};
+pub(crate) use crate::capabilities::CallState;
+use crate::egress::EgressPolicy;
 use crate::engine::Limits;
 use crate::install::LoadedConnector;
 use crate::size::OutputSize;
@@ -135,6 +136,16 @@ pub(crate) struct MemoryLimiter {
     current: u64,
 }
 
+impl MemoryLimiter {
+    pub(crate) fn new(limit: u64) -> MemoryLimiter {
+        MemoryLimiter { limit, refused: None, current: 0 }
+    }
+
+    pub(crate) fn start_call(&mut self) {
+        self.refused = None;
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
@@ -160,117 +171,11 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Most log lines one call may write, and the longest line kept (in bytes, after escaping).
-const LOG_LINES_PER_CALL: u32 = 64;
-const LOG_LINE_MAX: usize = 2048;
-
 /// Host resources a call may hold when its connection has no egress at all: enough for
 /// `wasi:clocks`/`wasi:io` pollables, not for piles of `wasi:http` fields.
 const HOST_RESOURCES_WITHOUT_EGRESS: u32 = 16;
 
-/// A connector's log message as one line of host log: control characters (`\n`, `\r`, ESC, …),
-/// Unicode line/paragraph separators and bidirectional overrides escaped (`\n`, `\u{1b}`), so
-/// no message can start or fake another log line; cut at `max` bytes (then `…`).
-pub(crate) fn sanitize_log_message(message: &str, max: usize) -> String {
-    let mut out = String::with_capacity(message.len().min(max) + 4);
-    for c in message.chars() {
-        let escaped: Option<String> = match c {
-            '\n' => Some("\\n".into()),
-            '\r' => Some("\\r".into()),
-            '\t' => Some("\\t".into()),
-            '\\' => Some("\\\\".into()),
-            c if c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                Some(format!("\\u{{{:x}}}", c as u32))
-            }
-            _ => None,
-        };
-        let piece_len = escaped.as_ref().map_or(c.len_utf8(), String::len);
-        if out.len() + piece_len > max {
-            out.push('…');
-            break;
-        }
-        match escaped {
-            Some(e) => out.push_str(&e),
-            None => out.push(c),
-        }
-    }
-    out
-}
-
-/// The `T` of every connector `Store`: what the host imports can see during one call.
-pub(crate) struct CallState {
-    label: Arc<str>,
-    connection: Option<String>,
-    config: Arc<BTreeMap<String, String>>,
-    limiter: MemoryLimiter,
-    table: ResourceTable,
-    clocks: WasiClocksCtx,
-    http: WasiHttpCtx,
-    hooks: EgressHooks,
-    log_lines: u32,
-}
-
-impl CallState {
-    pub(crate) fn clocks(&mut self) -> WasiClocksCtxView<'_> {
-        WasiClocksCtxView { ctx: &mut self.clocks, table: &mut self.table }
-    }
-}
-
-impl wasmtime_wasi_io::IoView for CallState {
-    fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
-}
-
-impl WasiHttpView for CallState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
-
-impl host::types::Host for CallState {}
-
-impl host::log::Host for CallState {
-    fn log(&mut self, level: host::log::Level, message: String) {
-        self.log_lines = self.log_lines.saturating_add(1);
-        if self.log_lines > LOG_LINES_PER_CALL {
-            return;
-        }
-        let message = sanitize_log_message(&message, LOG_LINE_MAX);
-        let connector = &*self.label;
-        let connection = self.connection.as_deref().unwrap_or("-");
-        use host::log::Level;
-        match level {
-            Level::Trace => tracing::trace!(target: "connector", connector, connection, "{message}"),
-            Level::Debug => tracing::debug!(target: "connector", connector, connection, "{message}"),
-            Level::Info => tracing::info!(target: "connector", connector, connection, "{message}"),
-            Level::Warn => tracing::warn!(target: "connector", connector, connection, "{message}"),
-            Level::Error => tracing::error!(target: "connector", connector, connection, "{message}"),
-        }
-    }
-}
-
-impl host::config::Host for CallState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
-    }
-
-    fn entries(&mut self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-}
-
-impl host::clock::Host for CallState {
-    fn now_unix_millis(&mut self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-}
-
-/// The body of one call, given the fresh instance and its store.
+/// The body of one call, given the instance and its store.
 pub(crate) type CallFn<'a, R> = Box<
     dyn for<'s> FnOnce(
             &'s Connector,
@@ -363,26 +268,38 @@ impl LoadedConnector {
             }
         };
         let max_resources = host_resources_cap(ctx);
-        {
-            let state = live.store.data_mut();
-            state.hooks.start_call(&limits);
-            state.http.set_field_size_limit(limits.max_header_bytes as usize);
-            state.table.set_max_capacity(max_resources as usize);
-            state.log_lines = 0;
-            state.limiter.refused = None;
-        }
+        live.store.data_mut().start_call(&limits, max_resources);
         // At every epoch tick: past the deadline, trap (in the guest, whether or not anything
-        // polls the timeout below); otherwise yield to the async executor, so a busy guest never
-        // monopolizes a worker thread. The wall-clock timeout below covers host waits (egress).
+        // polls the timeout below); otherwise give up the CPU turn (if this call holds one) and
+        // wait for the next ([`crate::cpu`]): the turns rotate between connections, so a
+        // connection's spinning guests share one turn among themselves, not the machine. The
+        // wait is also a yield to the async executor, so a busy guest never monopolizes a
+        // worker thread. The wall-clock timeout below covers host waits (egress) and the wait
+        // for a turn.
         let ends = std::time::Instant::now() + deadline;
-        live.store.set_epoch_deadline(1);
-        live.store.epoch_deadline_callback(move |_| {
-            Ok(if std::time::Instant::now() >= ends {
-                wasmtime::UpdateDeadline::Interrupt
-            } else {
-                wasmtime::UpdateDeadline::Yield(1)
-            })
-        });
+        let turn: Arc<std::sync::Mutex<Option<crate::cpu::Turn>>> = Arc::default();
+        {
+            let (turn, cpu) = (turn.clone(), self.runtime.inner.cpu.clone());
+            let connection: Arc<str> = Arc::from(ctx.connection_id.as_deref().unwrap_or(""));
+            live.store.set_epoch_deadline(1);
+            live.store.epoch_deadline_callback(move |_| {
+                if std::time::Instant::now() >= ends {
+                    return Ok(wasmtime::UpdateDeadline::Interrupt);
+                }
+                drop(turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+                let (turn, cpu, connection) = (turn.clone(), cpu.clone(), connection.clone());
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        let (next, waited) = cpu.turn(&connection).await;
+                        *turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(next);
+                        if !waited {
+                            tokio::task::yield_now().await;
+                        }
+                    }),
+                ))
+            });
+        }
 
         let outcome = {
             let pre = &self.pre;
@@ -396,26 +313,14 @@ impl LoadedConnector {
             };
             tokio::time::timeout(deadline, work).await
         };
+        // The call is off the CPU: its turn (if it reached a tick) goes to the next waiter.
+        drop(turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         let connector = self.label.to_string();
-        // Every host resource the call left behind goes now, whatever the outcome: outgoing
-        // requests still in flight are aborted (their sockets closed), bodies, streams and fields
-        // freed. A kept instance starts its next call with an empty table (a handle the guest
-        // kept across calls no longer resolves: using it traps, and the instance is discarded).
         let resources_exhausted = matches!(&outcome, Ok(Err(CallFailure::Run(e))) if table_full(e))
             || (matches!(&outcome, Ok(Err(_))) && live.store.data_mut().table.iter_mut().count() >= max_resources as usize);
-        let left = std::mem::take(&mut live.store.data_mut().table);
-        drop(left);
+        live.store.data_mut().end_call();
         let state = live.store.data();
-        if state.log_lines > LOG_LINES_PER_CALL {
-            tracing::warn!(
-                target: "connector",
-                connector = &*self.label,
-                connection = state.connection.as_deref().unwrap_or("-"),
-                "{} more log lines of this call dropped (limit {LOG_LINES_PER_CALL} per call)",
-                state.log_lines - LOG_LINES_PER_CALL
-            );
-        }
-        if let Some(destination) = &state.hooks.denied {
+        if let Some(destination) = state.egress.denied() {
             return Err(CallError::EgressDenied {
                 connector,
                 destination: destination.clone(),
@@ -474,31 +379,17 @@ impl LoadedConnector {
     /// addresses from being reused while it lives).
     fn owns(&self, live: &Live, ctx: &CallContext) -> bool {
         let state = live.store.data();
-        Arc::ptr_eq(&state.label, &self.label)
-            && Arc::ptr_eq(&state.config, &ctx.config)
-            && Arc::ptr_eq(&state.hooks.policy, &ctx.egress)
-            && state.connection == ctx.connection_id
+        Arc::ptr_eq(&state.log.label, &self.label)
+            && Arc::ptr_eq(&state.config.values, &ctx.config)
+            && Arc::ptr_eq(state.egress.policy(), &ctx.egress)
+            && state.log.connection == ctx.connection_id
             && state.limiter.limit == ctx.limits.memory_bytes.min(self.runtime.config().max_memory_bytes)
     }
 
     fn new_store(&self, ctx: &CallContext) -> Store<CallState> {
-        let limits = ctx.limits;
         let runtime = &self.runtime;
-        let state = CallState {
-            label: self.label.clone(),
-            connection: ctx.connection_id.clone(),
-            config: ctx.config.clone(),
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes.min(runtime.config().max_memory_bytes),
-                refused: None,
-                current: 0,
-            },
-            table: ResourceTable::new(),
-            clocks: WasiClocksCtx::default(),
-            http: WasiHttpCtx::new(),
-            hooks: EgressHooks::new(ctx.egress.clone(), &limits),
-            log_lines: 0,
-        };
+        let memory = ctx.limits.memory_bytes.min(runtime.config().max_memory_bytes);
+        let state = CallState::new(self.label.clone(), ctx, memory);
         let mut store = Store::new(&runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         store

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::Connector;
 use crate::call::CallState;
 use crate::reuse::InstanceReuse;
 
-/// The version of the `idplex:connector` contract this host implements. Components built against
-/// any `1.x` are accepted; other majors are refused at install.
-pub const CONTRACT_VERSION: &str = "1.0.0";
+/// The version of the `idplex:connector` contract this host implements (the newest bindings in
+/// `crate::bindings`). Components built against any major in
+/// [`SUPPORTED_MAJORS`](crate::bindings::SUPPORTED_MAJORS) are accepted; others are refused at
+/// install.
+pub const CONTRACT_VERSION: &str = crate::bindings::v1::VERSION;
 
 /// Per-call sandbox limits. Defaults suit a connector that maps identities; an admin can raise
 /// or lower them per connection (see [`Limits::merged_with`]) up to [`RuntimeConfig::max_memory_bytes`].
@@ -96,8 +97,12 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: u64,
     /// How many connector instances may exist at once (pool size); calls beyond it fail fast.
     pub max_concurrent_instances: u32,
-    /// Granularity of deadline checks.
+    /// Granularity of deadline checks, and the length of a turn on the CPU ([`crate::cpu`]).
     pub epoch_tick: Duration,
+    /// Connector calls that may run past a tick at once, on as many cores; the turns rotate
+    /// between connections ([`crate::cpu`]). Default: one fewer than the cores (at least 1), so
+    /// spinning guests always leave a core to the host's own work.
+    pub guest_cpu_slots: usize,
     /// How instances are kept between the SCIM requests of a binding ([`crate::reuse`]).
     pub instance_reuse: InstanceReuse,
     /// Connector instances one connection may hold at once (live calls, a SCIM request's
@@ -134,6 +139,11 @@ pub const DEFAULT_MAX_PENDING_COMPILES: u32 = 4;
 /// Default of [`RuntimeConfig::refusal_cache_entries`].
 pub const DEFAULT_REFUSAL_CACHE: usize = 1024;
 
+/// Default of [`RuntimeConfig::guest_cpu_slots`]: the cores less one, at least one.
+pub fn default_guest_cpu_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+}
+
 impl RuntimeConfig {
     /// Defaults with the given cache directory.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
@@ -144,6 +154,7 @@ impl RuntimeConfig {
             max_memory_bytes: 512 << 20,
             max_concurrent_instances: 256,
             epoch_tick: Duration::from_millis(5),
+            guest_cpu_slots: default_guest_cpu_slots(),
             instance_reuse: InstanceReuse::default(),
             max_instances_per_connection: DEFAULT_MAX_INSTANCES_PER_CONNECTION,
             max_waiting_per_connection: DEFAULT_MAX_WAITING_PER_CONNECTION,
@@ -179,6 +190,8 @@ pub(crate) struct RuntimeInner {
     /// Refusals by hash of the uploaded bytes ([`RuntimeConfig::refusal_cache_entries`]).
     pub(crate) refusals: crate::install::RefusalCache,
     pub(crate) refusals_cached: AtomicU64,
+    /// Turns on the CPU for calls that run past a tick ([`crate::cpu`]).
+    pub(crate) cpu: Arc<crate::cpu::CpuScheduler>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -248,16 +261,19 @@ impl Runtime {
         let linker = build_linker(&engine).map_err(|e| anyhow::anyhow!("linker: {e}"))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let cpu = crate::cpu::CpuScheduler::new(config.guest_cpu_slots, config.epoch_tick);
         {
             let engine = engine.clone();
             let stop = stop_ticker.clone();
             let tick = config.epoch_tick;
+            let cpu = cpu.clone();
             std::thread::Builder::new()
                 .name("idplex-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
                         engine.increment_epoch();
+                        cpu.tick();
                     }
                 })?;
         }
@@ -276,6 +292,7 @@ impl Runtime {
                 compiles_waiting: AtomicUsize::new(0),
                 refusals: crate::install::RefusalCache::default(),
                 refusals_cached: AtomicU64::new(0),
+                cpu,
                 stop_ticker,
             }),
         })
@@ -284,6 +301,11 @@ impl Runtime {
     /// The settings this runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Calls on the CPU past a tick, and calls waiting for their turn ([`crate::cpu`]).
+    pub fn cpu_stats(&self) -> crate::cpu::CpuStats {
+        self.inner.cpu.stats()
     }
 
     /// How many components this runtime compiled, and how many it loaded from the cache.
@@ -296,22 +318,10 @@ impl Runtime {
     }
 }
 
-/// Every capability a connector may import, and nothing else: the contract's own imports
-/// (log, config, clock), `wasi:io` + `wasi:clocks` (needed by `wasi:http`), and
-/// `wasi:http/outgoing-handler` behind the egress policy. No filesystem, environment, sockets,
-/// random or stdio: a component importing those cannot be instantiated and is refused at install.
+/// The linker: every capability a connector may import ([`crate::capabilities::link`]), and
+/// nothing else.
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
-    use wasmtime_wasi::clocks::WasiClocks;
-    use wasmtime_wasi::p2::bindings::clocks;
-
     let mut linker = Linker::<CallState>::new(engine);
-    Connector::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
-    wasmtime_wasi_io::add_to_linker_async(&mut linker)?;
-    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(&mut linker, CallState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(
-        &mut linker,
-        CallState::clocks,
-    )?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::capabilities::link(&mut linker)?;
     Ok(linker)
 }

@@ -51,7 +51,7 @@ pub enum InstallError {
     #[error("component implements another world: it exports [{exports}] but no `idplex:connector/*` interface; build it against world `idplex:connector/connector@{CONTRACT_VERSION}`")]
     WrongWorld { exports: String },
     /// Built against a contract major version this host does not speak.
-    #[error("component was built against idplex:connector@{found}; this host implements {CONTRACT_VERSION} and accepts 1.x only: rebuild the connector against a 1.x contract or upgrade idplex")]
+    #[error("component was built against idplex:connector@{found}; this host implements {CONTRACT_VERSION} and accepts {} only: rebuild the connector against one of those or upgrade idplex", supported_majors())]
     IncompatibleContract { found: String },
     /// Imports something the sandbox does not grant.
     #[error("component imports `{import}`, which idplex does not provide to connectors: {reason}")]
@@ -153,8 +153,9 @@ async fn on_compiler_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 's
     rx.await.map_err(|_| InstallError::Invalid { detail: "the compiler failed on this component".into() })
 }
 
-/// A validated, compiled connector ready for calls. Cheap to share (`Arc`); every call gets a
-/// fresh instance from the pre-instantiated form.
+/// A validated, compiled connector ready for calls. Cheap to share (`Arc`). A call runs in an
+/// instance started from the pre-instantiated form: a fresh one, or the [`Warm`] instance of its
+/// unit of work (one SCIM request, possibly kept for the binding's next request: [`crate::reuse`]).
 pub struct LoadedConnector {
     pub(crate) runtime: Runtime,
     pub(crate) pre: ConnectorPre<CallState>,
@@ -558,7 +559,7 @@ impl Runtime {
             });
         };
         let found = first.rsplit_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
-        if major_of(&found) != Some(1) {
+        if !is_supported(&found) {
             return Err(InstallError::IncompatibleContract { found });
         }
         for (import, _) in ty.imports(engine) {
@@ -624,7 +625,7 @@ fn check_world(component: &[u8]) -> Result<(), InstallError> {
         });
     };
     let found = ours.rsplit_once('@').map(|(_, v)| v.to_string()).unwrap_or_default();
-    if major_of(&found) != Some(1) {
+    if !is_supported(&found) {
         return Err(InstallError::IncompatibleContract { found });
     }
     imports.iter().try_for_each(|i| check_import(i))
@@ -632,6 +633,16 @@ fn check_world(component: &[u8]) -> Result<(), InstallError> {
 
 fn major_of(version: &str) -> Option<u64> {
     semver::Version::parse(version).ok().map(|v| v.major)
+}
+
+/// Whether `version` of the contract is one this host links ([`crate::bindings::SUPPORTED_MAJORS`]).
+fn is_supported(version: &str) -> bool {
+    major_of(version).is_some_and(|m| crate::bindings::SUPPORTED_MAJORS.contains(&m))
+}
+
+/// "1.x" (or "1.x, 2.x"): the contract versions this host accepts, for messages.
+fn supported_majors() -> String {
+    crate::bindings::SUPPORTED_MAJORS.iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ")
 }
 
 /// Imports a connector may have, and the reason for each one it may not.
@@ -642,7 +653,7 @@ fn check_import(import: &str) -> Result<(), InstallError> {
     };
     let package = name.split('/').next().unwrap_or(name);
     match package {
-        "idplex:connector" if major_of(version) == Some(1) => Ok(()),
+        "idplex:connector" if is_supported(version) => Ok(()),
         "idplex:connector" => {
             Err(InstallError::IncompatibleContract { found: version.to_string() })
         }

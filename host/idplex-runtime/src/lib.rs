@@ -12,11 +12,20 @@
 //!   [`IdleInstances`] may keep for a later request of the same binding ([`reuse`]).
 //! * [`Registry`] binds connections to loaded connectors and swaps them atomically.
 //!
+//! * [`capabilities`](crate::capabilities) holds the host imports, one module per capability
+//!   (log, config, clock, egress), each with its per-call state, linking and reset; the
+//!   generated bindings live in `bindings`, one module per contract major (`bindings::v1`).
+//! * `cpu` shares the CPU between connections when guests run longer than an epoch tick: the
+//!   turns rotate between connections, so one connection's spinning calls cannot take the cores
+//!   from the others.
+//!
 //! This crate knows nothing of HTTP servers, SCIM semantics or storage.
 
 mod bindings;
 mod call;
+mod capabilities;
 mod config_schema;
+mod cpu;
 mod egress;
 mod engine;
 mod gate;
@@ -31,11 +40,12 @@ pub use bindings::{
     SsoIdentity, SyncPage, VerifiedAssertion, WitConnectorError,
 };
 pub use call::{CallContext, CallError, Warm};
+pub use cpu::CpuStats;
 pub use egress::{Credential, EgressPolicy};
 pub use engine::{
     CONTRACT_VERSION, CacheStats, DEFAULT_INSTANCE_WAIT, DEFAULT_MAX_INSTANCES_PER_CONNECTION,
     DEFAULT_MAX_PENDING_COMPILES, DEFAULT_MAX_WAITING_PER_CONNECTION, DEFAULT_REFUSAL_CACHE, Limits,
-    Runtime, RuntimeConfig,
+    Runtime, RuntimeConfig, default_guest_cpu_slots,
 };
 pub use config_schema::ConfigViolation;
 pub use install::{InstallError, InstallPolicy, LoadedConnector, ModuleHash};

@@ -90,3 +90,46 @@ async fn a_spinning_guest_is_stopped_by_its_deadline_even_on_a_single_thread() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_of_one_connection_share_one_cpu_turn_and_leave_the_workers_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.guest_cpu_slots = 1;
+    let rt = Runtime::new(cfg).unwrap();
+    let c = Arc::new(rt.install(HOSTILE).await.expect("hostile installs"));
+
+    // Connection A: six calls spinning until a 3 s deadline.
+    let a = Arc::new(ctx("conn_a", "loop", Limits { deadline_ms: 3_000, ..Limits::default() }));
+    let attackers: Vec<_> = (0..6)
+        .map(|_| {
+            let (c, a) = (c.clone(), a.clone());
+            tokio::spawn(async move { c.render(&a, ResourceKind::User, "{}".into()).await })
+        })
+        .collect();
+    // Every spinner reaches a tick within a few ticks; from then on at most one runs at a time.
+    let mut parked = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let s = rt.cpu_stats();
+        assert!(s.running <= 1, "one slot, so at most one turn at once: {s:?}");
+        parked = parked.max(s.waiting);
+        if parked >= 5 {
+            break;
+        }
+    }
+    assert!(parked >= 5, "A's other spinners wait for the turn (not runnable): at most {parked} seen waiting");
+
+    // Connection B's calls go through meanwhile (they are shorter than a tick: no turn needed).
+    let b = ctx("conn_b", "ok", Limits::default());
+    for i in 0..50 {
+        let out = c.render(&b, ResourceKind::User, format!(r#"{{"i":{i}}}"#)).await.unwrap();
+        assert_eq!(out, format!(r#"{{"i":{i}}}"#));
+    }
+    for t in attackers {
+        assert!(matches!(t.await.unwrap(), Err(CallError::Timeout { limit_ms: 3_000, .. })));
+    }
+    // Every turn was given back or lapsed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rt.cpu_stats(), idplex_runtime::CpuStats { running: 0, waiting: 0 });
+}

@@ -115,7 +115,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/connectors/{name}", get(connector_versions))
         .route("/connectors/{name}/{version}", get(inspect_connector))
         .route("/connections", get(list_connections).post(create_connection))
-        .route("/connections/{id}", get(get_connection))
+        .route("/connections/{id}", get(get_connection).patch(update_connection))
         .route("/connections/{id}/activate", post(activate))
         .route("/connections/{id}/rollback", post(rollback))
         .route("/connections/{id}/history", get(history))
@@ -293,6 +293,36 @@ async fn create_connection(
 
 async fn get_connection(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let conn = s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
+    Ok(Json(redacted(&conn)))
+}
+
+/// `PATCH /connections/{id}`: each field present replaces that field.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateConnection {
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    egress_allow: Option<Vec<String>>,
+    #[serde(default)]
+    limits: Option<Value>,
+}
+
+async fn update_connection(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateConnection>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(u) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    if u.config.is_none() && u.egress_allow.is_none() && u.limits.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "nothing to change: give config, egress_allow or limits",
+        ));
+    }
+    let update = idplex_hub::store::ConnectionUpdate { config: u.config, egress_allow: u.egress_allow, limits: u.limits };
+    let conn = s.hub.update_connection(&id, update).await?;
     Ok(Json(redacted(&conn)))
 }
 

@@ -12,7 +12,7 @@ async fn readiness_failure_does_not_leak_database_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("idplex.db").display());
     let runtime = RuntimeConfig::new(dir.path().join("cache"));
-    let hub = Hub::connect(&url, runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
+    let hub = Hub::connect(&url, &Default::default(), runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
     let app = idplex_server::router(hub.clone());
 
     let ready = app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();

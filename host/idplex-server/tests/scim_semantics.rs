@@ -28,7 +28,7 @@ async fn env() -> Env {
     let url = format!("sqlite://{}", dir.path().join("idplex.db").display());
     let mut runtime = RuntimeConfig::new(dir.path().join("cache"));
     runtime.max_concurrent_instances = 16;
-    let hub = Hub::connect(&url, runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
+    let hub = Hub::connect(&url, &Default::default(), runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
     let app = idplex_server::router(hub.clone());
     Env { hub, app, _dir: dir }
 }

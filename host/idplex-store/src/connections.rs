@@ -436,3 +436,52 @@ impl Store {
         })
     }
 }
+
+/// A change of connections made anywhere (this process, the CLI, another replica), as heard
+/// through [`Store::listen_connection_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionChange {
+    /// The connection with this id was created, changed or deleted.
+    Connection(String),
+    /// The listening connection was lost and re-established: changes may have been missed, so
+    /// re-read every connection.
+    Resync,
+}
+
+/// The feed of [`ConnectionChange`]s of a PostgreSQL store (`LISTEN` on the channel the
+/// `connections` trigger of migration 0007 notifies).
+pub struct ConnectionChanges {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl std::fmt::Debug for ConnectionChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionChanges").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionChanges {
+    /// The next change. A lost connection gives [`ConnectionChange::Resync`] once it is back
+    /// (sqlx reconnects); an error means the server could not be reached (retry later).
+    pub async fn next(&mut self) -> Result<ConnectionChange, StoreError> {
+        match self.listener.try_recv().await? {
+            Some(n) => Ok(ConnectionChange::Connection(n.payload().to_string())),
+            None => Ok(ConnectionChange::Resync),
+        }
+    }
+}
+
+impl Store {
+    /// On PostgreSQL, a feed of every connection change committed by any process on this
+    /// database (schema), delivered within milliseconds of the commit; `None` on SQLite, whose
+    /// other processes are seen by polling ([`Store::list_connections`]).
+    pub async fn listen_connection_changes(&self) -> Result<Option<ConnectionChanges>, StoreError> {
+        let crate::Pools::Postgres(pool) = &self.pools else {
+            return Ok(None);
+        };
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(pool).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(&format!("idplex_bindings.{schema}")).await?;
+        Ok(Some(ConnectionChanges { listener }))
+    }
+}

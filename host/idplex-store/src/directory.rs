@@ -246,105 +246,135 @@ pub(crate) enum UserWritten {
     Replaced(Option<UserRow>),
 }
 
-/// Executes the [`UserWrite`] `$write` (a reference) on `$executor` (a pool or `&mut *conn`),
-/// giving `Result<UserWritten, sqlx::Error>`. A macro, like `with_pool!`, so that one text of
-/// the binds serves both backends.
-macro_rules! execute_user_write {
-    ($write:expr, $executor:expr) => {
-        match $write {
-            $crate::directory::UserWrite::Create {
-                id,
-                user_name,
-                external_id,
-                active,
-                json,
-                now,
-                connection_id,
-            } => sqlx::query_scalar($crate::directory::INSERT_USER)
-                .bind(id)
-                .bind(user_name)
-                .bind($crate::directory::user_name_key(user_name))
-                .bind(external_id)
-                .bind(*active)
-                .bind(json)
-                .bind(*now)
-                .bind(connection_id)
-                .fetch_optional($executor)
-                .await
-                .map($crate::directory::UserWritten::Created),
-            $crate::directory::UserWrite::Replace {
-                id, connection_id, expected_version, user_name, external_id, active, json, now,
-            } => {
-                let updated: Result<Option<$crate::directory::UserRow>, sqlx::Error> =
-                    sqlx::query_as($crate::directory::UPDATE_USER)
-                        .bind(user_name)
-                        .bind($crate::directory::user_name_key(user_name))
-                        .bind(external_id)
-                        .bind(*active)
-                        .bind(json)
-                        .bind(*now)
-                        .bind(id)
-                        .bind(connection_id)
-                        .bind(*expected_version)
-                        .fetch_optional($executor)
-                        .await;
-                match updated {
-                    // A deactivation ends the user's sessions in the same transaction.
-                    Ok(Some(row)) if !*active => sqlx::query($crate::user_tokens::END_USER_SESSIONS)
-                        .bind(*now)
-                        .bind($crate::user_tokens::SessionEndReason::UserDeactivated.as_str())
-                        .bind(id)
-                        .execute($executor)
-                        .await
-                        .map(|_| $crate::directory::UserWritten::Replaced(Some(row))),
-                    other => other.map($crate::directory::UserWritten::Replaced),
-                }
-            }
-        }
-    };
+/// One value bound to a user write's statement. [`UserWrite::params`] lists them in `$N` order,
+/// once, and each backend binds that one list: sqlx on PostgreSQL ([`execute_user_write_pg`]),
+/// rusqlite on SQLite ([`execute_user_write_sqlite`]).
+#[derive(Debug)]
+pub(crate) enum Param<'a> {
+    Text(&'a str),
+    OwnedText(String),
+    OptText(Option<&'a str>),
+    Bool(bool),
+    Int(i64),
+    OptInt(Option<i64>),
 }
-pub(crate) use execute_user_write;
 
-/// [`execute_user_write!`] on a synchronous SQLite connection (the group committer's).
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(v) => v.to_sql(),
+            Param::OwnedText(v) => v.to_sql(),
+            Param::OptText(v) => v.to_sql(),
+            Param::Bool(v) => v.to_sql(),
+            Param::Int(v) => v.to_sql(),
+            Param::OptInt(v) => v.to_sql(),
+        }
+    }
+}
+
+/// Binds every [`Param`] of `$params` to the sqlx query `$query`, in order.
+macro_rules! bind_params {
+    ($query:expr, $params:expr) => {{
+        let mut q = $query;
+        for p in $params {
+            q = match p {
+                Param::Text(v) => q.bind(*v),
+                Param::OwnedText(v) => q.bind(v.as_str()),
+                Param::OptText(v) => q.bind(*v),
+                Param::Bool(v) => q.bind(*v),
+                Param::Int(v) => q.bind(*v),
+                Param::OptInt(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+impl UserWrite {
+    /// The statement's bound values, `$1` first.
+    pub(crate) fn params(&self) -> Vec<Param<'_>> {
+        match self {
+            UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => vec![
+                Param::Text(id),
+                Param::Text(user_name),
+                Param::OwnedText(user_name_key(user_name)),
+                Param::OptText(external_id.as_deref()),
+                Param::Bool(*active),
+                Param::Text(json),
+                Param::Int(*now),
+                Param::Text(connection_id),
+            ],
+            UserWrite::Replace { id, connection_id, expected_version, user_name, external_id, active, json, now } => vec![
+                Param::Text(user_name),
+                Param::OwnedText(user_name_key(user_name)),
+                Param::OptText(external_id.as_deref()),
+                Param::Bool(*active),
+                Param::Text(json),
+                Param::Int(*now),
+                Param::Text(id),
+                Param::Text(connection_id),
+                Param::OptInt(*expected_version),
+            ],
+        }
+    }
+
+    /// The values of [`END_USER_SESSIONS`] when this write deactivates the user.
+    fn end_sessions_params(&self) -> Option<[Param<'_>; 3]> {
+        match self {
+            UserWrite::Replace { id, active: false, now, .. } => Some([
+                Param::Int(*now),
+                Param::Text(SessionEndReason::UserDeactivated.as_str()),
+                Param::Text(id),
+            ]),
+            _ => None,
+        }
+    }
+}
+
+/// Executes `write` on a PostgreSQL transaction. A deactivation ends the user's sessions in the
+/// same transaction.
+pub(crate) async fn execute_user_write_pg(
+    write: &UserWrite,
+    tx: &mut sqlx::PgConnection,
+) -> Result<UserWritten, sqlx::Error> {
+    let params = write.params();
+    match write {
+        UserWrite::Create { .. } => bind_params!(sqlx::query_scalar(INSERT_USER), &params)
+            .fetch_optional(&mut *tx)
+            .await
+            .map(UserWritten::Created),
+        UserWrite::Replace { .. } => {
+            let row: Option<UserRow> = bind_params!(sqlx::query_as(UPDATE_USER), &params).fetch_optional(&mut *tx).await?;
+            if let (Some(_), Some(end)) = (&row, write.end_sessions_params()) {
+                bind_params!(sqlx::query(END_USER_SESSIONS), &end).execute(&mut *tx).await?;
+            }
+            Ok(UserWritten::Replaced(row))
+        }
+    }
+}
+
+/// Executes `write` on a synchronous SQLite connection (the group committer's, inside its
+/// transaction).
 pub(crate) fn execute_user_write_sqlite(
     conn: &rusqlite::Connection,
     write: &UserWrite,
 ) -> rusqlite::Result<UserWritten> {
+    let params = write.params();
+    let values: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
     match write {
-        UserWrite::Create { id, user_name, external_id, active, json, now, connection_id } => conn
+        UserWrite::Create { .. } => conn
             .prepare_cached(INSERT_USER)?
-            .query_row(
-                numbered(&[id, user_name, &user_name_key(user_name), external_id, active, json, now, connection_id])
-                    .as_slice(),
-                |row| row.get(0),
-            )
+            .query_row(numbered(&values).as_slice(), |row| row.get(0))
             .optional()
             .map(UserWritten::Created),
-        UserWrite::Replace {
-            id, connection_id, expected_version, user_name, external_id, active, json, now,
-        } => {
+        UserWrite::Replace { .. } => {
             let row = conn
                 .prepare_cached(UPDATE_USER)?
-                .query_row(
-                    numbered(&[
-                        user_name,
-                        &user_name_key(user_name),
-                        external_id,
-                        active,
-                        json,
-                        now,
-                        id,
-                        connection_id,
-                        expected_version,
-                    ])
-                    .as_slice(),
-                    UserRow::from_sqlite,
-                )
+                .query_row(numbered(&values).as_slice(), UserRow::from_sqlite)
                 .optional()?;
-            if row.is_some() && !*active {
-                // A deactivation ends the user's sessions in the same transaction.
-                conn.prepare_cached(END_USER_SESSIONS)?
-                    .execute(numbered(&[now, &SessionEndReason::UserDeactivated.as_str(), id]).as_slice())?;
+            if let (Some(_), Some(end)) = (&row, write.end_sessions_params()) {
+                let end: Vec<&dyn rusqlite::ToSql> = end.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
+                conn.prepare_cached(END_USER_SESSIONS)?.execute(numbered(&end).as_slice())?;
             }
             Ok(UserWritten::Replaced(row))
         }
@@ -964,7 +994,7 @@ impl Store {
             Pools::Postgres(pool) => {
                 let run = async {
                     let mut tx = pool.begin().await?;
-                    let out = execute_user_write!(&write, &mut *tx)?;
+                    let out = execute_user_write_pg(&write, &mut tx).await?;
                     tx.commit().await?;
                     Ok(out)
                 };

@@ -10,10 +10,11 @@
 //!
 //! How: callers send a [`UserWrite`] with a oneshot reply channel; the task takes whatever has
 //! queued (up to [`MAX_BATCH`]), runs `BEGIN IMMEDIATE`, each statement, `COMMIT`, and only then
-//! answers every caller: a write is never acknowledged before its transaction is committed, so an
-//! acknowledged write survives the process being killed (`synchronous=NORMAL` in WAL mode writes
-//! the WAL before `COMMIT` returns; it is only power loss that may lose the last transactions).
-//! Nothing waits for a batch to fill: an idle committer runs a lone write at once.
+//! answers every caller: a write is never acknowledged before its transaction is committed, and
+//! with `synchronous=FULL` `COMMIT` returns only once the WAL is synced to disk, so an
+//! acknowledged write survives a power loss, not only the process being killed. The batch pays
+//! one `fsync` for all its writes. Nothing waits for a batch to fill: an idle committer runs a
+//! lone write at once.
 //!
 //! Isolation between the writes of a batch: every job is a single statement (a deactivation adds
 //! the one that ends the user's sessions, which has no constraint to fail), and SQLite rolls a
@@ -29,18 +30,16 @@
 //! calls instead of one round trip each to sqlx's connection thread. While it runs, the
 //! committer holds the write pool's only connection: that is the write lock, so sqlx's writers
 //! and the batch never contend for SQLite's lock (which would put one of them to sleep in the
-//! busy handler). An in-memory database has no second connection; its batches run through the
-//! pool.
+//! busy handler). (`sqlite::memory:` is a temporary file: the same path.)
 //!
 //! Other writes (tokens, groups, bindings) keep taking the write connection from its pool
 //! directly; the committer holds it only while a batch runs, so they interleave with batches.
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::directory::{UserWrite, UserWritten, execute_user_write, execute_user_write_sqlite};
+use crate::directory::{UserWrite, UserWritten, execute_user_write_sqlite};
 use crate::{StoreError, readers};
 
 /// Most writes one transaction carries. Bounds the latency a batch adds to its last write.
@@ -90,12 +89,11 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupCommit {
-    /// Starts the committer on the current tokio runtime, writing through `write` (the
-    /// one-connection write pool), or with `file` (a SQLite file, not an in-memory database)
-    /// through that file's synchronous [`readers::Writer`] (see the module docs).
-    pub(crate) fn start(write: SqlitePool, file: Option<Arc<readers::Writer>>) -> GroupCommit {
+    /// Starts the committer on the current tokio runtime, writing through the file's
+    /// synchronous [`readers::Writer`] (see the module docs).
+    pub(crate) fn start(writer: Arc<readers::Writer>) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(write, file, jobs));
+        tokio::spawn(run(writer, jobs));
         GroupCommit { queue }
     }
 
@@ -112,15 +110,12 @@ impl GroupCommit {
 
 type Outcome = Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error>;
 
-async fn run(pool: SqlitePool, file: Option<Arc<readers::Writer>>, mut jobs: mpsc::Receiver<Job>) {
+async fn run(writer: Arc<readers::Writer>, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (writes, replies): (Vec<UserWrite>, Vec<_>) = batch.drain(..).map(|j| (j.write, j.reply)).unzip();
         let n = writes.len();
-        let outcome = match &file {
-            None => commit_pool(&pool, &writes).await,
-            Some(writer) => writer.transaction(move |conn| commit_sync(conn, &writes)).await,
-        };
+        let outcome = writer.transaction(move |conn| commit_sync(conn, &writes)).await;
         if n > 1 {
             tracing::trace!(writes = n, "group commit");
         }
@@ -140,24 +135,6 @@ async fn run(pool: SqlitePool, file: Option<Arc<readers::Writer>>, mut jobs: mps
             }
         }
     }
-}
-
-/// One transaction over `writes` through the pool: the per-write results if it committed.
-async fn commit_pool(pool: &SqlitePool, writes: &[UserWrite]) -> Outcome {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(writes.len());
-    for write in writes {
-        match execute_user_write!(write, &mut *tx) {
-            // A constraint failure undid its own statement only (see the module docs).
-            Err(sqlx::Error::Database(db)) if db.kind() != sqlx::error::ErrorKind::Other => {
-                results.push(Err(sqlx::Error::Database(db)));
-            }
-            Err(e) => return Err(e),
-            Ok(written) => results.push(Ok(written)),
-        }
-    }
-    tx.commit().await?;
-    Ok(results)
 }
 
 /// Each write on `conn`, inside the transaction [`readers::Writer::transaction`] opened: the

@@ -16,7 +16,8 @@
 //! keeps the SQL single-sourced wherever the dialects agree (they agree everywhere except the
 //! migrations) while keeping what `AnyPool` would lose:
 //!
-//! * per-backend connection setup: SQLite pragmas (WAL, `synchronous=NORMAL`, foreign keys,
+//! * per-backend connection setup: SQLite pragmas (WAL, `synchronous=FULL` on the write path,
+//!   foreign keys,
 //!   busy timeout) and a separate single-connection write pool beside a multi-connection read
 //!   pool, because SQLite admits one writer at a time; `BEGIN IMMEDIATE` for SQLite write
 //!   transactions so a transaction never has to upgrade its lock half-way;
@@ -70,24 +71,54 @@ pub struct OpenOptions {
     /// Maximum connections of the PostgreSQL pool, or of the SQLite read pool.
     /// Defaults to 2 × available parallelism, clamped to 4..=16.
     pub max_connections: Option<u32>,
+    /// SQLite only: how durable an acknowledged write is ([`SqliteSync`]; default
+    /// [`SqliteSync::Full`]).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `synchronous` setting on the write path (WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// `FULL`: `COMMIT` returns once the WAL is synced to disk: an acknowledged write survives
+    /// a power loss or kernel crash. One `fsync` per transaction (the group committer shares it
+    /// among the writes of a batch).
+    #[default]
+    Full,
+    /// `NORMAL`: the WAL is written but synced only at checkpoints: an acknowledged write
+    /// survives the process being killed, not a power loss. For benchmarks and disposable data.
+    Normal,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(SqliteSync::Full),
+            "normal" => Ok(SqliteSync::Normal),
+            other => Err(format!("SQLite synchronous must be full or normal, not {other:?}")),
+        }
+    }
 }
 
 /// The connection pools of a [`Store`], one variant per backend.
 #[derive(Debug, Clone)]
 enum Pools {
     /// `write` has exactly one connection (SQLite admits one writer); `read` has several.
-    /// For an in-memory database both are the same one-connection pool.
+    /// `sqlite::memory:` is a private temporary file, so it runs exactly this code too.
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
         /// Batches user writes into shared transactions on `write` (`group_commit.rs`).
         committer: group_commit::GroupCommit,
-        /// Dedicated read connections for the per-request lookups (`readers.rs`); `None` for an
-        /// in-memory database, whose only connection is the pool's.
-        readers: Option<std::sync::Arc<readers::Readers>>,
+        /// Dedicated read connections for the per-request lookups (`readers.rs`).
+        readers: std::sync::Arc<readers::Readers>,
         /// Synchronous write transactions under the write pool's lock (`readers.rs`): the
-        /// committer's batches and the sync log's; `None` for an in-memory database.
-        writer: Option<std::sync::Arc<readers::Writer>>,
+        /// committer's batches and the sync log's.
+        writer: std::sync::Arc<readers::Writer>,
+        /// The private directory of a `sqlite::memory:` database, removed with the last handle
+        /// (held, not read).
+        #[allow(dead_code)]
+        scratch: Option<std::sync::Arc<tempfile::TempDir>>,
     },
     Postgres(PgPool),
 }
@@ -117,8 +148,7 @@ macro_rules! with_pool {
 macro_rules! with_reader {
     ($store:expr, sqlite: |$r:ident| $sync:expr, pool: |$c:ident| $body:expr) => {
         match &$store.pools {
-            $crate::Pools::Sqlite { readers: Some(readers), .. } => readers.run(|$r| $sync),
-            $crate::Pools::Sqlite { read: $c, .. } => $body,
+            $crate::Pools::Sqlite { readers, .. } => readers.run(|$r| $sync),
             $crate::Pools::Postgres($c) => $body,
         }
     };
@@ -149,6 +179,7 @@ macro_rules! with_tx {
 }
 
 mod connections;
+pub use connections::{ConnectionChange, ConnectionChanges};
 mod directory;
 mod events;
 mod group_commit;
@@ -200,7 +231,9 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and applies pending migrations.
     ///
     /// * `sqlite://PATH`, `sqlite:PATH`, or a plain file path: SQLite, file created if missing;
-    /// * `sqlite::memory:`: a private in-memory SQLite database (one connection);
+    /// * `sqlite::memory:`: a private, temporary database: a SQLite file in a new temporary
+    ///   directory, removed when the last handle is dropped (the same code as a file, and
+    ///   memory-fast on a tmpfs `TMPDIR`);
     /// * `postgres://...` / `postgresql://...`: PostgreSQL.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         Store::open_with(url, &OpenOptions::default()).await
@@ -221,8 +254,15 @@ impl Store {
                 SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
                     reason: format!("cannot parse SQLite URL: {e}"),
                 })?;
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            Store::open_sqlite(connect, in_memory, options).await?
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                let scratch = tempfile::Builder::new().prefix("idplex-memory.").tempdir().map_err(|e| {
+                    StoreError::InvalidUrl { reason: format!("cannot create a temporary database directory: {e}") }
+                })?;
+                let file = scratch.path().join("idplex.db");
+                Store::open_sqlite(SqliteConnectOptions::new().filename(file), Some(scratch), options).await?
+            } else {
+                Store::open_sqlite(connect, None, options).await?
+            }
         } else if let Some((scheme, _)) = url.split_once("://") {
             return Err(StoreError::InvalidUrl {
                 reason: format!(
@@ -230,7 +270,7 @@ impl Store {
                 ),
             });
         } else {
-            Store::open_sqlite(SqliteConnectOptions::new().filename(url), false, options).await?
+            Store::open_sqlite(SqliteConnectOptions::new().filename(url), None, options).await?
         };
         tracing::info!(backend = %store.backend(), "store opened");
         Ok(store)
@@ -238,7 +278,7 @@ impl Store {
 
     async fn open_sqlite(
         connect: SqliteConnectOptions,
-        in_memory: bool,
+        scratch: Option<tempfile::TempDir>,
         options: &OpenOptions,
     ) -> Result<Store, StoreError> {
         if options.postgres_schema.is_some() {
@@ -251,62 +291,48 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         // Held until the schema is migrated (dropped at the end of this function).
-        let _setup = if in_memory { None } else { Some(setup_lock(connect.get_filename()).await?) };
+        let _setup = setup_lock(connect.get_filename()).await?;
 
-        let pools = if in_memory {
-            // Every connection to `:memory:` would see its own database: use exactly one,
-            // and never let it be reaped.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .test_before_acquire(false)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(connect)
-                .await?;
-            Pools::Sqlite {
-                read: pool.clone(),
-                committer: group_commit::GroupCommit::start(pool.clone(), None),
-                write: pool,
-                readers: None,
-                writer: None,
-            }
-        } else {
-            // Checkpoints run on their own thread (`readers.rs`), never inside a commit.
-            let connect = connect
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .pragma("wal_autocheckpoint", "0");
-            // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
-            // No `test_before_acquire` on either pool: a connection to a local file does not go
-            // stale, and the test is a round trip to the connection's worker thread on every
-            // acquire, as costly as the query itself (sqlx still checks a connection when it is
-            // returned, and discards a broken one).
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .test_before_acquire(false)
-                .connect_with(connect.clone())
-                .await?;
-            // Readers never block the writer under WAL; `query_only` guards against a write
-            // slipping onto a read connection.
-            let readers = options.max_connections.unwrap_or_else(default_pool_size);
-            let read_only = connect.pragma("query_only", "ON");
-            let read = SqlitePoolOptions::new()
-                .max_connections(readers)
-                .test_before_acquire(false)
-                .connect_with(read_only.clone())
-                .await?;
-            // Created after the pools, so the database file exists (and is in WAL mode) by then.
-            let readers = readers::Readers::open(read_only.get_filename(), readers as usize, write.clone())?;
-            let writer = std::sync::Arc::new(readers::Writer::new(read_only.get_filename(), write.clone()));
-            Pools::Sqlite {
-                read,
-                committer: group_commit::GroupCommit::start(write.clone(), Some(writer.clone())),
-                writer: Some(writer),
-                write,
-                readers: Some(std::sync::Arc::new(readers)),
-            }
+        // Durable against power loss: every commit on the write path syncs the WAL
+        // (`synchronous=FULL`); the group committer amortizes that one fsync over a batch.
+        // Checkpoints run on their own thread (`readers.rs`), never inside a commit.
+        let connect = connect
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.sqlite_synchronous {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .pragma("wal_autocheckpoint", "0");
+        // One writer: writes queue in the pool instead of spinning on SQLITE_BUSY.
+        // No `test_before_acquire` on either pool: a connection to a local file does not go
+        // stale, and the test is a round trip to the connection's worker thread on every
+        // acquire, as costly as the query itself (sqlx still checks a connection when it is
+        // returned, and discards a broken one).
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
+            .await?;
+        // Readers never block the writer under WAL; `query_only` guards against a write
+        // slipping onto a read connection.
+        let readers = options.max_connections.unwrap_or_else(default_pool_size);
+        let read_only = connect.pragma("query_only", "ON");
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .test_before_acquire(false)
+            .connect_with(read_only.clone())
+            .await?;
+        // Created after the pools, so the database file exists (and is in WAL mode) by then.
+        let readers = readers::Readers::open(read_only.get_filename(), readers as usize, write.clone())?;
+        let writer = std::sync::Arc::new(readers::Writer::new(read_only.get_filename(), write.clone(), options.sqlite_synchronous));
+        let pools = Pools::Sqlite {
+            read,
+            committer: group_commit::GroupCommit::start(writer.clone()),
+            writer,
+            write,
+            readers: std::sync::Arc::new(readers),
+            scratch: scratch.map(std::sync::Arc::new),
         };
         if let Pools::Sqlite { write, .. } = &pools {
             SQLITE_MIGRATOR.run(write).await?;
@@ -389,9 +415,7 @@ impl Store {
                 readers,
                 ..
             } => {
-                if let Some(readers) = readers {
-                    readers.close();
-                }
+                readers.close();
                 read.close().await;
                 write.close().await;
             }
@@ -501,5 +525,49 @@ mod tests {
         ] {
             assert!(!super::is_plain_identifier(bad), "{bad}");
         }
+    }
+
+    /// The `synchronous` level of the connection that commits SCIM user writes (the group
+    /// committer's) and of the sqlx write pool: 2 = FULL, 1 = NORMAL.
+    async fn write_path_synchronous(store: &super::Store) -> (i64, i64) {
+        let super::Pools::Sqlite { writer, write, .. } = &store.pools else { unreachable!() };
+        let committer = writer
+            .transaction(|c| c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).map_err(super::readers::to_sqlx))
+            .await
+            .unwrap();
+        let pool: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(write).await.unwrap();
+        (committer, pool)
+    }
+
+    #[tokio::test]
+    async fn sqlite_writes_are_durable_against_power_loss_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = super::Store::open(&url).await.unwrap();
+        assert_eq!(write_path_synchronous(&store).await, (2, 2), "synchronous=FULL on the write path");
+        store.close().await;
+
+        let url = format!("sqlite://{}", dir.path().join("b.db").display());
+        let options = super::OpenOptions { sqlite_synchronous: super::SqliteSync::Normal, ..Default::default() };
+        let store = super::Store::open_with(&url, &options).await.unwrap();
+        assert_eq!(write_path_synchronous(&store).await, (1, 1), "synchronous=NORMAL when asked for");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_a_private_file_removed_with_the_store() {
+        let store = super::Store::open("sqlite::memory:").await.unwrap();
+        let super::Pools::Sqlite { scratch: Some(scratch), .. } = &store.pools else {
+            panic!("sqlite::memory: runs on a scratch file")
+        };
+        let path = scratch.path().to_owned();
+        assert!(path.join("idplex.db").exists());
+        // A second in-memory store is another database.
+        let other = super::Store::open("sqlite::memory:").await.unwrap();
+        let super::Pools::Sqlite { scratch: Some(other_scratch), .. } = &other.pools else { unreachable!() };
+        assert_ne!(other_scratch.path(), path);
+        store.close().await;
+        drop(store);
+        assert!(!path.exists(), "the scratch directory goes with the last handle");
     }
 }

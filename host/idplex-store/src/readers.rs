@@ -41,8 +41,9 @@ use sqlx::error::ErrorKind;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a connection to the SQLite file `path` with the settings of the store's sqlx
-/// connections (WAL is a property of the file, already set by the store): `synchronous=NORMAL`,
-/// foreign keys enforced, a 5 s busy timeout; `query_only` for a reader.
+/// connections (WAL is a property of the file, already set by the store): foreign keys enforced,
+/// a 5 s busy timeout; `query_only` for a reader; `synchronous=FULL` for a writer (a commit
+/// returns once the WAL is on disk: acknowledged writes survive a power loss).
 pub(crate) fn open(path: &Path, query_only: bool) -> Result<Connection, sqlx::Error> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if !query_only {
@@ -53,7 +54,7 @@ pub(crate) fn open(path: &Path, query_only: bool) -> Result<Connection, sqlx::Er
     conn.execute_batch(if query_only {
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA query_only = ON;"
     } else {
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
     })
     .map_err(to_sqlx)?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -167,11 +168,12 @@ pub(crate) struct Writer {
     path: PathBuf,
     lock: sqlx::SqlitePool,
     idle: Mutex<Vec<Connection>>,
+    sync: crate::SqliteSync,
 }
 
 impl Writer {
-    pub(crate) fn new(path: &Path, lock: sqlx::SqlitePool) -> Writer {
-        Writer { path: path.to_owned(), lock, idle: Mutex::new(Vec::new()) }
+    pub(crate) fn new(path: &Path, lock: sqlx::SqlitePool, sync: crate::SqliteSync) -> Writer {
+        Writer { path: path.to_owned(), lock, idle: Mutex::new(Vec::new()), sync }
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT` on a synchronous connection, on a
@@ -186,10 +188,17 @@ impl Writer {
         let lock = self.lock.acquire().await?;
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let path = self.path.clone();
+        let sync = self.sync;
         let joined = tokio::task::spawn_blocking(move || {
             let conn = match idle {
                 Some(c) => c,
-                None => open(&path, false)?,
+                None => {
+                    let conn = open(&path, false)?;
+                    if sync == crate::SqliteSync::Normal {
+                        conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(to_sqlx)?;
+                    }
+                    conn
+                }
             };
             let out = conn.execute_batch("BEGIN IMMEDIATE").map_err(to_sqlx).and_then(|()| {
                 let out = body(&conn)?;

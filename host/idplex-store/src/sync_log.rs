@@ -669,7 +669,7 @@ impl Store {
 
     /// [`INSERT_SYNC`] of each of `rows`, in one transaction: how many were written.
     async fn insert_sync_rows(&self, rows: Vec<BoundedEntry>) -> Result<u64, sqlx::Error> {
-        if let crate::Pools::Sqlite { writer: Some(writer), .. } = &self.pools {
+        if let crate::Pools::Sqlite { writer, .. } = &self.pools {
             return writer.transaction(move |conn| insert_sqlite(conn, &rows)).await;
         }
         let written = with_tx!(self, |tx| {

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use idplex_hub::{ErrorClass, Hub, HubError, HubOptions, SecretKey, redacted, rfc3339};
 use idplex_hub::runtime::RuntimeConfig;
 use idplex_hub::store::{
-    NewConnection, OutcomeFilter, ScimDeletePolicy, StoreError, SyncLogCursor, SyncLogQuery, UserTokenFilter,
+    NewConnection, OpenOptions, OutcomeFilter, ScimDeletePolicy, StoreError, SyncLogCursor, SyncLogQuery, UserTokenFilter,
 };
 use serde_json::{Value, json};
 
@@ -42,6 +42,10 @@ struct Global {
     /// Directory for the SQLite file and the compiled-connector cache.
     #[arg(long, global = true, env = "IDPLEX_DATA_DIR", default_value = "idplex-data")]
     data_dir: PathBuf,
+    /// SQLite: `full` (default) makes every acknowledged write survive a power loss; `normal`
+    /// only the process being killed (faster; for benchmarks and disposable data).
+    #[arg(long, global = true, env = "IDPLEX_SQLITE_SYNCHRONOUS", default_value = "full")]
+    sqlite_synchronous: idplex_hub::store::SqliteSync,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -206,6 +210,26 @@ enum ConnectionCmd {
     },
     /// List connections.
     List,
+    /// Change a connection's config, egress allow-list or limits (each option given replaces
+    /// that whole field; the others are kept). The config is checked against the active
+    /// version's config schema; the change is live at once (other servers follow).
+    Update {
+        /// Connection id.
+        connection: String,
+        /// The new config, one `KEY=VALUE` per option (repeatable; replaces the whole config).
+        #[arg(long = "config", value_parser = parse_kv)]
+        config: Vec<(String, String)>,
+        /// The new egress allow-list, one host (or host:port) per option (repeatable; replaces
+        /// the list).
+        #[arg(long = "allow-egress")]
+        allow_egress: Vec<String>,
+        /// Remove every egress destination.
+        #[arg(long, conflicts_with = "allow_egress")]
+        no_egress: bool,
+        /// The new sandbox limits as JSON (replaces them).
+        #[arg(long)]
+        limits: Option<String>,
+    },
     /// Set what a SCIM DELETE of a user does in a connection: `deactivate` (default: deactivate
     /// and hide it from SCIM, keeping its data, memberships and history) or `delete` (remove it).
     SetDeletePolicy {
@@ -399,18 +423,22 @@ fn init_tracing(format: LogFormat) {
     // A panic is one log event in the configured format (one JSON line under --log-format
     // json), its message escaped and bounded: a panic message can hold request input, and the
     // default hook writes it raw and multi-line to stderr.
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-text panic payload".to_string());
-        let message = bounded(&message, 1024);
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
-        tracing::error!(panic = ?message, location = %location, thread = %thread, "panic (the request failed; the process goes on)");
-    }));
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The panic hook: one `error` event with the panic's message (escaped by the formatter, at most
+/// 1 KiB), where it happened and on which thread.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_string());
+    let message = bounded(&message, 1024);
+    let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    tracing::error!(panic = ?message, location = %location, thread = %thread, "panic (the request failed; the process goes on)");
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -432,6 +460,7 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
         Some(url) => url.clone(),
         None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
     };
+    let open = OpenOptions { sqlite_synchronous: g.sqlite_synchronous, ..Default::default() };
     // The key sealing connection secrets never enters the database; replicas sharing one
     // PostgreSQL database must share this file.
     let key_file = match std::env::var_os("IDPLEX_SECRET_KEY_FILE") {
@@ -439,7 +468,7 @@ async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> an
         None => g.data_dir.join("secret.key"),
     };
     let secrets = SecretKey::load_or_create(&key_file).map_err(HubError::from)?;
-    Hub::connect(&url, runtime, options, secrets).await
+    Hub::connect(&url, &open, runtime, options, secrets).await
 }
 
 /// Print `value` as JSON, or `text` for people.
@@ -692,6 +721,29 @@ fn actor() -> String {
 
 async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Result<()> {
     match cmd {
+        ConnectionCmd::Update { connection, config, allow_egress, no_egress, limits } => {
+            let limits: Option<Value> = match limits {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| HubError::Invalid {
+                    what: "limits",
+                    reason: format!("not JSON: {e}"),
+                })?),
+                None => None,
+            };
+            let config = (!config.is_empty())
+                .then(|| Value::Object(config.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+            let egress_allow = if no_egress { Some(Vec::new()) } else { (!allow_egress.is_empty()).then_some(allow_egress) };
+            if config.is_none() && egress_allow.is_none() && limits.is_none() {
+                return Err(HubError::Invalid {
+                    what: "update",
+                    reason: "nothing to change: give --config, --allow-egress, --no-egress or --limits".into(),
+                }
+                .into());
+            }
+            let conn = hub
+                .update_connection(&connection, idplex_hub::store::ConnectionUpdate { config, egress_allow, limits })
+                .await?;
+            emit(json_out, &redacted(&conn), || format!("updated connection {} ({})", conn.id, conn.name));
+        }
         ConnectionCmd::Create { name, connector, org, config, allow_egress, limits, version } => {
             let limits: Value = match limits {
                 Some(text) => serde_json::from_str(&text).map_err(|e| HubError::Invalid {
@@ -913,4 +965,51 @@ async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_bounded_escaped_json_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(super::log_panic));
+        let outcome = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| {
+                panic!("bad input {}\n{{\"forged\": \"log line\"}}{}", "\u{1b}[31m", "x".repeat(10_000))
+            })
+        });
+        std::panic::set_hook(previous);
+        assert!(outcome.is_err());
+        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "one line, whatever the message holds: {out}");
+        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["level"], "ERROR");
+        let fields = &event["fields"];
+        assert!(fields["message"].as_str().unwrap().starts_with("panic"), "{event}");
+        assert!(fields["location"].as_str().unwrap().contains("main.rs"), "{event}");
+        let panic = fields["panic"].as_str().unwrap();
+        assert!(panic.contains("bad input"), "{panic}");
+        assert!(panic.len() < 1200, "the message is cut at 1 KiB: {} bytes", panic.len());
+        assert!(!lines[0].contains('\u{1b}'), "control characters are escaped");
+    }
 }

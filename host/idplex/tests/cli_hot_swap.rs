@@ -43,6 +43,21 @@ async fn activate_rollback_and_rollback_again() {
     let id = conn["id"].as_str().expect("connection id").to_string();
     assert_eq!(conn["active_version"], "1.0.0");
 
+    // An admin changes the connection's limits and egress from the CLI; nothing else moves.
+    let c = env
+        .cli_json(&["connection", "update", &id, "--limits", r#"{"deadline_ms":750}"#, "--allow-egress", "idp.example.com"])
+        .await
+        .ok_json();
+    assert_eq!(c["limits"]["deadline_ms"], 750);
+    assert_eq!(c["egress_allow"], serde_json::json!(["idp.example.com"]));
+    assert_eq!(c["active_version"], "1.0.0");
+    let c = env.cli_json(&["connection", "update", &id, "--no-egress"]).await.ok_json();
+    assert_eq!(c["egress_allow"], serde_json::json!([]));
+    assert_eq!(c["limits"]["deadline_ms"], 750, "limits kept");
+    let nothing = env.cli_json(&["connection", "update", &id]).await;
+    assert_ne!(nothing.code, 0, "an update with nothing to change is refused");
+    assert!(nothing.stderr.contains("nothing to change") || nothing.stdout.contains("nothing to change"), "{}", nothing.stderr);
+
     let c = env
         .cli_json(&["connector", "activate", "--connection", &id, "2.0.0"])
         .await

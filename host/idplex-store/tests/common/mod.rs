@@ -43,6 +43,7 @@ impl TestDb {
                 &OpenOptions {
                     postgres_schema: Some(schema.clone()),
                     max_connections: Some(4),
+                    ..Default::default()
                 },
             )
             .await
