@@ -226,6 +226,11 @@ impl Warm {
         self.live.as_ref().map_or(0, |l| l.store.data().limiter.current)
     }
 
+    /// Whether other calls of the instance's connection wait for an instance permit.
+    pub(crate) fn contended(&self) -> bool {
+        self.live.as_ref().and_then(|l| l._permit.as_ref()).is_some_and(|p| p.contended())
+    }
+
     /// Count one more request completed by the instance, and return the count (0 without one).
     pub(crate) fn count_request(&mut self) -> u32 {
         self.live.as_mut().map_or(0, |l| {

@@ -9,7 +9,9 @@
 //! ([`crate::reuse`]). A call that needs a new instance beyond the cap waits (at most
 //! [`RuntimeConfig::max_waiting_per_connection`] calls wait, each at most
 //! [`RuntimeConfig::instance_wait`]) and then fails with [`CallError::Busy`], which the server
-//! answers with 503 and `Retry-After`.
+//! answers with 503 and `Retry-After`. While calls wait, an instance whose request is done is
+//! dropped instead of kept idle, so its permit goes to a waiter (an idle instance is only found
+//! by requests that start later: the waiters would otherwise time out behind it).
 //!
 //! The cap is per connection id, not per binding: a hot swap does not give a connection a second
 //! set of permits. Calls without a connection (install-time `describe`, tests) are not capped.
@@ -43,6 +45,16 @@ pub(crate) struct ConnectionGates {
 /// A connection's permit for one live instance; released when the instance is dropped.
 pub(crate) struct InstancePermit {
     _permit: OwnedSemaphorePermit,
+    gate: Arc<Gate>,
+}
+
+impl InstancePermit {
+    /// Whether calls of this connection are waiting for a permit: then an instance that is
+    /// done should be dropped (its permit going to a waiter), not kept idle in its binding,
+    /// where a waiting call would never find it.
+    pub(crate) fn contended(&self) -> bool {
+        self.gate.waiting.load(Ordering::Acquire) > 0
+    }
 }
 
 impl ConnectionGates {
@@ -73,7 +85,7 @@ impl Runtime {
         let cap = config.max_instances_per_connection.max(1);
         let gate = self.inner.gates.gate(connection, cap);
         if let Ok(p) = gate.permits.clone().try_acquire_owned() {
-            return Ok(Some(InstancePermit { _permit: p }));
+            return Ok(Some(InstancePermit { _permit: p, gate }));
         }
         let busy = || CallError::Busy {
             connector: label.to_string(),
@@ -87,7 +99,7 @@ impl Runtime {
         let waited = tokio::time::timeout(config.instance_wait, gate.permits.clone().acquire_owned()).await;
         gate.waiting.fetch_sub(1, Ordering::AcqRel);
         match waited {
-            Ok(Ok(p)) => Ok(Some(InstancePermit { _permit: p })),
+            Ok(Ok(p)) => Ok(Some(InstancePermit { _permit: p, gate })),
             _ => Err(busy()),
         }
     }

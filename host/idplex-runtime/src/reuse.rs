@@ -103,6 +103,13 @@ impl IdleInstances {
         if warm.count_request() >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
             return;
         }
+        // Calls of this connection wait for an instance permit (it is at its cap): drop this
+        // instance so its permit goes to one of them. Kept idle here, it would hold the permit
+        // while the waiter, which found no idle instance when it started, waits out its
+        // `instance_wait` and fails `busy`.
+        if warm.contended() {
+            return;
+        }
         let total_cap = reuse
             .max_idle_total
             .min(self.runtime.config().max_concurrent_instances as usize / 4);

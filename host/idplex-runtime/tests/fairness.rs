@@ -133,3 +133,37 @@ async fn spinning_guests_of_one_connection_share_one_cpu_turn_and_leave_the_work
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(rt.cpu_stats(), idplex_runtime::CpuStats { running: 0, waiting: 0 });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_requests_than_instances_all_succeed_with_instance_reuse() {
+    // 24 concurrent request loops on one connection capped at 4 instances: a request that
+    // finds no idle instance waits for a permit; finished requests must hand theirs on (not
+    // park them idle) or the waiters time out as busy.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.max_instances_per_connection = 4;
+    cfg.instance_wait = Duration::from_secs(1);
+    let rt = Runtime::new(cfg).unwrap();
+    let c = Arc::new(rt.install(HOSTILE).await.expect("hostile installs"));
+    let idle = Arc::new(idplex_runtime::IdleInstances::new(&rt));
+    let ctx = Arc::new(ctx("conn_busy", "ok", Limits::default()));
+    let tasks: Vec<_> = (0..24)
+        .map(|t| {
+            let (c, idle, ctx) = (c.clone(), idle.clone(), ctx.clone());
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let mut warm = idle.take();
+                    let body = format!(r#"{{"t":{t},"i":{i}}}"#);
+                    let out = c.render_in(&mut warm, &ctx, ResourceKind::User, body.clone()).await;
+                    assert_eq!(out.unwrap_or_else(|e| panic!("request {t}/{i} failed: {e}")), body);
+                    // The request's work between its calls (store, network): others run meanwhile.
+                    tokio::task::yield_now().await;
+                    idle.put(warm);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
