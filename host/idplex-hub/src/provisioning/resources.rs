@@ -682,8 +682,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// The connector's rendering of a resource about to be written (`prepared`, with the `id`
-    /// it will have when it is known), projected first. Host-owned attributes are put back
-    /// from the committed resource by [`Ctx::finish`].
+    /// it will have when it is known), projected first; then the request's instance is
+    /// released. Host-owned attributes are put back from the committed resource by
+    /// [`Ctx::finish`].
     async fn render_prepared(
         &self,
         kind: ResourceKind,
@@ -699,7 +700,12 @@ impl<'a> Ctx<'a> {
             };
             o.remove("meta");
         }
-        self.render(kind, &projection.apply(kind.rt(), &resource)).await
+        let rendered = self.render(kind, &projection.apply(kind.rt(), &resource)).await;
+        // The write's last connector call: its instance goes back to the binding (or to a
+        // call waiting for one) now, not after the commit, whose wait for the disk (group
+        // commit, fsync) would otherwise hold a sandbox instance idle.
+        self.release_connector();
+        rendered
     }
 
     /// The answer to a write: the rendering made before the commit, with the committed
