@@ -287,6 +287,12 @@ impl Hub {
     /// active version's `config-schema`, `secret.*` values sealed), egress allow-list or limits;
     /// then rebind it in this process (other processes follow through the watcher).
     pub async fn update_connection(&self, id: &str, update: ConnectionUpdate) -> Result<Connection, HubError> {
+        if update.config.is_none() && update.egress_allow.is_none() && update.limits.is_none() {
+            return Err(HubError::Invalid {
+                what: "connection update",
+                reason: "nothing to change: give config, egress_allow or limits".into(),
+            });
+        }
         let mut update = update;
         if let Some(config) = update.config.take() {
             let config = secrets_as_strings(config);

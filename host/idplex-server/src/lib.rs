@@ -314,13 +314,6 @@ async fn update_connection(
     body: Result<Json<UpdateConnection>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(u) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
-    if u.config.is_none() && u.egress_allow.is_none() && u.limits.is_none() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "nothing to change: give config, egress_allow or limits",
-        ));
-    }
     let update = idplex_hub::store::ConnectionUpdate { config: u.config, egress_allow: u.egress_allow, limits: u.limits };
     let conn = s.hub.update_connection(&id, update).await?;
     Ok(Json(redacted(&conn)))

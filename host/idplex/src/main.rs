@@ -731,14 +731,8 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
             };
             let config = (!config.is_empty())
                 .then(|| Value::Object(config.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+            // An update with nothing to change is refused by the hub.
             let egress_allow = if no_egress { Some(Vec::new()) } else { (!allow_egress.is_empty()).then_some(allow_egress) };
-            if config.is_none() && egress_allow.is_none() && limits.is_none() {
-                return Err(HubError::Invalid {
-                    what: "update",
-                    reason: "nothing to change: give --config, --allow-egress, --no-egress or --limits".into(),
-                }
-                .into());
-            }
             let conn = hub
                 .update_connection(&connection, idplex_hub::store::ConnectionUpdate { config, egress_allow, limits })
                 .await?;
