@@ -263,10 +263,20 @@ impl Hub {
     pub async fn create_connection(&self, new: NewConnection) -> Result<Connection, HubError> {
         let config = secrets_as_strings(new.config);
         let versions = self.store.list_versions(&new.connector_name).await?;
+        if versions.is_empty() {
+            return Err(HubError::Invalid {
+                what: "connection",
+                reason: format!(
+                    "connector `{}` is not installed: install it first (`idplex connector install FILE.wasm`), \
+                     or pick one of the installed connectors (`idplex connector list`)",
+                    new.connector_name
+                ),
+            });
+        }
         let mut refusal = None;
         for summary in versions.iter().rev() {
             let loaded = self.connector(&summary.sha256).await?;
-            match loaded.check_config(&config) {
+            match check_connection_config(&loaded, &config) {
                 Ok(()) => {
                     refusal = None;
                     break;
@@ -299,7 +309,7 @@ impl Hub {
             let conn = self.store.get_connection(id).await?;
             if let Some(version) = &conn.active_version {
                 let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
-                loaded.check_config(&config)?;
+                check_connection_config(&loaded, &config)?;
             }
             update.config = Some(self.secrets.seal_config(config));
         }
@@ -418,7 +428,7 @@ impl Hub {
     pub async fn activate(&self, connection_id: &str, version: &str, actor: &str) -> Result<Connection, HubError> {
         let conn = self.store.get_connection(connection_id).await?;
         let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
-        loaded.check_config(&self.opened_config(&conn.config)?)?;
+        check_connection_config(&loaded, &self.opened_config(&conn.config)?)?;
         let conn = self.store.activate(connection_id, version, actor).await?;
         self.bind(&conn).await?;
         tracing::info!(connection = connection_id, version, actor, "connector version activated");
@@ -470,21 +480,22 @@ impl Hub {
         }
     }
 
-    /// Publish the binding `conn` describes in this process (atomic swap).
-    pub async fn bind(&self, conn: &Connection) -> Result<(), HubError> {
+    /// Publish the binding `conn` describes in this process (atomic swap), unless a binding at
+    /// least as new is already published (the request that made a change and the watcher that
+    /// heard of it both bind it: once is kept). Whether the binding changed.
+    pub async fn bind(&self, conn: &Connection) -> Result<bool, HubError> {
         let Some(version) = &conn.active_version else {
-            self.registry.unbind(&conn.id);
             self.lock_failures().remove(&conn.id);
-            return Ok(());
+            return Ok(self.registry.unbind(&conn.id).is_some());
         };
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
         let mut context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
         if self.options.egress_plain_http_loopback {
             context.egress = Arc::new((*context.egress).clone().allow_plain_http_to_loopback());
         }
-        self.registry.bind(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
+        let published = self.registry.bind_if_newer(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
         self.lock_failures().remove(&conn.id);
-        Ok(())
+        Ok(published)
     }
 
     /// Bring this process's bindings in line with the store: bind what changed since we last
@@ -531,7 +542,7 @@ impl Hub {
             return false;
         }
         match self.bind(conn).await {
-            Ok(()) => true,
+            Ok(changed) => changed,
             Err(e) => {
                 self.bind_failed(conn, &e).await;
                 false
@@ -869,6 +880,21 @@ fn require(b: &Binding, capability: idplex_runtime::Capability, name: &'static s
 }
 
 /// `config` with its `secret.*` values as strings, as they are stored (and checked).
+/// A connection config as `loaded` needs it: valid by its `config-schema`, and filling each of
+/// its egress host patterns with a host name (see [`idplex_runtime::fill_host_patterns`]).
+fn check_connection_config(loaded: &LoadedConnector, config: &serde_json::Value) -> Result<(), HubError> {
+    loaded.check_config(config)?;
+    let value = |key: &str| {
+        config.get(key).filter(|_| !key.starts_with(SECRET_PREFIX)).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    idplex_runtime::fill_host_patterns(&loaded.info().egress_hosts, value)
+        .map(drop)
+        .map_err(|reason| HubError::Invalid { what: "connection config", reason })
+}
+
 fn secrets_as_strings(config: serde_json::Value) -> serde_json::Value {
     match config {
         serde_json::Value::Object(map) => serde_json::Value::Object(
@@ -948,10 +974,13 @@ pub fn call_context(
         .default_limits
         .merged_with(&conn.limits)
         .map_err(|reason| HubError::Invalid { what: "connection limits", reason })?;
+    // Declared hosts such as `{org}.okta.com` are filled from the (non-secret) config.
+    let declared = idplex_runtime::fill_host_patterns(&connector.info().egress_hosts, |key| config.get(key).cloned())
+        .map_err(|reason| HubError::Invalid { what: "connection config", reason })?;
     Ok(CallContext {
         connection_id: Some(conn.id.clone()),
         config: Arc::new(config),
-        egress: Arc::new(EgressPolicy::new(&connector.info().egress_hosts, &conn.egress_allow, credential)),
+        egress: Arc::new(EgressPolicy::new(&declared, &conn.egress_allow, credential)),
         limits,
     })
 }

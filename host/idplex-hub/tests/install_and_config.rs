@@ -118,3 +118,35 @@ async fn connection_configs_must_satisfy_the_connector_schema() {
     assert_eq!(updated.config, json!({"attribute.email": "mail"}));
     assert!(hub.binding(&conn.id).is_ok());
 }
+
+/// The request that changed a connection binds the change, and the watcher that hears of it
+/// (the store's row is the same) keeps that binding: its instances are not thrown away by a
+/// second publication of the same change. Before, a watcher that read the row while the admin
+/// API was still binding published it again just after, and the next request started afresh.
+#[tokio::test]
+async fn a_change_heard_by_the_watcher_after_its_request_bound_it_is_published_once() {
+    let (hub, _dir) = hub().await;
+    hub.install_bundled().await.unwrap();
+    let conn = hub.create_connection(connection("once", json!({}))).await.unwrap();
+    let conn = hub.activate(&conn.id, "1.0.0", "test").await.unwrap();
+    let bound = hub.binding(&conn.id).unwrap();
+
+    // The watcher, late: by the row, by the whole list, and with the row as the request read it.
+    assert!(!hub.sync_connection(&conn.id).await.unwrap(), "nothing new to bind");
+    assert_eq!(hub.sync_bindings().await.unwrap(), 0);
+    assert!(!hub.bind(&conn).await.unwrap(), "the same row again");
+    assert!(std::sync::Arc::ptr_eq(&bound, &hub.binding(&conn.id).unwrap()), "the request's binding stays");
+
+    // A newer change is published, by whoever applies it first, and an older row never
+    // replaces it.
+    let newer = hub
+        .update_connection(&conn.id, ConnectionUpdate { config: Some(json!({"attribute.email": "mail"})), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(newer.updated_at > conn.updated_at);
+    let rebound = hub.binding(&conn.id).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&bound, &rebound), "the change is a new binding");
+    assert_eq!(rebound.stamp, newer.updated_at);
+    assert!(!hub.bind(&conn).await.unwrap(), "a stale row");
+    assert!(std::sync::Arc::ptr_eq(&rebound, &hub.binding(&conn.id).unwrap()));
+}

@@ -133,6 +133,57 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A declared egress host that depends on the tenant: its leftmost label is a placeholder
+/// `{key}` filled from the connection's config (`{org}.okta.com`, `{subdomain}.onelogin.com`).
+/// What a pattern may be, checked at install: exactly one placeholder, the whole leftmost label,
+/// naming a config key (`a-z`, `0-9`, `_`, `-`, `.`), followed by at least two fixed labels (a
+/// pattern cannot reach "any host under `.com`"). The admin still allows the filled host by
+/// name: a pattern only says which hosts the connector may ask for.
+pub fn host_pattern_key(declared: &str) -> Option<&str> {
+    let rest = declared.strip_prefix('{')?;
+    let (key, suffix) = rest.split_once('}')?;
+    let suffix = suffix.strip_prefix('.')?;
+    let key_ok = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+    let fixed = suffix.split(':').next().unwrap_or_default();
+    let suffix_ok = !suffix.contains(['{', '}'])
+        && fixed.split('.').count() >= 2
+        && fixed.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        && Destination::parse(suffix).is_some();
+    (key_ok && suffix_ok).then_some(key)
+}
+
+/// The connector's declared egress hosts with their patterns filled from the connection's
+/// config (`config(key)`); a pattern whose key is unset is left out (the connection does not
+/// use that host). Errors name the key when its value is not one DNS label (`1`–`63` of
+/// `A-Z a-z 0-9 -`, not starting or ending with `-`): a value such as `evil.example#` cannot
+/// turn a pattern into another host.
+pub fn fill_host_patterns(declared: &[String], config: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    let mut filled = Vec::with_capacity(declared.len());
+    for host in declared {
+        let Some(key) = host_pattern_key(host) else {
+            filled.push(host.clone());
+            continue;
+        };
+        let Some(value) = config(key) else { continue };
+        let label = value.trim();
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "config key `{key}` fills the egress host `{host}` and must be one DNS label (letters, digits, \
+                 `-`; at most 63), got {value:?}"
+            ));
+        }
+        filled.push(host.replacen(&format!("{{{key}}}"), &label.to_ascii_lowercase(), 1));
+    }
+    Ok(filled)
+}
+
 /// Where one connection's connector may send HTTP requests.
 #[derive(Debug, Clone, Default)]
 pub struct EgressPolicy {
@@ -498,6 +549,32 @@ impl Body for GuardedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_patterns_are_one_leading_placeholder_under_a_fixed_domain() {
+        assert_eq!(host_pattern_key("{org}.okta.com"), Some("org"));
+        assert_eq!(host_pattern_key("{subdomain}.onelogin.com:8443"), Some("subdomain"));
+        for bad in ["{org}.com", "{org}", "api.{org}.okta.com", "{org}{x}.okta.com", "{}.okta.com",
+                    "{Org}.okta.com", "{org}.okta.com/path", "{org}.ok ta.com", "{org}x.okta.com", "okta.com"] {
+            assert_eq!(host_pattern_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_are_filled_from_config_and_the_admin_still_allows_the_host() {
+        let declared = vec!["{org}.okta.com".to_string(), "api.example.com".to_string(), "{sub}.onelogin.com".to_string()];
+        let config = |k: &str| (k == "org").then(|| "Acme-Corp".to_string());
+        let filled = fill_host_patterns(&declared, config).unwrap();
+        assert_eq!(filled, ["acme-corp.okta.com", "api.example.com"], "an unset key leaves its pattern out");
+        let p = EgressPolicy::new(&filled, &["acme-corp.okta.com".into(), "other.okta.com".into()], None);
+        assert!(p.allows("https", "acme-corp.okta.com", None));
+        assert!(!p.allows("https", "other.okta.com", None), "not what the config names");
+        assert!(!p.allows("https", "api.example.com", None), "declared but not allowed by the admin");
+        for value in ["evil.example#", "a.b", "-x", "x-", "", "ü", &"a".repeat(64)] {
+            let err = fill_host_patterns(&declared, |k: &str| (k == "org").then(|| value.to_string())).unwrap_err();
+            assert!(err.contains("`org`") && err.contains("{org}.okta.com"), "{value:?}: {err}");
+        }
+    }
 
     fn policy(declared: &[&str], admin: &[&str]) -> EgressPolicy {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

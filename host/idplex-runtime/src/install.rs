@@ -691,9 +691,13 @@ fn validate_info(info: &ConnectorInfo) -> Result<(), InstallError> {
     for host in &info.egress_hosts {
         let ok = !host.is_empty()
             && host.len() <= 253
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            && (host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                || crate::egress::host_pattern_key(host).is_some());
         if !ok {
-            return bad(format!("egress host {host:?} of {} is not a host name or host:port", info.name));
+            return bad(format!(
+                "egress host {host:?} of {} is not a host name, host:port, or a pattern `{{config-key}}.domain.tld`",
+                info.name
+            ));
         }
     }
     Ok(())

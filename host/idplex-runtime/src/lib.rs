@@ -41,7 +41,7 @@ pub use bindings::{
 };
 pub use call::{CallContext, CallError, Warm};
 pub use cpu::CpuStats;
-pub use egress::{Credential, EgressPolicy};
+pub use egress::{Credential, EgressPolicy, fill_host_patterns, host_pattern_key};
 pub use engine::{
     CONTRACT_VERSION, CacheStats, DEFAULT_INSTANCE_WAIT, DEFAULT_MAX_INSTANCES_PER_CONNECTION,
     DEFAULT_MAX_PENDING_COMPILES, DEFAULT_MAX_WAITING_PER_CONNECTION, DEFAULT_REFUSAL_CACHE, Limits,

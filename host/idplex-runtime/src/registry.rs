@@ -57,14 +57,34 @@ impl Registry {
     /// Publish `binding` for its connection, replacing any previous one atomically. Returns the
     /// binding it replaced.
     pub fn bind(&self, binding: Binding) -> Option<Arc<Binding>> {
+        self.publish(binding, |_| true).1
+    }
+
+    /// Publish `binding` unless the connection's current binding is at least as new (its
+    /// [`Binding::stamp`] is not lower): two paths that heard of the same change (the request
+    /// that made it and the watcher) then publish it once, so the instances of the first
+    /// publication are not thrown away by the second, and an older row read late never
+    /// replaces a newer binding. Whether it was published.
+    pub fn bind_if_newer(&self, binding: Binding) -> bool {
+        let stamp = binding.stamp;
+        self.publish(binding, |current| current.stamp < stamp).0
+    }
+
+    fn publish(&self, binding: Binding, replaces: impl Fn(&Binding) -> bool) -> (bool, Option<Arc<Binding>>) {
         let binding = Arc::new(binding);
-        let mut previous = None;
+        let mut outcome = (false, None);
         self.bindings.rcu(|map| {
+            if let Some(current) = map.get(&binding.connection_id) {
+                if !replaces(current) {
+                    outcome = (false, None);
+                    return map.clone();
+                }
+            }
             let mut map = HashMap::clone(map);
-            previous = map.insert(binding.connection_id.clone(), binding.clone());
-            map
+            outcome = (true, map.insert(binding.connection_id.clone(), binding.clone()));
+            Arc::new(map)
         });
-        previous
+        outcome
     }
 
     /// Remove a connection's binding (its calls then fail with "not bound").

@@ -83,13 +83,45 @@ const INSERT_CONNECTION: &str = "INSERT INTO connections \
 
 /// Conditional on the generation read at the start of the transaction: a concurrent change
 /// makes it match no row, and the change is retried on fresh data.
-const UPDATE_BINDING: &str = "UPDATE connections \
-     SET active_version = $1, previous_version = $2, generation = $3, updated_at = $4 \
-     WHERE id = $5 AND generation = $6";
+fn update_binding_sql() -> String {
+    format!(
+        "UPDATE connections SET active_version = $1, previous_version = $2, generation = $3, {} \
+         WHERE id = $5 AND generation = $6 RETURNING {COLUMNS}",
+        bump_updated_at("$4")
+    )
+}
+
+/// `updated_at` is the version stamp of a connection's row: bindings compare it to decide which
+/// of two publications is newer, so it must grow with every change even when two changes fall
+/// in the same millisecond (or the clock steps back): the later of now and one past the last.
+/// The SQL assignment, with the current time as the parameter `now` (e.g. `"$5"`).
+fn bump_updated_at(now: &str) -> String {
+    format!("updated_at = CASE WHEN {now} > updated_at THEN {now} ELSE updated_at + 1 END")
+}
+
 
 const INSERT_HISTORY: &str = "INSERT INTO binding_history \
      (connection_id, seq, from_version, to_version, action, actor, at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The stack of versions a binding history describes (oldest at the bottom, the active version
+/// on top), from its `(to_version, action)` rows in order.
+fn version_stack<'a>(history: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut stack: Vec<String> = Vec::new();
+    for (version, action) in history {
+        if action == BindingAction::Rollback.as_str() {
+            stack.pop();
+            // A history written before rollbacks popped (they went to `previous_version`, which
+            // may not be the version below): the version rolled back to is on top.
+            if stack.last().map(String::as_str) != Some(version) {
+                stack.push(version.to_owned());
+            }
+        } else if stack.last().map(String::as_str) != Some(version) {
+            stack.push(version.to_owned());
+        }
+    }
+    stack
+}
 
 enum Change<'a> {
     Activate(&'a str),
@@ -230,8 +262,9 @@ impl Store {
         let sql = format!(
             "UPDATE connections SET config_json = COALESCE($2, config_json), \
              egress_allow_json = COALESCE($3, egress_allow_json), \
-             limits_json = COALESCE($4, limits_json), updated_at = $5 \
-             WHERE id = $1 RETURNING {COLUMNS}"
+             limits_json = COALESCE($4, limits_json), {} \
+             WHERE id = $1 RETURNING {COLUMNS}",
+            bump_updated_at("$5")
         );
         let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
             sqlx::query_as(&sql)
@@ -256,8 +289,9 @@ impl Store {
         policy: ScimDeletePolicy,
     ) -> Result<Connection, StoreError> {
         let sql = format!(
-            "UPDATE connections SET scim_delete_policy = $1, updated_at = $2 WHERE id = $3 \
-             RETURNING {COLUMNS}"
+            "UPDATE connections SET scim_delete_policy = $1, {} WHERE id = $3 \
+             RETURNING {COLUMNS}",
+            bump_updated_at("$2")
         );
         let row: Option<ConnectionRow> = with_pool!(self, write, |pool| {
             sqlx::query_as(&sql)
@@ -347,8 +381,8 @@ impl Store {
     ) -> Result<Connection, StoreError> {
         non_empty("actor", actor)?;
         let select = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+        let update = update_binding_sql();
         for attempt in 1..=MAX_BINDING_ATTEMPTS {
-            let now = now_ms();
             let done: Option<Connection> = with_tx!(self, |tx| {
                 let row: Option<ConnectionRow> = sqlx::query_as(&select)
                     .bind(id)
@@ -356,24 +390,32 @@ impl Store {
                     .await?;
                 let row = row.ok_or_else(|| StoreError::not_found("connection", id))?;
 
-                let (action, to_version, new_previous) = match change {
+                // The versions this connection ran, as a stack: an activation pushes its version
+                // (unless it is already on top), a rollback pops. Rebuilt from the history so a
+                // rollback goes back one activation each time, however often it is repeated.
+                let history: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT to_version, action FROM binding_history WHERE connection_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut stack = version_stack(history.iter().map(|(v, a)| (v.as_str(), a.as_str())));
+                let (action, to_version) = match change {
                     Change::Activate(version) => {
-                        let keep = if row.active_version.as_deref() == Some(version) {
-                            row.previous_version.clone()
-                        } else {
-                            row.active_version.clone()
-                        };
-                        (BindingAction::Activate, version.to_owned(), keep)
+                        if stack.last().map(String::as_str) != Some(version) {
+                            stack.push(version.to_owned());
+                        }
+                        (BindingAction::Activate, version.to_owned())
                     }
                     Change::Rollback => {
-                        let target = row.previous_version.clone().ok_or_else(|| {
-                            StoreError::NothingToRollBack {
-                                connection_id: id.to_owned(),
-                            }
-                        })?;
-                        (BindingAction::Rollback, target, row.active_version.clone())
+                        if stack.len() < 2 {
+                            return Err(StoreError::NothingToRollBack { connection_id: id.to_owned() });
+                        }
+                        stack.pop();
+                        (BindingAction::Rollback, stack.last().cloned().expect("two or more versions"))
                     }
                 };
+                let new_previous = stack.len().checked_sub(2).map(|i| stack[i].clone());
 
                 let module: Option<(String,)> =
                     sqlx::query_as("SELECT sha256 FROM modules WHERE name = $1 AND version = $2")
@@ -389,39 +431,36 @@ impl Store {
                 }
 
                 let generation = row.generation + 1;
-                let updated = sqlx::query(UPDATE_BINDING)
+                let now = now_ms();
+                // The row as it is now (a concurrent config change included), with its stamp.
+                let updated: Option<ConnectionRow> = sqlx::query_as(&update)
                     .bind(&to_version)
                     .bind(&new_previous)
                     .bind(generation)
                     .bind(now)
                     .bind(id)
                     .bind(row.generation)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if updated == 0 {
-                    None
-                } else {
-                    sqlx::query(INSERT_HISTORY)
-                        .bind(id)
-                        .bind(generation)
-                        .bind(&row.active_version)
-                        .bind(&to_version)
-                        .bind(action.as_str())
-                        .bind(actor)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    tracing::info!(
-                        connection = %id, action = action.as_str(), from = ?row.active_version,
-                        to = %to_version, generation, actor, "binding changed"
-                    );
-                    let mut row = row;
-                    row.previous_version = new_previous;
-                    row.active_version = Some(to_version);
-                    row.generation = generation;
-                    row.updated_at = now;
-                    Some(row.into_connection()?)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match updated {
+                    None => None,
+                    Some(updated) => {
+                        sqlx::query(INSERT_HISTORY)
+                            .bind(id)
+                            .bind(generation)
+                            .bind(&row.active_version)
+                            .bind(&to_version)
+                            .bind(action.as_str())
+                            .bind(actor)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        tracing::info!(
+                            connection = %id, action = action.as_str(), from = ?row.active_version,
+                            to = %to_version, generation, actor, "binding changed"
+                        );
+                        Some(updated.into_connection()?)
+                    }
                 }
             });
             if let Some(connection) = done {
@@ -483,5 +522,31 @@ impl Store {
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(&format!("idplex_bindings.{schema}")).await?;
         Ok(Some(ConnectionChanges { listener }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_stack;
+
+    fn stack(rows: &[(&str, &str)]) -> Vec<String> {
+        version_stack(rows.iter().copied())
+    }
+
+    #[test]
+    fn activations_push_rollbacks_pop() {
+        assert!(stack(&[]).is_empty());
+        let a = [("1", "activate"), ("2", "activate"), ("3", "activate")];
+        assert_eq!(stack(&a), ["1", "2", "3"]);
+        // Re-activating the version on top changes nothing.
+        assert_eq!(stack(&[("1", "activate"), ("1", "activate")]), ["1"]);
+        // Two rollbacks go back two versions; an activation after them pushes again.
+        let rows = [("1", "activate"), ("2", "activate"), ("3", "activate"), ("2", "rollback"), ("1", "rollback"), ("4", "activate")];
+        assert_eq!(stack(&rows[..4]), ["1", "2"]);
+        assert_eq!(stack(&rows[..5]), ["1"]);
+        assert_eq!(stack(&rows), ["1", "4"]);
+        // A history from before rollbacks popped (a rollback that toggled back to the version it
+        // left): the version rolled back to ends on top.
+        assert_eq!(stack(&[("1", "activate"), ("2", "activate"), ("1", "rollback"), ("2", "rollback")]), ["2"]);
     }
 }

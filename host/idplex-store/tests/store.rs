@@ -296,8 +296,22 @@ async fn connections_create_get_list_update(db: TestDb) {
     );
     assert_eq!(updated.limits, a.limits);
     assert_eq!(updated.generation, 0);
-    assert!(updated.updated_at >= a.updated_at);
+    assert!(updated.updated_at > a.updated_at);
     assert_eq!(store.get_connection(&a.id).await.unwrap(), updated);
+
+    // `updated_at` is the row's version stamp (bindings keep the newest publication by it): it
+    // grows with every change, even several within one millisecond.
+    let mut stamp = updated.updated_at;
+    for i in 0..20 {
+        let c = if i % 2 == 0 {
+            store.update_connection_config(&a.id, &ConnectionUpdate { limits: Some(json!({ "n": i })), ..Default::default() }).await
+        } else {
+            store.set_scim_delete_policy(&a.id, idplex_store::ScimDeletePolicy::Delete).await
+        }
+        .unwrap();
+        assert!(c.updated_at > stamp, "change {i}: {} after {stamp}", c.updated_at);
+        stamp = c.updated_at;
+    }
 
     let err = store
         .update_connection_config("missing", &ConnectionUpdate::default())
@@ -316,6 +330,7 @@ async fn connections_create_get_list_update(db: TestDb) {
 
 async fn activate_and_rollback_keep_books(db: TestDb) {
     let store = db.open().await;
+    let mut stamps = Vec::new();
     store
         .insert_module(&module("okta", "1.0.0", b"okta 1"))
         .await
@@ -375,9 +390,12 @@ async fn activate_and_rollback_keep_books(db: TestDb) {
             c3.previous_version.as_deref(),
             c3.generation
         ),
-        (Some("1.0.0"), Some("2.0.0"), 3)
+        (Some("1.0.0"), None, 3)
     );
-    // Re-activating the active version is recorded but keeps the rollback target.
+    // The history is a stack: nothing below 1.0.0 to go back to.
+    let err = store.rollback(&c.id, "carol").await.unwrap_err();
+    assert!(matches!(err, StoreError::NothingToRollBack { .. }), "{err:?}");
+    // Re-activating the active version is recorded and changes nothing else.
     let c4 = store.activate(&c.id, "1.0.0", "dave").await.unwrap();
     assert_eq!(
         (
@@ -385,9 +403,12 @@ async fn activate_and_rollback_keep_books(db: TestDb) {
             c4.previous_version.as_deref(),
             c4.generation
         ),
-        (Some("1.0.0"), Some("2.0.0"), 4)
+        (Some("1.0.0"), None, 4)
     );
     assert_eq!(store.get_connection(&c.id).await.unwrap(), c4);
+    // Every binding change gets a newer stamp, however fast they follow each other.
+    stamps.extend([c.updated_at, c1.updated_at, c2.updated_at, c3.updated_at, c4.updated_at]);
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "stamps {stamps:?}");
 
     let history = store.binding_history(&c.id).await.unwrap();
     let summary: Vec<_> = history
@@ -413,6 +434,18 @@ async fn activate_and_rollback_keep_books(db: TestDb) {
     );
     assert!(history.iter().all(|h| h.connection_id == c.id && h.at > 0));
     assert!(store.binding_history("missing").await.unwrap().is_empty());
+
+    // Rolling back twice goes back twice: 2.1.0 → 2.0.0 → 1.0.0, then nothing.
+    store.insert_module(&module("okta", "2.1.0", b"okta 2.1")).await.unwrap();
+    store.activate(&c.id, "2.0.0", "erin").await.unwrap();
+    let top = store.activate(&c.id, "2.1.0", "erin").await.unwrap();
+    assert_eq!(top.previous_version.as_deref(), Some("2.0.0"));
+    let back = store.rollback(&c.id, "erin").await.unwrap();
+    assert_eq!((back.active_version.as_deref(), back.previous_version.as_deref()), (Some("2.0.0"), Some("1.0.0")));
+    let back = store.rollback(&c.id, "erin").await.unwrap();
+    assert_eq!((back.active_version.as_deref(), back.previous_version.as_deref()), (Some("1.0.0"), None));
+    let err = store.rollback(&c.id, "erin").await.unwrap_err();
+    assert!(matches!(err, StoreError::NothingToRollBack { .. }), "{err:?}");
     store.close().await;
 }
 

@@ -73,15 +73,18 @@ async fn activate_rollback_and_rollback_again() {
         c["active_version"], "1.0.0",
         "rollback returns to the previous version"
     );
-    assert_eq!(c["previous_version"], "2.0.0");
+    assert!(c["previous_version"].is_null(), "nothing below 1.0.0: {c}");
 
-    // The store swaps active and previous: a second rollback undoes the first.
-    let c = env
-        .cli_json(&["connector", "rollback", "--connection", &id])
-        .await
-        .ok_json();
-    assert_eq!(c["active_version"], "2.0.0", "a second rollback swaps back");
-    assert_eq!(c["previous_version"], "1.0.0");
+    // The history is a stack: a second rollback has nowhere to go (it does not swap back).
+    let again = env.cli(&["connector", "rollback", "--connection", &id]).await;
+    again.expect_code(EXIT_CONFLICT);
+    assert!(again.stderr.contains("no previous version"), "{}", again.stderr);
+
+    // Forward again, then back again.
+    let c = env.cli_json(&["connector", "activate", "--connection", &id, "2.0.0"]).await.ok_json();
+    assert_eq!((c["active_version"].as_str(), c["previous_version"].as_str()), (Some("2.0.0"), Some("1.0.0")));
+    let c = env.cli_json(&["connector", "rollback", "--connection", &id]).await.ok_json();
+    assert_eq!(c["active_version"], "1.0.0");
 
     // `NAME@VERSION` works too.
     let c = env
