@@ -192,7 +192,7 @@ mod user_tokens;
 
 pub use directory::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT,
-    MAX_DIRECTORY_TEXT_BYTES, NewDirectoryGroup, NewDirectoryUser,
+    MAX_DIRECTORY_TEXT_BYTES, NewDirectoryGroup, NewDirectoryUser, UserLookup,
 };
 pub use events::{
     EVENT_COALESCE_WINDOW_MS, EVENT_DEFAULT_MAX_PER_CONNECTION, EVENT_DEFAULT_RETENTION_MS,

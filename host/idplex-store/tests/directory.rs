@@ -6,7 +6,7 @@ mod common;
 
 use common::TestDb;
 use idplex_store::{
-    Connection, NewConnection, NewDirectoryGroup, NewDirectoryUser, Store, StoreError,
+    Connection, NewConnection, NewDirectoryGroup, NewDirectoryUser, Store, StoreError, UserLookup,
 };
 use serde_json::{Value, json};
 
@@ -18,6 +18,7 @@ on_both_backends!(
     deactivation_is_reversible_and_keeps_memberships,
     list_pagination_is_stable,
     group_membership,
+    a_user_is_read_with_its_groups_in_one_lookup,
 );
 
 async fn connection(store: &Store, org: &str, name: &str) -> Connection {
@@ -789,6 +790,44 @@ async fn group_membership(db: TestDb) {
             .unwrap_err()
             .is_not_found()
     );
+    store.close().await;
+}
+
+/// `users_with_groups` (the SCIM read of a user: one read transaction on SQLite) answers what
+/// `get_user` / `find_users_by_user_name` plus `groups_of_user` answer, by id and by `userName`
+/// ignoring case; never a user of another connection, nor a soft-deleted one; no groups of
+/// another connection.
+async fn a_user_is_read_with_its_groups_in_one_lookup(db: TestDb) {
+    let store = db.open().await;
+    let conn = connection(&store, "org-uwg", "one").await;
+    let other = connection(&store, "org-uwg", "two").await;
+    let ada = store.create_user(&new_user(&conn.id, "Ada@Example.com")).await.unwrap();
+    let bob = store.create_user(&new_user(&conn.id, "bob@example.com")).await.unwrap();
+    let carol = store.create_user(&new_user(&other.id, "carol@example.com")).await.unwrap();
+    store.create_group(&new_group(&conn.id, "Ops", &[&ada.id])).await.unwrap();
+    store.create_group(&new_group(&conn.id, "Engineering", &[&ada.id, &bob.id])).await.unwrap();
+    store.create_group(&new_group(&other.id, "Elsewhere", &[&carol.id])).await.unwrap();
+
+    for lookup in [UserLookup::Id(&ada.id), UserLookup::UserName("ada@EXAMPLE.com")] {
+        let found = store.users_with_groups(&conn.id, lookup).await.unwrap();
+        assert_eq!(found.len(), 1, "{lookup:?}");
+        let (user, groups) = &found[0];
+        assert_eq!(user, &store.get_user(&conn.id, &ada.id).await.unwrap());
+        assert_eq!(groups, &store.groups_of_user(&conn.id, &ada.id).await.unwrap());
+        let names: Vec<&str> = groups.iter().map(|g| g.display_name.as_str()).collect();
+        assert_eq!(names, ["Engineering", "Ops"], "by display name");
+    }
+    let (_, groups) = &store.users_with_groups(&conn.id, UserLookup::Id(&bob.id)).await.unwrap()[0];
+    assert_eq!(groups.len(), 1);
+    // Another connection's user, an unknown one, and the same name in the other connection.
+    for lookup in [UserLookup::Id(&carol.id), UserLookup::Id("nobody"), UserLookup::UserName("carol@example.com")] {
+        assert!(store.users_with_groups(&conn.id, lookup).await.unwrap().is_empty(), "{lookup:?}");
+    }
+    // A soft-deleted user (SCIM DELETE under the default `deactivate` policy) is gone for SCIM.
+    store.scim_delete_user(&conn.id, &bob.id, None).await.unwrap();
+    for lookup in [UserLookup::Id(&bob.id), UserLookup::UserName("bob@example.com")] {
+        assert!(store.users_with_groups(&conn.id, lookup).await.unwrap().is_empty(), "{lookup:?}");
+    }
     store.close().await;
 }
 
