@@ -7,17 +7,15 @@
 //!   common claim URIs used by ADFS / Entra ID and the plain names used by most other IdPs.
 //! * **directory-sync** is not offered: this connector never calls out (`egress-hosts` is empty).
 //!
-//! The logic lives in [`scim_dialect`] and [`saml_mapping`], which take plain values (and a
-//! config lookup function) so that they can be unit-tested natively; the `Guest` impls below only
-//! wire them to the host imports.
+//! The logic is the SDK's generic building blocks, [`scim_dialect`] and [`saml_mapping`], with
+//! no quirk of any IdP: an IdP with a dialect of its own has a connector of its own (`okta`,
+//! `entra-id`, `onelogin`, `google-workspace`).
 
+use idplex_connector_sdk::saml_mapping::{self, SamlMapping};
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, metadata,
-    provisioning, sso,
+    provisioning, scim_dialect, sso,
 };
-
-mod saml_mapping;
-mod scim_dialect;
 
 /// Machine name of this connector.
 const NAME: &str = "custom-saml";
@@ -35,7 +33,7 @@ impl metadata::Guest for CustomSaml {
                           configured per connection."
                 .to_string(),
             capabilities: vec![metadata::Capability::Provisioning, metadata::Capability::Sso],
-            config_schema: saml_mapping::config_schema(),
+            config_schema: saml_mapping::GENERIC.config_schema("custom-saml connection settings"),
             egress_hosts: Vec::new(),
         }
     }
@@ -66,7 +64,7 @@ impl sso::Guest for CustomSaml {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        saml_mapping::map_assertion(&assertion, &config::get)
+        SamlMapping::map_assertion(&saml_mapping::GENERIC, &assertion, &config::get)
     }
 }
 

@@ -4,7 +4,10 @@
 //! `idplex:connector/connector@1.0.0` (generated once, here, from `wit/connector.wit`), the
 //! [`export_connector!`] macro that wires a type implementing the export traits into the
 //! component's exports, and a few helpers for the chores every connector repeats (logging,
-//! reading config, building [`ConnectorError`]s, parsing JSON).
+//! reading config, building [`ConnectorError`]s, parsing JSON), plus the generic RFC 7644 SCIM
+//! dialect as building blocks ([`scim_dialect`]) and the config-driven SAML claim mapping
+//! ([`saml_mapping`]) that the first-party connectors compose with their IdP's quirks, and
+//! helpers for their native unit tests ([`testing`]).
 //!
 //! A connector is a `cdylib` crate that depends on this SDK and does:
 //!
@@ -238,6 +241,16 @@ pub mod scim {
         }
     }
 }
+
+pub mod saml_mapping;
+pub mod scim_dialect;
+
+/// Helpers for a connector's native unit tests: the shared IdP fixture vectors as
+/// [`ScimRequest`](provisioning::ScimRequest)s, assertion and config builders.
+///
+/// Usable by any connector's `#[cfg(test)]` code; nothing in it calls a host import, so it runs
+/// outside the sandbox. See the module page for what each helper is for.
+pub mod testing;
 
 /// JSON helpers that turn parse failures into [`ConnectorError`]s naming what was being read.
 pub mod json {

@@ -87,15 +87,6 @@ fn load_and_refusals() -> Vec<(String, ScimRequest)> {
     .collect()
 }
 
-/// Vectors where custom-saml normalizes an IdP quirk that the generic native aid leaves alone (no
-/// benchmark request has them): vector id, quirk.
-const CONNECTOR_QUIRKS: &[(&str, &str)] = &[
-    ("onelogin-user-02", "pre-RFC schema URNs"),
-    ("onelogin-user-03", "pre-RFC schema URNs"),
-    ("onelogin-user-06", "pre-RFC schema URNs"),
-    ("entra-user-17", "Entra's stringified role values"),
-];
-
 async fn custom_saml(cache: &std::path::Path) -> LoadedConnector {
     let runtime = Runtime::new(RuntimeConfig::new(cache)).expect("runtime");
     let bundled = idplex_bundled::FIRST_PARTY.iter().find(|b| b.crate_name == "custom-saml").expect("custom-saml is bundled");
@@ -113,12 +104,6 @@ async fn native_dialect_matches_custom_saml() {
     for (name, req) in cases {
         let native = native_scim::normalize(&req);
         let wasm = connector.normalize(&ctx, req.clone()).await;
-        if let Some((_, quirk)) = CONNECTOR_QUIRKS.iter().find(|(id, _)| *id == name) {
-            // The connector normalizes this IdP's dialect; the native aid (generic RFC only) does not.
-            let w = wasm.as_ref().unwrap_or_else(|e| panic!("{name}: the connector handles {quirk}: {e}"));
-            assert_ne!(native.as_ref().map(|n| format!("{n:?}")).ok(), Some(format!("{w:?}")), "{name}: {quirk}");
-            continue;
-        }
         match (&native, &wasm) {
             (Ok(n), Ok(w)) => {
                 assert_eq!(format!("{n:?}"), format!("{w:?}"), "{name}: operations differ");

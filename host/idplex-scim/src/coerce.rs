@@ -42,8 +42,20 @@ impl PatchOptions {
         ignore_unmatched_remove: false,
     };
 
-    /// Every documented IdP quirk accepted: what the server should use for Okta, Entra
-    /// and OneLogin traffic.
+    /// What the idplex host applies to every connection: strict RFC 7644, except that a
+    /// `remove` whose value filter matches nothing is a no-op. That one is not an IdP's dialect
+    /// but the idempotent reading of "this value must be gone", which every IdP relies on when
+    /// it replays a removal (Okta drops a whole group push on one 400), and which loses nothing.
+    /// Every other quirk is undone by the connector of the IdP that has it.
+    pub const HOST: PatchOptions = PatchOptions {
+        coerce_boolean_strings: false,
+        coerce_shorthand_values: false,
+        create_on_unmatched_filter: false,
+        ignore_unmatched_remove: true,
+    };
+
+    /// Every documented IdP quirk accepted (what the host applied to every connection before
+    /// the quirks moved into the connectors; kept for tests of the switches).
     pub const IDP_COMPATIBLE: PatchOptions = PatchOptions {
         coerce_boolean_strings: true,
         coerce_shorthand_values: true,

@@ -1,6 +1,8 @@
 //! Data-driven replay of what each IdP really sends (`tests/fixtures/idp-dialects/`: Okta,
 //! Microsoft Entra ID in both PATCH dialects, OneLogin, and the generic RFC 7644 vectors)
-//! against a live idplex server, through the bundled generic connector (`custom-saml`).
+//! against a live idplex server, each through its own bundled connector (`okta`, `entra-id`,
+//! `onelogin`; the generic vectors through `custom-saml`): the host applies strict RFC 7644
+//! semantics, so every quirk a vector carries must be undone by its IdP's connector.
 //!
 //! Every vector runs in a directory of its own, seeded with what the vector presupposes (the
 //! user or group its path addresses, the members its PATCH names, the existing user a 409 or a
@@ -16,7 +18,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idplex");
-const FILES: &[&str] = &["okta", "entra", "onelogin", "generic_rfc7644"];
+/// Fixture file → the bundled connector that speaks its dialect.
+const FILES: &[(&str, &str)] =
+    &[("okta", "okta"), ("entra", "entra-id"), ("onelogin", "onelogin"), ("generic_rfc7644", "custom-saml")];
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -41,9 +45,9 @@ struct Answer {
 }
 
 impl<'a> Directory<'a> {
-    async fn new(server: &'a Server, vector: &str) -> Self {
+    async fn new(server: &'a Server, vector: &str, connector: &str) -> Self {
         let conn = server
-            .create_connection(&json!({"name": vector, "connector": "custom-saml", "version": "1.0.0",
+            .create_connection(&json!({"name": vector, "connector": connector, "version": "1.0.0",
                 "org_id": format!("org-{vector}")}))
             .await;
         let t = server.post_json(&format!("/admin/v1/connections/{conn}/scim-tokens"), &json!({})).await;
@@ -166,7 +170,7 @@ fn eq_value(filter: &str, attr: &str) -> Option<String> {
     rest.find('"').map(|end| rest[..end].to_string())
 }
 
-async fn replay(server: &Server, file: &str, vector: &Value) -> Result<(), String> {
+async fn replay(server: &Server, (file, connector): (&str, &str), vector: &Value) -> Result<(), String> {
     let id = vector["id"].as_str().unwrap();
     let req = &vector["request"];
     let effect = &vector["canonical_effect"];
@@ -186,7 +190,7 @@ async fn replay(server: &Server, file: &str, vector: &Value) -> Result<(), Strin
         .unwrap_or_default();
     let filter = query.iter().find(|(k, _)| k == "filter").map(|(_, v)| v.clone());
 
-    let mut dir = Directory::new(server, id).await;
+    let mut dir = Directory::new(server, id, connector).await;
 
     // --- seed what the vector presupposes ---
     let mut members = member_ids(&body);
@@ -464,15 +468,82 @@ async fn every_idp_vector_replays_with_its_documented_status_and_effect() {
     let server = env.serve(&["--demo"]).await;
     let mut failures = Vec::new();
     let mut replayed = 0;
-    for file in FILES {
+    for &(file, connector) in FILES {
         let doc = fixtures(file);
         for vector in doc["vectors"].as_array().expect("vectors") {
             replayed += 1;
-            if let Err(e) = replay(&server, file, vector).await {
+            if let Err(e) = replay(&server, (file, connector), vector).await {
                 failures.push(e);
             }
         }
     }
     assert!(replayed >= 70, "only {replayed} vectors found");
     assert!(failures.is_empty(), "{} of {replayed} vectors failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Each connector undoes its own IdP's quirks and no other's: a request in another IdP's dialect
+/// is refused with an RFC 7644 error whose `scimType` and message name the field, and the
+/// refusal is in the directory's sync log, where the admin looks.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_idps_dialect_is_refused_naming_the_field_and_logged() {
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo"]).await;
+    const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+    // Entra's legacy boolean string: entra-id turns it into `false`, the others leave it to the
+    // host, which refuses it.
+    let entra_active = json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    // Entra's bare-string manager.
+    let entra_manager = json!({"schemas": [PATCH], "Operations": [{"op": "Add",
+        "path": format!("{ENT}:manager"), "value": "271"}]});
+    // OneLogin's pre-RFC core schema URN.
+    let onelogin_user = json!({"schemas": ["urn:scim:schemas:core:2.0"], "userName": "legacy@dialect.test"});
+
+    for connector in ["custom-saml", "okta", "entra-id", "onelogin"] {
+        let mut dir = Directory::new(&server, &format!("dialect-{connector}"), connector).await;
+        let id = dir.seed_user("subject", "subject@dialect.test").await;
+        let path = format!("/Users/{id}");
+
+        let a = dir.send(Method::PATCH, &path, Some(&entra_active)).await;
+        if connector == "entra-id" {
+            assert_eq!(a.status, 200, "{connector}: {}", a.body);
+            assert_eq!(a.body["active"], false, "{connector}: {}", a.body);
+        } else {
+            assert_eq!(a.status, 400, "{connector} accepted Entra's \"False\": {}", a.body);
+            assert_eq!(a.body["scimType"], "invalidValue", "{connector}: {}", a.body);
+            assert!(a.body["detail"].as_str().unwrap_or_default().contains("active"), "{connector}: {}", a.body);
+        }
+
+        let m = dir.send(Method::PATCH, &path, Some(&entra_manager)).await;
+        if connector == "entra-id" {
+            assert_eq!(m.status, 200, "{connector}: {}", m.body);
+            assert_eq!(m.body[ENT]["manager"]["value"], "271", "{connector}: {}", m.body);
+        } else {
+            assert_eq!(m.status, 400, "{connector} accepted a bare-string manager: {}", m.body);
+            assert!(m.body["detail"].as_str().unwrap_or_default().contains("manager"), "{connector}: {}", m.body);
+        }
+
+        let o = dir.send(Method::POST, "/Users", Some(&onelogin_user)).await;
+        if connector == "onelogin" {
+            assert_eq!(o.status, 201, "{connector}: {}", o.body);
+            assert_eq!(o.body["schemas"][0], USER_URN, "{connector}: {}", o.body);
+        } else {
+            assert_eq!(o.status, 400, "{connector} accepted OneLogin's legacy URN: {}", o.body);
+            assert_eq!(o.body["scimType"], "invalidValue", "{connector}: {}", o.body);
+            assert!(o.body["detail"].as_str().unwrap_or_default().contains(USER_URN), "{connector}: {}", o.body);
+        }
+
+        // The refusals are in the directory's sync log as client errors.
+        let conn = dir.base.trim_start_matches("/scim/v2/").to_string();
+        let refused = match connector {
+            "entra-id" => 1,
+            "onelogin" => 2,
+            _ => 3,
+        };
+        let log = format!("/admin/v1/connections/{conn}/sync-log?outcome=client_error");
+        idplex_tests::eventually(std::time::Duration::from_secs(10), "the refusals in the sync log", || async {
+            let r = server.get(&log).await;
+            (r.status == 200 && r.body["entries"].as_array().is_some_and(|e| e.len() >= refused)).then_some(())
+        })
+        .await;
+    }
 }

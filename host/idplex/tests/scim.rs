@@ -207,9 +207,9 @@ async fn users_are_created_found_patched_replaced_and_deleted_through_the_connec
     let (status, _, _) = scim_send(&server, Method::GET, &format!("/scim/v2/{b}/Users/{id}"), &tb, None).await;
     assert_eq!(status, 404);
 
-    // Deactivate with PATCH (Entra sends "False" as a string; accepted), then a stale If-Match.
+    // Deactivate with PATCH (Okta's path-less replace of `active`), then a stale If-Match.
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+        "Operations": [{"op": "replace", "value": {"active": false}}]});
     let (status, headers, patched) = scim_send(&server, Method::PATCH, &format!("{users}/{id}"), &ta, Some(&patch)).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["active"], false);

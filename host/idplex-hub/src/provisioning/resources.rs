@@ -29,7 +29,8 @@ use idplex_scim::{
     sort_by_keys, sort_key,
 };
 use idplex_store::{
-    DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser, Store, SyncOperation,
+    DirectoryGroup, DirectoryGroupRef, DirectoryUser, NewDirectoryGroup, NewDirectoryUser, Store, StoreError, SyncOperation,
+    UserLookup,
 };
 use serde_json::{Value, json};
 
@@ -42,8 +43,9 @@ use crate::{Provisioning, rfc3339};
 /// Largest page a list request returns (also advertised as `filter.maxResults`).
 const MAX_RESULTS: usize = idplex_scim::MAX_RESULTS;
 
-/// IdP quirks the host accepts after the connector normalized a request.
-const OPTIONS: PatchOptions = PatchOptions::IDP_COMPATIBLE;
+/// RFC 7644 semantics as the host applies them after the connector normalized a request
+/// ([`PatchOptions::HOST`]: strict, with idempotent removes; IdP quirks are the connectors').
+const OPTIONS: PatchOptions = PatchOptions::HOST;
 
 /// How often a PATCH without `If-Match` is applied again when another replica changed the
 /// resource between its read and its write (see [`Ctx::patch`]).
@@ -421,13 +423,13 @@ impl<'a> Ctx<'a> {
     async fn load(&self, kind: ResourceKind, id: &str, derived: bool) -> Result<Stored, ScimError> {
         let store = self.store();
         match kind {
+            ResourceKind::User if derived => {
+                let found = self.users_with_groups(UserLookup::Id(id)).await?;
+                found.into_iter().next().ok_or_else(|| store_failure(kind, StoreError::NotFound { what: "user", key: id.to_string() }))
+            }
             ResourceKind::User => {
                 let user = store.get_user(self.connection, id).await.map_err(|e| store_failure(kind, e))?;
-                let mut stored = vec![Stored::user(user, None)];
-                if derived {
-                    self.attach_groups(&mut stored).await?;
-                }
-                Ok(stored.remove(0))
+                Ok(Stored::user(user, None))
             }
             ResourceKind::Group => {
                 let group = store
@@ -461,6 +463,17 @@ impl<'a> Ctx<'a> {
                 Ok(Stored::group(group, true))
             }
         }
+    }
+
+    /// The user(s) `lookup` selects, each with its `groups`, read in one go (one read
+    /// transaction on SQLite).
+    async fn users_with_groups(&self, lookup: UserLookup<'_>) -> Result<Vec<Stored>, ScimError> {
+        let found = self
+            .store()
+            .users_with_groups(self.connection, lookup)
+            .await
+            .map_err(|e| store_failure(ResourceKind::User, e))?;
+        Ok(found.into_iter().map(|(user, groups)| Stored::user(user, Some(groups))).collect())
     }
 
     /// Loads the `groups` of the users among `items` (one query for the lot).
@@ -579,6 +592,8 @@ impl<'a> Ctx<'a> {
         let attr = path.attr.to_ascii_lowercase();
         let fail = |e| store_failure(kind, e);
         let items = match (kind, attr.as_str()) {
+            (ResourceKind::User, "username") if derived => return self.users_with_groups(UserLookup::UserName(value)).await.map(Some),
+            (ResourceKind::User, "id") if derived => return self.users_with_groups(UserLookup::Id(value)).await.map(Some),
             (ResourceKind::User, "username") => store.find_users_by_user_name(c, value).await.map_err(fail)?,
             (ResourceKind::User, "externalid") => store.find_users_by_external_id(c, value).await.map_err(fail)?,
             (ResourceKind::User, "id") => match store.get_user(c, value).await {

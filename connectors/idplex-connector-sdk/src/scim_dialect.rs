@@ -1,14 +1,152 @@
-//! The generic RFC 7644 SCIM dialect: validate a request and express it as RFC operations.
+//! The generic RFC 7644 SCIM dialect, as building blocks a connector composes with its IdP's
+//! quirks.
+//!
+//! [`parse`] reads one SCIM request the way RFC 7644 describes it, into a [`Parsed`] request
+//! that a dialect may still edit (rename a URN, turn `"False"` into `false`, rewrite a PATCH
+//! operation); [`Parsed::into_operations`] then checks what the host requires (the core schema
+//! in `schemas`, a `path` for `remove`, a `value` for `add`/`replace`) and produces the contract's
+//! operations. [`normalize`] is the two steps with no quirk in between: the generic dialect.
+//!
+//! ```ignore
+//! fn normalize(request: ScimRequest) -> Result<Vec<Operation>, ConnectorError> {
+//!     let mut parsed = scim_dialect::parse(&request)?;
+//!     if let Some(body) = parsed.body_mut() {
+//!         scim_dialect::rename_legacy_urns(body.object_mut(), request.resource);
+//!     }
+//!     parsed.into_operations(request.resource)
+//! }
+//! ```
+//!
+//! Bodies that no quirk touched are handed to the host as the IdP sent them (no re-encoding).
 
-use idplex_connector_sdk::json::{check, parse_object, type_name};
-use idplex_connector_sdk::provisioning::{
-    ListQuery, Operation, PatchOpKind, PatchOperation, ScimRequest,
-};
-use idplex_connector_sdk::serde_json::{Map, Value};
-use idplex_connector_sdk::{ConnectorError, Json, ResourceKind, scim};
+use crate::json::{parse_object, type_name};
+use crate::provisioning::{ListQuery, Operation, PatchOpKind, PatchOperation, ScimRequest};
+use crate::{ConnectorError, Json, ResourceKind, scim};
+use serde_json::{Map, Value};
 
-/// Turns one SCIM request into the operation it asks for (always exactly one).
+/// A resource body (POST, PUT) as received, parsed; re-encoded only if a dialect changed it.
+#[derive(Debug, Clone)]
+pub struct Body {
+    text: String,
+    object: Map<String, Value>,
+    changed: bool,
+}
+
+impl Body {
+    /// Parses `text` as a JSON object (`what` names it in errors).
+    pub fn parse(text: &str, what: &str) -> Result<Self, ConnectorError> {
+        Ok(Body { text: text.to_string(), object: parse_object(text, what)?, changed: false })
+    }
+
+    /// The body as an object.
+    pub fn object(&self) -> &Map<String, Value> {
+        &self.object
+    }
+
+    /// The body as an object, to edit: it will be re-encoded.
+    pub fn object_mut(&mut self) -> &mut Map<String, Value> {
+        self.changed = true;
+        &mut self.object
+    }
+
+    /// The JSON text to hand to the host: the original unless edited.
+    pub fn into_json(self) -> Result<Json, ConnectorError> {
+        if self.changed { crate::json::to_json(&self.object) } else { Ok(self.text) }
+    }
+}
+
+/// One PATCH operation as the IdP sent it (op case-normalized), before the dialect's rewrites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOp {
+    /// add, replace or remove.
+    pub op: PatchOpKind,
+    /// The path, `None` when absent or blank.
+    pub path: Option<String>,
+    /// The value, `None` when absent or `null`.
+    pub value: Option<Value>,
+}
+
+impl PatchOp {
+    /// Whether the path names `attribute` (ASCII case-insensitive), with or without the core
+    /// schema URN prefix, and nothing below it.
+    pub fn path_is(&self, attribute: &str) -> bool {
+        self.path.as_deref().is_some_and(|p| path_names(p, attribute))
+    }
+}
+
+/// Whether `path` is `attribute` itself (case-insensitive), optionally prefixed by a schema URN
+/// and `:` (`urn:ietf:params:scim:schemas:core:2.0:User:active` names `active`).
+pub fn path_names(path: &str, attribute: &str) -> bool {
+    let path = path.trim();
+    if path.eq_ignore_ascii_case(attribute) {
+        return true;
+    }
+    let Some(colon) = path.len().checked_sub(attribute.len() + 1) else { return false };
+    path.as_bytes()[colon] == b':'
+        && path.get(colon + 1..).is_some_and(|a| a.eq_ignore_ascii_case(attribute))
+        && path.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+        && path.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
+/// A SCIM request read per RFC 7644, not yet checked nor turned into operations.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// POST to the collection.
+    Create(Body),
+    /// PUT of the resource with this id.
+    Replace(String, Body),
+    /// PATCH of the resource with this id.
+    Patch(String, Vec<PatchOp>),
+    /// DELETE of the resource with this id.
+    Delete(String),
+    /// GET of the resource with this id.
+    Get(String),
+    /// GET of the collection.
+    Query(ListQuery),
+}
+
+impl Parsed {
+    /// The body of a create or replace.
+    pub fn body_mut(&mut self) -> Option<&mut Body> {
+        match self {
+            Parsed::Create(body) | Parsed::Replace(_, body) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// The operations of a PATCH.
+    pub fn patch_ops_mut(&mut self) -> Option<&mut Vec<PatchOp>> {
+        match self {
+            Parsed::Patch(_, ops) => Some(ops),
+            _ => None,
+        }
+    }
+
+    /// Checks what the host requires and produces the contract's operation (always exactly one).
+    pub fn into_operations(self, kind: ResourceKind) -> Result<Vec<Operation>, ConnectorError> {
+        let op = match self {
+            Parsed::Create(body) => Operation::Create(checked_body(body, kind)?),
+            Parsed::Replace(id, body) => Operation::Replace((id, checked_body(body, kind)?)),
+            Parsed::Patch(id, ops) => Operation::Patch((
+                id,
+                ops.into_iter().enumerate().map(|(i, op)| checked_patch_op(i, op)).collect::<Result<_, _>>()?,
+            )),
+            Parsed::Delete(id) => Operation::Delete(id),
+            Parsed::Get(id) => Operation::Get(id),
+            Parsed::Query(query) => Operation::Query(query),
+        };
+        Ok(vec![op])
+    }
+}
+
+/// The generic RFC 7644 dialect: [`parse`], then [`Parsed::into_operations`], nothing between.
 pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>, ConnectorError> {
+    parse(request)?.into_operations(request.resource)
+}
+
+/// Reads one SCIM request per RFC 7644: the method and path select the operation, the body is
+/// parsed (a PatchOp message into its operations), the query string into a list query.
+pub fn parse(request: &ScimRequest) -> Result<Parsed, ConnectorError> {
     let kind = request.resource;
     let endpoint = scim::endpoint(kind);
     let method = request.method.to_ascii_uppercase();
@@ -21,46 +159,45 @@ pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>, ConnectorError
             ))
         })
     };
-    let op = match method.as_str() {
+    Ok(match method.as_str() {
         "POST" => {
             if id.is_some() {
                 return Err(ConnectorError::invalid_request(format!(
                     "POST creates a resource and must address /{endpoint}, not /{endpoint}/{{id}}"
                 )));
             }
-            Operation::Create(resource_body(request, kind)?)
+            Parsed::Create(resource_body(request, kind)?)
         }
         "PUT" => {
             let id = need_id("PUT")?;
-            Operation::Replace((id, resource_body(request, kind)?))
+            Parsed::Replace(id, resource_body(request, kind)?)
         }
         "PATCH" => {
             let id = need_id("PATCH")?;
-            Operation::Patch((id, patch_operations(request)?))
+            Parsed::Patch(id, patch_operations(request)?)
         }
-        "DELETE" => Operation::Delete(need_id("DELETE")?),
+        "DELETE" => Parsed::Delete(need_id("DELETE")?),
         "GET" => match id {
-            Some(id) => Operation::Get(id.to_string()),
-            None => Operation::Query(list_query(&request.query)?),
+            Some(id) => Parsed::Get(id.to_string()),
+            None => Parsed::Query(list_query(&request.query)?),
         },
         other => {
             return Err(ConnectorError::unsupported(format!(
                 "HTTP method `{other}` is not part of SCIM 2.0 provisioning on /{endpoint}"
             )));
         }
-    };
-    Ok(vec![op])
+    })
 }
 
 /// Checks that a stored resource is JSON and returns it unchanged (the generic dialect is the
 /// RFC's own).
 pub fn render(resource: Json) -> Result<Json, ConnectorError> {
-    check(&resource, "stored resource")?;
+    crate::json::check(&resource, "stored resource")?;
     Ok(resource)
 }
 
-/// The body of a POST/PUT: a JSON object whose `schemas` lists the core schema of `kind`.
-fn resource_body(request: &ScimRequest, kind: ResourceKind) -> Result<Json, ConnectorError> {
+/// The body of a POST/PUT, parsed.
+fn resource_body(request: &ScimRequest, kind: ResourceKind) -> Result<Body, ConnectorError> {
     let body = request.body.as_deref().ok_or_else(|| {
         ConnectorError::invalid_request(format!(
             "{} /{} needs a JSON body",
@@ -69,20 +206,19 @@ fn resource_body(request: &ScimRequest, kind: ResourceKind) -> Result<Json, Conn
         ))
         .with_scim_type("invalidSyntax")
     })?;
-    let mut object = parse_object(body, "request body")?;
-    let legacy = rename_legacy_urns(&mut object, kind);
-    let roles = object.get_mut("roles").is_some_and(unwrap_stringified_roles);
-    require_schema(&object, scim::core_schema(kind))?;
-    if legacy || roles {
-        return idplex_connector_sdk::json::to_json(&object);
-    }
-    Ok(body.to_string())
+    Body::parse(body, "request body")
+}
+
+/// A body whose `schemas` lists the core schema of `kind`, as JSON text.
+fn checked_body(body: Body, kind: ResourceKind) -> Result<Json, ConnectorError> {
+    require_schema(body.object(), scim::core_schema(kind))?;
+    body.into_json()
 }
 
 /// Pre-RFC URNs some IdPs still send (OneLogin's default template: `urn:scim:schemas:core:2.0`
 /// and `urn:scim:schemas:extension:enterprise:2.0`, without `:User`), as the RFC 7643 URNs, in
 /// `schemas` and as extension keys. Returns whether anything was renamed.
-fn rename_legacy_urns(object: &mut Map<String, Value>, kind: ResourceKind) -> bool {
+pub fn rename_legacy_urns(object: &mut Map<String, Value>, kind: ResourceKind) -> bool {
     const LEGACY_CORE: &str = "urn:scim:schemas:core:2.0";
     const LEGACY_ENTERPRISE: &str = "urn:scim:schemas:extension:enterprise:2.0";
     let rename = |urn: &str| -> Option<&'static str> {
@@ -123,7 +259,7 @@ fn rename_legacy_urns(object: &mut Map<String, Value>, kind: ResourceKind) -> bo
 /// Entra ID sends app-role assignments with each role's `value` being a JSON *string* of an
 /// object (`"{\"id\":..,\"value\":\"Admin\",\"displayName\":\"..\"}"`). Unwraps them into
 /// RFC 7643 `roles` entries (`value`, `display`). Returns whether anything changed.
-fn unwrap_stringified_roles(roles: &mut Value) -> bool {
+pub fn unwrap_stringified_roles(roles: &mut Value) -> bool {
     let mut changed = false;
     let items: Vec<&mut Value> = match roles {
         Value::Array(items) => items.iter_mut().collect(),
@@ -135,7 +271,7 @@ fn unwrap_stringified_roles(roles: &mut Value) -> bool {
         if !text.trim_start().starts_with('{') {
             continue;
         }
-        let Ok(Value::Object(inner)) = idplex_connector_sdk::serde_json::from_str::<Value>(text) else {
+        let Ok(Value::Object(inner)) = serde_json::from_str::<Value>(text) else {
             continue;
         };
         let Some(value) = inner.get("value").cloned() else { continue };
@@ -156,7 +292,7 @@ fn unwrap_stringified_roles(roles: &mut Value) -> bool {
 }
 
 /// Requires `schemas` to be an array of strings containing `urn`.
-fn require_schema(object: &Map<String, Value>, urn: &str) -> Result<(), ConnectorError> {
+pub fn require_schema(object: &Map<String, Value>, urn: &str) -> Result<(), ConnectorError> {
     let schemas = match object.get("schemas") {
         Some(Value::Array(items)) => items,
         Some(other) => {
@@ -182,7 +318,7 @@ fn require_schema(object: &Map<String, Value>, urn: &str) -> Result<(), Connecto
 }
 
 /// Parses an RFC 7644 §3.5.2 PatchOp message into its operations.
-fn patch_operations(request: &ScimRequest) -> Result<Vec<PatchOperation>, ConnectorError> {
+fn patch_operations(request: &ScimRequest) -> Result<Vec<PatchOp>, ConnectorError> {
     let body = request.body.as_deref().ok_or_else(|| {
         ConnectorError::invalid_request("PATCH needs a PatchOp JSON body")
             .with_scim_type("invalidSyntax")
@@ -211,7 +347,7 @@ fn patch_operations(request: &ScimRequest) -> Result<Vec<PatchOperation>, Connec
 }
 
 /// Parses `Operations[index]`.
-fn patch_operation(index: usize, op: &Value) -> Result<PatchOperation, ConnectorError> {
+fn patch_operation(index: usize, op: &Value) -> Result<PatchOp, ConnectorError> {
     let invalid = |msg: String, scim_type: &str| {
         ConnectorError::invalid_request(format!("Operations[{index}]: {msg}"))
             .with_scim_type(scim_type)
@@ -252,24 +388,28 @@ fn patch_operation(index: usize, op: &Value) -> Result<PatchOperation, Connector
     };
     let value = match op.get("value") {
         None | Some(Value::Null) => None,
-        Some(v) if path.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("roles")) => {
-            let mut v = v.clone();
-            unwrap_stringified_roles(&mut v);
-            Some(v.to_string())
-        }
-        Some(v) => Some(v.to_string()),
+        Some(v) => Some(v.clone()),
     };
-    match kind {
-        PatchOpKind::Remove if path.is_none() => {
+    Ok(PatchOp { op: kind, path, value })
+}
+
+/// Checks one operation as the host needs it and encodes its value.
+fn checked_patch_op(index: usize, op: PatchOp) -> Result<PatchOperation, ConnectorError> {
+    let invalid = |msg: String, scim_type: &str| {
+        ConnectorError::invalid_request(format!("Operations[{index}]: {msg}"))
+            .with_scim_type(scim_type)
+    };
+    match op.op {
+        PatchOpKind::Remove if op.path.is_none() => {
             return Err(invalid("`remove` needs a `path`".to_string(), "noTarget"));
         }
-        PatchOpKind::Add | PatchOpKind::Replace if value.is_none() => {
-            let name = if matches!(kind, PatchOpKind::Add) { "add" } else { "replace" };
+        PatchOpKind::Add | PatchOpKind::Replace if op.value.is_none() => {
+            let name = if matches!(op.op, PatchOpKind::Add) { "add" } else { "replace" };
             return Err(invalid(format!("`{name}` needs a `value`"), "invalidValue"));
         }
         _ => {}
     }
-    Ok(PatchOperation { op: kind, path, value })
+    Ok(PatchOperation { op: op.op, path: op.path, value: op.value.map(|v| v.to_string()) })
 }
 
 /// Builds a list query from the request's query parameters (names matched case-insensitively;
@@ -335,7 +475,7 @@ fn non_empty(value: &str) -> Option<String> {
 }
 
 fn comma_list(value: &str) -> Vec<String> {
-    idplex_connector_sdk::config::split_list(value)
+    crate::config::split_list(value)
 }
 
 #[cfg(test)]
@@ -409,23 +549,42 @@ mod tests {
     }
 
     #[test]
-    fn legacy_urns_and_stringified_roles_are_normalized() {
+    fn legacy_urns_and_stringified_roles_are_quirks_a_dialect_opts_into() {
         let onelogin = r#"{"schemas":["urn:scim:schemas:core:2.0","urn:scim:schemas:extension:enterprise:2.0"],
             "userName":"u","urn:scim:schemas:extension:enterprise:2.0":{"department":"Eng"}}"#;
-        let ops = normalize(&req("POST", None, Some(onelogin))).unwrap();
+        // The generic dialect refuses the pre-RFC core URN...
+        let e = normalize(&req("POST", None, Some(onelogin))).unwrap_err();
+        assert_eq!(e.scim_type.as_deref(), Some("invalidValue"));
+        assert!(e.message.contains(scim::USER_SCHEMA), "{}", e.message);
+        // ...which a dialect renames between parse and into_operations.
+        let mut parsed = parse(&req("POST", None, Some(onelogin))).unwrap();
+        assert!(rename_legacy_urns(parsed.body_mut().unwrap().object_mut(), ResourceKind::User));
+        let ops = parsed.into_operations(ResourceKind::User).unwrap();
         let [Operation::Create(body)] = &ops[..] else { panic!() };
-        let v: Value = idplex_connector_sdk::serde_json::from_str(body).unwrap();
+        let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["schemas"][0], scim::USER_SCHEMA);
         assert_eq!(v["schemas"][1], scim::ENTERPRISE_USER_SCHEMA);
         assert_eq!(v[scim::ENTERPRISE_USER_SCHEMA]["department"], "Eng");
 
-        let entra = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"roles",
-            "value":[{"value":"{\"id\":\"1\",\"value\":\"Admin\",\"displayName\":\"The admins\"}"}]}]}"#;
-        let ops = normalize(&req("PATCH", Some("42"), Some(entra))).unwrap();
-        let [Operation::Patch((_, ops))] = &ops[..] else { panic!() };
-        let v: Value = idplex_connector_sdk::serde_json::from_str(ops[0].value.as_deref().unwrap()).unwrap();
-        assert_eq!(v[0]["value"], "Admin");
-        assert_eq!(v[0]["display"], "The admins");
+        let mut roles = serde_json::json!([{"value":"{\"id\":\"1\",\"value\":\"Admin\",\"displayName\":\"The admins\"}"}]);
+        assert!(unwrap_stringified_roles(&mut roles));
+        assert_eq!(roles[0]["value"], "Admin");
+        assert_eq!(roles[0]["display"], "The admins");
+        let mut plain = serde_json::json!([{"value":"Admin"}]);
+        assert!(!unwrap_stringified_roles(&mut plain));
+    }
+
+    #[test]
+    fn untouched_bodies_pass_as_sent_and_paths_name_attributes() {
+        let spaced = r#"{ "schemas" : ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName" : "a" }"#;
+        let ops = normalize(&req("POST", None, Some(spaced))).unwrap();
+        assert!(matches!(&ops[..], [Operation::Create(b)] if b == spaced));
+        assert!(path_names("active", "active"));
+        assert!(path_names("ACTIVE", "active"));
+        assert!(path_names("urn:ietf:params:scim:schemas:core:2.0:User:active", "active"));
+        assert!(!path_names("inactive", "active"));
+        assert!(!path_names("emails[type eq \"work\"].active", "active"));
+        assert!(!path_names("é:active", "active"));
     }
 
     #[test]
@@ -434,6 +593,6 @@ mod tests {
         assert!(normalize(&req("DELETE", None, None)).is_err());
         assert!(matches!(&normalize(&req("GET", Some("x"), None)).unwrap()[..], [Operation::Get(_)]));
         let e = normalize(&req("HEAD", None, None)).unwrap_err();
-        assert!(matches!(e.kind, idplex_connector_sdk::ErrorKind::Unsupported));
+        assert!(matches!(e.kind, crate::ErrorKind::Unsupported));
     }
 }

@@ -1,0 +1,298 @@
+//! Test helpers for a connector's **native** unit tests (`cargo test` on the build machine, not
+//! in the sandbox).
+//!
+//! A connector's logic is best tested as plain Rust functions: its dialect's `normalize` on a
+//! [`ScimRequest`], its SAML mapping on a [`VerifiedAssertion`] with a config lookup passed in.
+//! This module builds those inputs and reads the outputs:
+//!
+//! - fixture files in the shape of `tests/fixtures/idp-dialects/*.json` (an object whose
+//!   `vectors` array holds recorded IdP traffic, each vector with an `id` and a `request` of
+//!   `method`, `path`, `query` and `body`): [`vectors`], [`vector`], [`request_of`];
+//! - requests: [`request`], [`patch`];
+//! - results: [`patch_ops`], [`body_of`], [`value`], [`assert_invalid`], [`assert_config`];
+//! - SAML: [`attr`] for assertion attributes, [`cfg`] for a config lookup.
+//!
+//! Nothing here calls a host import: outside the sandbox those abort the test process, so pass
+//! [`cfg`] where the connector would pass `&config::get`. The helpers panic (with a message
+//! naming what was expected) instead of returning errors, as tests want.
+//!
+//! [`ScimRequest`]: crate::provisioning::ScimRequest
+//! [`VerifiedAssertion`]: crate::sso::VerifiedAssertion
+//! [`vectors`]: crate::testing::vectors
+//! [`vector`]: crate::testing::vector
+//! [`request_of`]: crate::testing::request_of
+//! [`request`]: crate::testing::request
+//! [`patch`]: crate::testing::patch
+//! [`patch_ops`]: crate::testing::patch_ops
+//! [`body_of`]: crate::testing::body_of
+//! [`value`]: crate::testing::value
+//! [`assert_invalid`]: crate::testing::assert_invalid
+//! [`assert_config`]: crate::testing::assert_config
+//! [`attr`]: crate::testing::attr
+//! [`cfg`]: crate::testing::cfg
+//!
+//! ```ignore
+//! use idplex_connector_sdk::testing::{request_of, vector, vectors};
+//!
+//! const OKTA: &str = include_str!("../tests/fixtures/okta.json");
+//!
+//! #[test]
+//! fn okta_user_create() {
+//!     let all = vectors(OKTA);
+//!     let req = request_of(vector(&all, "okta-user-03")).unwrap();
+//!     let ops = crate::dialect::normalize(&req).unwrap();
+//!     let body = idplex_connector_sdk::testing::body_of(&ops);
+//!     assert_eq!(body["userName"], "jdoe@example.com");
+//! }
+//! ```
+
+use crate::provisioning::{Operation, PatchOperation, ScimRequest};
+use crate::sso::SamlAttribute;
+use crate::{ConnectorError, ErrorKind, ResourceKind};
+use serde_json::{Value, json};
+
+/// The `vectors` array of a fixture file's JSON text (typically an `include_str!` of it).
+///
+/// Panics if `file` is not JSON or has no `vectors` array.
+#[track_caller]
+pub fn vectors(file: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(file).expect("fixture JSON");
+    v["vectors"].as_array().expect("vectors").clone()
+}
+
+/// The vector of `all` whose `id` is `id`.
+///
+/// Panics (`no vector {id}`) if there is none.
+pub fn vector<'a>(all: &'a [Value], id: &str) -> &'a Value {
+    all.iter()
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no vector {id}"))
+}
+
+/// A fixture vector's `request` as the host hands it to a connector's `normalize`; `None` for a
+/// vector that is not a SCIM request to idplex's `/Users` or `/Groups` endpoints (discovery
+/// endpoints such as `/Schemas`, or calls to the IdP's own API).
+///
+/// The `path` is `/scim/v2/{Users|Groups}[/{id}]` or `/scim/{Users|Groups}[/{id}]` (a trailing
+/// `/` or `?` is ignored); the `query` object becomes the list of pairs (non-string values as
+/// empty strings); a non-null `body` becomes its JSON text. `None` too if `path` or `method` is
+/// missing.
+pub fn request_of(vector: &Value) -> Option<ScimRequest> {
+    let req = &vector["request"];
+    let path = req["path"].as_str()?;
+    let rest = path
+        .strip_prefix("/scim/v2/")
+        .or_else(|| path.strip_prefix("/scim/"))?;
+    let mut parts = rest.splitn(2, '/');
+    let resource = match parts.next()?.trim_end_matches(['/', '?']) {
+        "Users" => ResourceKind::User,
+        "Groups" => ResourceKind::Group,
+        _ => return None,
+    };
+    let id = parts
+        .next()
+        .map(|s| s.trim_end_matches(['/', '?']))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let query = req["query"]
+        .as_object()
+        .map(|q| {
+            q.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = (!req["body"].is_null()).then(|| req["body"].to_string());
+    Some(ScimRequest {
+        method: req["method"].as_str()?.to_string(),
+        resource,
+        id,
+        query,
+        body,
+    })
+}
+
+/// A request without query: `method` on the `kind` endpoint, on the resource `id` if given, with
+/// `body` as JSON text. `body` is a [`Value`] or an `Option<Value>` (`None`: no body).
+pub fn request(
+    method: &str,
+    kind: ResourceKind,
+    id: Option<&str>,
+    body: impl Into<Option<Value>>,
+) -> ScimRequest {
+    ScimRequest {
+        method: method.into(),
+        resource: kind,
+        id: id.map(Into::into),
+        query: Vec::new(),
+        body: body.into().map(|b| b.to_string()),
+    }
+}
+
+/// A PATCH of the resource `id` whose body is the RFC 7644 §3.5.2 PatchOp message with
+/// `operations` (a JSON array) as its `Operations`.
+pub fn patch(kind: ResourceKind, id: &str, operations: Value) -> ScimRequest {
+    request(
+        "PATCH",
+        kind,
+        Some(id),
+        json!({"schemas": [crate::scim::PATCH_OP_SCHEMA], "Operations": operations}),
+    )
+}
+
+/// The resource id and operations of `ops` when it is exactly one [`Operation::Patch`].
+///
+/// Panics if there is not exactly one operation or it is not a patch.
+#[track_caller]
+pub fn patch_ops(ops: Vec<Operation>) -> (String, Vec<PatchOperation>) {
+    match <[Operation; 1]>::try_from(ops) {
+        Ok([Operation::Patch(p)]) => p,
+        Ok([other]) => panic!("not a patch: {other:?}"),
+        Err(ops) => panic!("expected one operation, got {}", ops.len()),
+    }
+}
+
+/// The body of a single [`Operation::Create`] or [`Operation::Replace`], parsed.
+///
+/// Panics if `ops` is anything else or the body is not JSON.
+#[track_caller]
+pub fn body_of(ops: &[Operation]) -> Value {
+    match ops {
+        [Operation::Create(b)] | [Operation::Replace((_, b))] => serde_json::from_str(b).unwrap(),
+        other => panic!("not a create/replace: {other:?}"),
+    }
+}
+
+/// The `value` of a patch operation, parsed.
+///
+/// Panics if the operation has no value or it is not JSON.
+#[track_caller]
+pub fn value(op: &PatchOperation) -> Value {
+    serde_json::from_str(op.value.as_deref().expect("a value")).expect("value JSON")
+}
+
+/// Asserts that `e` is an [`ErrorKind::InvalidRequest`] whose message contains `names` (the
+/// field or value the IdP got wrong, so the admin can find it).
+#[track_caller]
+pub fn assert_invalid(e: &ConnectorError, names: &str) {
+    assert!(matches!(e.kind, ErrorKind::InvalidRequest), "{e:?}");
+    assert!(
+        e.message.contains(names),
+        "message should name {names}: {}",
+        e.message
+    );
+}
+
+/// Asserts that `e` is an [`ErrorKind::Config`] whose message names the config key `key` in
+/// backticks (`` `key` ``), as the SDK's config getters and a connector's own checks do.
+#[track_caller]
+pub fn assert_config(e: &ConnectorError, key: &str) {
+    assert!(matches!(e.kind, ErrorKind::Config), "{e:?}");
+    assert!(
+        e.message.contains(&format!("`{key}`")),
+        "{key}: {}",
+        e.message
+    );
+}
+
+/// A SAML attribute `name` with `values`, for building a
+/// [`VerifiedAssertion`](crate::sso::VerifiedAssertion).
+pub fn attr(name: &str, values: &[&str]) -> SamlAttribute {
+    SamlAttribute {
+        name: name.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// A config lookup over `pairs` (key, value), to pass where the connector passes
+/// `&config::get`: the value of the first pair with the key, `None` for any other key.
+///
+/// ```
+/// let get = idplex_connector_sdk::testing::cfg(&[("domain", "example.com")]);
+/// assert_eq!(get("domain").as_deref(), Some("example.com"));
+/// assert_eq!(get("tenant_id"), None);
+/// ```
+pub fn cfg<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector_with(path: &str) -> Value {
+        json!({"id": "v", "request": {"method": "GET", "path": path, "query": {"count": "2", "n": 1}, "body": null}})
+    }
+
+    #[test]
+    fn request_of_reads_both_path_forms_and_skips_other_endpoints() {
+        for (path, kind, id) in [
+            ("/scim/v2/Users", ResourceKind::User, None),
+            ("/scim/Users/", ResourceKind::User, None),
+            ("/scim/v2/Groups/g1", ResourceKind::Group, Some("g1")),
+            ("/scim/Groups/g1/", ResourceKind::Group, Some("g1")),
+        ] {
+            let r = request_of(&vector_with(path)).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!((r.resource, r.id.as_deref()), (kind, id), "{path}");
+            assert_eq!(r.method, "GET");
+            assert_eq!(
+                r.query,
+                [("count".into(), "2".into()), ("n".into(), String::new())]
+            );
+            assert_eq!(r.body, None);
+        }
+        for path in [
+            "/scim/v2/Schemas",
+            "/scim/ServiceProviderConfig",
+            "https://idp.example/api/users",
+            "/Users",
+        ] {
+            assert!(request_of(&vector_with(path)).is_none(), "{path}");
+        }
+        let post = json!({"request": {"method": "POST", "path": "/scim/v2/Users", "body": {"userName": "a"}}});
+        assert_eq!(
+            request_of(&post).unwrap().body.as_deref(),
+            Some(r#"{"userName":"a"}"#)
+        );
+    }
+
+    #[test]
+    fn builders_and_readers() {
+        let all = vectors(r#"{"vectors": [{"id": "a"}, {"id": "b", "x": 1}]}"#);
+        assert_eq!(vector(&all, "b")["x"], 1);
+        let req = patch(
+            ResourceKind::User,
+            "42",
+            json!([{"op": "remove", "path": "title"}]),
+        );
+        assert_eq!(
+            (req.method.as_str(), req.id.as_deref()),
+            ("PATCH", Some("42"))
+        );
+        let body: Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["schemas"], json!([crate::scim::PATCH_OP_SCHEMA]));
+        assert_eq!(request("POST", ResourceKind::Group, None, None).body, None);
+        assert_eq!(
+            request("POST", ResourceKind::Group, None, json!({}))
+                .body
+                .as_deref(),
+            Some("{}")
+        );
+        assert_eq!(attr("groups", &["a", "b"]).values, ["a", "b"]);
+        let get = cfg(&[("k", "v"), ("k", "w")]);
+        assert_eq!((get("k").as_deref(), get("x")), (Some("v"), None));
+        assert_invalid(
+            &ConnectorError::invalid_request("bad `userName`"),
+            "userName",
+        );
+        assert_config(
+            &ConnectorError::config("config key `domain` is required"),
+            "domain",
+        );
+    }
+}
