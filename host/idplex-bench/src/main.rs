@@ -1,12 +1,14 @@
 //! `idplex-bench`: what a connector costs. See README.md for what each figure means.
 //!
 //! Run: `cargo run --release -p idplex-bench` (smoke: `BENCH_ITERS=200 BENCH_SECS=0.3 ...`;
-//! `BENCH_GROUP_MEMBERS=0` skips section 6, the large-group PATCH).
+//! `BENCH_GROUP_MEMBERS=0` skips section 6, the large-group PATCH; `BENCH_ONLY=7` runs section 7
+//! alone).
 
+mod first_party;
 mod large_group;
 mod native;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -19,8 +21,13 @@ use idplex_runtime::{
 };
 use serde_json::{Value, json};
 
-/// Iteration counts, overridable by environment variables.
+/// The sections there are (3 includes 3b).
+const SECTIONS: std::ops::RangeInclusive<u32> = 1..=7;
+
+/// What runs and how many times, overridable by environment variables.
 struct Settings {
+    /// Sections to run (`BENCH_ONLY`, a comma list of section numbers); `None`: all.
+    only: Option<BTreeSet<u32>>,
     /// Timed calls per latency figure (`BENCH_ITERS`).
     iters: usize,
     /// Untimed calls before each latency figure (`BENCH_WARMUP`, default iters/10, ≥ 10).
@@ -40,15 +47,42 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+/// `BENCH_ONLY` (`"7"`, `"3,5"`); unset or blank: every section.
+fn env_only() -> Option<BTreeSet<u32>> {
+    let v = std::env::var("BENCH_ONLY").ok().filter(|v| !v.trim().is_empty())?;
+    let only = v
+        .split(',')
+        .map(|n| match n.trim().parse() {
+            Ok(n) if SECTIONS.contains(&n) => n,
+            _ => panic!("BENCH_ONLY={v:?}: expected a comma list of section numbers 1 to 7"),
+        })
+        .collect();
+    Some(only)
+}
+
 impl Settings {
     fn from_env() -> Self {
         let iters = env_num("BENCH_ITERS", 20_000usize).max(1);
         Settings {
+            only: env_only(),
             iters,
             warmup: env_num("BENCH_WARMUP", (iters / 10).max(10)),
             cold_runs: env_num("BENCH_COLD_RUNS", 5usize).max(1),
             load_runs: env_num("BENCH_LOAD_RUNS", 15usize).max(1),
             secs: env_num("BENCH_SECS", 3.0f64).max(0.05),
+        }
+    }
+
+    /// Whether section `n` runs.
+    fn runs(&self, n: u32) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&n))
+    }
+
+    /// `BENCH_ONLY` as given, for the report.
+    fn only_text(&self) -> String {
+        match &self.only {
+            None => "all".into(),
+            Some(only) => only.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
         }
     }
 }
@@ -371,35 +405,46 @@ fn main() -> Result<()> {
     r.json.insert(
         "settings".into(),
         json!({"iters": s.iters, "warmup": s.warmup, "cold_runs": s.cold_runs,
-               "load_runs": s.load_runs, "secs": s.secs, "debug_build": cfg!(debug_assertions)}),
+               "load_runs": s.load_runs, "secs": s.secs, "only": s.only_text(),
+               "debug_build": cfg!(debug_assertions)}),
     );
     println!("idplex-bench: nproc={nproc}  cpu={}  wasmtime={wasmtime_version}", cpu_model());
     if cfg!(debug_assertions) {
         println!("WARNING: debug build; figures are meaningless. Use `cargo run --release -p idplex-bench`.");
     }
     println!(
-        "settings: BENCH_ITERS={} BENCH_WARMUP={} BENCH_COLD_RUNS={} BENCH_LOAD_RUNS={} BENCH_SECS={}",
-        s.iters, s.warmup, s.cold_runs, s.load_runs, s.secs
+        "settings: BENCH_ITERS={} BENCH_WARMUP={} BENCH_COLD_RUNS={} BENCH_LOAD_RUNS={} BENCH_SECS={} BENCH_ONLY={}",
+        s.iters,
+        s.warmup,
+        s.cold_runs,
+        s.load_runs,
+        s.secs,
+        s.only_text()
     );
 
     let saml = custom_saml();
     let rt = current_thread()?;
 
     // 1. Cold install: Cranelift compile with an empty cache.
-    r.section("1. install (cold: empty cache dir, Cranelift compile + describe)");
-    let mut cold = Vec::new();
-    for _ in 0..s.cold_runs {
-        let dir = tempfile::tempdir()?;
-        let runtime = runtime_in(dir.path())?;
-        let t = Instant::now();
-        let loaded = rt.block_on(runtime.install(saml)).context("cold install of custom-saml")?;
-        cold.push(t.elapsed());
-        drop(loaded);
+    if s.runs(1) {
+        r.section("1. install (cold: empty cache dir, Cranelift compile + describe)");
+        let mut cold = Vec::new();
+        for _ in 0..s.cold_runs {
+            let dir = tempfile::tempdir()?;
+            let runtime = runtime_in(dir.path())?;
+            let t = Instant::now();
+            let loaded = rt.block_on(runtime.install(saml)).context("cold install of custom-saml")?;
+            cold.push(t.elapsed());
+            drop(loaded);
+        }
+        r.latency_ms(
+            "install_cold",
+            &format!("custom-saml install, cold ({} KiB)", saml.len() / 1024),
+            Stats::of(cold),
+        );
     }
-    r.latency_ms("install_cold", &format!("custom-saml install, cold ({} KiB)", saml.len() / 1024), Stats::of(cold));
 
-    // 2. Cached loads from a warm cache dir.
-    r.section("2. load from warm cache (new Runtime each time)");
+    // The warm cache dir every later section loads from (untimed installs).
     let warm = tempfile::tempdir()?;
     let five: [(&str, &[u8]); 5] = [
         ("custom-saml", saml),
@@ -410,180 +455,234 @@ fn main() -> Result<()> {
     ];
     {
         let runtime = runtime_in(warm.path())?;
-        for (name, bytes) in five {
-            rt.block_on(runtime.install(bytes)).with_context(|| format!("warming the cache with {name}"))?;
+        if (2..=5).any(|n| s.runs(n)) {
+            for (name, bytes) in five {
+                rt.block_on(runtime.install(bytes)).with_context(|| format!("warming the cache with {name}"))?;
+            }
+        }
+        if s.runs(7) {
+            for c in idplex_bundled::FIRST_PARTY {
+                rt.block_on(runtime.install(c.component))
+                    .with_context(|| format!("warming the cache with {}", c.crate_name))?;
+            }
         }
     }
     let saml_arc: Arc<[u8]> = Arc::from(saml);
-    let mut new_rt = Vec::new();
-    let mut loads = Vec::new();
-    for _ in 0..s.load_runs {
-        let t = Instant::now();
-        let runtime = runtime_in(warm.path())?;
-        new_rt.push(t.elapsed());
-        let t = Instant::now();
-        let loaded = rt.block_on(runtime.load(saml_arc.clone())).context("cached load")?;
-        loads.push(t.elapsed());
-        drop(loaded);
+
+    // 2. Cached loads from a warm cache dir.
+    if s.runs(2) {
+        r.section("2. load from warm cache (new Runtime each time)");
+        let mut new_rt = Vec::new();
+        let mut loads = Vec::new();
+        for _ in 0..s.load_runs {
+            let t = Instant::now();
+            let runtime = runtime_in(warm.path())?;
+            new_rt.push(t.elapsed());
+            let t = Instant::now();
+            let loaded = rt.block_on(runtime.load(saml_arc.clone())).context("cached load")?;
+            loads.push(t.elapsed());
+            drop(loaded);
+        }
+        r.latency_ms("runtime_new", "Runtime::new (engine, linker, pool)", Stats::of(new_rt));
+        let cached = Stats::of(loads);
+        r.latency_ms("load_cached", "custom-saml load, warm cache", cached);
+        let five_arcs: Vec<Arc<[u8]>> = five.iter().map(|(_, b)| Arc::from(*b)).collect();
+        let mut starts = Vec::new();
+        for _ in 0..s.load_runs {
+            let t = Instant::now();
+            let runtime = runtime_in(warm.path())?;
+            let loaded = rt.block_on(async {
+                let mut v = Vec::new();
+                for b in &five_arcs {
+                    v.push(runtime.load(b.clone()).await?);
+                }
+                Ok::<_, idplex_runtime::InstallError>(v)
+            })?;
+            starts.push(t.elapsed());
+            drop(loaded);
+        }
+        let start5 = Stats::of(starts);
+        r.latency_ms("start_five_cached", "start: Runtime::new + load 5 connectors, warm cache", start5);
+        r.check("start_five_cached_median_ms", "  median vs target", ms(start5.p50), "ms", 100.0);
     }
-    r.latency_ms("runtime_new", "Runtime::new (engine, linker, pool)", Stats::of(new_rt));
-    let cached = Stats::of(loads);
-    r.latency_ms("load_cached", "custom-saml load, warm cache", cached);
-    let five_arcs: Vec<Arc<[u8]>> = five.iter().map(|(_, b)| Arc::from(*b)).collect();
-    let mut starts = Vec::new();
-    for _ in 0..s.load_runs {
-        let t = Instant::now();
-        let runtime = runtime_in(warm.path())?;
-        let loaded = rt.block_on(async {
-            let mut v = Vec::new();
-            for b in &five_arcs {
-                v.push(runtime.load(b.clone()).await?);
-            }
-            Ok::<_, idplex_runtime::InstallError>(v)
-        })?;
-        starts.push(t.elapsed());
-        drop(loaded);
-    }
-    let start5 = Stats::of(starts);
-    r.latency_ms("start_five_cached", "start: Runtime::new + load 5 connectors, warm cache", start5);
-    r.check("start_five_cached_median_ms", "  median vs target", ms(start5.p50), "ms", 100.0);
 
     // 3. Per-call latency: fresh instance + one call.
-    let runtime = runtime_in(warm.path())?;
-    let connector = Arc::new(rt.block_on(runtime.load(saml_arc.clone()))?);
-    let label = connector.label().to_string();
-    let ctx = CallContext { config: std::sync::Arc::new(sso_config()), ..CallContext::with_limits(Default::default()) };
-    let assertion = entra_assertion();
-    let body = okta_user_body();
-    let request = post_users(&body);
+    if (3..=5).any(|n| s.runs(n)) {
+        let runtime = runtime_in(warm.path())?;
+        let connector = Arc::new(rt.block_on(runtime.load(saml_arc.clone()))?);
+        let label = connector.label().to_string();
+        let ctx =
+            CallContext { config: std::sync::Arc::new(sso_config()), ..CallContext::with_limits(Default::default()) };
+        let assertion = entra_assertion();
+        let body = okta_user_body();
+        let request = post_users(&body);
 
-    // The native mirrors must produce what the connector produces.
-    let (wasm_id, wasm_ops) = rt.block_on(async {
-        let id = connector.map_assertion(&ctx, assertion.clone()).await?;
-        let ops = connector.normalize(&ctx, request.clone()).await?;
-        Ok::<_, idplex_runtime::CallError>((id, ops))
-    })?;
-    let native_id = native::map_assertion(&assertion, &ctx.config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    anyhow::ensure!(
-        format!("{wasm_id:?}") == format!("{native_id:?}"),
-        "native mapping differs from the connector's:\nwasm:   {wasm_id:?}\nnative: {native_id:?}"
-    );
-    let native_ops = native::normalize_post(&request, native::Body::Verbatim).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    anyhow::ensure!(
-        format!("{wasm_ops:?}") == format!("{native_ops:?}"),
-        "native normalize differs from the connector's"
-    );
+        // The native mirrors must produce what the connector produces.
+        let (wasm_id, wasm_ops) = rt.block_on(async {
+            let id = connector.map_assertion(&ctx, assertion.clone()).await?;
+            let ops = connector.normalize(&ctx, request.clone()).await?;
+            Ok::<_, idplex_runtime::CallError>((id, ops))
+        })?;
+        let native_id = native::map_assertion(&assertion, &ctx.config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(
+            format!("{wasm_id:?}") == format!("{native_id:?}"),
+            "native mapping differs from the connector's:\nwasm:   {wasm_id:?}\nnative: {native_id:?}"
+        );
+        let native_ops =
+            native::normalize_post(&request, native::Body::Verbatim).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(
+            format!("{wasm_ops:?}") == format!("{native_ops:?}"),
+            "native normalize differs from the connector's"
+        );
 
-    r.section(&format!("3. fresh instance + one call ({label}, tokio current-thread)"));
-    r.json.insert("scim_body_bytes".into(), json!(body.len()));
-    let describe = rt.block_on(time_async(&s, &(), |()| connector.describe(&ctx)))?;
-    // describe() of custom-saml builds its ~2 KB config JSON Schema with serde_json on every
-    // call; it runs at install/load only, so it is reported but is not the "small call".
-    r.latency_us("describe", "describe() [builds config schema]", describe);
-    let (c, x) = (&*connector, &ctx);
-    let pull = rt.block_on(time_async(&s, &(), |()| async move {
-        match c.pull(x, None).await {
-            Err(idplex_runtime::CallError::Connector { .. }) => Ok::<_, idplex_runtime::CallError>(()),
-            Err(e) => Err(e),
-            Ok(_) => Ok(()),
+        // Section 3's wasm figures, for section 5's ratios.
+        let mut wasm: Option<(Stats, Stats)> = None;
+        if s.runs(3) {
+            r.section(&format!("3. fresh instance + one call ({label}, tokio current-thread)"));
+            r.json.insert("scim_body_bytes".into(), json!(body.len()));
+            let describe = rt.block_on(time_async(&s, &(), |()| connector.describe(&ctx)))?;
+            // describe() of custom-saml builds its ~2 KB config JSON Schema with serde_json on every
+            // call; it runs at install/load only, so it is reported but is not the "small call".
+            r.latency_us("describe", "describe() [builds config schema]", describe);
+            let (c, x) = (&*connector, &ctx);
+            let pull = rt.block_on(time_async(&s, &(), |()| async move {
+                match c.pull(x, None).await {
+                    Err(idplex_runtime::CallError::Connector { .. }) => Ok::<_, idplex_runtime::CallError>(()),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(()),
+                }
+            }))?;
+            r.latency_us("pull_unsupported", "pull() -> unsupported error [small call]", pull);
+            r.check("small_call_p50_us", "  fresh instance + small call p50 vs target", us(pull.p50), "µs", 15.0);
+            let map_wasm = rt.block_on(time_async(&s, &assertion, |a| connector.map_assertion(&ctx, a)))?;
+            r.latency_us("map_assertion_wasm", "map_assertion (Entra, 8 attrs, 3 groups)", map_wasm);
+            let norm_wasm = rt.block_on(time_async(&s, &request, |q| connector.normalize(&ctx, q)))?;
+            r.latency_us(
+                "normalize_wasm",
+                &format!("normalize POST /Users (Okta, {} B)", body.len()),
+                norm_wasm,
+            );
+            wasm = Some((map_wasm, norm_wasm));
+
+            // 3b. What the connector adds to one SCIM request: the request's one instance, its
+            // `normalize` and a `render` of the resource it returns, then the instance's release
+            // (`Warm` dropped), against the host's native generic dialect doing the same work.
+            let get = get_users_by_name();
+            let stored = stored_user();
+            let (c, x) = (&*connector, &ctx);
+            let one_get = |q: ScimRequest| {
+                let stored = stored.clone();
+                async move {
+                    let (connector, ctx) = (c, x);
+                    let mut warm = Warm::default();
+                    connector.normalize_in(&mut warm, ctx, q).await?;
+                    let out = connector.render_in(&mut warm, ctx, ResourceKind::User, stored).await;
+                    drop(warm);
+                    out
+                }
+            };
+            let req_wasm = rt.block_on(time_async(&s, &get, one_get))?;
+            r.latency_us("scim_get_request_wasm", "SCIM GET ?filter: instance + normalize + render", req_wasm);
+            let kept = std::cell::RefCell::new(Warm::default());
+            let req_reused = rt.block_on(time_async(&s, &get, |q: ScimRequest| {
+                let stored = stored.clone();
+                let kept = &kept;
+                async move {
+                    let mut warm = kept.take();
+                    c.normalize_in(&mut warm, x, q).await?;
+                    let out = c.render_in(&mut warm, x, ResourceKind::User, stored).await;
+                    kept.replace(warm);
+                    out
+                }
+            }))?;
+            r.latency_us(
+                "scim_get_request_reused",
+                "SCIM GET ?filter: reused instance + normalize + render",
+                req_reused,
+            );
+            let req_native = time_sync(&s, || {
+                idplex_hub::native_scim::normalize(&get).map_err(|e| e.message)?;
+                idplex_hub::native_scim::render(stored.clone()).map_err(|e| e.message)
+            })?;
+            r.latency_us("scim_get_request_native", "SCIM GET ?filter: native normalize + render", req_native);
+            r.figure(
+                "scim_get_request_added_us",
+                "  connector's added time per GET request (p50 difference)",
+                us(req_wasm.p50) - us(req_native.p50),
+                "µs",
+            );
         }
-    }))?;
-    r.latency_us("pull_unsupported", "pull() -> unsupported error [small call]", pull);
-    r.check("small_call_p50_us", "  fresh instance + small call p50 vs target", us(pull.p50), "µs", 15.0);
-    let map_wasm = rt.block_on(time_async(&s, &assertion, |a| connector.map_assertion(&ctx, a)))?;
-    r.latency_us("map_assertion_wasm", "map_assertion (Entra, 8 attrs, 3 groups)", map_wasm);
-    let norm_wasm = rt.block_on(time_async(&s, &request, |q| connector.normalize(&ctx, q)))?;
-    r.latency_us(
-        "normalize_wasm",
-        &format!("normalize POST /Users (Okta, {} B)", body.len()),
-        norm_wasm,
-    );
 
-    // 3b. What the connector adds to one SCIM request: the request's one instance, its
-    // `normalize` and a `render` of the resource it returns, then the instance's release
-    // (`Warm` dropped), against the host's native generic dialect doing the same work.
-    let get = get_users_by_name();
-    let stored = stored_user();
-    let (c, x) = (&*connector, &ctx);
-    let one_get = |q: ScimRequest| {
-        let stored = stored.clone();
-        async move {
-            let (connector, ctx) = (c, x);
-            let mut warm = Warm::default();
-            connector.normalize_in(&mut warm, ctx, q).await?;
-            let out = connector.render_in(&mut warm, ctx, ResourceKind::User, stored).await;
-            drop(warm);
-            out
+        // 5. Native baselines, timed the same way (on this thread, no async).
+        if s.runs(5) {
+            r.section("5. native baseline (same logic in Rust, same timing)");
+            let map_native = time_sync(&s, || native::map_assertion(&assertion, &ctx.config).map_err(|e| e.message))?;
+            r.latency_us("map_assertion_native", "map_assertion native", map_native);
+            let norm_native =
+                time_sync(&s, || native::normalize_post(&request, native::Body::Verbatim).map_err(|e| e.message))?;
+            r.latency_us("normalize_native", "normalize native (parse, check schemas, body as-is)", norm_native);
+            let norm_native_reser =
+                time_sync(&s, || native::normalize_post(&request, native::Body::Reserialized).map_err(|e| e.message))?;
+            r.latency_us(
+                "normalize_native_reserialize",
+                "normalize native (parse, check, re-serialize)",
+                norm_native_reser,
+            );
+            // The ratios need section 3's wasm figures.
+            if let Some((map_wasm, norm_wasm)) = wasm {
+                let ratio = |a: Stats, b: Stats| us(a.p50) / us(b.p50).max(1e-9);
+                r.figure(
+                    "ratio_map_assertion_p50",
+                    "ratio wasm/native map_assertion p50",
+                    ratio(map_wasm, map_native),
+                    "x",
+                );
+                r.figure(
+                    "ratio_normalize_p50",
+                    "ratio wasm/native normalize p50 (vs as-is)",
+                    ratio(norm_wasm, norm_native),
+                    "x",
+                );
+                r.figure(
+                    "ratio_normalize_reserialize_p50",
+                    "ratio wasm/native normalize p50 (vs re-serialize)",
+                    ratio(norm_wasm, norm_native_reser),
+                    "x",
+                );
+            } else {
+                r.rows.push("(wasm/native ratios need section 3)".into());
+            }
         }
-    };
-    let req_wasm = rt.block_on(time_async(&s, &get, one_get))?;
-    r.latency_us("scim_get_request_wasm", "SCIM GET ?filter: instance + normalize + render", req_wasm);
-    let kept = std::cell::RefCell::new(Warm::default());
-    let req_reused = rt.block_on(time_async(&s, &get, |q: ScimRequest| {
-        let stored = stored.clone();
-        let kept = &kept;
-        async move {
-            let mut warm = kept.take();
-            c.normalize_in(&mut warm, x, q).await?;
-            let out = c.render_in(&mut warm, x, ResourceKind::User, stored).await;
-            kept.replace(warm);
-            out
+
+        // 4. Throughput on 1 and 2 threads.
+        if s.runs(4) {
+            r.section(&format!("4. map_assertion throughput, shared Runtime + Arc<LoadedConnector>, {:.1} s", s.secs));
+            let (calls1, el1) = throughput(&connector, &ctx, &assertion, 1, s.secs)?;
+            let tput1 = calls1 as f64 / el1.as_secs_f64();
+            r.figure("throughput_1_thread_calls_per_s", "1 thread", tput1, "calls/s");
+            let (calls2, el2) = throughput(&connector, &ctx, &assertion, 2, s.secs)?;
+            let tput2 = calls2 as f64 / el2.as_secs_f64();
+            r.figure("throughput_2_threads_calls_per_s", "2 threads (total)", tput2, "calls/s");
+            r.figure("throughput_scaling_2_over_1", "scaling 2 threads / 1 thread", tput2 / tput1, "x");
         }
-    }))?;
-    r.latency_us("scim_get_request_reused", "SCIM GET ?filter: reused instance + normalize + render", req_reused);
-    let req_native = time_sync(&s, || {
-        idplex_hub::native_scim::normalize(&get).map_err(|e| e.message)?;
-        idplex_hub::native_scim::render(stored.clone()).map_err(|e| e.message)
-    })?;
-    r.latency_us("scim_get_request_native", "SCIM GET ?filter: native normalize + render", req_native);
-    r.figure(
-        "scim_get_request_added_us",
-        "  connector's added time per GET request (p50 difference)",
-        us(req_wasm.p50) - us(req_native.p50),
-        "µs",
-    );
 
-    // 5. Native baselines, timed the same way (on this thread, no async).
-    r.section("5. native baseline (same logic in Rust, same timing)");
-    let map_native = time_sync(&s, || native::map_assertion(&assertion, &ctx.config).map_err(|e| e.message))?;
-    r.latency_us("map_assertion_native", "map_assertion native", map_native);
-    let norm_native =
-        time_sync(&s, || native::normalize_post(&request, native::Body::Verbatim).map_err(|e| e.message))?;
-    r.latency_us("normalize_native", "normalize native (parse, check schemas, body as-is)", norm_native);
-    let norm_native_reser =
-        time_sync(&s, || native::normalize_post(&request, native::Body::Reserialized).map_err(|e| e.message))?;
-    r.latency_us("normalize_native_reserialize", "normalize native (parse, check, re-serialize)", norm_native_reser);
-    let ratio = |a: Stats, b: Stats| us(a.p50) / us(b.p50).max(1e-9);
-    r.figure("ratio_map_assertion_p50", "ratio wasm/native map_assertion p50", ratio(map_wasm, map_native), "x");
-    r.figure("ratio_normalize_p50", "ratio wasm/native normalize p50 (vs as-is)", ratio(norm_wasm, norm_native), "x");
-    r.figure(
-        "ratio_normalize_reserialize_p50",
-        "ratio wasm/native normalize p50 (vs re-serialize)",
-        ratio(norm_wasm, norm_native_reser),
-        "x",
-    );
-
-    // 4. Throughput on 1 and 2 threads.
-    r.section(&format!("4. map_assertion throughput, shared Runtime + Arc<LoadedConnector>, {:.1} s", s.secs));
-    let (calls1, el1) = throughput(&connector, &ctx, &assertion, 1, s.secs)?;
-    let tput1 = calls1 as f64 / el1.as_secs_f64();
-    r.figure("throughput_1_thread_calls_per_s", "1 thread", tput1, "calls/s");
-    let (calls2, el2) = throughput(&connector, &ctx, &assertion, 2, s.secs)?;
-    let tput2 = calls2 as f64 / el2.as_secs_f64();
-    r.figure("throughput_2_threads_calls_per_s", "2 threads (total)", tput2, "calls/s");
-    r.figure("throughput_scaling_2_over_1", "scaling 2 threads / 1 thread", tput2 / tput1, "x");
-
-    drop(connector);
-    drop(runtime);
+        drop(connector);
+        drop(runtime);
+    }
 
     // 6. A membership PATCH of a large group through the SCIM service (store + connector).
     let members = env_num("BENCH_GROUP_MEMBERS", 100_000usize);
-    if members > 0 {
+    if s.runs(6) && members > 0 {
         let runs = env_num("BENCH_GROUP_PATCHES", 5usize).max(1);
         r.section(&format!("6. SCIM PATCH adding 1,000 members to a {members}-member group (SQLite file, custom-saml)"));
         let multi = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let samples = multi.block_on(large_group::patch_large_group(members, runs))?;
         r.latency_ms("patch_1000_members_large_group", "PATCH add 1,000 members", Stats::of(samples));
+    }
+
+    // 7. Each first-party connector with its own IdP's typical input.
+    if s.runs(7) {
+        first_party::run(&s, &rt, &mut r, warm.path())?;
     }
 
     println!("{}", r.rows.join("\n"));

@@ -114,10 +114,13 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "IDPLEX_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// On first start, also create a demo connection bound to custom-saml and an admin token,
-    /// and print them.
+    /// On first start, also create a demo connection bound to custom-saml (or
+    /// `--demo-connector`) and an admin token, and print them.
     #[arg(long)]
     demo: bool,
+    /// The bundled connector the `--demo` connection uses (`okta`, `entra-id`, `onelogin`, …).
+    #[arg(long, default_value = "custom-saml", requires = "demo")]
+    demo_connector: String,
     /// How often to apply binding changes made by other processes (ms).
     #[arg(long, default_value_t = 500)]
     watch_ms: u64,
@@ -542,7 +545,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     for r in &installed {
         tracing::info!(connector = %format!("{}@{}", r.name, r.version), outcome = r.outcome, "bundled connector");
     }
-    let demo = if args.demo { demo_setup(&hub, &installed).await? } else { None };
+    let demo = if args.demo { demo_setup(&hub, &installed, &args.demo_connector).await? } else { None };
     let bound = hub.sync_bindings().await?;
     tracing::info!(bound, startup_ms = t0.elapsed().as_millis() as u64, "connectors loaded");
 
@@ -602,33 +605,37 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-/// First start with `--demo`: a connection bound to custom-saml, an admin token and a SCIM
-/// token, printed. Returns the connection id and the SCIM secret.
-async fn demo_setup(hub: &Hub, installed: &[idplex_hub::InstallReport]) -> anyhow::Result<Option<(String, String)>> {
+/// First start with `--demo`: a connection bound to the bundled connector `connector`, an admin
+/// token and a SCIM token, printed. Returns the connection id and the SCIM secret.
+async fn demo_setup(
+    hub: &Hub,
+    installed: &[idplex_hub::InstallReport],
+    connector: &str,
+) -> anyhow::Result<Option<(String, String)>> {
     let store = hub.store();
     if store.list_connections().await.map_err(HubError::from)?.iter().any(|c| c.name == "demo") {
         println!("demo connection already exists; tokens are shown only once (idplex token create NAME, idplex scim-token create --connection ID make new ones)");
         return Ok(None);
     }
-    let saml = installed
-        .iter()
-        .find(|r| r.name == "custom-saml")
-        .context("the custom-saml connector is not bundled in this build")?;
+    let bundled = installed.iter().find(|r| r.name == connector).with_context(|| {
+        let names: Vec<&str> = installed.iter().map(|r| r.name.as_str()).collect();
+        format!("the connector `{connector}` is not bundled in this build (bundled: {})", names.join(", "))
+    })?;
     let conn = hub
         .create_connection(NewConnection {
             id: None,
             org_id: "default".into(),
             name: "demo".into(),
-            connector_name: saml.name.clone(),
+            connector_name: bundled.name.clone(),
             config: json!({}),
             egress_allow: vec![],
             limits: json!({}),
         })
         .await?;
-    hub.activate(&conn.id, &saml.version, "demo").await?;
+    hub.activate(&conn.id, &bundled.version, "demo").await?;
     let expires = now_ms() + 365 * 86_400_000;
     let (_, secret) = store.create_admin_token("demo", Some(expires)).await.map_err(HubError::from)?;
-    println!("demo connection: {} (custom-saml@{})", conn.id, saml.version);
+    println!("demo connection: {} ({}@{})", conn.id, bundled.name, bundled.version);
     println!("admin token (shown once): {secret}");
     let (_, scim_secret) = store.create_scim_token(&conn.id, None).await.map_err(HubError::from)?;
     Ok(Some((conn.id, scim_secret)))
