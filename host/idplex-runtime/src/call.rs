@@ -201,13 +201,14 @@ pub struct Warm {
     live: Option<Live>,
 }
 
-struct Live {
+/// A started (or starting) instance with its store and its connection's permit.
+pub(crate) struct Live {
     store: Store<CallState>,
     instance: Option<Connector>,
     /// Requests this instance has completed (counted by [`IdleInstances`](crate::IdleInstances)).
     requests: u32,
     /// The connection's permit for this instance ([`crate::gate`]), released with it.
-    _permit: Option<crate::gate::InstancePermit>,
+    permit: Option<crate::gate::InstancePermit>,
 }
 
 impl Warm {
@@ -228,7 +229,17 @@ impl Warm {
 
     /// Whether other calls of the instance's connection wait for an instance permit.
     pub(crate) fn contended(&self) -> bool {
-        self.live.as_ref().and_then(|l| l._permit.as_ref()).is_some_and(|p| p.contended())
+        self.live.as_ref().and_then(|l| l.permit.as_ref()).is_some_and(|p| p.contended())
+    }
+
+    /// Hands the instance to a call of its connection waiting for a permit
+    /// ([`crate::gate::hand_over`]); gives it back when no call waits any more.
+    pub(crate) fn hand_over(self) -> Option<Warm> {
+        let live = self.live?;
+        let Some(gate) = live.permit.as_ref().map(|p| p.gate().clone()) else {
+            return Some(Warm { live: Some(live) });
+        };
+        crate::gate::hand_over(&gate, live).map(|live| Warm { live: Some(live) })
     }
 
     /// Count one more request completed by the instance, and return the count (0 without one).
@@ -268,8 +279,12 @@ impl LoadedConnector {
             Some(live) if self.owns(&live, ctx) => live,
             stale => {
                 drop(stale);
-                let permit = self.runtime.admit(&self.label, ctx).await?;
-                Live { store: self.new_store(ctx), instance: None, requests: 0, _permit: permit }
+                match self.runtime.admit(&self.label, ctx, &|live| self.owns(live, ctx)).await? {
+                    crate::gate::Admission::Adopted(live) => live,
+                    crate::gate::Admission::Permit(permit) => {
+                        Live { store: self.new_store(ctx), instance: None, requests: 0, permit }
+                    }
+                }
             }
         };
         let max_resources = host_resources_cap(ctx);

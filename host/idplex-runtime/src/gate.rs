@@ -10,8 +10,13 @@
 //! [`RuntimeConfig::max_waiting_per_connection`] calls wait, each at most
 //! [`RuntimeConfig::instance_wait`]) and then fails with [`CallError::Busy`], which the server
 //! answers with 503 and `Retry-After`. While calls wait, an instance whose request is done is
-//! dropped instead of kept idle, so its permit goes to a waiter (an idle instance is only found
-//! by requests that start later: the waiters would otherwise time out behind it).
+//! handed to a waiting call, its permit with it, instead of being kept idle (an idle instance is
+//! only found by requests that start later: the waiters would otherwise time out behind it). The
+//! waiter continues in that instance if it was started by the same connector for the same call
+//! context — the same binding, as for idle reuse (`LoadedConnector::owns`) — and otherwise drops
+//! it, which frees its permit. So a connection at its cap under sustained load reuses its
+//! instances instead of paying a fresh instantiation per request. An instance nobody took
+//! within [`RuntimeConfig::instance_wait`] is dropped by the next call or sweep that looks.
 //!
 //! The cap is per connection id, not per binding: a hot swap does not give a connection a second
 //! set of permits. Calls without a connection (install-time `describe`, tests) are not capped.
@@ -24,16 +29,69 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::call::{CallContext, CallError};
+use crate::call::{CallContext, CallError, Live};
 use crate::engine::Runtime;
 
 /// One connection's permits.
-struct Gate {
+pub(crate) struct Gate {
     permits: Arc<Semaphore>,
     waiting: AtomicU32,
+    /// Instances handed over by requests that ended while calls waited, with when.
+    handed: Mutex<Vec<(Live, Instant)>>,
+    /// Wakes the waiters when an instance is handed over.
+    handed_over: Notify,
+}
+
+impl Gate {
+    fn lock_handed(&self) -> std::sync::MutexGuard<'_, Vec<(Live, Instant)>> {
+        self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A handed-over instance `fits` (the newest first), dropping those that do not fit or
+    /// waited longer than `max_wait` (which frees their permits).
+    fn take_handed(&self, fits: &(dyn Fn(&Live) -> bool + Sync), max_wait: Duration) -> Option<Live> {
+        let (found, dropped) = {
+            let mut handed = self.lock_handed();
+            if handed.is_empty() {
+                return None;
+            }
+            let mut found = None;
+            let mut dropped = Vec::new();
+            while let Some((live, since)) = handed.pop() {
+                if found.is_none() && since.elapsed() < max_wait && fits(&live) {
+                    found = Some(live);
+                } else {
+                    dropped.push(live);
+                }
+            }
+            (found, dropped)
+        };
+        drop(dropped);
+        found
+    }
+
+    /// Drops the handed-over instances nobody took within `max_wait`.
+    fn expire_handed(&self, max_wait: Duration) {
+        let expired: Vec<(Live, Instant)> = {
+            let mut handed = self.lock_handed();
+            let (old, fresh): (Vec<_>, Vec<_>) = handed.drain(..).partition(|(_, since)| since.elapsed() >= max_wait);
+            *handed = fresh;
+            old
+        };
+        drop(expired);
+    }
+}
+
+/// How a call got the right to run an instance of its connection ([`Runtime::admit`]).
+pub(crate) enum Admission {
+    /// A permit for a new instance (`None` for a call without a connection: not capped).
+    Permit(Option<InstancePermit>),
+    /// An instance another request of the connection handed over, its permit inside.
+    Adopted(Live),
 }
 
 /// Every connection's [`Gate`], by connection id.
@@ -50,11 +108,26 @@ pub(crate) struct InstancePermit {
 
 impl InstancePermit {
     /// Whether calls of this connection are waiting for a permit: then an instance that is
-    /// done should be dropped (its permit going to a waiter), not kept idle in its binding,
+    /// done should be handed to one of them ([`hand_over`]), not kept idle in its binding,
     /// where a waiting call would never find it.
     pub(crate) fn contended(&self) -> bool {
         self.gate.waiting.load(Ordering::Acquire) > 0
     }
+
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+}
+
+/// Hands `live` (an instance whose request is done, holding a permit of `gate`) to a call of
+/// its connection waiting for a permit; gives it back when no call waits any more.
+pub(crate) fn hand_over(gate: &Arc<Gate>, live: Live) -> Option<Live> {
+    if gate.waiting.load(Ordering::Acquire) == 0 {
+        return Some(live);
+    }
+    gate.lock_handed().push((live, Instant::now()));
+    gate.handed_over.notify_one();
+    None
 }
 
 impl ConnectionGates {
@@ -68,24 +141,41 @@ impl ConnectionGates {
         if gates.len() >= 1024 {
             gates.retain(|_, g| Arc::strong_count(g) > 1 || g.permits.available_permits() < cap as usize);
         }
-        let g = Arc::new(Gate { permits: Arc::new(Semaphore::new(cap as usize)), waiting: AtomicU32::new(0) });
+        let g = Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(cap as usize)),
+            waiting: AtomicU32::new(0),
+            handed: Mutex::new(Vec::new()),
+            handed_over: Notify::new(),
+        });
         gates.insert(connection.to_string(), g.clone());
         g
     }
 }
 
 impl Runtime {
-    /// A permit for one more instance of `ctx`'s connection (none needed without a connection):
-    /// at once if the connection is under its cap, else after waiting for one to be released.
-    pub(crate) async fn admit(&self, label: &str, ctx: &CallContext) -> Result<Option<InstancePermit>, CallError> {
+    /// The right to run one more instance of `ctx`'s connection (none needed without a
+    /// connection): a permit at once if the connection is under its cap; else, while waiting,
+    /// whichever comes first of a permit released and an instance handed over by a finished
+    /// request that `fits` this call (the caller's [`crate::install::LoadedConnector`] started
+    /// it for the same context).
+    pub(crate) async fn admit(
+        &self,
+        label: &str,
+        ctx: &CallContext,
+        fits: &(dyn Fn(&Live) -> bool + Sync),
+    ) -> Result<Admission, CallError> {
         let Some(connection) = ctx.connection_id.as_deref() else {
-            return Ok(None);
+            return Ok(Admission::Permit(None));
         };
         let config = self.config();
         let cap = config.max_instances_per_connection.max(1);
         let gate = self.inner.gates.gate(connection, cap);
         if let Ok(p) = gate.permits.clone().try_acquire_owned() {
-            return Ok(Some(InstancePermit { _permit: p, gate }));
+            return Ok(Admission::Permit(Some(InstancePermit { _permit: p, gate })));
+        }
+        let max_wait = config.instance_wait;
+        if let Some(live) = gate.take_handed(fits, max_wait) {
+            return Ok(Admission::Adopted(live));
         }
         let busy = || CallError::Busy {
             connector: label.to_string(),
@@ -96,11 +186,37 @@ impl Runtime {
             gate.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(busy());
         }
-        let waited = tokio::time::timeout(config.instance_wait, gate.permits.clone().acquire_owned()).await;
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let admitted = loop {
+            // Registered before looking, so a hand-over between the look and the wait wakes us.
+            let handed = gate.handed_over.notified();
+            tokio::pin!(handed);
+            handed.as_mut().enable();
+            if let Some(live) = gate.take_handed(fits, max_wait) {
+                break Ok(Admission::Adopted(live));
+            }
+            tokio::select! {
+                p = gate.permits.clone().acquire_owned() => break match p {
+                    Ok(p) => Ok(Admission::Permit(Some(InstancePermit { _permit: p, gate: gate.clone() }))),
+                    Err(_) => Err(busy()),
+                },
+                () = &mut handed => continue,
+                () = tokio::time::sleep_until(deadline) => break Err(busy()),
+            }
+        };
         gate.waiting.fetch_sub(1, Ordering::AcqRel);
-        match waited {
-            Ok(Ok(p)) => Ok(Some(InstancePermit { _permit: p, gate })),
-            _ => Err(busy()),
+        admitted
+    }
+
+    /// Drops the instances handed over to waiters that none took in time (see the module docs).
+    pub(crate) fn expire_handed_over(&self) {
+        let max_wait = self.config().instance_wait;
+        let gates: Vec<Arc<Gate>> = {
+            let gates = self.inner.gates.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            gates.values().cloned().collect()
+        };
+        for gate in gates {
+            gate.expire_handed(max_wait);
         }
     }
 }

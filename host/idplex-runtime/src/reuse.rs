@@ -103,13 +103,19 @@ impl IdleInstances {
         if warm.count_request() >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
             return;
         }
-        // Calls of this connection wait for an instance permit (it is at its cap): drop this
-        // instance so its permit goes to one of them. Kept idle here, it would hold the permit
-        // while the waiter, which found no idle instance when it started, waits out its
-        // `instance_wait` and fails `busy`.
-        if warm.contended() {
-            return;
-        }
+        // Calls of this connection wait for an instance permit (it is at its cap): hand this
+        // instance, permit included, to one of them ([`crate::gate`]). Kept idle here, it would
+        // hold the permit while the waiter, which found no idle instance when it started, waits
+        // out its `instance_wait` and fails `busy`; dropped, the waiter would start afresh.
+        let warm = if warm.contended() {
+            match warm.hand_over() {
+                None => return,
+                // Nobody waits any more: keep it idle after all.
+                Some(warm) => warm,
+            }
+        } else {
+            warm
+        };
         let total_cap = reuse
             .max_idle_total
             .min(self.runtime.config().max_concurrent_instances as usize / 4);
@@ -134,6 +140,12 @@ impl IdleInstances {
         let expired = take_expired(&mut self.lock(), timeout);
         self.release(expired.len());
         expired.len()
+    }
+
+    /// Drop the instances handed over to waiting calls that none took in time, for every
+    /// connection of this set's runtime ([`crate::gate`]).
+    pub fn expire_handed_over(&self) {
+        self.runtime.expire_handed_over();
     }
 
     /// How many instances wait.

@@ -167,3 +167,44 @@ async fn more_concurrent_requests_than_instances_all_succeed_with_instance_reuse
         t.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_at_its_cap_hands_its_instances_on_instead_of_starting_afresh() {
+    // 8 request loops on a connection capped at 2 instances: most requests find no idle
+    // instance and wait. A finished request hands its instance (and permit) to a waiter, which
+    // continues in it: instances keep serving, few are ever started. (Dropping it instead, so
+    // that the waiter gets the permit, made every waiter start a fresh instance.)
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.max_instances_per_connection = 2;
+    cfg.instance_wait = Duration::from_secs(2);
+    let rt = Runtime::new(cfg).unwrap();
+    let c = Arc::new(rt.install(HOSTILE).await.expect("hostile installs"));
+    let idle = Arc::new(idplex_runtime::IdleInstances::new(&rt));
+    let ctx = Arc::new(ctx("conn_handoff", "count", Limits::default()));
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (c, idle, ctx) = (c.clone(), idle.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let mut fresh = 0;
+                for i in 0..25 {
+                    let mut warm = idle.take();
+                    let out = c.render_in(&mut warm, &ctx, ResourceKind::User, "{}".into()).await;
+                    let out = out.unwrap_or_else(|e| panic!("request {t}/{i} failed: {e}"));
+                    let calls: serde_json::Value = serde_json::from_str(&out).unwrap();
+                    fresh += usize::from(calls["calls"] == 1);
+                    tokio::task::yield_now().await;
+                    idle.put(warm);
+                }
+                fresh
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += t.await.unwrap();
+    }
+    // 200 requests; only the instances started while permits were free (2), plus a few started
+    // when a hand-over raced a waiter's timeout, began afresh.
+    assert!(fresh <= 6, "{fresh} of 200 requests started a fresh instance");
+}
