@@ -882,23 +882,35 @@ impl Store {
         let key = key.as_ref();
         let (rows, memberships): (Vec<UserRow>, Vec<(String, String, String)>) = with_reader!(self,
             sqlite: |r| {
-                let tx = r.unchecked_transaction()?;
-                let rows: Vec<UserRow> = tx
-                    .prepare_cached(&users_sql)?
-                    .query_map(numbered(&[&connection_id, &key]).as_slice(), UserRow::from_sqlite)?
-                    .collect::<rusqlite::Result<_>>()?;
-                let mut memberships = Vec::new();
-                for row in &rows {
-                    let mut statement = tx.prepare_cached(GROUPS_OF_USER)?;
-                    let groups = statement.query_map(numbered(&[&connection_id, &row.id]).as_slice(), |g| {
-                        Ok((row.id.clone(), g.get(0)?, g.get(1)?))
-                    })?;
-                    for g in groups {
-                        memberships.push(g?);
+                // BEGIN/COMMIT as cached statements: `Connection::transaction` would parse them
+                // on every call (3.6 % of a filtered GET's CPU in a profile).
+                r.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+                let read = (|| -> rusqlite::Result<(Vec<UserRow>, Vec<(String, String, String)>)> {
+                    let rows: Vec<UserRow> = r
+                        .prepare_cached(&users_sql)?
+                        .query_map(numbered(&[&connection_id, &key]).as_slice(), UserRow::from_sqlite)?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let mut memberships = Vec::new();
+                    for row in &rows {
+                        let mut statement = r.prepare_cached(GROUPS_OF_USER)?;
+                        let groups = statement.query_map(numbered(&[&connection_id, &row.id]).as_slice(), |g| {
+                            Ok((row.id.clone(), g.get(0)?, g.get(1)?))
+                        })?;
+                        for g in groups {
+                            memberships.push(g?);
+                        }
                     }
+                    Ok((rows, memberships))
+                })();
+                // A read transaction: ending it is all COMMIT does, also after a failed read. If
+                // even that fails, roll back, so the reader is never left inside a transaction.
+                let ended = r.prepare_cached("COMMIT").and_then(|mut c| c.execute([]));
+                if ended.is_err() {
+                    let _ = r.execute_batch("ROLLBACK");
                 }
-                tx.commit()?;
-                Ok((rows, memberships))
+                let read = read?;
+                ended?;
+                Ok(read)
             },
             pool: |c| {
                 let rows: Vec<UserRow> = sqlx::query_as(&users_sql).bind(connection_id).bind(key).fetch_all(c).await?;
