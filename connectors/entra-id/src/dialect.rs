@@ -63,10 +63,7 @@ pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>, ConnectorError
 
 /// Undoes Entra's quirks in a resource body; the body is re-encoded only if one applied.
 fn fix_body(body: &mut Body, kind: ResourceKind) {
-    let mut copy = body.object().clone();
-    if fix_object(&mut copy, kind) {
-        *body.object_mut() = copy;
-    }
+    body.edit(|object| fix_object(object, kind));
 }
 
 /// Undoes Entra's quirks in a resource object; whether anything changed.

@@ -4,7 +4,7 @@ use crate::claims::{self, GROUPS_LINK, OVERAGE_ATTRIBUTE};
 use crate::dialect::{self, AttrPath, MANAGER_PATH, escape_filter_string};
 use idplex_connector_sdk::provisioning::{Operation, PatchOpKind, ScimRequest};
 use idplex_connector_sdk::sso::VerifiedAssertion;
-use idplex_connector_sdk::testing::{self, attr, body_of, cfg, patch, request, request_of, vectors};
+use idplex_connector_sdk::testing::{self, assert_described, attr, body_of, cfg, patch, request, request_of, vectors};
 use idplex_connector_sdk::{ConnectorError, ErrorKind, ResourceKind, metadata, scim, scim_dialect};
 use serde_json::{Value, json};
 
@@ -862,18 +862,9 @@ fn wrong_config_is_a_config_error_naming_the_key() {
 #[test]
 fn describe_and_config_schema() {
     let info = <crate::EntraId as metadata::Guest>::describe();
-    assert_eq!(info.name, "entra-id");
-    assert_eq!(info.vendor, "idplex");
-    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert!(info.egress_hosts.is_empty());
-    assert!(matches!(info.capabilities[..], [metadata::Capability::Provisioning, metadata::Capability::Sso]));
-    let schema: Value = serde_json::from_str(&info.config_schema).unwrap();
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
-    assert_eq!(schema["additionalProperties"], false);
+    let schema = assert_described(&info, "entra-id", env!("CARGO_PKG_VERSION"));
     let props = schema["properties"].as_object().unwrap();
-    for (key, p) in props {
-        assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{key}");
-    }
+    assert!(matches!(info.capabilities[..], [metadata::Capability::Provisioning, metadata::Capability::Sso]));
     for key in ["user_name_source", "tenant_id", "attribute.roles", "attribute.external_id", "attribute.groups"] {
         assert!(props.contains_key(key), "{key}");
     }

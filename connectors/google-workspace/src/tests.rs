@@ -6,7 +6,7 @@ use idplex_connector_sdk::metadata::{Capability, Guest as _};
 use idplex_connector_sdk::provisioning::{Guest as _, ScimRequest};
 use idplex_connector_sdk::serde_json::{self, Value};
 use idplex_connector_sdk::sso::VerifiedAssertion;
-use idplex_connector_sdk::testing::{assert_config, attr, cfg, request_of};
+use idplex_connector_sdk::testing::{assert_config, assert_described, attr, cfg, request_of};
 use idplex_connector_sdk::{ConnectorError, ErrorKind, ResourceKind};
 
 const GOOGLE: &str = include_str!("../../../tests/fixtures/idp-dialects/google_workspace.json");
@@ -112,24 +112,8 @@ fn pull_answers_unsupported_with_the_same_explanation() {
 #[test]
 fn describe_declares_sso_only_with_a_closed_documented_schema() {
     let info = GoogleWorkspace::describe();
-    assert_eq!(info.name, "google-workspace");
-    assert_eq!(info.vendor, "idplex");
-    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert!(!info.description.is_empty());
+    let schema = assert_described(&info, "google-workspace", env!("CARGO_PKG_VERSION"));
     assert!(matches!(info.capabilities[..], [Capability::Sso]));
-    assert!(info.egress_hosts.is_empty());
-    let schema: Value = serde_json::from_str(&info.config_schema).unwrap();
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
-    assert_eq!(schema["additionalProperties"], false);
-    for (key, p) in schema["properties"].as_object().unwrap() {
-        assert!(
-            p["description"].as_str().is_some_and(|d| !d.is_empty()),
-            "{key}"
-        );
-    }
     let p = &schema["properties"];
     assert_eq!(p["domain"]["pattern"], saml::DOMAIN_PATTERN);
     assert!(p["domain"].get("default").is_none());

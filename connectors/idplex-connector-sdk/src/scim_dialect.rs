@@ -49,6 +49,14 @@ impl Body {
         &mut self.object
     }
 
+    /// Lets `fix` edit the body in place; `fix` answers whether it changed anything, and only
+    /// then is the body re-encoded (no copy of the object to find out).
+    pub fn edit(&mut self, fix: impl FnOnce(&mut Map<String, Value>) -> bool) -> bool {
+        let changed = fix(&mut self.object);
+        self.changed |= changed;
+        changed
+    }
+
     /// The JSON text to hand to the host: the original unless edited.
     pub fn into_json(self) -> Result<Json, ConnectorError> {
         if self.changed { crate::json::to_json(&self.object) } else { Ok(self.text) }
@@ -64,14 +72,6 @@ pub struct PatchOp {
     pub path: Option<String>,
     /// The value, `None` when absent or `null`.
     pub value: Option<Value>,
-}
-
-impl PatchOp {
-    /// Whether the path names `attribute` (ASCII case-insensitive), with or without the core
-    /// schema URN prefix, and nothing below it.
-    pub fn path_is(&self, attribute: &str) -> bool {
-        self.path.as_deref().is_some_and(|p| path_names(p, attribute))
-    }
 }
 
 /// Whether `path` is `attribute` itself (case-insensitive), optionally prefixed by a schema URN
@@ -110,14 +110,6 @@ impl Parsed {
     pub fn body_mut(&mut self) -> Option<&mut Body> {
         match self {
             Parsed::Create(body) | Parsed::Replace(_, body) => Some(body),
-            _ => None,
-        }
-    }
-
-    /// The operations of a PATCH.
-    pub fn patch_ops_mut(&mut self) -> Option<&mut Vec<PatchOp>> {
-        match self {
-            Parsed::Patch(_, ops) => Some(ops),
             _ => None,
         }
     }

@@ -221,6 +221,27 @@ pub fn cfg<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<Strin
     }
 }
 
+/// Asserts that `info` describes a first-party-quality connector named `name`: vendor
+/// `idplex`, the crate's `version`, a description, no egress hosts, and a closed config schema
+/// (draft 2020-12, `additionalProperties: false`) whose every property has a description.
+/// Returns the schema for the connector's own checks.
+#[track_caller]
+pub fn assert_described(info: &crate::metadata::ConnectorInfo, name: &str, version: &str) -> Value {
+    assert_eq!(info.name, name);
+    assert_eq!(info.vendor, "idplex");
+    assert_eq!(info.version, version);
+    assert!(!info.description.is_empty(), "{name}: no description");
+    assert!(info.egress_hosts.is_empty(), "{name}: egress hosts {:?}", info.egress_hosts);
+    let schema: Value = serde_json::from_str(&info.config_schema).expect("config schema is JSON");
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(schema["additionalProperties"], false);
+    let properties = schema["properties"].as_object().expect("config schema properties");
+    for (key, p) in properties {
+        assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}: `{key}` has no description");
+    }
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,3 +317,4 @@ mod tests {
         );
     }
 }
+

@@ -49,7 +49,6 @@ pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>, ConnectorError
                 if op.path.is_none()
                     && !matches!(op.op, PatchOpKind::Remove)
                     && let Some(Value::Object(value)) = op.value.as_mut()
-                    && has_legacy_urn(value)
                 {
                     rename_object(value, kind);
                 }
@@ -67,31 +66,25 @@ fn is_legacy(text: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
 
-/// Whether an object's `schemas` or keys use a pre-RFC URN.
-fn has_legacy_urn(object: &Map<String, Value>) -> bool {
-    object.keys().any(|k| is_legacy(k))
-        || matches!(object.get("schemas"), Some(Value::Array(s)) if s.iter().any(|u| u.as_str().is_some_and(is_legacy)))
-}
-
 /// Renames the legacy URNs of a body; leaves the body untouched (not re-encoded) if it has none.
 fn rename_in_body(body: &mut Body, kind: ResourceKind) {
-    if has_legacy_urn(body.object()) {
-        rename_object(body.object_mut(), kind);
-    }
+    body.edit(|object| rename_object(object, kind));
 }
 
 /// `schemas` and extension keys (the SDK's `rename_legacy_urns`), then URN-qualified attribute
-/// keys (`urn:scim:schemas:core:2.0:userName`).
-fn rename_object(object: &mut Map<String, Value>, kind: ResourceKind) {
-    rename_legacy_urns(object, kind);
+/// keys (`urn:scim:schemas:core:2.0:userName`). Whether anything was renamed.
+fn rename_object(object: &mut Map<String, Value>, kind: ResourceKind) -> bool {
+    let mut changed = rename_legacy_urns(object, kind);
     let qualified: Vec<String> = object.keys().filter(|k| is_legacy(k)).cloned().collect();
     for key in qualified {
         if let Some(new) = rfc_path(&key, kind)
             && let Some(value) = object.remove(&key)
         {
             object.insert(new, value);
+            changed = true;
         }
     }
+    changed
 }
 
 /// `path` with a leading pre-RFC URN replaced by the RFC 7643 one, `None` if it has none.

@@ -8,6 +8,7 @@ use idplex_connector_sdk::scim::{ENTERPRISE_USER_SCHEMA as ENT, GROUP_SCHEMA, US
 use idplex_connector_sdk::serde_json::{self, Value, json};
 use idplex_connector_sdk::sso::VerifiedAssertion;
 use idplex_connector_sdk::testing::{
+    assert_described,
     assert_invalid, attr, body_of, cfg, patch, patch_ops, request, request_of, value, vector,
     vectors,
 };
@@ -482,27 +483,8 @@ fn render_returns_the_resource_unchanged() {
 #[test]
 fn describe_declares_provisioning_and_sso_with_a_closed_documented_schema() {
     let info = OneLogin::describe();
-    assert_eq!(info.name, "onelogin");
-    assert_eq!(info.vendor, "idplex");
-    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert!(!info.description.is_empty());
-    assert!(matches!(
-        info.capabilities[..],
-        [Capability::Provisioning, Capability::Sso]
-    ));
-    assert!(info.egress_hosts.is_empty());
-    let schema: Value = serde_json::from_str(&info.config_schema).unwrap();
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
-    assert_eq!(schema["additionalProperties"], false);
-    for (key, p) in schema["properties"].as_object().unwrap() {
-        assert!(
-            p["description"].as_str().is_some_and(|d| !d.is_empty()),
-            "{key}"
-        );
-    }
+    let schema = assert_described(&info, "onelogin", env!("CARGO_PKG_VERSION"));
+    assert!(matches!(info.capabilities[..], [Capability::Provisioning, Capability::Sso]));
     let p = &schema["properties"];
     assert_eq!(p["groups_delimiter"]["default"], ";");
     assert_eq!(
