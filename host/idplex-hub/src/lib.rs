@@ -577,6 +577,7 @@ impl Hub {
         spawn_periodic(every, shutdown, move || {
             let hub = hub.clone();
             async move {
+                hub.runtime.expire_handed_over();
                 let released = hub.registry.sweep_idle();
                 if released > 0 {
                     tracing::debug!(released, "released idle connector instances");

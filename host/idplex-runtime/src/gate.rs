@@ -208,8 +208,9 @@ impl Runtime {
         admitted
     }
 
-    /// Drops the instances handed over to waiters that none took in time (see the module docs).
-    pub(crate) fn expire_handed_over(&self) {
+    /// Drops the instances handed over to waiters that none took in time (see the module docs);
+    /// the hub's watcher calls it with its idle sweep.
+    pub fn expire_handed_over(&self) {
         let max_wait = self.config().instance_wait;
         let gates: Vec<Arc<Gate>> = {
             let gates = self.inner.gates.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -101,12 +101,7 @@ impl Registry {
     /// Release the idle instances of every binding that have waited longer than their timeout.
     /// Returns how many were released.
     pub fn sweep_idle(&self) -> usize {
-        let bindings = self.bindings.load();
-        // Instances handed over to waiters are kept per connection by the (one) runtime.
-        if let Some(b) = bindings.values().next() {
-            b.idle.expire_handed_over();
-        }
-        bindings.values().map(|b| b.idle.sweep()).sum()
+        self.bindings.load().values().map(|b| b.idle.sweep()).sum()
     }
 
     /// Every connection id currently bound.

@@ -142,12 +142,6 @@ impl IdleInstances {
         expired.len()
     }
 
-    /// Drop the instances handed over to waiting calls that none took in time, for every
-    /// connection of this set's runtime ([`crate::gate`]).
-    pub fn expire_handed_over(&self) {
-        self.runtime.expire_handed_over();
-    }
-
     /// How many instances wait.
     pub fn len(&self) -> usize {
         self.lock().len()
