@@ -23,6 +23,7 @@ use serde::Serialize;
 
 pub use secrets::{SecretError, SecretKey};
 
+mod admin;
 pub mod native_scim;
 pub mod provisioning;
 pub mod secrets;
@@ -30,6 +31,7 @@ mod users;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget};
 pub use users::UserCredential;
+pub use admin::{MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
 
 /// The store's plain data types and settings that front ends name (records they show, queries
 /// and filters they decode, retention settings). The store itself is reached through [`Hub`].
@@ -244,12 +246,16 @@ impl Hub {
         Ok(Hub::open(store, runtime, options, secrets))
     }
 
-    /// The store.
+    /// The store, for tests and benchmarks that seed or inspect it (feature `test-support`):
+    /// the server and the CLI reach it only through the services (`tests/layers.rs` holds them
+    /// to it).
+    #[cfg(feature = "test-support")]
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The runtime.
+    /// The runtime, for tests and benchmarks (feature `test-support`).
+    #[cfg(feature = "test-support")]
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -1011,10 +1017,10 @@ where
 }
 
 /// Current time in unix milliseconds.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp (`2026-11-25T16:17:59.070Z`), for people.

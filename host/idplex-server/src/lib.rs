@@ -165,7 +165,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    match s.hub.store().ping().await {
+    match s.hub.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             // The detail goes to the log only: `/readyz` is unauthenticated, and database
@@ -191,7 +191,7 @@ async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> R
         )
         .into_response();
     };
-    match s.hub.store().verify_admin_token(secret).await {
+    match s.hub.verify_admin_token(secret).await {
         Ok(Some(_)) => next.run(req).await,
         Ok(None) => ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -199,12 +199,12 @@ async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> R
             "admin token is unknown, expired or revoked",
         )
         .into_response(),
-        Err(e) => ApiError::from(HubError::from(e)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 async fn list_connectors(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let modules = s.hub.store().list_modules().await.map_err(HubError::from)?;
+    let modules = s.hub.connectors().await?;
     Ok(Json(json!({ "connectors": modules })))
 }
 
@@ -222,10 +222,7 @@ async fn install_connector(State(s): State<AppState>, body: Bytes) -> ApiResult<
 }
 
 async fn connector_versions(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let versions = s.hub.store().list_versions(&name).await.map_err(HubError::from)?;
-    if versions.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("connector {name} is not installed")));
-    }
+    let versions = s.hub.connector_versions(&name).await?;
     Ok(Json(json!({ "name": name, "versions": versions })))
 }
 
@@ -233,12 +230,12 @@ async fn inspect_connector(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let module = s.hub.store().get_module(&name, &version).await.map_err(HubError::from)?;
+    let module = s.hub.connector_module(&name, &version).await?;
     Ok(Json(serde_json::to_value(module).unwrap_or_default()))
 }
 
 async fn list_connections(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let conns = s.hub.store().list_connections().await.map_err(HubError::from)?;
+    let conns = s.hub.connections().await?;
     Ok(Json(json!({ "connections": conns.iter().map(redacted).collect::<Vec<_>>() })))
 }
 
@@ -292,7 +289,7 @@ async fn create_connection(
 }
 
 async fn get_connection(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let conn = s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
+    let conn = s.hub.connection(&id).await?;
     Ok(Json(redacted(&conn)))
 }
 
@@ -346,8 +343,7 @@ fn actor(headers: &HeaderMap) -> &str {
 }
 
 async fn history(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
-    let h = s.hub.store().binding_history(&id).await.map_err(HubError::from)?;
+    let h = s.hub.binding_history(&id).await?;
     Ok(Json(json!({ "connection_id": id, "history": h })))
 }
 
@@ -358,12 +354,7 @@ struct EventsQuery {
 }
 
 async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiResult<Json<Value>> {
-    let events = s
-        .hub
-        .store()
-        .list_events(q.connection.as_deref(), q.limit.unwrap_or(100))
-        .await
-        .map_err(HubError::from)?;
+    let events = s.hub.events(q.connection.as_deref(), q.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "events": events })))
 }
 
@@ -377,8 +368,7 @@ struct NewScimToken {
 }
 
 async fn list_scim_tokens(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    s.hub.store().get_connection(&id).await.map_err(HubError::from)?;
-    let tokens = s.hub.store().list_scim_tokens(&id).await.map_err(HubError::from)?;
+    let tokens = s.hub.scim_tokens(&id).await?;
     Ok(Json(json!({ "connection_id": id, "tokens": tokens })))
 }
 
@@ -389,7 +379,7 @@ async fn create_scim_token(
     body: Option<Json<NewScimToken>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let expires_at = body.and_then(|Json(b)| b.expires_at);
-    let (token, secret) = s.hub.store().create_scim_token(&id, expires_at).await.map_err(HubError::from)?;
+    let (token, secret) = s.hub.create_scim_token(&id, expires_at).await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token, "secret": secret, "scim_path": format!("/scim/v2/{id}") }))))
 }
 
@@ -405,7 +395,7 @@ async fn rotate_scim_token(
     Query(q): Query<RotateQuery>,
 ) -> ApiResult<Json<Value>> {
     let overlap = q.overlap_ms.unwrap_or(3_600_000);
-    let (new, secret) = s.hub.store().rotate_scim_token(&id, &token, overlap).await.map_err(HubError::from)?;
+    let (new, secret) = s.hub.rotate_scim_token(&id, &token, overlap).await?;
     Ok(Json(json!({ "token": new, "secret": secret })))
 }
 
@@ -413,7 +403,7 @@ async fn revoke_scim_token(
     State(s): State<AppState>,
     Path((id, token)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let t = s.hub.store().revoke_scim_token(&id, &token).await.map_err(HubError::from)?;
+    let t = s.hub.revoke_scim_token(&id, &token).await?;
     Ok(Json(json!({ "token": t })))
 }
 

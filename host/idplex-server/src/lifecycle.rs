@@ -32,7 +32,7 @@ use idplex_hub::store::{
     MAX_DIRECTORY_LIST_LIMIT, OutcomeFilter, ScimDeletePolicy, StoreError, SyncLogCursor, SyncLogQuery,
     UserTokenCursor, UserTokenFilter,
 };
-use idplex_hub::{HubError, redacted};
+use idplex_hub::redacted;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,12 +40,6 @@ use crate::{ApiError, ApiResult, AppState};
 
 /// The cookie that carries a session secret (see [`crate::me`]).
 pub const SESSION_COOKIE: &str = "idplex_session";
-
-/// Longest lifetime an admin may give a user API token, in days.
-const MAX_TOKEN_TTL_DAYS: u32 = 3650;
-
-/// Longest lifetime of an admin-issued session, in minutes (30 days).
-const MAX_SESSION_TTL_MINUTES: u32 = 30 * 24 * 60;
 
 /// The routes, relative to `/admin/v1`.
 pub(crate) fn admin_routes() -> Router<AppState> {
@@ -114,7 +108,7 @@ async fn set_delete_policy(
             format!("invalid SCIM delete policy {:?}: expected \"deactivate\" or \"delete\"", b.policy),
         )
     })?;
-    let conn = s.hub.store().set_scim_delete_policy(&id, policy).await.map_err(HubError::from)?;
+    let conn = s.hub.set_scim_delete_policy(&id, policy).await?;
     Ok(Json(redacted(&conn)))
 }
 
@@ -137,7 +131,7 @@ async fn list_users(
 }
 
 async fn get_user(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
-    let user = s.hub.store().get_user_for_admin(&user_id).await.map_err(HubError::from)?;
+    let user = s.hub.user(&user_id).await?;
     Ok(Json(json!({ "user": user })))
 }
 
@@ -168,19 +162,7 @@ async fn create_api_token(
     body: Result<Json<NewApiToken>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(b) = body.map_err(bad_json)?;
-    let ttl_ms = match b.ttl_days {
-        Some(days @ 1..=MAX_TOKEN_TTL_DAYS) => Some(i64::from(days) * 86_400_000),
-        Some(days) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!("invalid ttl_days {days}: must be 1 to {MAX_TOKEN_TTL_DAYS}"),
-            ));
-        }
-        None => None,
-    };
-    let (token, secret) =
-        s.hub.store().create_user_api_token(&user_id, &b.label, ttl_ms).await.map_err(HubError::from)?;
+    let (token, secret) = s.hub.create_user_api_token(&user_id, &b.label, b.ttl_days).await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token, "secret": secret }))))
 }
 
@@ -213,12 +195,12 @@ async fn list_api_tokens(
         .map(str::parse::<UserTokenCursor>)
         .transpose()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
-    let page = s.hub.store().list_user_api_tokens(filter, p.limit, before.as_ref()).await.map_err(HubError::from)?;
+    let page = s.hub.user_api_tokens(filter, p.limit, before.as_ref()).await?;
     Ok(Json(json!({ "tokens": page.tokens, "next": page.next })))
 }
 
 async fn revoke_api_token(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let token = s.hub.store().revoke_user_api_token(&id).await.map_err(HubError::from)?;
+    let token = s.hub.revoke_user_api_token(&id).await?;
     Ok(Json(json!({ "token": token })))
 }
 
@@ -237,30 +219,18 @@ async fn create_session(
     Path(user_id): Path<String>,
     body: Option<Json<NewSession>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let ttl_ms = match body.and_then(|Json(b)| b.ttl_minutes) {
-        Some(minutes @ 1..=MAX_SESSION_TTL_MINUTES) => Some(i64::from(minutes) * 60_000),
-        Some(minutes) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!("invalid ttl_minutes {minutes}: must be 1 to {MAX_SESSION_TTL_MINUTES}"),
-            ));
-        }
-        None => None,
-    };
-    let (session, secret) = s.hub.store().create_user_session(&user_id, ttl_ms).await.map_err(HubError::from)?;
+    let ttl_minutes = body.and_then(|Json(b)| b.ttl_minutes);
+    let (session, secret) = s.hub.create_session(&user_id, ttl_minutes).await?;
     let cookie = format!("{SESSION_COOKIE}={secret}");
     Ok((StatusCode::CREATED, Json(json!({ "session": session, "secret": secret, "cookie": cookie }))))
 }
 
 async fn list_sessions(State(s): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
-    let store = s.hub.store();
-    store.get_user_for_admin(&user_id).await.map_err(HubError::from)?;
-    let sessions = store.list_user_sessions(&user_id).await.map_err(HubError::from)?;
+    let sessions = s.hub.sessions(&user_id).await?;
     Ok(Json(json!({ "user_id": user_id, "sessions": sessions })))
 }
 
 async fn end_session(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let session = s.hub.store().end_user_session(&id).await.map_err(HubError::from)?;
+    let session = s.hub.end_session(&id).await?;
     Ok(Json(json!({ "session": session })))
 }

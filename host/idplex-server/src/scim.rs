@@ -171,7 +171,7 @@ async fn require_scim_token(State(s): State<AppState>, req: Request, next: Next)
         ))
         .into_response();
     };
-    match s.hub.store().verify_scim_token(&connection, secret).await {
+    match s.hub.verify_scim_token(&connection, secret).await {
         Ok(Some(_)) => next.run(req).await,
         Ok(None) => ScimFailure(ScimError::with_status(
             401,

@@ -511,7 +511,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::UserToken(cmd) => user_token(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
-            let events = hub.store().list_events(connection.as_deref(), limit).await.map_err(HubError::from)?;
+            let events = hub.events(connection.as_deref(), limit).await?;
             emit(g.json, &json!({ "events": events }), || {
                 events
                     .iter()
@@ -553,7 +553,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %hub.store().backend(), data_dir = %g.data_dir.display(), "idplex listening");
+    tracing::info!(%addr, db = %hub.backend_name(), data_dir = %g.data_dir.display(), "idplex listening");
     if let Some((connection, secret)) = demo {
         println!("SCIM base URL: http://{addr}/scim/v2/{connection}");
         println!("SCIM bearer token (shown once): {secret}");
@@ -600,7 +600,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     if let Some(pruner) = pruner {
         let _ = pruner.await;
     }
-    hub.store().close().await;
+    hub.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -612,8 +612,7 @@ async fn demo_setup(
     installed: &[idplex_hub::InstallReport],
     connector: &str,
 ) -> anyhow::Result<Option<(String, String)>> {
-    let store = hub.store();
-    if store.list_connections().await.map_err(HubError::from)?.iter().any(|c| c.name == "demo") {
+    if hub.connections().await?.iter().any(|c| c.name == "demo") {
         println!("demo connection already exists; tokens are shown only once (idplex token create NAME, idplex scim-token create --connection ID make new ones)");
         return Ok(None);
     }
@@ -633,11 +632,10 @@ async fn demo_setup(
         })
         .await?;
     hub.activate(&conn.id, &bundled.version, "demo").await?;
-    let expires = now_ms() + 365 * 86_400_000;
-    let (_, secret) = store.create_admin_token("demo", Some(expires)).await.map_err(HubError::from)?;
+    let (_, secret) = hub.create_admin_token("demo", Some(365)).await?;
     println!("demo connection: {} ({}@{})", conn.id, bundled.name, bundled.version);
     println!("admin token (shown once): {secret}");
-    let (_, scim_secret) = store.create_scim_token(&conn.id, None).await.map_err(HubError::from)?;
+    let (_, scim_secret) = hub.create_scim_token(&conn.id, None).await?;
     Ok(Some((conn.id, scim_secret)))
 }
 
@@ -658,7 +656,7 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
             });
         }
         ConnectorCmd::List => {
-            let modules = hub.store().list_modules().await.map_err(HubError::from)?;
+            let modules = hub.connectors().await?;
             emit(json_out, &json!({ "connectors": modules }), || {
                 modules
                     .iter()
@@ -670,24 +668,17 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
         ConnectorCmd::Inspect { target } => {
             let value = match target.split_once('@') {
                 Some((name, version)) => {
-                    serde_json::to_value(hub.store().get_module(name, version).await.map_err(HubError::from)?)?
+                    serde_json::to_value(hub.connector_module(name, version).await?)?
                 }
                 None => {
-                    let versions = hub.store().list_versions(&target).await.map_err(HubError::from)?;
-                    if versions.is_empty() {
-                        return Err(HubError::Store(StoreError::NotFound {
-                            what: "connector",
-                            key: target,
-                        })
-                        .into());
-                    }
+                    let versions = hub.connector_versions(&target).await?;
                     json!({ "name": target, "versions": versions })
                 }
             };
             emit(json_out, &value, || serde_json::to_string_pretty(&value).unwrap_or_default());
         }
         ConnectorCmd::Activate { connection, version } => {
-            let conn = hub.store().get_connection(&connection).await.map_err(HubError::from)?;
+            let conn = hub.connection(&connection).await?;
             let version = match version.split_once('@') {
                 Some((name, v)) if name == conn.connector_name => v.to_string(),
                 Some((name, _)) => {
@@ -773,7 +764,7 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
             emit(json_out, &redacted(&conn), || format!("created connection {} ({})", conn.id, conn.name));
         }
         ConnectionCmd::List => {
-            let conns = hub.store().list_connections().await.map_err(HubError::from)?;
+            let conns = hub.connections().await?;
             let value = json!({ "connections": conns.iter().map(redacted).collect::<Vec<_>>() });
             emit(json_out, &value, || {
                 conns
@@ -792,7 +783,7 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
             });
         }
         ConnectionCmd::SetDeletePolicy { connection, policy } => {
-            let conn = hub.store().set_scim_delete_policy(&connection, policy.into()).await.map_err(HubError::from)?;
+            let conn = hub.set_scim_delete_policy(&connection, policy.into()).await?;
             emit(json_out, &redacted(&conn), || {
                 format!("connection {}: a SCIM DELETE of a user now does {:?}", conn.id, conn.scim_delete_policy.as_str())
             });
@@ -839,12 +830,9 @@ async fn sync_log(hub: &Hub, json_out: bool, connection: &str, query: &SyncLogQu
 }
 
 async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Result<()> {
-    let store = hub.store();
     match cmd {
         UserTokenCmd::Create { user_id, label, ttl_days } => {
-            let ttl_ms = i64::from(ttl_days.max(1)) * 86_400_000;
-            let (tok, secret) =
-                store.create_user_api_token(&user_id, &label, Some(ttl_ms)).await.map_err(HubError::from)?;
+            let (tok, secret) = hub.create_user_api_token(&user_id, &label, Some(ttl_days)).await?;
             emit(json_out, &json!({ "token": tok, "secret": secret }), || {
                 format!(
                     "API token {} for user {} (expires {}); secret (shown once):\n{secret}",
@@ -864,7 +852,7 @@ async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Res
             let mut toks = Vec::new();
             let mut before = None;
             loop {
-                let page = store.list_user_api_tokens(filter, None, before.as_ref()).await.map_err(HubError::from)?;
+                let page = hub.user_api_tokens(filter, None, before.as_ref()).await?;
                 toks.extend(page.tokens);
                 match page.next {
                     Some(next) => before = Some(next),
@@ -899,7 +887,7 @@ async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Res
             });
         }
         UserTokenCmd::Revoke { id } => {
-            let tok = store.revoke_user_api_token(&id).await.map_err(HubError::from)?;
+            let tok = hub.revoke_user_api_token(&id).await?;
             emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }
@@ -909,14 +897,13 @@ async fn user_token(hub: &Hub, json_out: bool, cmd: UserTokenCmd) -> anyhow::Res
 async fn token(hub: &Hub, json_out: bool, cmd: TokenCmd) -> anyhow::Result<()> {
     match cmd {
         TokenCmd::Create { name, expires_days } => {
-            let expires = (expires_days > 0).then(|| now_ms() + i64::from(expires_days) * 86_400_000);
-            let (tok, secret) = hub.store().create_admin_token(&name, expires).await.map_err(HubError::from)?;
+            let (tok, secret) = hub.create_admin_token(&name, (expires_days > 0).then_some(expires_days)).await?;
             emit(json_out, &json!({ "token": tok, "secret": secret }), || {
                 format!("admin token {} created; secret (shown once):\n{secret}", tok.id)
             });
         }
         TokenCmd::List => {
-            let toks = hub.store().list_admin_tokens().await.map_err(HubError::from)?;
+            let toks = hub.admin_tokens().await?;
             emit(json_out, &json!({ "tokens": toks }), || {
                 toks.iter()
                     .map(|t| format!("{}  {:<20} revoked={}", t.id, t.name, t.revoked_at.is_some()))
@@ -925,7 +912,7 @@ async fn token(hub: &Hub, json_out: bool, cmd: TokenCmd) -> anyhow::Result<()> {
             });
         }
         TokenCmd::Revoke { id } => {
-            let tok = hub.store().revoke_admin_token(&id).await.map_err(HubError::from)?;
+            let tok = hub.revoke_admin_token(&id).await?;
             emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }
@@ -933,19 +920,16 @@ async fn token(hub: &Hub, json_out: bool, cmd: TokenCmd) -> anyhow::Result<()> {
 }
 
 async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Result<()> {
-    let store = hub.store();
     match cmd {
         ScimTokenCmd::Create { connection, expires_days } => {
-            store.get_connection(&connection).await.map_err(HubError::from)?;
             let expires = now_ms() + i64::from(expires_days.max(1)) * 86_400_000;
-            let (tok, secret) = store.create_scim_token(&connection, Some(expires)).await.map_err(HubError::from)?;
+            let (tok, secret) = hub.create_scim_token(&connection, Some(expires)).await?;
             emit(json_out, &json!({ "token": tok, "secret": secret, "scim_path": format!("/scim/v2/{connection}") }), || {
                 format!("SCIM token {} for /scim/v2/{connection}; secret (shown once):\n{secret}", tok.id)
             });
         }
         ScimTokenCmd::List { connection } => {
-            store.get_connection(&connection).await.map_err(HubError::from)?;
-            let toks = store.list_scim_tokens(&connection).await.map_err(HubError::from)?;
+            let toks = hub.scim_tokens(&connection).await?;
             emit(json_out, &json!({ "tokens": toks }), || {
                 toks.iter()
                     .map(|t| format!("{}  expires {}  revoked={}", t.id, t.expires_at, t.revoked_at.is_some()))
@@ -955,13 +939,13 @@ async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Res
         }
         ScimTokenCmd::Rotate { connection, token, overlap_hours } => {
             let overlap = i64::from(overlap_hours) * 3_600_000;
-            let (tok, secret) = store.rotate_scim_token(&connection, &token, overlap).await.map_err(HubError::from)?;
+            let (tok, secret) = hub.rotate_scim_token(&connection, &token, overlap).await?;
             emit(json_out, &json!({ "token": tok, "secret": secret }), || {
                 format!("new SCIM token {} (old one works for {overlap_hours} h more); secret (shown once):\n{secret}", tok.id)
             });
         }
         ScimTokenCmd::Revoke { connection, token } => {
-            let tok = store.revoke_scim_token(&connection, &token).await.map_err(HubError::from)?;
+            let tok = hub.revoke_scim_token(&connection, &token).await?;
             emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }

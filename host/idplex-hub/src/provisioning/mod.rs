@@ -109,7 +109,7 @@ impl ScimService {
     /// The service over `hub`; starts the sync log writer, so it must be called inside a Tokio
     /// runtime.
     pub fn new(hub: Arc<Hub>) -> Self {
-        let sync_log = SyncLogger::spawn(hub.store().clone());
+        let sync_log = SyncLogger::spawn(hub.store.clone());
         ScimService { hub, sync_log, patch_locks: Arc::new(PatchLocks::new()) }
     }
 

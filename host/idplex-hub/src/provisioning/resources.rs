@@ -102,7 +102,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn store(&self) -> &'a Store {
-        self.service.hub.store()
+        &self.service.hub.store
     }
 
     fn if_match(&self) -> Result<Option<i64>, ScimError> {

@@ -18,6 +18,7 @@ use idplex_store::{ScimResourceType, Store, SyncLogEntry, SyncOperation, SyncOut
 use tokio::sync::{mpsc, oneshot};
 
 use super::ScimReply;
+use crate::now_ms;
 
 /// Entries waiting to be written, at most.
 const QUEUE: usize = 20_000;
@@ -88,11 +89,6 @@ pub(crate) fn record(
     });
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 enum Msg {
     Entry(SyncLogEntry),

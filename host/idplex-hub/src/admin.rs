@@ -1,0 +1,243 @@
+//! The admin service: the administrative use cases the admin API and the CLI share (admin
+//! tokens, installed connectors, connections and their history, connector events, SCIM tokens,
+//! a directory's delete policy, users' API tokens and sessions). One implementation of each,
+//! with its checks (an unknown connection is *not found* before a token is issued for it; a
+//! lifetime out of bounds is *invalid* whoever asks), so neither front end reaches the store:
+//! they decode, call one of these, and encode.
+
+use idplex_store::{
+    AdminToken, BindingChange, Connection, DirectoryUser, Event, ModuleSummary, ScimDeletePolicy, ScimToken,
+    StoreError, UserApiToken, UserApiTokenPage, UserSession, UserTokenCursor, UserTokenFilter,
+};
+
+use crate::{Hub, HubError, now_ms};
+
+/// The longest lifetime of a user API token an admin can ask for, in days (ten years).
+pub const MAX_USER_TOKEN_TTL_DAYS: u32 = 3650;
+
+/// The longest lifetime of a user session an admin can open, in minutes (30 days).
+pub const MAX_SESSION_TTL_MINUTES: u32 = 30 * 24 * 60;
+
+/// The longest lifetime of an admin token, in days (ten years).
+pub const MAX_ADMIN_TOKEN_TTL_DAYS: u32 = 3650;
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Hub {
+    /// Whether the database answers (readiness).
+    pub async fn ready(&self) -> Result<(), HubError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Which database this hub runs on (`sqlite`, `postgres`), for logs.
+    pub fn backend_name(&self) -> String {
+        self.store.backend().to_string()
+    }
+
+    /// Closes the database pools: the last step of a graceful shutdown.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    // -- admin tokens ----------------------------------------------------------------------------
+
+    /// The admin token a secret belongs to, if it is known, unexpired and not revoked (compared
+    /// in constant time by its hash).
+    pub async fn verify_admin_token(&self, secret: &str) -> Result<Option<AdminToken>, HubError> {
+        Ok(self.store.verify_admin_token(secret).await?)
+    }
+
+    /// Issues an admin token that expires after `expires_days` (none: it never expires). The
+    /// secret is returned once and stored hashed.
+    pub async fn create_admin_token(
+        &self,
+        name: &str,
+        expires_days: Option<u32>,
+    ) -> Result<(AdminToken, String), HubError> {
+        let expires_at = match expires_days {
+            None => None,
+            Some(days @ 1..=MAX_ADMIN_TOKEN_TTL_DAYS) => Some(now_ms() + i64::from(days) * DAY_MS),
+            Some(days) => return Err(out_of_range("expires_days", days, MAX_ADMIN_TOKEN_TTL_DAYS)),
+        };
+        Ok(self.store.create_admin_token(name, expires_at).await?)
+    }
+
+    /// Every admin token (never their secrets).
+    pub async fn admin_tokens(&self) -> Result<Vec<AdminToken>, HubError> {
+        Ok(self.store.list_admin_tokens().await?)
+    }
+
+    /// Revokes an admin token (revoking it again changes nothing).
+    pub async fn revoke_admin_token(&self, id: &str) -> Result<AdminToken, HubError> {
+        Ok(self.store.revoke_admin_token(id).await?)
+    }
+
+    // -- connectors and connections --------------------------------------------------------------
+
+    /// Every installed connector version.
+    pub async fn connectors(&self) -> Result<Vec<ModuleSummary>, HubError> {
+        Ok(self.store.list_modules().await?)
+    }
+
+    /// The installed versions of one connector; not found when none is.
+    pub async fn connector_versions(&self, name: &str) -> Result<Vec<ModuleSummary>, HubError> {
+        let versions = self.store.list_versions(name).await?;
+        if versions.is_empty() {
+            return Err(StoreError::NotFound { what: "connector", key: name.to_string() }.into());
+        }
+        Ok(versions)
+    }
+
+    /// One installed connector version.
+    pub async fn connector_module(&self, name: &str, version: &str) -> Result<ModuleSummary, HubError> {
+        Ok(self.store.get_module(name, version).await?)
+    }
+
+    /// Every connection (callers show them [`crate::redacted`]).
+    pub async fn connections(&self) -> Result<Vec<Connection>, HubError> {
+        Ok(self.store.list_connections().await?)
+    }
+
+    /// One connection.
+    pub async fn connection(&self, id: &str) -> Result<Connection, HubError> {
+        Ok(self.store.get_connection(id).await?)
+    }
+
+    /// A connection's activations and rollbacks, oldest first; not found for an unknown
+    /// connection.
+    pub async fn binding_history(&self, connection_id: &str) -> Result<Vec<BindingChange>, HubError> {
+        self.store.get_connection(connection_id).await?;
+        Ok(self.store.binding_history(connection_id).await?)
+    }
+
+    /// What a SCIM `DELETE /Users/{id}` does on this connection.
+    pub async fn set_scim_delete_policy(&self, id: &str, policy: ScimDeletePolicy) -> Result<Connection, HubError> {
+        Ok(self.store.set_scim_delete_policy(id, policy).await?)
+    }
+
+    /// The newest connector events (traps, timeouts, limits hit, refused installs), of one
+    /// connection or all.
+    pub async fn events(&self, connection_id: Option<&str>, limit: u32) -> Result<Vec<Event>, HubError> {
+        Ok(self.store.list_events(connection_id, limit).await?)
+    }
+
+    // -- SCIM tokens -----------------------------------------------------------------------------
+
+    /// A connection's SCIM tokens (never their secrets); not found for an unknown connection.
+    pub async fn scim_tokens(&self, connection_id: &str) -> Result<Vec<ScimToken>, HubError> {
+        self.store.get_connection(connection_id).await?;
+        Ok(self.store.list_scim_tokens(connection_id).await?)
+    }
+
+    /// Issues a SCIM bearer token for a connection (`expires_at` in unix ms; none: the store's
+    /// default of one year). The secret is returned once and stored hashed.
+    pub async fn create_scim_token(
+        &self,
+        connection_id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(ScimToken, String), HubError> {
+        self.store.get_connection(connection_id).await?;
+        Ok(self.store.create_scim_token(connection_id, expires_at).await?)
+    }
+
+    /// Replaces a SCIM token with a new one; the old one keeps working for `overlap_ms`.
+    pub async fn rotate_scim_token(
+        &self,
+        connection_id: &str,
+        token_id: &str,
+        overlap_ms: i64,
+    ) -> Result<(ScimToken, String), HubError> {
+        Ok(self.store.rotate_scim_token(connection_id, token_id, overlap_ms).await?)
+    }
+
+    /// Revokes a SCIM token at once.
+    pub async fn revoke_scim_token(&self, connection_id: &str, token_id: &str) -> Result<ScimToken, HubError> {
+        Ok(self.store.revoke_scim_token(connection_id, token_id).await?)
+    }
+
+    /// The SCIM token a bearer secret presented for `connection_id` belongs to, if it is valid
+    /// for that connection.
+    pub async fn verify_scim_token(&self, connection_id: &str, secret: &str) -> Result<Option<ScimToken>, HubError> {
+        Ok(self.store.verify_scim_token(connection_id, secret).await?)
+    }
+
+    // -- users: their record, API tokens and sessions ------------------------------------------
+
+    /// A user as admins see it (soft-deleted ones included).
+    pub async fn user(&self, user_id: &str) -> Result<DirectoryUser, HubError> {
+        Ok(self.store.get_user_for_admin(user_id).await?)
+    }
+
+    /// Issues a user API token living `ttl_days` (none: the store's default of 90 days, at most
+    /// [`MAX_USER_TOKEN_TTL_DAYS`]). The secret is returned once and stored hashed.
+    pub async fn create_user_api_token(
+        &self,
+        user_id: &str,
+        label: &str,
+        ttl_days: Option<u32>,
+    ) -> Result<(UserApiToken, String), HubError> {
+        let ttl_ms = match ttl_days {
+            None => None,
+            Some(days @ 1..=MAX_USER_TOKEN_TTL_DAYS) => Some(i64::from(days) * DAY_MS),
+            Some(days) => return Err(out_of_range("ttl_days", days, MAX_USER_TOKEN_TTL_DAYS)),
+        };
+        Ok(self.store.create_user_api_token(user_id, label, ttl_ms).await?)
+    }
+
+    /// A page of user API tokens, newest first.
+    pub async fn user_api_tokens(
+        &self,
+        filter: UserTokenFilter<'_>,
+        limit: Option<u32>,
+        before: Option<&UserTokenCursor>,
+    ) -> Result<UserApiTokenPage, HubError> {
+        Ok(self.store.list_user_api_tokens(filter, limit, before).await?)
+    }
+
+    /// Revokes a user API token at once.
+    pub async fn revoke_user_api_token(&self, id: &str) -> Result<UserApiToken, HubError> {
+        Ok(self.store.revoke_user_api_token(id).await?)
+    }
+
+    /// Opens a session for a user living `ttl_minutes` (none: the store's default of 12 hours,
+    /// at most [`MAX_SESSION_TTL_MINUTES`]). The secret is returned once and stored hashed.
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        ttl_minutes: Option<u32>,
+    ) -> Result<(UserSession, String), HubError> {
+        let ttl_ms = match ttl_minutes {
+            None => None,
+            Some(minutes @ 1..=MAX_SESSION_TTL_MINUTES) => Some(i64::from(minutes) * 60_000),
+            Some(minutes) => return Err(out_of_range("ttl_minutes", minutes, MAX_SESSION_TTL_MINUTES)),
+        };
+        Ok(self.store.create_user_session(user_id, ttl_ms).await?)
+    }
+
+    /// A user's sessions, newest first; not found for an unknown user.
+    pub async fn sessions(&self, user_id: &str) -> Result<Vec<UserSession>, HubError> {
+        self.store.get_user_for_admin(user_id).await?;
+        Ok(self.store.list_user_sessions(user_id).await?)
+    }
+
+    /// Ends a session at once.
+    pub async fn end_session(&self, id: &str) -> Result<UserSession, HubError> {
+        Ok(self.store.end_user_session(id).await?)
+    }
+}
+
+fn out_of_range(what: &'static str, value: u32, max: u32) -> HubError {
+    HubError::Invalid { what, reason: format!("{value} is out of range: must be 1 to {max}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_out_of_bounds_names_the_field_and_the_bounds() {
+        let e = out_of_range("ttl_days", 0, MAX_USER_TOKEN_TTL_DAYS);
+        assert_eq!(e.to_string(), "invalid ttl_days: 0 is out of range: must be 1 to 3650");
+        assert_eq!(e.class(), crate::ErrorClass::Invalid);
+    }
+}
