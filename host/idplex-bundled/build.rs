@@ -16,7 +16,7 @@ use std::process::Command;
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Test fixtures under `connectors/testing/` that `lib.rs` embeds by name.
-const FIXTURES: &[&str] = &["hostile", "echo-v1", "echo-v2", "impostor", "bad-schema"];
+const FIXTURES: &[&str] = &["hostile", "echo-v1", "echo-v2", "impostor", "bad-schema", "contract-1-0"];
 
 /// Feature flags `wasm-opt` needs for what rustc emits for `wasm32-unknown-unknown`.
 const WASM_OPT_FLAGS: &[&str] = &[

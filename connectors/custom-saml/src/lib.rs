@@ -14,7 +14,7 @@
 use idplex_connector_sdk::saml_mapping::{self, SamlMapping};
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, metadata,
-    provisioning, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
 /// Machine name of this connector.
@@ -65,6 +65,20 @@ impl sso::Guest for CustomSaml {
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
         SamlMapping::map_assertion(&saml_mapping::GENERIC, &assertion, &config::get)
+    }
+}
+
+impl schemas::Guest for CustomSaml {
+    /// None: this IdP sends only the core schemas and the enterprise extension.
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+impl diagnostics::Guest for CustomSaml {
+    /// The config, through the connector's own assertion mapping; nothing to reach (push only).
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(diagnostics::push_connector_checks(|| SamlMapping::map_assertion(&saml_mapping::GENERIC, &diagnostics::probe_assertion(), &config::get), false))
     }
 }
 

@@ -19,7 +19,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, log, metadata,
-    provisioning, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
 /// Machine name of this connector.
@@ -78,6 +78,20 @@ impl sso::Guest for EntraId {
             log::warn(warning);
         }
         Ok(mapped.identity)
+    }
+}
+
+impl schemas::Guest for EntraId {
+    /// None: this IdP sends only the core schemas and the enterprise extension.
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+impl diagnostics::Guest for EntraId {
+    /// The config, through the connector's own assertion mapping; nothing to reach (push only).
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(diagnostics::push_connector_checks(|| claims::map_assertion(&diagnostics::probe_assertion(), &config::get), false))
     }
 }
 

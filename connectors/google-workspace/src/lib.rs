@@ -18,7 +18,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, metadata,
-    provisioning, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
 /// Machine name of this connector.
@@ -73,6 +73,20 @@ impl sso::Guest for GoogleWorkspace {
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
         saml::map_assertion(&assertion, &config::get)
+    }
+}
+
+impl schemas::Guest for GoogleWorkspace {
+    /// None: this IdP sends only the core schemas and the enterprise extension.
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+impl diagnostics::Guest for GoogleWorkspace {
+    /// The config, through the connector's own assertion mapping; nothing to reach (push only).
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(diagnostics::push_connector_checks(|| saml::map_assertion(&diagnostics::probe_assertion(), &config::get), false))
     }
 }
 

@@ -1,7 +1,7 @@
 //! # idplex connector SDK
 //!
 //! Everything a Rust crate needs to become an idplex *connector*: the bindings of the WIT world
-//! `idplex:connector/connector@1.0.0` (generated once, here, from `wit/connector.wit`), the
+//! `idplex:connector/connector@1.1.0` (generated once, here, from `wit/connector.wit`), the
 //! [`export_connector!`] macro that wires a type implementing the export traits into the
 //! component's exports, and a few helpers for the chores every connector repeats (logging,
 //! reading config, building [`ConnectorError`]s, parsing JSON), plus the generic RFC 7644 SCIM
@@ -19,6 +19,8 @@
 //! impl provisioning::Guest for MyConnector { /* normalize(), render() */ }
 //! impl directory_sync::Guest for MyConnector { /* pull() */ }
 //! impl sso::Guest for MyConnector { /* map_assertion() */ }
+//! impl schemas::Guest for MyConnector { /* extensions(): Ok(vec![]) if none (contract 1.1) */ }
+//! impl diagnostics::Guest for MyConnector { /* test_connection() (contract 1.1) */ }
 //!
 //! export_connector!(MyConnector);
 //! ```
@@ -79,6 +81,151 @@ pub mod directory_sync {
 /// The `sso` export: implement [`sso::Guest`] to map verified SAML assertions.
 pub mod sso {
     pub use crate::bindings::exports::idplex::connector::sso::*;
+}
+
+/// The `schemas` export (contract 1.1): implement [`schemas::Guest`] to declare the SCIM schema
+/// extensions your IdP sends. [`schemas::from_config`] builds the common case, an app's custom
+/// attributes configured per connection.
+pub mod schemas {
+    pub use crate::bindings::exports::idplex::connector::schemas::*;
+    use crate::serde_json::{Map, Value, json};
+
+    /// Config key: the URN the IdP sends an app's custom user attributes under.
+    pub const EXTENSION_URN: &str = "scim_extension_urn";
+    /// Config key: those attributes, comma-separated, each `name` (a string) or `name:type`
+    /// with `type` one of `string`, `boolean`, `integer`, `decimal`, `dateTime`, `reference`.
+    pub const EXTENSION_ATTRIBUTES: &str = "scim_extension_attributes";
+
+    /// The JSON Schema properties of [`EXTENSION_URN`] and [`EXTENSION_ATTRIBUTES`], to merge
+    /// into a connector's `config-schema`.
+    pub fn config_properties() -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            EXTENSION_URN.into(),
+            json!({"type": "string", "pattern": "^urn:[^\\s]{2,250}$",
+                   "description": "URN of the SCIM extension the IdP sends the app's custom user attributes under"}),
+        );
+        m.insert(
+            EXTENSION_ATTRIBUTES.into(),
+            json!({"type": "string", "maxLength": 4096,
+                   "pattern": "^\\s*[A-Za-z][A-Za-z0-9_-]*(:[A-Za-z]+)?(\\s*,\\s*[A-Za-z][A-Za-z0-9_-]*(:[A-Za-z]+)?)*\\s*$",
+                   "description": "the custom attributes, comma-separated: `name` or `name:type` (string, boolean, integer, decimal, dateTime, reference)"}),
+        );
+        m
+    }
+
+    /// The user extension configured through `get` with [`EXTENSION_URN`] and
+    /// [`EXTENSION_ATTRIBUTES`]: none when neither is set; a `config` error naming the key when
+    /// only one is, or a type is unknown.
+    pub fn from_config(get: &dyn Fn(&str) -> Option<String>) -> Result<Vec<SchemaExtension>, ConnectorError> {
+        let urn = get(EXTENSION_URN).filter(|v| !v.trim().is_empty());
+        let attrs = get(EXTENSION_ATTRIBUTES).filter(|v| !v.trim().is_empty());
+        let (urn, attrs) = match (urn, attrs) {
+            (None, None) => return Ok(Vec::new()),
+            (Some(u), Some(a)) => (u.trim().to_string(), a),
+            (Some(_), None) => {
+                return Err(ConnectorError::config(format!("config key `{EXTENSION_URN}` is set but `{EXTENSION_ATTRIBUTES}` is not: list the attributes")));
+            }
+            (None, Some(_)) => {
+                return Err(ConnectorError::config(format!("config key `{EXTENSION_ATTRIBUTES}` is set but `{EXTENSION_URN}` is not: give the extension's URN")));
+            }
+        };
+        let mut attributes = Vec::new();
+        for item in attrs.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, ty) = item.split_once(':').unwrap_or((item, "string"));
+            let ty = match ty.trim() {
+                t @ ("string" | "boolean" | "integer" | "decimal" | "dateTime" | "reference") => t,
+                other => {
+                    return Err(ConnectorError::config(format!(
+                        "config key `{EXTENSION_ATTRIBUTES}`: attribute `{}` has type `{other}`; use string, boolean, integer, decimal, dateTime or reference",
+                        name.trim()
+                    )));
+                }
+            };
+            let mut a = json!({"name": name.trim(), "type": ty, "description": "custom attribute configured on the connection"});
+            if ty == "reference" {
+                a["referenceTypes"] = json!(["external"]);
+            }
+            attributes.push(a);
+        }
+        let definition = json!({
+            "name": "CustomUserAttributes",
+            "description": "The app's custom user attributes, as configured on this connection",
+            "attributes": attributes,
+        });
+        Ok(vec![SchemaExtension { id: urn, resource: ResourceKind::User, required: false, definition: definition.to_string() }])
+    }
+}
+
+/// The `diagnostics` export (contract 1.1): implement [`diagnostics::Guest`] to answer an
+/// admin's *test connection*.
+pub mod diagnostics {
+    pub use crate::bindings::exports::idplex::connector::diagnostics::*;
+    use crate::ErrorKind;
+
+    /// A check from its outcome: `Ok(detail)` passed, `Err` failed with the error's message.
+    pub fn check(name: &str, outcome: Result<String, ConnectorError>) -> Check {
+        match outcome {
+            Ok(detail) => Check { name: name.to_string(), ok: true, detail },
+            Err(e) => Check { name: name.to_string(), ok: false, detail: e.message },
+        }
+    }
+
+    /// The `config` check of a connector whose config is read where it is used: runs `probe`
+    /// (a call of the connector's own code over the connection's config, e.g. its assertion
+    /// mapping on a probe assertion) and fails only on a `config` error, whose message names
+    /// the key. Other errors (the probe input lacking what a real one carries) pass.
+    pub fn config_check<T>(probe: impl FnOnce() -> Result<T, ConnectorError>) -> Check {
+        check(
+            "config",
+            match probe() {
+                Err(e) if e.kind == ErrorKind::Config => Err(e),
+                _ => Ok("the connection's config is usable".to_string()),
+            },
+        )
+    }
+
+    /// The checks of a connector that calls no IdP API (its IdP pushes SCIM; sign-in comes
+    /// as assertions): `config` through `probe` ([`config_check`]), the SDK's configured
+    /// `scim extension` when `extensions` ([`crate::schemas::from_config`]), and
+    /// [`push_only`] reachability.
+    pub fn push_connector_checks<T>(probe: impl FnOnce() -> Result<T, ConnectorError>, extensions: bool) -> Vec<Check> {
+        let mut checks = vec![config_check(probe)];
+        if extensions {
+            checks.push(check(
+                "scim extension",
+                crate::schemas::from_config(&crate::config::get).map(|e| match e.first() {
+                    Some(ext) => format!("custom user attributes are accepted under {}", ext.id),
+                    None => "no custom attributes configured".to_string(),
+                }),
+            ));
+        }
+        checks.push(push_only());
+        checks
+    }
+
+    /// A minimal assertion to run a connector's SSO mapping on in [`config_check`]: an e-mail
+    /// `NameID`, no attributes.
+    pub fn probe_assertion() -> crate::sso::VerifiedAssertion {
+        crate::sso::VerifiedAssertion {
+            issuer: "https://idplex.invalid/test-connection".to_string(),
+            name_id: "probe@idplex.invalid".to_string(),
+            name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".to_string()),
+            session_index: None,
+            authn_context: None,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// The check a push-only connector reports for reachability: it makes no API calls, so
+    /// there is nothing to reach; the IdP's side is checked by its own *test connection*.
+    pub fn push_only() -> Check {
+        Check {
+            name: "reachability".to_string(),
+            ok: true,
+            detail: "nothing to reach: this connector calls no IdP API (the IdP pushes to idplex)".to_string(),
+        }
+    }
 }
 
 /// Structured logging through the host (`idplex:connector/log`).
@@ -305,5 +452,54 @@ pub mod json {
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         }
+    }
+}
+
+#[cfg(test)]
+mod contract_1_1_tests {
+    use crate::serde_json::Value;
+    use crate::{ConnectorError, ErrorKind, ResourceKind, diagnostics, schemas};
+
+    fn config<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn the_configured_extension_lists_each_attribute_with_its_type() {
+        let get = config(&[
+            (schemas::EXTENSION_URN, "urn:example:acme:2.0:User"),
+            (schemas::EXTENSION_ATTRIBUTES, " costCenter, badge:integer ,site:reference"),
+        ]);
+        let ext = schemas::from_config(&get).unwrap();
+        assert_eq!(ext.len(), 1);
+        assert_eq!((ext[0].id.as_str(), ext[0].resource, ext[0].required), ("urn:example:acme:2.0:User", ResourceKind::User, false));
+        let def: Value = crate::serde_json::from_str(&ext[0].definition).unwrap();
+        let attrs: Vec<(&str, &str)> = def["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].as_str().unwrap(), a["type"].as_str().unwrap()))
+            .collect();
+        assert_eq!(attrs, [("costCenter", "string"), ("badge", "integer"), ("site", "reference")]);
+        assert!(schemas::from_config(&config(&[])).unwrap().is_empty(), "nothing configured, nothing declared");
+    }
+
+    #[test]
+    fn a_half_or_wrong_extension_config_is_a_config_error_naming_the_key() {
+        let only_urn = config(&[(schemas::EXTENSION_URN, "urn:example:acme:2.0:User")]);
+        let e = schemas::from_config(&only_urn).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains(schemas::EXTENSION_ATTRIBUTES), "{}", e.message);
+        let bad_type = config(&[(schemas::EXTENSION_URN, "urn:x:y"), (schemas::EXTENSION_ATTRIBUTES, "badge:number")]);
+        let e = schemas::from_config(&bad_type).unwrap_err();
+        assert!(e.message.contains("`badge` has type `number`"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_config_check_fails_only_on_a_config_error() {
+        let failed = diagnostics::config_check(|| -> Result<(), _> { Err(ConnectorError::config("key `x` is wrong")) });
+        assert_eq!((failed.ok, failed.detail.as_str()), (false, "key `x` is wrong"));
+        let other = diagnostics::config_check(|| -> Result<(), _> { Err(ConnectorError::invalid_request("no email")) });
+        assert!(other.ok, "the probe lacking what a real input carries is not a config problem");
     }
 }

@@ -17,7 +17,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, log, metadata,
-    provisioning, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
 /// Machine name of this connector.
@@ -78,6 +78,21 @@ impl sso::Guest for Okta {
             ));
         }
         Ok(identity)
+    }
+}
+
+impl schemas::Guest for Okta {
+    /// The app's custom user attributes, when the connection configures them
+    /// (`scim_extension_urn`, `scim_extension_attributes`).
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        schemas::from_config(&config::get)
+    }
+}
+
+impl diagnostics::Guest for Okta {
+    /// The config, through the connector's own assertion mapping; nothing to reach (push only).
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(diagnostics::push_connector_checks(|| saml::map_assertion(&diagnostics::probe_assertion(), &config::get), true))
     }
 }
 

@@ -113,6 +113,7 @@ impl GroupFilter {
 /// The config schema's properties: the SDK's mapping keys plus the group filter.
 pub fn config_properties() -> Map<String, Value> {
     let mut properties = MAPPING.config_properties();
+    properties.extend(idplex_connector_sdk::schemas::config_properties());
     properties.insert(
         GROUPS_FILTER.into(),
         json!({

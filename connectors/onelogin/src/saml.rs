@@ -53,6 +53,7 @@ pub fn delimiter(get: &dyn Fn(&str) -> Option<String>) -> Result<char, Connector
 /// The config schema's properties: the SDK's mapping keys plus the group delimiter.
 pub fn config_properties() -> Map<String, Value> {
     let mut properties = MAPPING.config_properties();
+    properties.extend(idplex_connector_sdk::schemas::config_properties());
     properties.insert(
         GROUPS_DELIMITER.into(),
         json!({

@@ -8,12 +8,15 @@
 // * `provisioning.render(kind, resource)` → `{"served_by":"<version>","input":<resource>}`
 // * `provisioning.normalize`: POST → `create(body)`; anything else → `unsupported`.
 // * `directory-sync.pull`, `sso.map-assertion` → `unsupported`.
+// * `schemas.extensions`: the SDK's config-driven user extension (`scim_extension_urn`,
+//   `scim_extension_attributes`); `diagnostics.test-connection`: a passing `config` check
+//   naming the version.
 
 use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, directory_sync, export_connector, metadata, provisioning,
-    sso,
+    ConnectorError, Json, ResourceKind, config, diagnostics, directory_sync, export_connector, metadata,
+    provisioning, schemas, sso,
 };
 
 /// The version this build reports.
@@ -62,6 +65,18 @@ impl directory_sync::Guest for Echo {
 impl sso::Guest for Echo {
     fn map_assertion(_: sso::VerifiedAssertion) -> Result<sso::SsoIdentity, ConnectorError> {
         Err(ConnectorError::unsupported_capability("echo", "sso"))
+    }
+}
+
+impl schemas::Guest for Echo {
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        schemas::from_config(&config::get)
+    }
+}
+
+impl diagnostics::Guest for Echo {
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(vec![diagnostics::check("config", Ok(format!("echo {VERSION} has nothing to check")))])
     }
 }
 

@@ -7,8 +7,8 @@
 
 use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, directory_sync, export_connector, metadata, provisioning,
-    sso,
+    ConnectorError, Json, ResourceKind, diagnostics, directory_sync, export_connector, metadata,
+    provisioning, schemas, sso,
 };
 
 struct Odd;
@@ -46,6 +46,18 @@ impl directory_sync::Guest for Odd {
 impl sso::Guest for Odd {
     fn map_assertion(_: sso::VerifiedAssertion) -> Result<sso::SsoIdentity, ConnectorError> {
         Err(ConnectorError::unsupported_capability(NAME, "sso"))
+    }
+}
+
+impl schemas::Guest for Odd {
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
+impl diagnostics::Guest for Odd {
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        Ok(Vec::new())
     }
 }
 

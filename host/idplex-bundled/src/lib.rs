@@ -49,6 +49,10 @@ pub mod testing {
     /// Component of `connectors/testing/bad-schema` (`bad-schema@1.0.0`): its config schema
     /// `$ref`s a remote URL (refused at install, never fetched).
     pub const BAD_SCHEMA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing/bad-schema.wasm"));
+    /// Component of `connectors/testing/contract-1-0` (`contract-1-0@1.0.0`): built against the
+    /// released `idplex:connector@1.0.0` contract, without the 1.1 exports (`schemas`,
+    /// `diagnostics`); a generic pass-through dialect.
+    pub const CONTRACT_1_0: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing/contract-1-0.wasm"));
 }
 
 #[cfg(test)]
@@ -96,6 +100,7 @@ mod tests {
         v.push(("echo-v2", testing::ECHO_V2));
         v.push(("impostor", testing::IMPOSTOR));
         v.push(("bad-schema", testing::BAD_SCHEMA));
+        v.push(("contract-1-0", testing::CONTRACT_1_0));
         v
     }
 
@@ -103,7 +108,7 @@ mod tests {
     fn custom_saml_is_first_party_and_fixtures_are_not() {
         let names: Vec<_> = FIRST_PARTY.iter().map(|c| c.crate_name).collect();
         assert!(names.contains(&"custom-saml"), "{names:?}");
-        for fixture in ["hostile", "echo-v1", "echo-v2", "impostor", "bad-schema", "idplex-connector-sdk"] {
+        for fixture in ["hostile", "echo-v1", "echo-v2", "impostor", "bad-schema", "contract-1-0", "idplex-connector-sdk"] {
             assert!(!names.contains(&fixture), "{fixture} must not be first-party");
         }
     }
@@ -113,13 +118,15 @@ mod tests {
         for (name, bytes) in all() {
             assert!(bytes.starts_with(&COMPONENT_PREAMBLE), "{name} is not a component");
             let (imports, exports) = world_of(bytes);
-            for want in [
-                "idplex:connector/metadata@1.0.0",
-                "idplex:connector/provisioning@1.0.0",
-                "idplex:connector/directory-sync@1.0.0",
-                "idplex:connector/sso@1.0.0",
-            ] {
-                assert!(exports.iter().any(|e| e == want), "{name} lacks export {want}: {exports:?}");
+            // Every connector but the 1.0 fixture is built against the current contract.
+            let (version, interfaces): (&str, &[&str]) = if name == "contract-1-0" {
+                ("1.0.0", &["metadata", "provisioning", "directory-sync", "sso"])
+            } else {
+                ("1.1.0", &["metadata", "provisioning", "directory-sync", "sso", "schemas", "diagnostics"])
+            };
+            for interface in interfaces {
+                let want = format!("idplex:connector/{interface}@{version}");
+                assert!(exports.iter().any(|e| *e == want), "{name} lacks export {want}: {exports:?}");
             }
             // Only the contract's imports (and, for the hostile fixture, wasi:http and the wasi
             // interfaces it depends on): no filesystem, environment or sockets.

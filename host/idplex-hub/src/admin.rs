@@ -110,6 +110,58 @@ impl Hub {
         Ok(self.store.binding_history(connection_id).await?)
     }
 
+    /// Runs the connector's *test connection* (contract 1.1 `diagnostics.test-connection`) on
+    /// the connection's live binding: its config, and for a connector that calls its IdP's
+    /// API, reachability with the credentials the host attaches. A failed check is a result;
+    /// a connector fault (trap, timeout, limits) is an error, recorded as an event like any
+    /// other call's. A connector built against contract 1.0 has no such call: the answer says
+    /// so (`available: false`).
+    pub async fn test_connection(&self, connection_id: &str) -> Result<ConnectionTest, HubError> {
+        self.store.get_connection(connection_id).await?;
+        if self.binding(connection_id).is_err() {
+            // Not bound in this process (the CLI binds nothing at start): bind it from the
+            // store; an unbound or unbindable connection then answers why.
+            self.sync_connection(connection_id).await?;
+        }
+        let b = self.binding(connection_id)?;
+        let out = b.connector.test_connection(&b.context).await;
+        let out = self.observe(&b, out).await?;
+        let connector = b.connector.label().to_string();
+        let contract_version = b.connector.contract_version().to_string();
+        Ok(match out {
+            None => ConnectionTest {
+                connection_id: connection_id.to_string(),
+                message: format!(
+                    "{connector} is built against contract {contract_version}, before test-connection (1.1): \
+                     nothing was checked; install a newer version of it to get the checks"
+                ),
+                connector,
+                contract_version,
+                available: false,
+                ok: false,
+                checks: Vec::new(),
+            },
+            Some(checks) => {
+                let failed = checks.iter().filter(|c| !c.ok).count();
+                ConnectionTest {
+                    connection_id: connection_id.to_string(),
+                    message: match failed {
+                        0 => format!("{} check(s) passed", checks.len()),
+                        n => format!("{n} of {} check(s) failed", checks.len()),
+                    },
+                    connector,
+                    contract_version,
+                    available: true,
+                    ok: failed == 0,
+                    checks: checks
+                        .into_iter()
+                        .map(|c| CheckOutcome { name: c.name, ok: c.ok, detail: c.detail })
+                        .collect(),
+                }
+            }
+        })
+    }
+
     /// What a SCIM `DELETE /Users/{id}` does on this connection.
     pub async fn set_scim_delete_policy(&self, id: &str, policy: ScimDeletePolicy) -> Result<Connection, HubError> {
         Ok(self.store.set_scim_delete_policy(id, policy).await?)
@@ -224,6 +276,36 @@ impl Hub {
     pub async fn end_session(&self, id: &str) -> Result<UserSession, HubError> {
         Ok(self.store.end_user_session(id).await?)
     }
+}
+
+/// The answer to a *test connection* ([`Hub::test_connection`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionTest {
+    /// The connection tested.
+    pub connection_id: String,
+    /// The connector version that ran the checks (`name@version`).
+    pub connector: String,
+    /// The contract version that connector was built against.
+    pub contract_version: String,
+    /// Whether the connector offers the checks (contract 1.1 or newer).
+    pub available: bool,
+    /// Whether every check passed (false when none could run).
+    pub ok: bool,
+    /// The checks, in the connector's order.
+    pub checks: Vec<CheckOutcome>,
+    /// One line for people.
+    pub message: String,
+}
+
+/// One check of a [`ConnectionTest`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckOutcome {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found (never a secret).
+    pub detail: String,
 }
 
 fn out_of_range(what: &'static str, value: u32, max: u32) -> HubError {

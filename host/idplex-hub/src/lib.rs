@@ -29,9 +29,9 @@ pub mod provisioning;
 pub mod secrets;
 mod users;
 
-pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget};
+pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
 pub use users::UserCredential;
-pub use admin::{MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
+pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
 
 /// The store's plain data types and settings that front ends name (records they show, queries
 /// and filters they decode, retention settings). The store itself is reached through [`Hub`].
@@ -310,21 +310,43 @@ impl Hub {
             });
         }
         let mut update = update;
+        let current = self.store.get_connection(id).await?;
         if let Some(config) = update.config.take() {
             let config = secrets_as_strings(config);
-            let conn = self.store.get_connection(id).await?;
-            if let Some(version) = &conn.active_version {
-                let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
+            if let Some(version) = &current.active_version {
+                let (_, loaded) = self.connector_version(&current.connector_name, version).await?;
                 check_connection_config(&loaded, &config)?;
             }
             update.config = Some(self.secrets.seal_config(config));
         }
-        let conn = self.store.update_connection_config(id, &update).await?;
-        if conn.active_version.is_some() {
-            if let Err(e) = self.bind(&conn).await {
-                self.bind_failed(&conn, &e).await;
-                return Err(e);
+        // The binding the change leads to is made before the change is written: a config the
+        // active version cannot serve with (its declared schema extensions unusable, a secret
+        // that cannot be opened) is refused, and the connection keeps working as it was.
+        let prepared = match &current.active_version {
+            Some(version) => {
+                let candidate = Connection {
+                    config: update.config.clone().unwrap_or_else(|| current.config.clone()),
+                    egress_allow: update.egress_allow.clone().unwrap_or_else(|| current.egress_allow.clone()),
+                    limits: update.limits.clone().unwrap_or_else(|| current.limits.clone()),
+                    ..current.clone()
+                };
+                Some(self.prepare_binding(&candidate, version).await?)
             }
+            None => None,
+        };
+        let conn = self.store.update_connection_config(id, &update).await?;
+        match prepared {
+            // Changed again by someone else in between: bind what the store holds now.
+            Some(prepared) if conn.active_version == current.active_version => {
+                self.publish(&conn, prepared);
+            }
+            Some(_) => {
+                if let Err(e) = self.bind(&conn).await {
+                    self.bind_failed(&conn, &e).await;
+                    return Err(e);
+                }
+            }
+            None => {}
         }
         Ok(conn)
     }
@@ -435,8 +457,11 @@ impl Hub {
         let conn = self.store.get_connection(connection_id).await?;
         let (_, loaded) = self.connector_version(&conn.connector_name, version).await?;
         check_connection_config(&loaded, &self.opened_config(&conn.config)?)?;
+        // Everything the binding needs (its declared schema extensions too) is made before the
+        // activation is written: a version that cannot serve this connection is never active.
+        let prepared = self.prepare_binding(&conn, version).await?;
         let conn = self.store.activate(connection_id, version, actor).await?;
-        self.bind(&conn).await?;
+        self.publish(&conn, prepared);
         tracing::info!(connection = connection_id, version, actor, "connector version activated");
         Ok(conn)
     }
@@ -494,14 +519,42 @@ impl Hub {
             self.lock_failures().remove(&conn.id);
             return Ok(self.registry.unbind(&conn.id).is_some());
         };
+        let prepared = self.prepare_binding(conn, version).await?;
+        Ok(self.publish(conn, prepared))
+    }
+
+    /// Everything a binding of `conn` to `version` needs, made without publishing anything:
+    /// the loaded connector, the call context (config, secrets, egress, limits) and the SCIM
+    /// resource types with the schema extensions the connector declares for this config
+    /// (contract 1.1). A declaration the host cannot use fails it, naming the extension.
+    async fn prepare_binding(&self, conn: &Connection, version: &str) -> Result<PreparedBinding, HubError> {
         let (_, connector) = self.connector_version(&conn.connector_name, version).await?;
         let mut context = call_context(&self.runtime, conn, &connector, &self.secrets)?;
         if self.options.egress_plain_http_loopback {
             context.egress = Arc::new((*context.egress).clone().allow_plain_http_to_loopback());
         }
-        let published = self.registry.bind_if_newer(Binding::new(conn.id.clone(), connector, Arc::new(context), conn.updated_at));
+        let declared = connector.extensions(&context).await?;
+        let types = provisioning::ScimTypes::with_declared(&declared).map_err(|reason| HubError::Invalid {
+            what: "schema extensions",
+            reason: format!("{} declares one the host cannot use: {reason}", connector.label()),
+        })?;
+        Ok(PreparedBinding { connector, context: Arc::new(context), types })
+    }
+
+    /// Publishes a prepared binding of `conn` in this process unless one at least as new is
+    /// (see [`Hub::bind`]); whether it was published.
+    fn publish(&self, conn: &Connection, prepared: PreparedBinding) -> bool {
+        let PreparedBinding { connector, context, types } = prepared;
+        let binding = Binding::new(conn.id.clone(), connector, context, conn.updated_at).with_derived(Arc::new(types));
+        let published = self.registry.bind_if_newer(binding);
         self.lock_failures().remove(&conn.id);
-        Ok(published)
+        published
+    }
+
+    /// A connection's SCIM resource types as its binding serves them (the declared schema
+    /// extensions included), for `/Schemas` and `/ResourceTypes`.
+    pub fn scim_types(&self, connection_id: &str) -> Result<provisioning::ScimTypes, HubError> {
+        Ok(provisioning::ScimTypes::of_binding(&*self.binding(connection_id)?))
     }
 
     /// Bring this process's bindings in line with the store: bind what changed since we last
@@ -754,6 +807,13 @@ impl Hub {
     }
 }
 
+/// A binding made but not yet published ([`Hub::prepare_binding`]).
+struct PreparedBinding {
+    connector: Arc<LoadedConnector>,
+    context: Arc<CallContext>,
+    types: provisioning::ScimTypes,
+}
+
 /// One SCIM request's view of its connection's connector: see [`Hub::provisioning`].
 pub struct Provisioning<'h> {
     hub: &'h Hub,
@@ -768,6 +828,11 @@ impl Drop for Provisioning<'_> {
 }
 
 impl Provisioning<'_> {
+    /// The SCIM resource types of this binding (its connector's declared extensions included).
+    pub fn scim_types(&self) -> provisioning::ScimTypes {
+        provisioning::ScimTypes::of_binding(&self.binding)
+    }
+
     /// The connector (`name@version`) serving this request.
     pub fn connector_label(&self) -> &str {
         self.binding.connector.label()

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::bindings::{
-    Capability, ConnectorInfo, ConnectorPre, Operation, ResourceKind, ScimRequest, SsoIdentity,
+    Capability, ConnectorInfo, ConnectorPre, DiagnosticCheck, Operation, ResourceKind, SchemaExtension, ScimRequest,
+    SsoIdentity,
     SyncPage, VerifiedAssertion,
 };
 use crate::call::{CallContext, CallError, CallState, Warm, flatten};
@@ -163,6 +164,9 @@ pub struct LoadedConnector {
     hash: ModuleHash,
     info: ConnectorInfo,
     contract_version: String,
+    /// Whether the component exports `schemas` / `diagnostics` (contract 1.1).
+    exports_schemas: bool,
+    exports_diagnostics: bool,
     component_bytes: Arc<[u8]>,
     /// The compiled `config-schema`, or why it is unusable (only for a module installed before
     /// schemas were checked at install; such a config cannot be changed until it is replaced).
@@ -224,7 +228,7 @@ impl LoadedConnector {
     pub async fn describe(&self, ctx: &CallContext) -> Result<ConnectorInfo, CallError> {
         self.run(
             ctx,
-            Box::new(|c, s| Box::pin(async move { c.idplex_connector_metadata().call_describe(s).await })),
+            Box::new(|c, s| Box::pin(async move { c.metadata().call_describe(s).await })),
         )
         .await
     }
@@ -250,7 +254,7 @@ impl LoadedConnector {
                 warm,
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.idplex_connector_provisioning().call_normalize(s, &request).await })
+                    Box::pin(async move { c.provisioning().call_normalize(s, &request).await })
                 }),
             )
             .await?;
@@ -291,7 +295,7 @@ impl LoadedConnector {
                 warm,
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.idplex_connector_provisioning().call_render(s, kind, &resource).await })
+                    Box::pin(async move { c.provisioning().call_render(s, kind, &resource).await })
                 }),
             )
             .await?;
@@ -308,7 +312,7 @@ impl LoadedConnector {
             .run(
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.idplex_connector_directory_sync().call_pull(s, cursor.as_deref()).await })
+                    Box::pin(async move { c.directory_sync().call_pull(s, cursor.as_deref()).await })
                 }),
             )
             .await?;
@@ -321,7 +325,7 @@ impl LoadedConnector {
             .run(
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.idplex_connector_sso().call_map_assertion(s, &assertion).await })
+                    Box::pin(async move { c.sso().call_map_assertion(s, &assertion).await })
                 }),
             )
             .await?;
@@ -333,6 +337,70 @@ impl LoadedConnector {
             });
         }
         Ok(identity)
+    }
+
+    /// `schemas.extensions` (contract 1.1): the SCIM schema extensions the connector declares
+    /// with `ctx`'s config. A component built against 1.0 declares none (no call is made).
+    /// Their definitions are checked by the caller (the SCIM layer); here only their number.
+    pub async fn extensions(&self, ctx: &CallContext) -> Result<Vec<SchemaExtension>, CallError> {
+        if !self.exports_schemas {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .run(
+                ctx,
+                Box::new(|c, s| {
+                    Box::pin(async move {
+                        match c.schemas() {
+                            Some(schemas) => schemas.call_extensions(s).await,
+                            None => Ok(Ok(Vec::new())),
+                        }
+                    })
+                }),
+            )
+            .await?;
+        let out = flatten(&self.label, out)?;
+        if out.len() > MAX_DECLARED_EXTENSIONS {
+            return Err(CallError::InvalidOutput {
+                connector: self.label.to_string(),
+                detail: format!("{} schema extensions declared: at most {MAX_DECLARED_EXTENSIONS}", out.len()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `diagnostics.test-connection` (contract 1.1) with `ctx`'s config and egress: the checks
+    /// the connector made, each name and detail bounded. `None` for a component built against
+    /// 1.0, which has no such call.
+    pub async fn test_connection(&self, ctx: &CallContext) -> Result<Option<Vec<DiagnosticCheck>>, CallError> {
+        if !self.exports_diagnostics {
+            return Ok(None);
+        }
+        let out = self
+            .run(
+                ctx,
+                Box::new(|c, s| {
+                    Box::pin(async move {
+                        match c.diagnostics() {
+                            Some(d) => d.call_test_connection(s).await,
+                            None => Ok(Ok(Vec::new())),
+                        }
+                    })
+                }),
+            )
+            .await?;
+        let mut checks = flatten(&self.label, out)?;
+        if checks.len() > MAX_DIAGNOSTIC_CHECKS {
+            return Err(CallError::InvalidOutput {
+                connector: self.label.to_string(),
+                detail: format!("{} checks returned: at most {MAX_DIAGNOSTIC_CHECKS}", checks.len()),
+            });
+        }
+        for c in &mut checks {
+            truncate_utf8(&mut c.name, 128);
+            truncate_utf8(&mut c.detail, 2048);
+        }
+        Ok(Some(checks))
     }
 
     fn check_json(&self, what: &str, text: &str) -> Result<(), CallError> {
@@ -430,6 +498,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
         let pre = ConnectorPre::new(pre).map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
+        let (exports_schemas, exports_diagnostics) = (pre.has_schemas(), pre.has_diagnostics());
 
         let mut loaded = LoadedConnector {
             runtime: self.clone(),
@@ -446,6 +515,8 @@ impl Runtime {
                 egress_hosts: Vec::new(),
             },
             contract_version,
+            exports_schemas,
+            exports_diagnostics,
             component_bytes,
             config_schema: Err("not described yet".into()),
         };
@@ -715,4 +786,22 @@ fn has_component_type_metadata(module: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// At most this many schema extensions a connector may declare (all resource types together).
+pub const MAX_DECLARED_EXTENSIONS: usize = 16;
+
+/// At most this many checks in a `test-connection` answer.
+pub const MAX_DIAGNOSTIC_CHECKS: usize = 64;
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut with `…`.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
 }

@@ -35,7 +35,8 @@ pub mod reuse;
 mod size;
 
 pub use bindings::{
-    Capability, CanonicalGroup, CanonicalUser, ConnectorErrorKind, ConnectorInfo, Email,
+    Capability, CanonicalGroup, CanonicalUser, ConnectorErrorKind, ConnectorInfo, DiagnosticCheck, Email,
+    SchemaExtension,
     ListQuery, Operation, PatchOp, PatchOperation, ResourceKind, SamlAttribute, ScimRequest,
     SsoIdentity, SyncPage, VerifiedAssertion, WitConnectorError,
 };
@@ -48,6 +49,8 @@ pub use engine::{
     Runtime, RuntimeConfig, default_guest_cpu_slots,
 };
 pub use config_schema::ConfigViolation;
-pub use install::{InstallError, InstallPolicy, LoadedConnector, ModuleHash};
+pub use install::{
+    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, ModuleHash,
+};
 pub use registry::{Binding, Registry};
 pub use reuse::{IdleInstances, InstanceReuse};

@@ -27,13 +27,25 @@ pub struct Binding {
     /// Instances of this binding waiting for its next SCIM request ([`crate::reuse`]). They
     /// leave with the binding: a swap starts the new version with none.
     pub idle: IdleInstances,
+    /// What the application derived from this binding when it made it (the hub: the
+    /// connection's SCIM resource types with the connector's declared extensions). Opaque to
+    /// the runtime; published and swapped with the binding, so a request never mixes one
+    /// version's connector with another's derived data.
+    pub derived: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 impl Binding {
-    /// A binding of `connection_id` to `connector` with `context`, with no idle instances.
+    /// A binding of `connection_id` to `connector` with `context`, with no idle instances and
+    /// nothing derived.
     pub fn new(connection_id: String, connector: Arc<LoadedConnector>, context: Arc<CallContext>, stamp: i64) -> Self {
         let idle = IdleInstances::new(connector.runtime());
-        Binding { connection_id, connector, context, stamp, idle }
+        Binding { connection_id, connector, context, stamp, idle, derived: Arc::new(()) }
+    }
+
+    /// This binding with `derived` (see [`Binding::derived`]).
+    pub fn with_derived(mut self, derived: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.derived = derived;
+        self
     }
 }
 

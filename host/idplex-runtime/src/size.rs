@@ -110,6 +110,8 @@ record_size! {
     ListQuery { filter, start_index, count, sort_by, sort_descending, attributes, excluded_attributes }
     SyncPage { users, groups, removed_users, removed_groups, next_cursor }
     SsoIdentity { user, groups }
+    SchemaExtension { id, resource, required, definition }
+    DiagnosticCheck { name, ok, detail }
 }
 
 impl OutputSize for PatchOperation {

@@ -87,7 +87,7 @@ async fn installs_the_first_party_connector_and_reuses_the_compiled_artifact() {
     let loaded = rt.install(saml.component).await.unwrap();
     assert_eq!(loaded.info().name, "custom-saml");
     assert!(loaded.has(Capability::Provisioning) && loaded.has(Capability::Sso));
-    assert_eq!(loaded.contract_version(), "1.0.0");
+    assert_eq!(loaded.contract_version(), idplex_runtime::CONTRACT_VERSION);
     assert_eq!(loaded.hash().0.len(), 64);
     assert_eq!(rt.cache_stats().compiled, 1);
 

@@ -70,6 +70,32 @@ pub fn schemas_response(base_url: &str) -> Value {
     ListResponse::complete(all).to_json()
 }
 
+/// The schemas of `types` (their core schemas and extensions, each once, in order), e.g. a
+/// connection's resource types with the extensions its connector declared.
+pub fn schemas_of<'a>(types: &[&'a ResourceType]) -> Vec<&'a Schema> {
+    let mut out: Vec<&Schema> = Vec::new();
+    for rt in types {
+        for s in std::iter::once(rt.schema).chain(rt.extensions.iter().map(|e| e.schema)) {
+            if !out.iter().any(|o| o.id.eq_ignore_ascii_case(s.id)) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// The `/Schemas` ListResponse of `types` (see [`schemas_of`]).
+pub fn schemas_response_for(types: &[&ResourceType], base_url: &str) -> Value {
+    let all = schemas_of(types).into_iter().map(|s| schema_resource(s, base_url)).collect();
+    ListResponse::complete(all).to_json()
+}
+
+/// The `/ResourceTypes` ListResponse of `types`.
+pub fn resource_types_response_for(types: &[&ResourceType], base_url: &str) -> Value {
+    let all = types.iter().map(|rt| resource_type_resource(rt, base_url)).collect();
+    ListResponse::complete(all).to_json()
+}
+
 /// One `/ResourceTypes/{name}` resource.
 pub fn resource_type_resource(rt: &ResourceType, base_url: &str) -> Value {
     json!({

@@ -42,6 +42,7 @@ mod coerce;
 mod discovery;
 mod error;
 mod eval;
+mod extension;
 mod filter;
 mod limits;
 mod list;
@@ -57,10 +58,14 @@ mod value;
 mod test_fixtures;
 
 pub use coerce::PatchOptions;
+pub use extension::{
+    DeclaredExtension, MAX_DEFINITION_BYTES, MAX_EXTENSION_ATTRIBUTES, MAX_EXTENSIONS, MAX_INTERNED, MAX_URN_BYTES,
+    resource_type_with,
+};
 pub use discovery::{
     MAX_RESULTS, RESOURCE_TYPE_SCHEMA, SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA,
     attribute_json, resource_type_resource, resource_types_response, schema_resource,
-    schemas_response, service_provider_config,
+    resource_types_response_for, schemas_of, schemas_response, schemas_response_for, service_provider_config,
 };
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
 pub use filter::{CompareOp, Filter, PatchPath};

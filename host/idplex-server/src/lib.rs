@@ -121,6 +121,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/connections/{id}/history", get(history))
         .route("/connections/{id}/dry-run/scim", post(dry_run_scim))
         .route("/connections/{id}/dry-run/sso", post(dry_run_sso))
+        .route("/connections/{id}/test", post(test_connection))
         .route("/events", get(events))
         .route("/connections/{id}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
         .route("/connections/{id}/scim-tokens/{token}/rotate", post(rotate_scim_token))
@@ -336,6 +337,13 @@ async fn activate(
 async fn rollback(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let conn = s.hub.rollback(&id, actor(&headers)).await?;
     Ok(Json(redacted(&conn)))
+}
+
+/// The connector's *test connection* on the connection's live binding: 200 with the checks
+/// (`ok` false when one failed, `available` false for a contract 1.0 connector).
+async fn test_connection(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let report = s.hub.test_connection(&id).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
 fn actor(headers: &HeaderMap) -> &str {

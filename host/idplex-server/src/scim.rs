@@ -26,7 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use idplex_hub::runtime::ResourceKind;
-use idplex_hub::{ScimCall, ScimReply, ScimTarget};
+use idplex_hub::{ScimCall, ScimReply, ScimTarget, ScimTypes};
 use idplex_scim::{ScimError, ScimType};
 use serde_json::Value;
 
@@ -201,12 +201,27 @@ async fn service_provider_config(ScimPath(connection): ScimPath<String>, headers
     ScimJson(StatusCode::OK, idplex_scim::service_provider_config(&base_url(&headers, &connection)))
 }
 
-async fn resource_types(ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
-    ScimJson(StatusCode::OK, idplex_scim::resource_types_response(&base_url(&headers, &connection)))
+/// The connection's resource types: the core ones with the schema extensions its connector
+/// declares (contract 1.1); the core ones while it is not bound (an IdP probes discovery
+/// before anything else, and the core is what any version serves).
+fn types_of(s: &AppState, connection: &str) -> [&'static idplex_scim::ResourceType; 2] {
+    s.hub.scim_types(connection).unwrap_or(ScimTypes::CORE).all()
 }
 
-async fn schemas(ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
-    ScimJson(StatusCode::OK, idplex_scim::schemas_response(&base_url(&headers, &connection)))
+fn resource_types_list(s: &AppState, connection: &str, headers: &HeaderMap) -> Value {
+    idplex_scim::resource_types_response_for(&types_of(s, connection), &base_url(headers, connection))
+}
+
+fn schemas_list(s: &AppState, connection: &str, headers: &HeaderMap) -> Value {
+    idplex_scim::schemas_response_for(&types_of(s, connection), &base_url(headers, connection))
+}
+
+async fn resource_types(State(s): State<AppState>, ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
+    ScimJson(StatusCode::OK, resource_types_list(&s, &connection, &headers))
+}
+
+async fn schemas(State(s): State<AppState>, ScimPath(connection): ScimPath<String>, headers: HeaderMap) -> ScimJson {
+    ScimJson(StatusCode::OK, schemas_list(&s, &connection, &headers))
 }
 
 /// One entry of a discovery list, found by its `id`.
@@ -220,14 +235,19 @@ fn find_by_id(list: Value, id: &str, what: &str) -> Result<ScimJson, ScimFailure
 }
 
 async fn resource_type(
+    State(s): State<AppState>,
     ScimPath((connection, id)): ScimPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<ScimJson, ScimFailure> {
-    find_by_id(idplex_scim::resource_types_response(&base_url(&headers, &connection)), &id, "resource type")
+    find_by_id(resource_types_list(&s, &connection, &headers), &id, "resource type")
 }
 
-async fn schema(ScimPath((connection, id)): ScimPath<(String, String)>, headers: HeaderMap) -> Result<ScimJson, ScimFailure> {
-    find_by_id(idplex_scim::schemas_response(&base_url(&headers, &connection)), &id, "schema")
+async fn schema(
+    State(s): State<AppState>,
+    ScimPath((connection, id)): ScimPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<ScimJson, ScimFailure> {
+    find_by_id(schemas_list(&s, &connection, &headers), &id, "schema")
 }
 
 // ---------------------------------------------------------------------------------------------

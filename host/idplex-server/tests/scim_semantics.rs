@@ -6,69 +6,15 @@
 //! * `excludedAttributes=members` keeps the member list out of the sandbox;
 //! * a group of 100,000 members takes membership PATCHes and is read without its members.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use idplex_bundled::testing::HOSTILE;
-use idplex_hub::runtime::RuntimeConfig;
-use idplex_hub::store::{NewConnection, NewDirectoryGroup, NewDirectoryUser};
-use idplex_hub::{Hub, HubOptions, SecretKey};
+use idplex_hub::store::{NewDirectoryGroup, NewDirectoryUser};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-struct Env {
-    hub: Arc<Hub>,
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn env() -> Env {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("idplex.db").display());
-    let mut runtime = RuntimeConfig::new(dir.path().join("cache"));
-    runtime.max_concurrent_instances = 16;
-    let hub = Hub::connect(&url, &Default::default(), runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
-    let app = idplex_server::router(hub.clone());
-    Env { hub, app, _dir: dir }
-}
+mod common;
+use common::{Env, env};
 
 impl Env {
-    /// A connection of `connector` with `config`, active, and a SCIM token for it.
-    async fn connection(&self, name: &str, connector: &[u8], config: Value) -> (String, String) {
-        let report = self.hub.install(connector).await.expect("install");
-        let conn = self
-            .hub
-            .create_connection(NewConnection {
-                id: None,
-                org_id: "default".into(),
-                name: name.into(),
-                connector_name: report.name.clone(),
-                config,
-                egress_allow: Vec::new(),
-                limits: json!({}),
-            })
-            .await
-            .expect("connection");
-        self.hub.activate(&conn.id, &report.version, "test").await.expect("activate");
-        let (_, secret) = self.hub.store().create_scim_token(&conn.id, None).await.expect("token");
-        (conn.id, secret)
-    }
-
-    async fn send(&self, token: &str, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/scim+json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let resp = self.app.clone().oneshot(request).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
     /// Users created through the hub's store, `parallel` at a time; their ids in order.
     async fn users(&self, connection: &str, prefix: &str, n: usize) -> Vec<String> {
         let parallel = 32;

@@ -233,6 +233,13 @@ enum ConnectionCmd {
         #[arg(long)]
         limits: Option<String>,
     },
+    /// Run the connector's checks on a connection (its config; for a connector that calls its
+    /// IdP's API, reachability with the attached credentials). Exit 0 when every check passed,
+    /// 3 when one failed.
+    Test {
+        /// Connection id.
+        connection: String,
+    },
     /// Set what a SCIM DELETE of a user does in a connection: `deactivate` (default: deactivate
     /// and hide it from SCIM, keeping its data, memberships and history) or `delete` (remove it).
     SetDeletePolicy {
@@ -781,6 +788,19 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+        }
+        ConnectionCmd::Test { connection } => {
+            let report = hub.test_connection(&connection).await?;
+            emit(json_out, &serde_json::to_value(&report)?, || {
+                let mut lines = vec![format!("{} on connection {}: {}", report.connector, report.connection_id, report.message)];
+                lines.extend(report.checks.iter().map(|c| {
+                    format!("  {} {:<20} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail)
+                }));
+                lines.join("\n")
+            });
+            if report.available && !report.ok {
+                return Err(HubError::Invalid { what: "connection", reason: report.message }.into());
+            }
         }
         ConnectionCmd::SetDeletePolicy { connection, policy } => {
             let conn = hub.set_scim_delete_policy(&connection, policy.into()).await?;

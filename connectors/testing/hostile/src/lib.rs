@@ -24,14 +24,22 @@
 //! | `render_fail` | `normalize` behaves as `ok`; `render` traps (a write must then not be committed) |
 //! | `small`  | behaves as `ok`, except that `render` of a resource longer than config `max_bytes` (default 4096) bytes fails with an `internal` error naming the size: shows what crossed the sandbox |
 //!
+//! | `schemas_trap` | `schemas.extensions` panics (every other export behaves as `ok`): binding the connection must fail, naming the trap |
+//! | `schemas_bad` | `schemas.extensions` declares a user extension whose attribute has an unknown type `colour` |
+//!
+//! `schemas.extensions` misbehaves only in the two `schemas_*` modes (it runs when a connection
+//! is bound, before any other call), answering no extensions otherwise;
+//! `diagnostics.test-connection` goes through [`misbehave`] like the other exports and answers
+//! one passing check.
+//!
 //! Any other `mode` is a `config` error. `describe` is unaffected by `mode` and declares
 //! `egress-hosts = ["127.0.0.1", "localhost"]`.
 
 use idplex_connector_sdk::provisioning::{ListQuery, Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
-    CanonicalUser, ConnectorError, Json, ResourceKind, config, directory_sync, export_connector,
-    metadata, provisioning, sso,
+    CanonicalUser, ConnectorError, Json, ResourceKind, config, diagnostics, directory_sync,
+    export_connector, metadata, provisioning, schemas, sso,
 };
 
 /// Hosts declared in `describe().egress_hosts` (fixed at compile time).
@@ -52,7 +60,7 @@ enum Outcome {
 fn misbehave() -> Result<Outcome, ConnectorError> {
     let mode = config::get("mode").unwrap_or_else(|| "ok".to_string());
     match mode.as_str() {
-        "ok" => Ok(Outcome::Normal),
+        "ok" | "schemas_trap" | "schemas_bad" => Ok(Outcome::Normal),
         "count" => Ok(Outcome::Payload(count_call())),
         "trap" => panic!("hostile connector: mode=trap"),
         "loop" => spin_forever(),
@@ -248,7 +256,7 @@ impl metadata::Guest for Hostile {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "properties": {
-                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "leak", "fields", "ops", "log", "steal", "forge", "error", "render_fail", "small"] },
+                    "mode": { "enum": ["ok", "count", "trap", "loop", "oom", "huge", "egress", "leak", "fields", "ops", "log", "steal", "forge", "error", "render_fail", "small", "schemas_trap", "schemas_bad"] },
                     "kind": { "enum": ["invalid-request", "unsupported", "upstream", "config", "internal"] },
                     "scim_type": { "type": "string" },
                     "max_bytes": { "type": "string", "pattern": "^[0-9]+$" },
@@ -365,6 +373,28 @@ impl sso::Guest for Hostile {
             },
             groups: Vec::new(),
         })
+    }
+}
+
+impl schemas::Guest for Hostile {
+    fn extensions() -> Result<Vec<schemas::SchemaExtension>, ConnectorError> {
+        match config::get("mode").as_deref() {
+            Some("schemas_trap") => panic!("hostile connector: mode=schemas_trap"),
+            Some("schemas_bad") => Ok(vec![schemas::SchemaExtension {
+                id: "urn:example:hostile:2.0:User".to_string(),
+                resource: ResourceKind::User,
+                required: false,
+                definition: json!({"attributes": [{"name": "hue", "type": "colour"}]}).to_string(),
+            }]),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+impl diagnostics::Guest for Hostile {
+    fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
+        misbehave()?;
+        Ok(vec![diagnostics::check("config", Ok("hostile: mode is usable".to_string()))])
     }
 }
 

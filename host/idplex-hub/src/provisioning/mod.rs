@@ -166,7 +166,8 @@ impl ScimService {
 /// store keeps its own ([`ScimResourceType`], converted by [`log_type`]) because it knows
 /// nothing of Wasm.
 pub trait KindExt: Copy {
-    /// The resource type's schema (`idplex-scim`).
+    /// The core resource type's schema (`idplex-scim`), without a connection's declared
+    /// extensions (a request uses its binding's [`ScimTypes`]).
     fn rt(self) -> &'static ResourceType;
     /// `Users` or `Groups`.
     fn endpoint(self) -> &'static str;
@@ -203,6 +204,60 @@ impl KindExt for ResourceKind {
             ResourceKind::User => "groups",
             ResourceKind::Group => "members",
         }
+    }
+}
+
+/// A connection's SCIM resource types: the core User and Group types with the schema
+/// extensions its connector declared (contract 1.1 `schemas.extensions`), made when the
+/// connection is bound and kept with the binding ([`idplex_runtime::Binding::derived`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ScimTypes {
+    /// `/Users`.
+    pub user: &'static ResourceType,
+    /// `/Groups`.
+    pub group: &'static ResourceType,
+}
+
+impl ScimTypes {
+    /// The core types, without declared extensions.
+    pub const CORE: ScimTypes = ScimTypes { user: &USER_RESOURCE_TYPE, group: &GROUP_RESOURCE_TYPE };
+
+    /// The type of `kind`.
+    pub fn of(&self, kind: ResourceKind) -> &'static ResourceType {
+        match kind {
+            ResourceKind::User => self.user,
+            ResourceKind::Group => self.group,
+        }
+    }
+
+    /// Both, in `/ResourceTypes` order.
+    pub fn all(&self) -> [&'static ResourceType; 2] {
+        [self.user, self.group]
+    }
+
+    /// The core types with `declared` added; the error names the extension and attribute at
+    /// fault.
+    pub fn with_declared(declared: &[idplex_runtime::SchemaExtension]) -> Result<ScimTypes, String> {
+        let of_kind = |kind: ResourceKind| -> Vec<idplex_scim::DeclaredExtension> {
+            declared
+                .iter()
+                .filter(|d| d.resource == kind)
+                .map(|d| idplex_scim::DeclaredExtension {
+                    id: d.id.clone(),
+                    required: d.required,
+                    definition: d.definition.clone(),
+                })
+                .collect()
+        };
+        Ok(ScimTypes {
+            user: idplex_scim::resource_type_with(&USER_RESOURCE_TYPE, &of_kind(ResourceKind::User))?,
+            group: idplex_scim::resource_type_with(&GROUP_RESOURCE_TYPE, &of_kind(ResourceKind::Group))?,
+        })
+    }
+
+    /// The types a binding was made with ([`ScimTypes::CORE`] for one made without).
+    pub fn of_binding(binding: &idplex_runtime::Binding) -> ScimTypes {
+        binding.derived.downcast_ref::<ScimTypes>().copied().unwrap_or(ScimTypes::CORE)
     }
 }
 

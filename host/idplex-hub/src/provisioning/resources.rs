@@ -24,7 +24,7 @@
 use http::{Method, StatusCode};
 use idplex_runtime::{ListQuery, Operation, PatchOp, ResourceKind, ScimRequest};
 use idplex_scim::{
-    AttrPath, Filter, ListResponse, PatchOperation, PatchOptions, Projection, ScimError, ScimType, SortOrder,
+    AttrPath, Filter, ListResponse, ResourceType, PatchOperation, PatchOptions, Projection, ScimError, ScimType, SortOrder,
     apply_patch, etag, member_delta, page_window, parse_if_match, prepare_resource, query_param,
     sort_by_keys, sort_key,
 };
@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 
 use super::errors::{hub_failure, store_failure};
 use super::sync_log::SyncNote;
-use super::{KindExt, ScimCall, ScimReply, ScimService};
+use super::{KindExt, ScimCall, ScimReply, ScimService, ScimTypes};
 use super::operation_json;
 use crate::{Provisioning, rfc3339};
 
@@ -67,6 +67,9 @@ pub(super) struct Ctx<'a> {
     /// instance for the request's `normalize` and all its `render`s. Taken out for a call and
     /// put back after it (a call never overlaps another of the same request).
     connector: std::sync::Mutex<Option<Provisioning<'a>>>,
+    /// The resource types of the binding the request's first connector call pinned (the
+    /// connection's declared extensions included); the core ones until then.
+    types: std::sync::OnceLock<ScimTypes>,
 }
 
 impl<'a> Ctx<'a> {
@@ -77,6 +80,7 @@ impl<'a> Ctx<'a> {
             if_match: call.if_match,
             base: call.base_url,
             connector: std::sync::Mutex::new(None),
+            types: std::sync::OnceLock::new(),
         }
     }
 
@@ -86,7 +90,11 @@ impl<'a> Ctx<'a> {
         let kept = self.connector.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         match kept {
             Some(p) => Ok(p),
-            None => self.service.hub.provisioning(self.connection).map_err(hub_failure),
+            None => {
+                let p = self.service.hub.provisioning(self.connection).map_err(hub_failure)?;
+                let _ = self.types.set(p.scim_types());
+                Ok(p)
+            }
         }
     }
 
@@ -103,6 +111,16 @@ impl<'a> Ctx<'a> {
 
     fn store(&self) -> &'a Store {
         &self.service.hub.store
+    }
+
+    /// This request's resource types (see [`Ctx::rt`]).
+    fn types(&self) -> ScimTypes {
+        *self.types.get().unwrap_or(&ScimTypes::CORE)
+    }
+
+    /// The resource type of `kind` on this request's binding.
+    fn rt(&self, kind: ResourceKind) -> &'static ResourceType {
+        self.types.get().unwrap_or(&ScimTypes::CORE).of(kind)
     }
 
     fn if_match(&self) -> Result<Option<i64>, ScimError> {
@@ -167,20 +185,20 @@ impl<'a> Ctx<'a> {
         };
         match op {
             Operation::Create(json) => {
-                let prepared = without_password(prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?);
+                let prepared = without_password(prepare_resource(self.rt(kind), &connector_json(&json)?, &OPTIONS)?);
                 let rendered = self.render_prepared(kind, None, &prepared, &projection).await?;
                 let stored = self.create(kind, prepared).await?;
                 note.resource_id = Some(stored.id.clone());
                 Ok(self.finish(&stored, rendered, StatusCode::CREATED, &projection))
             }
             Operation::Get(id) => {
-                let stored = self.load(kind, &id, projection.returns(kind.rt(), kind.derived())).await?;
+                let stored = self.load(kind, &id, projection.returns(self.rt(kind), kind.derived())).await?;
                 let resource = self.render_stored(&stored, &projection).await?;
                 Ok(reply(&stored, resource, StatusCode::OK, self.base))
             }
             Operation::Replace((id, json)) => {
                 note.resource_id = Some(id.clone());
-                let prepared = without_password(prepare_resource(kind.rt(), &connector_json(&json)?, &OPTIONS)?);
+                let prepared = without_password(prepare_resource(self.rt(kind), &connector_json(&json)?, &OPTIONS)?);
                 let rendered = self.render_prepared(kind, Some(&id), &prepared, &projection).await?;
                 let stored = self.replace(kind, &id, self.if_match()?, prepared).await?;
                 Ok(self.finish(&stored, rendered, StatusCode::OK, &projection))
@@ -273,7 +291,7 @@ impl<'a> Ctx<'a> {
         }
         let q = &queries[0].1;
         if let Some(by) = &q.sort_by {
-            sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending);
+            sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending, self.types());
         }
         self.list_response(found, q).await
     }
@@ -354,10 +372,11 @@ impl<'a> Ctx<'a> {
             let expected = explicit.unwrap_or(current.version);
             let resource = current.document(self.base);
             let patch_ops = ops.clone();
+            let rt = self.rt(kind);
             let prepared = tokio::task::spawn_blocking(move || -> Result<Value, ScimError> {
                 let mut resource = resource;
-                apply_patch(kind.rt(), &mut resource, &patch_ops, &OPTIONS)?;
-                prepare_resource(kind.rt(), &resource, &OPTIONS)
+                apply_patch(rt, &mut resource, &patch_ops, &OPTIONS)?;
+                prepare_resource(rt, &resource, &OPTIONS)
             })
             .await
             .map_err(|e| {
@@ -498,10 +517,10 @@ impl<'a> Ctx<'a> {
     /// for more.
     async fn query(&self, kind: ResourceKind, q: &ListQuery, store_paging: bool) -> Result<Found, ScimError> {
         let projection = query_projection(q)?;
-        let wants_derived = projection.returns(kind.rt(), kind.derived());
+        let wants_derived = projection.returns(self.rt(kind), kind.derived());
         let filter = q.filter.as_deref().map(Filter::parse).transpose()?;
         if let Some(f) = &filter {
-            f.validate_for(kind.rt())?;
+            f.validate_for(self.rt(kind))?;
         }
         let (start, count) = window(q);
         if filter.is_none() && q.sort_by.is_none() && store_paging {
@@ -516,10 +535,10 @@ impl<'a> Ctx<'a> {
             && let Some(candidates) = self.indexed(kind, filter, wants_derived || derived_in_filter).await?
         {
             let items: Vec<Stored> =
-                candidates.into_iter().filter(|c| filter.matches(kind.rt(), &c.to_scim(self.base))).collect();
+                candidates.into_iter().filter(|c| filter.matches(self.rt(kind), &c.to_scim(self.base))).collect();
             let mut found = Found { total: items.len(), items, paged: false };
             if let Some(by) = &q.sort_by {
-                sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending);
+                sort_mixed(&mut found.items, &AttrPath::parse(by)?, self.base, q.sort_descending, self.types());
             }
             return Ok(found);
         }
@@ -539,7 +558,7 @@ impl<'a> Ctx<'a> {
             seen += page.len() as u64;
             for c in page {
                 if let Some(filter) = &filter
-                    && !filter.matches(kind.rt(), &c.to_scim(self.base))
+                    && !filter.matches(self.rt(kind), &c.to_scim(self.base))
                 {
                     continue;
                 }
@@ -555,7 +574,7 @@ impl<'a> Ctx<'a> {
             if let (Some((start, count)), Some(path)) = (window, &sort_path) {
                 let keep = start.saturating_add(count);
                 if items.len() > keep.saturating_mul(2).max(1024) {
-                    sort_mixed(&mut items, path, self.base, q.sort_descending);
+                    sort_mixed(&mut items, path, self.base, q.sort_descending, self.types());
                     items.truncate(keep);
                 }
             }
@@ -564,7 +583,7 @@ impl<'a> Ctx<'a> {
             }
         }
         if let Some(path) = &sort_path {
-            sort_mixed(&mut items, path, self.base, q.sort_descending);
+            sort_mixed(&mut items, path, self.base, q.sort_descending, self.types());
         }
         match window {
             Some((start, count)) if sort_path.is_some() => {
@@ -667,7 +686,7 @@ impl<'a> Ctx<'a> {
         let mut page = page;
         // Derived attributes for the page only, when they will be shown and are not loaded yet.
         if page.iter().any(|i| i.kind == ResourceKind::User && i.groups.is_none())
-            && projection.returns(ResourceKind::User.rt(), ResourceKind::User.derived())
+            && projection.returns(self.rt(ResourceKind::User), ResourceKind::User.derived())
         {
             self.attach_groups(&mut page).await?;
         }
@@ -691,7 +710,7 @@ impl<'a> Ctx<'a> {
     /// The client's view of a stored resource: projected, rendered by the connector, projected
     /// again.
     async fn render_stored(&self, stored: &Stored, projection: &Projection) -> Result<Value, ScimError> {
-        let rt = stored.kind.rt();
+        let rt = self.rt(stored.kind);
         let rendered = self.render(stored.kind, &projection.apply(rt, &stored.to_scim(self.base))).await?;
         Ok(projection.apply(rt, &rendered))
     }
@@ -715,7 +734,7 @@ impl<'a> Ctx<'a> {
             };
             o.remove("meta");
         }
-        let rendered = self.render(kind, &projection.apply(kind.rt(), &resource)).await;
+        let rendered = self.render(kind, &projection.apply(self.rt(kind), &resource)).await;
         // The write's last connector call: its instance goes back to the binding (or to a
         // call waiting for one) now, not after the commit, whose wait for the disk (group
         // commit, fsync) would otherwise hold a sandbox instance idle.
@@ -726,7 +745,7 @@ impl<'a> Ctx<'a> {
     /// The answer to a write: the rendering made before the commit, with the committed
     /// resource's host-owned attributes.
     fn finish(&self, stored: &Stored, rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
-        let rt = stored.kind.rt();
+        let rt = self.rt(stored.kind);
         // Projected before the host-owned attributes go in (they are projected already): a
         // large member list is copied as few times as possible.
         let mut out = projection.apply(rt, &rendered);
@@ -769,9 +788,9 @@ fn window(q: &ListQuery) -> (usize, usize) {
 
 /// Sorts resources (possibly of both kinds) by `path`, stably; missing values last when
 /// ascending (RFC 7644 §3.4.2.3).
-fn sort_mixed(items: &mut [Stored], path: &AttrPath, base: &str, descending: bool) {
+fn sort_mixed(items: &mut [Stored], path: &AttrPath, base: &str, descending: bool, types: ScimTypes) {
     let order = if descending { SortOrder::Descending } else { SortOrder::Ascending };
-    sort_by_keys(items, |i| sort_key(i.kind.rt(), &i.to_scim(base), path), order);
+    sort_by_keys(items, |i| sort_key(types.of(i.kind), &i.to_scim(base), path), order);
 }
 
 /// Attributes of a rendered resource that only the host may set: identity, ETag and location

@@ -7,8 +7,10 @@ pub mod v1;
 /// install).
 pub const SUPPORTED_MAJORS: &[u64] = &[v1::MAJOR];
 
-pub use v1::Connector;
-pub(crate) use v1::ConnectorPre;
+pub use v1::Exports as Connector;
+pub(crate) use v1::ExportsPre as ConnectorPre;
+pub use v1::exports::idplex::connector::diagnostics::Check as DiagnosticCheck;
+pub use v1::exports::idplex::connector::schemas::SchemaExtension;
 pub use v1::exports::idplex::connector::directory_sync::SyncPage;
 pub use v1::exports::idplex::connector::metadata::{Capability, ConnectorInfo};
 pub use v1::exports::idplex::connector::provisioning::{

@@ -14,7 +14,103 @@ wasmtime::component::bindgen!({
 pub const MAJOR: u64 = 1;
 
 /// The exact contract version of the WIT these bindings were generated from.
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "1.1.0";
+
+use exports::idplex::connector::{diagnostics, directory_sync, metadata, provisioning, schemas, sso};
+
+/// The exports of a component, looked up once when it is loaded. The interfaces of 1.0 are
+/// required; those added since (`schemas`, `diagnostics`: 1.1) are optional, absent from a
+/// component built against an earlier minor (wasmtime's export lookup is semver-aware, so a
+/// 1.0 component's `metadata@1.0.0` is found under `metadata@1.1.0`). Used instead of the
+/// generated `ConnectorPre`, which requires every export of the newest world.
+pub(crate) struct ExportsPre<T: 'static> {
+    pre: wasmtime::component::InstancePre<T>,
+    metadata: metadata::GuestIndices,
+    provisioning: provisioning::GuestIndices,
+    directory_sync: directory_sync::GuestIndices,
+    sso: sso::GuestIndices,
+    schemas: Option<schemas::GuestIndices>,
+    diagnostics: Option<diagnostics::GuestIndices>,
+}
+
+/// The exports of one instance (see [`ExportsPre`]).
+pub struct Exports {
+    metadata: metadata::Guest,
+    provisioning: provisioning::Guest,
+    directory_sync: directory_sync::Guest,
+    sso: sso::Guest,
+    schemas: Option<schemas::Guest>,
+    diagnostics: Option<diagnostics::Guest>,
+}
+
+impl Exports {
+    /// `metadata` (1.0).
+    pub fn metadata(&self) -> &metadata::Guest {
+        &self.metadata
+    }
+    /// `provisioning` (1.0).
+    pub fn provisioning(&self) -> &provisioning::Guest {
+        &self.provisioning
+    }
+    /// `directory-sync` (1.0).
+    pub fn directory_sync(&self) -> &directory_sync::Guest {
+        &self.directory_sync
+    }
+    /// `sso` (1.0).
+    pub fn sso(&self) -> &sso::Guest {
+        &self.sso
+    }
+    /// `schemas` (1.1), if the component exports it.
+    pub fn schemas(&self) -> Option<&schemas::Guest> {
+        self.schemas.as_ref()
+    }
+    /// `diagnostics` (1.1), if the component exports it.
+    pub fn diagnostics(&self) -> Option<&diagnostics::Guest> {
+        self.diagnostics.as_ref()
+    }
+}
+
+impl<T: Send + 'static> ExportsPre<T> {
+    /// Resolves the exports of `pre`'s component; an export present with the wrong shape is an
+    /// error naming it.
+    pub fn new(pre: wasmtime::component::InstancePre<T>) -> wasmtime::Result<Self> {
+        let exported = |name: &str| pre.component().get_export_index(None, &format!("idplex:connector/{name}@{VERSION}")).is_some();
+        let schemas = if exported("schemas") { Some(schemas::GuestIndices::new(&pre)?) } else { None };
+        let diagnostics = if exported("diagnostics") { Some(diagnostics::GuestIndices::new(&pre)?) } else { None };
+        Ok(ExportsPre {
+            metadata: metadata::GuestIndices::new(&pre)?,
+            provisioning: provisioning::GuestIndices::new(&pre)?,
+            directory_sync: directory_sync::GuestIndices::new(&pre)?,
+            sso: sso::GuestIndices::new(&pre)?,
+            schemas,
+            diagnostics,
+            pre,
+        })
+    }
+
+    /// Whether the component exports `schemas` (1.1).
+    pub fn has_schemas(&self) -> bool {
+        self.schemas.is_some()
+    }
+
+    /// Whether the component exports `diagnostics` (1.1).
+    pub fn has_diagnostics(&self) -> bool {
+        self.diagnostics.is_some()
+    }
+
+    /// Instantiates the component in `store` and loads its exports.
+    pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports> {
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        Ok(Exports {
+            metadata: self.metadata.load(&mut store, &instance)?,
+            provisioning: self.provisioning.load(&mut store, &instance)?,
+            directory_sync: self.directory_sync.load(&mut store, &instance)?,
+            sso: self.sso.load(&mut store, &instance)?,
+            schemas: self.schemas.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+            diagnostics: self.diagnostics.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,180 @@
+//! The connector contract as it evolves (`idplex:connector@1.1.0`), through the HTTP router in
+//! process, with real components:
+//!
+//! * a component built against the released 1.0 contract (`connectors/testing/contract-1-0`,
+//!   from the frozen `wit/v1.0.0`) installs and serves SCIM next to 1.1 ones, and its *test
+//!   connection* says the check is not available;
+//! * a 1.1 connector's declared SCIM schema extension (okta's custom app attributes, configured
+//!   per connection) is advertised in `/Schemas` and `/ResourceTypes`, its attributes are
+//!   type-checked, stored and returned; another connection does not see it;
+//! * a declaration the host cannot use refuses the activation or config change that would
+//!   bind it, naming the attribute, and the connection keeps serving as it was;
+//! * *test connection* reports a connector's checks, and a connector fault there is an error
+//!   and an event.
+
+use axum::http::{Method, StatusCode};
+use idplex_bundled::testing::{CONTRACT_1_0, HOSTILE};
+use idplex_hub::store::{ConnectionUpdate, NewConnection};
+use serde_json::{Value, json};
+
+mod common;
+use common::env;
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ACME: &str = "urn:example:params:scim:schemas:extension:acme:2.0:User";
+
+fn okta() -> &'static [u8] {
+    idplex_bundled::FIRST_PARTY.iter().find(|c| c.crate_name == "okta").expect("okta is bundled").component
+}
+
+fn acme_config() -> Value {
+    json!({"scim_extension_urn": ACME, "scim_extension_attributes": "costCenter, badge:integer, hired:dateTime"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_built_against_contract_1_0_runs_next_to_1_1_ones() {
+    let env = env().await;
+    let (old, old_token) = env.connection("legacy", CONTRACT_1_0, json!({})).await;
+    let (new, new_token) = env.connection("okta", okta(), json!({})).await;
+    let admin = env.admin_token().await;
+
+    let (status, module) = env.admin(&admin, Method::GET, "/connectors/contract-1-0/1.0.0", None).await;
+    assert_eq!(status, StatusCode::OK, "{module}");
+    assert_eq!(module["contract_version"], "1.0.0", "{module}");
+    let (_, okta) = env.admin(&admin, Method::GET, "/connectors/okta", None).await;
+    let okta_contract = okta["versions"][0]["contract_version"].as_str().map(str::to_string);
+    assert_eq!(okta_contract.as_deref(), Some("1.1.0"), "{okta}");
+
+    for (conn, token, name) in [(&old, &old_token, "ada@example.com"), (&new, &new_token, "grace@example.com")] {
+        let body = json!({"schemas": [USER], "userName": name, "active": true});
+        let (status, created) = env.send(token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{conn}: {created}");
+        let id = created["id"].as_str().expect("id");
+        let (status, got) = env.send(token, Method::GET, &format!("/scim/v2/{conn}/Users/{id}"), None).await;
+        assert_eq!((status, got["userName"].as_str()), (StatusCode::OK, Some(name)), "{got}");
+        // The 1.0 component declares no extensions: discovery is the core.
+        let (_, types) = env.send(token, Method::GET, &format!("/scim/v2/{conn}/ResourceTypes/User"), None).await;
+        assert_eq!(types["schemaExtensions"].as_array().map(Vec::len), Some(1), "enterprise only: {types}");
+    }
+
+    let (status, report) = env.admin(&admin, Method::POST, &format!("/connections/{old}/test"), None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!((report["available"].as_bool(), report["ok"].as_bool()), (Some(false), Some(false)), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("contract 1.0.0, before test-connection (1.1)"), "{report}");
+
+    let (status, report) = env.admin(&admin, Method::POST, &format!("/connections/{new}/test"), None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!((report["available"].as_bool(), report["ok"].as_bool()), (Some(true), Some(true)), "{report}");
+    assert_eq!(report["contract_version"].as_str().map(str::to_string), okta_contract);
+    let names: Vec<&str> = report["checks"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["config", "scim extension", "reachability"], "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_schema_extension_is_advertised_checked_stored_and_kept_to_its_connection() {
+    let env = env().await;
+    let (conn, token) = env.connection("okta-acme", okta(), acme_config()).await;
+    let (plain, plain_token) = env.connection("okta-plain", okta(), json!({})).await;
+
+    let (_, schemas) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Schemas"), None).await;
+    let ids: Vec<&str> = schemas["Resources"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+    assert!(ids.contains(&ACME), "{ids:?}");
+    let (status, acme) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Schemas/{ACME}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let badge = acme["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "badge").expect("badge");
+    assert_eq!(badge["type"], "integer");
+    let (_, user_type) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/ResourceTypes/User"), None).await;
+    assert!(user_type["schemaExtensions"].as_array().unwrap().iter().any(|e| e["schema"] == ACME), "{user_type}");
+
+    let body = json!({"schemas": [USER, ACME], "userName": "ada@example.com", "active": true,
+                      ACME: {"costCenter": "CC-7", "badge": 42, "hired": "2024-03-01T09:00:00Z"}});
+    let (status, created) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, got) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Users/{id}"), None).await;
+    assert_eq!(got[ACME]["badge"], 42, "{got}");
+    assert_eq!(got[ACME]["costCenter"], "CC-7", "{got}");
+    assert!(got["schemas"].as_array().unwrap().iter().any(|s| s == ACME), "{got}");
+    // A PATCH through the extension's path works like a core attribute's.
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "path": format!("{ACME}:costCenter"), "value": "CC-9"}]});
+    let (status, patched) = env.send(&token, Method::PATCH, &format!("/scim/v2/{conn}/Users/{id}"), Some(&patch)).await;
+    assert_eq!((status, &patched[ACME]["costCenter"]), (StatusCode::OK, &json!("CC-9")), "{patched}");
+
+    // Checked like core attributes: a wrong type, an attribute it does not define.
+    let wrong = json!({"schemas": [USER, ACME], "userName": "bob@example.com", ACME: {"badge": "forty-two"}});
+    let (status, error) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&wrong)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("badge"), "{error}");
+    let unknown = json!({"schemas": [USER, ACME], "userName": "bob@example.com", ACME: {"shoeSize": 44}});
+    let (status, error) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&unknown)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("shoeSize"), "{error}");
+
+    // Another connection of the same connector without the config knows nothing of it.
+    let (_, schemas) = env.send(&plain_token, Method::GET, &format!("/scim/v2/{plain}/Schemas"), None).await;
+    assert!(!schemas.to_string().contains(ACME), "{schemas}");
+    let (status, error) = env.send(&plain_token, Method::POST, &format!("/scim/v2/{plain}/Users"), Some(&body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains(ACME), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_declaration_refuses_the_binding_and_the_connection_keeps_serving() {
+    let env = env().await;
+    let report = env.hub.install(HOSTILE).await.expect("install");
+    let conn = env
+        .hub
+        .create_connection(NewConnection {
+            id: None,
+            org_id: "default".into(),
+            name: "bad-schemas".into(),
+            connector_name: report.name.clone(),
+            config: json!({"mode": "schemas_bad"}),
+            egress_allow: Vec::new(),
+            limits: json!({}),
+        })
+        .await
+        .expect("connection");
+    let e = env.hub.activate(&conn.id, &report.version, "test").await.expect_err("refused");
+    let message = e.to_string();
+    assert!(message.contains("schema extensions") && message.contains("attribute hue: unknown type \"colour\""), "{message}");
+    assert_eq!(env.hub.connection(&conn.id).await.unwrap().active_version, None, "not activated");
+
+    let trap = env
+        .hub
+        .update_connection(&conn.id, ConnectionUpdate { config: Some(json!({"mode": "schemas_trap"})), ..Default::default() })
+        .await
+        .expect("no active version: only the config changes");
+    let e = env.hub.activate(&trap.id, &report.version, "test").await.expect_err("a trap refuses it too");
+    assert!(e.to_string().contains("trap"), "{e}");
+
+    // Active and serving; a config change to an unusable declaration is refused, and the
+    // connection keeps its config and keeps serving.
+    let (ok_conn, token) = env.connection("ok", HOSTILE, json!({"mode": "ok"})).await;
+    let e = env
+        .hub
+        .update_connection(&ok_conn, ConnectionUpdate { config: Some(json!({"mode": "schemas_bad"})), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("colour"), "{e}");
+    assert_eq!(env.hub.connection(&ok_conn).await.unwrap().config, json!({"mode": "ok"}));
+    let body = json!({"schemas": [USER], "userName": "still@example.com"});
+    let (status, created) = env.send(&token, Method::POST, &format!("/scim/v2/{ok_conn}/Users"), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_fault_during_test_connection_is_an_error_and_an_event() {
+    let env = env().await;
+    let (conn, _) = env.connection("trapping", HOSTILE, json!({"mode": "trap"})).await;
+    let admin = env.admin_token().await;
+    let (status, body) = env.admin(&admin, Method::POST, &format!("/connections/{conn}/test"), None).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(body["error"], "trap", "{body}");
+    let events = env.hub.events(Some(&conn), 10).await.unwrap();
+    assert!(events.iter().any(|e| e.message.contains("trap")), "{events:?}");
+
+    let (status, body) = env.admin(&admin, Method::POST, "/connections/nope/test", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
