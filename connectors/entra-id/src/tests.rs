@@ -625,9 +625,12 @@ fn microsoft_group_schema_is_dropped_from_bodies() {
 }
 
 #[test]
-fn render_returns_the_resource_unchanged() {
+fn render_leaves_resources_to_the_host() {
+    // `unsupported` from `render` (contract 1.1): the host serves its own resource unchanged
+    // and stops calling `render`.
     let r = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"1","active":false}"#;
-    assert_eq!(scim_dialect::render(r.to_string()).unwrap(), r);
+    let e = scim_dialect::render(r.to_string()).unwrap_err();
+    assert_eq!(e.kind, idplex_connector_sdk::ErrorKind::Unsupported, "{}", e.message);
 }
 
 #[test]

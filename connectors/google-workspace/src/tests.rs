@@ -91,13 +91,12 @@ fn any_scim_request_answers_unsupported() {
 }
 
 #[test]
-fn render_returns_the_resource_unchanged() {
-    let r =
-        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"id":"g","displayName":"x"}"#;
-    assert_eq!(
-        GoogleWorkspace::render(ResourceKind::Group, r.into()).unwrap(),
-        r
-    );
+fn render_leaves_resources_to_the_host() {
+    // `unsupported` from `render` (contract 1.1): the host serves its own resource unchanged
+    // and stops calling `render`.
+    let r = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"id":"g","displayName":"x"}"#;
+    let e = GoogleWorkspace::render(ResourceKind::Group, r.into()).unwrap_err();
+    assert_eq!(e.kind, idplex_connector_sdk::ErrorKind::Unsupported, "{}", e.message);
 }
 
 #[test]

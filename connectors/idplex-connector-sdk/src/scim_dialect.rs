@@ -181,11 +181,11 @@ pub fn parse(request: &ScimRequest) -> Result<Parsed, ConnectorError> {
     })
 }
 
-/// Returns a stored resource unchanged: the generic dialect is the RFC's own. Not parsed: the
-/// host hands `render` its own serialization, and checks a rendering only when it differs from
-/// that: reading it again cost every GET a JSON parse in the sandbox.
-pub fn render(resource: Json) -> Result<Json, ConnectorError> {
-    Ok(resource)
+/// The generic dialect's `render`: resources are served as stored (the dialect is the RFC's
+/// own), so it answers `unsupported`, which tells the host (contract 1.1) to serve its own
+/// resource and stop calling `render` for that kind: a sandbox call saved on every request.
+pub fn render(_resource: Json) -> Result<Json, ConnectorError> {
+    Err(ConnectorError::unsupported("resources are served unchanged (the generic RFC 7644 dialect)"))
 }
 
 /// The body of a POST/PUT, parsed.

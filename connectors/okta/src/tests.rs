@@ -434,9 +434,12 @@ fn malformed_requests_name_the_field() {
 }
 
 #[test]
-fn render_returns_the_resource_unchanged() {
+fn render_leaves_resources_to_the_host() {
+    // `unsupported` from `render` (contract 1.1): the host serves its own resource unchanged
+    // and stops calling `render`.
     let r = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"1","userName":"a"}"#;
-    assert_eq!(Okta::render(ResourceKind::User, r.into()).unwrap(), r);
+    let e = Okta::render(ResourceKind::User, r.into()).unwrap_err();
+    assert_eq!(e.kind, idplex_connector_sdk::ErrorKind::Unsupported, "{}", e.message);
 }
 
 // ---------- describe and config schema ----------

@@ -545,7 +545,8 @@ impl Hub {
     /// (see [`Hub::bind`]); whether it was published.
     fn publish(&self, conn: &Connection, prepared: PreparedBinding) -> bool {
         let PreparedBinding { connector, context, types } = prepared;
-        let binding = Binding::new(conn.id.clone(), connector, context, conn.updated_at).with_derived(Arc::new(types));
+        let extras = provisioning::BindingExtras::new(types);
+        let binding = Binding::new(conn.id.clone(), connector, context, conn.updated_at).with_derived(Arc::new(extras));
         let published = self.registry.bind_if_newer(binding);
         self.lock_failures().remove(&conn.id);
         published
@@ -857,12 +858,32 @@ impl Provisioning<'_> {
 
     /// `provisioning.render` of a stored resource.
     pub async fn render(&mut self, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
+        if self.serves_unchanged(kind) {
+            return Ok(resource);
+        }
         if self.hub.options.native_scim_passthrough {
             return native_scim::render(resource).map_err(native_refusal);
         }
         let b = &self.binding;
-        let out = b.connector.render_in(&mut self.warm, &b.context, kind, resource).await;
-        self.hub.observe(b, out).await
+        let out = b.connector.render_or_keep_in(&mut self.warm, &b.context, kind, resource).await;
+        match self.hub.observe(b, out).await? {
+            idplex_runtime::Rendering::Rendered(s) => Ok(s),
+            idplex_runtime::Rendering::Unchanged(s) => {
+                if let Some(extras) = provisioning::BindingExtras::of(b) {
+                    extras.mark_unchanged(kind);
+                }
+                Ok(s)
+            }
+        }
+    }
+
+    /// Whether this binding serves resources of `kind` without rendering them: its connector
+    /// said so (a 1.1 `render` answering `unsupported`), or, with
+    /// [`HubOptions::native_scim_passthrough`], always (the native generic dialect renders
+    /// nothing, and the baseline must skip what the generic connectors skip).
+    pub fn serves_unchanged(&self, kind: idplex_runtime::ResourceKind) -> bool {
+        self.hub.options.native_scim_passthrough
+            || provisioning::BindingExtras::of(&self.binding).is_some_and(|e| e.serves_unchanged(kind))
     }
 }
 

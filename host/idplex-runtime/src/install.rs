@@ -164,6 +164,9 @@ pub struct LoadedConnector {
     hash: ModuleHash,
     info: ConnectorInfo,
     contract_version: String,
+    /// Whether `render` answering `unsupported` means "serve this kind unchanged" (contract
+    /// 1.1 and later) rather than an error (1.0).
+    keeps_unrendered: bool,
     /// Whether the component exports `schemas` / `diagnostics` (contract 1.1).
     exports_schemas: bool,
     exports_diagnostics: bool,
@@ -275,7 +278,8 @@ impl LoadedConnector {
     }
 
     /// `provisioning.render`, with the returned JSON checked (unless it is `resource` byte for
-    /// byte: the caller's own).
+    /// byte: the caller's own). A connector built against 1.1 or later that answers
+    /// `unsupported` serves the kind unchanged: the answer is `resource`.
     pub async fn render(&self, ctx: &CallContext, kind: ResourceKind, resource: String) -> Result<String, CallError> {
         self.render_in(&mut Warm::default(), ctx, kind, resource).await
     }
@@ -288,6 +292,22 @@ impl LoadedConnector {
         kind: ResourceKind,
         resource: String,
     ) -> Result<String, CallError> {
+        Ok(match self.render_or_keep_in(warm, ctx, kind, resource).await? {
+            Rendering::Rendered(s) | Rendering::Unchanged(s) => s,
+        })
+    }
+
+    /// [`LoadedConnector::render_in`], telling a rendering from the connector's answer that it
+    /// serves this kind unchanged (`unsupported`, from a component built against contract 1.1
+    /// or later; from a 1.0 one it stays an error, as 1.0 documented it): a caller may then
+    /// stop asking for this kind.
+    pub async fn render_or_keep_in(
+        &self,
+        warm: &mut Warm,
+        ctx: &CallContext,
+        kind: ResourceKind,
+        resource: String,
+    ) -> Result<Rendering, CallError> {
         // Rendered unchanged (the common case): the host's own valid JSON, no second check.
         let input = resource.clone();
         let out = self
@@ -299,11 +319,16 @@ impl LoadedConnector {
                 }),
             )
             .await?;
-        let json = flatten(&self.label, out)?;
+        let json = match out {
+            Err(e) if e.kind == crate::bindings::ConnectorErrorKind::Unsupported && self.keeps_unrendered => {
+                return Ok(Rendering::Unchanged(input));
+            }
+            out => flatten(&self.label, out)?,
+        };
         if json != input {
             self.check_json("rendered resource", &json).inspect_err(|_| warm.discard())?;
         }
-        Ok(json)
+        Ok(Rendering::Rendered(json))
     }
 
     /// `directory-sync.pull`.
@@ -514,6 +539,7 @@ impl Runtime {
                 config_schema: String::new(),
                 egress_hosts: Vec::new(),
             },
+            keeps_unrendered: semver::Version::parse(&contract_version).is_ok_and(|v| v >= semver::Version::new(1, 1, 0)),
             contract_version,
             exports_schemas,
             exports_diagnostics,
@@ -786,6 +812,16 @@ fn has_component_type_metadata(module: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// What `render` made of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendering {
+    /// The connector's rendering (possibly byte for byte the input).
+    Rendered(String),
+    /// The connector serves this kind unchanged (it answered `unsupported`, contract 1.1): the
+    /// input itself.
+    Unchanged(String),
 }
 
 /// At most this many schema extensions a connector may declare (all resource types together).

@@ -50,7 +50,7 @@ pub use engine::{
 };
 pub use config_schema::ConfigViolation;
 pub use install::{
-    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, ModuleHash,
+    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, ModuleHash, Rendering,
 };
 pub use registry::{Binding, Registry};
 pub use reuse::{IdleInstances, InstanceReuse};

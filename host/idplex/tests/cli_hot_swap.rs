@@ -1,13 +1,38 @@
 //! `idplex connection create` + `connector activate|rollback`: version swaps from the CLI, and
-//! the exit codes scripts rely on.
+//! the exit codes scripts rely on; `idplex connection test`.
 
-use idplex_bundled::testing::{ECHO_V1, ECHO_V2};
+use idplex_bundled::testing::{ECHO_V1, ECHO_V2, HOSTILE};
 use idplex_tests::TestEnv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_idplex");
 
 const EXIT_NOT_FOUND: i32 = 4;
 const EXIT_CONFLICT: i32 = 5;
+const EXIT_REFUSED: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_test_shows_the_checks_and_exits_3_when_one_fails() {
+    let env = TestEnv::new(BIN).await;
+    env.install("hostile.wasm", HOSTILE).await.ok_json();
+    let conn = env
+        .cli_json(&["connection", "create", "probe", "--connector", "hostile", "--version", "1.0.0", "--config", "mode=ok"])
+        .await
+        .ok_json();
+    let id = conn["id"].as_str().expect("connection id").to_string();
+
+    let report = env.cli_json(&["connection", "test", &id]).await.ok_json();
+    assert_eq!((report["available"].as_bool(), report["ok"].as_bool()), (Some(true), Some(true)), "{report}");
+    assert_eq!(report["checks"][0]["name"], "config", "{report}");
+
+    env.cli_json(&["connection", "update", &id, "--config", "mode=ok", "--config", "check=fail"]).await.ok_json();
+    let failed = env.cli(&["connection", "test", &id]).await;
+    assert_eq!(failed.code, EXIT_REFUSED, "{} {}", failed.stdout, failed.stderr);
+    assert!(failed.stdout.contains("FAIL") && failed.stdout.contains("hostile: asked to fail"), "{}", failed.stdout);
+    assert!(failed.stderr.contains("1 of 1 check(s) failed"), "{}", failed.stderr);
+
+    let missing = env.cli_json(&["connection", "test", "no-such-connection"]).await;
+    assert_eq!(missing.code, EXIT_NOT_FOUND, "{}", missing.stdout);
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activate_rollback_and_rollback_again() {

@@ -30,7 +30,7 @@
 //! `schemas.extensions` misbehaves only in the two `schemas_*` modes (it runs when a connection
 //! is bound, before any other call), answering no extensions otherwise;
 //! `diagnostics.test-connection` goes through [`misbehave`] like the other exports and answers
-//! one passing check.
+//! one `config` check, failed when config `check` is `fail`.
 //!
 //! Any other `mode` is a `config` error. `describe` is unaffected by `mode` and declares
 //! `egress-hosts = ["127.0.0.1", "localhost"]`.
@@ -261,7 +261,8 @@ impl metadata::Guest for Hostile {
                     "scim_type": { "type": "string" },
                     "max_bytes": { "type": "string", "pattern": "^[0-9]+$" },
                     "url": { "type": "string" },
-                    "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" }
+                    "huge_bytes": { "type": "string", "pattern": "^[0-9]+$" },
+                    "check": { "enum": ["pass", "fail"] }
                 }
             })
             .to_string(),
@@ -394,7 +395,11 @@ impl schemas::Guest for Hostile {
 impl diagnostics::Guest for Hostile {
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         misbehave()?;
-        Ok(vec![diagnostics::check("config", Ok("hostile: mode is usable".to_string()))])
+        let outcome = match config::get("check").as_deref() {
+            Some("fail") => Err(ConnectorError::config("hostile: asked to fail")),
+            _ => Ok("hostile: mode is usable".to_string()),
+        };
+        Ok(vec![diagnostics::check("config", outcome)])
     }
 }
 

@@ -257,7 +257,44 @@ impl ScimTypes {
 
     /// The types a binding was made with ([`ScimTypes::CORE`] for one made without).
     pub fn of_binding(binding: &idplex_runtime::Binding) -> ScimTypes {
-        binding.derived.downcast_ref::<ScimTypes>().copied().unwrap_or(ScimTypes::CORE)
+        BindingExtras::of(binding).map_or(ScimTypes::CORE, |e| e.types)
+    }
+}
+
+/// What the hub keeps with a binding ([`idplex_runtime::Binding::derived`]): the SCIM resource
+/// types made when it was bound, and, per resource kind, whether its connector said it serves
+/// that kind unchanged (a 1.1 `render` answering `unsupported`), so later requests skip the
+/// call.
+#[derive(Debug)]
+pub(crate) struct BindingExtras {
+    pub(crate) types: ScimTypes,
+    unchanged: [std::sync::atomic::AtomicBool; 2],
+}
+
+impl BindingExtras {
+    pub(crate) fn new(types: ScimTypes) -> Self {
+        BindingExtras { types, unchanged: Default::default() }
+    }
+
+    pub(crate) fn of(binding: &idplex_runtime::Binding) -> Option<&BindingExtras> {
+        binding.derived.downcast_ref::<BindingExtras>()
+    }
+
+    fn slot(kind: ResourceKind) -> usize {
+        match kind {
+            ResourceKind::User => 0,
+            ResourceKind::Group => 1,
+        }
+    }
+
+    /// Whether resources of `kind` are served without calling `render`.
+    pub(crate) fn serves_unchanged(&self, kind: ResourceKind) -> bool {
+        self.unchanged[Self::slot(kind)].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remembers that resources of `kind` are served unchanged.
+    pub(crate) fn mark_unchanged(&self, kind: ResourceKind) {
+        self.unchanged[Self::slot(kind)].store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

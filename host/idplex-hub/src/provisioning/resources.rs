@@ -711,7 +711,7 @@ impl<'a> Ctx<'a> {
     /// again.
     async fn render_stored(&self, stored: &Stored, projection: &Projection) -> Result<Value, ScimError> {
         let rt = self.rt(stored.kind);
-        let rendered = self.render(stored.kind, &projection.apply(rt, &stored.to_scim(self.base))).await?;
+        let rendered = self.render(stored.kind, projection.apply(rt, &stored.to_scim(self.base))).await?;
         Ok(projection.apply(rt, &rendered))
     }
 
@@ -734,7 +734,7 @@ impl<'a> Ctx<'a> {
             };
             o.remove("meta");
         }
-        let rendered = self.render(kind, &projection.apply(self.rt(kind), &resource)).await;
+        let rendered = self.render(kind, projection.apply(self.rt(kind), &resource)).await;
         // The write's last connector call: its instance goes back to the binding (or to a
         // call waiting for one) now, not after the commit, whose wait for the disk (group
         // commit, fsync) would otherwise hold a sandbox instance idle.
@@ -757,8 +757,13 @@ impl<'a> Ctx<'a> {
 
     /// The connector's rendering of `resource`, checked to still be the same resource, with the
     /// host's values of the host-owned attributes.
-    async fn render(&self, kind: ResourceKind, resource: &Value) -> Result<Value, ScimError> {
+    /// A connector that serves the kind unchanged is not called: `resource` is the answer.
+    async fn render(&self, kind: ResourceKind, resource: Value) -> Result<Value, ScimError> {
         let mut connector = self.take_connector()?;
+        if connector.serves_unchanged(kind) {
+            self.keep_connector(connector);
+            return Ok(resource);
+        }
         let out = connector.render(kind, resource.to_string()).await;
         self.keep_connector(connector);
         let out = out.map_err(hub_failure)?;
@@ -766,7 +771,7 @@ impl<'a> Ctx<'a> {
         if v.get("id") != resource.get("id") {
             return Err(ScimError::with_status(502, "the connector's rendering changed the resource id"));
         }
-        keep_host_owned(kind, resource, &mut v)?;
+        keep_host_owned(kind, &resource, &mut v)?;
         Ok(v)
     }
 }
