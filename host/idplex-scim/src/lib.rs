@@ -34,11 +34,10 @@
 //! * **IdP quirks** are opt-in through [`PatchOptions`] (`STRICT` default; `HOST`, what the
 //!   idplex host applies: strict plus idempotent removes; `IDP_COMPATIBLE` only for this
 //!   crate's replays of raw IdP requests, since the host's connectors undo their IdP's quirks
-//!   before it sees them); quirks that do not conflict with the RFC (dotted and URN keys in
-//!   path-less values, legacy `urn:scim:schemas:*` URNs, member removal by value list, the
-//!   Entra `emails[type eq "work"].value eq "x"` filter) are always accepted (the first-party
-//!   connectors rewrite the legacy URNs and value-list removals already; taking them out of
-//!   this crate means reworking its raw-fixture replays, not done yet).
+//!   before it sees them); readings that do not conflict with the RFC (dotted and URN keys in
+//!   path-less values, member removal by value list, the Entra
+//!   `emails[type eq "work"].value eq "x"` filter) are always accepted. Pre-RFC
+//!   `urn:scim:schemas:*` URNs are not: they are OneLogin's, and its connector rewrites them.
 
 #![warn(missing_docs)]
 

@@ -15,21 +15,6 @@ pub const GROUP_SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group"
 /// URN of the Enterprise User extension.
 pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// Pre-RFC URNs still sent by some IdPs (OneLogin's default templates), mapped to the RFC
-/// URN they stand for. Matching is case-insensitive.
-const URN_ALIASES: &[(&str, &str)] = &[
-    ("urn:scim:schemas:core:2.0", "<core>"),
-    ("urn:scim:schemas:core:2.0:User", USER_SCHEMA_URN),
-    ("urn:scim:schemas:core:2.0:Group", GROUP_SCHEMA_URN),
-    (
-        "urn:scim:schemas:extension:enterprise:2.0",
-        ENTERPRISE_USER_URN,
-    ),
-    (
-        "urn:scim:schemas:extension:enterprise:2.0:User",
-        ENTERPRISE_USER_URN,
-    ),
-];
 
 /// Data type of an attribute (RFC 7643 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,10 +627,9 @@ impl ResolvedAttr {
 
 impl ResourceType {
     /// Finds the schema a URN designates for this resource type: `Some((schema, false))`
-    /// for the core schema, `Some((ext, true))` for an extension. Case-insensitive; the
-    /// legacy `urn:scim:schemas:...` aliases are accepted.
+    /// for the core schema, `Some((ext, true))` for an extension. Case-insensitive; only the
+    /// RFC's URNs (a pre-RFC `urn:scim:schemas:...` one is its IdP's connector's to rewrite).
     pub fn schema_for_urn(&self, urn: &str) -> Option<(&'static Schema, bool)> {
-        let urn = canonical_urn(urn, self.schema.id);
         if urn.eq_ignore_ascii_case(self.schema.id) {
             return Some((self.schema, false));
         }
@@ -655,7 +639,7 @@ impl ResourceType {
             .map(|e| (e.schema, true))
     }
 
-    /// The extension schema whose URN (or legacy alias) is `urn`.
+    /// The extension schema whose URN is `urn`.
     pub fn extension(&self, urn: &str) -> Option<&'static Schema> {
         match self.schema_for_urn(urn) {
             Some((s, true)) => Some(s),
@@ -717,19 +701,6 @@ impl ResourceType {
     }
 }
 
-/// Maps legacy URN aliases to the RFC URN; `core` is what the bare legacy core URN
-/// (`urn:scim:schemas:core:2.0`) means for the resource type at hand.
-fn canonical_urn<'a>(urn: &'a str, core: &'static str) -> &'a str {
-    match URN_ALIASES
-        .iter()
-        .find(|(alias, _)| alias.eq_ignore_ascii_case(urn))
-    {
-        Some((_, "<core>")) => core,
-        Some((_, target)) => target,
-        None => urn,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,11 +733,6 @@ mod tests {
                 true,
             ),
             ("manager", "manager", true),
-            (
-                "urn:scim:schemas:extension:enterprise:2.0:employeeNumber",
-                "employeeNumber",
-                true,
-            ),
             ("groups.display", "display", false),
             ("x509Certificates.value", "value", false),
         ];
@@ -813,22 +779,15 @@ mod tests {
     }
 
     #[test]
-    fn urn_aliases() {
+    fn only_the_rfc_urns_are_known() {
         let u = &USER_RESOURCE_TYPE;
-        assert_eq!(
-            u.schema_for_urn("urn:scim:schemas:core:2.0"),
-            Some((&USER_SCHEMA, false))
-        );
-        assert_eq!(
-            GROUP_RESOURCE_TYPE.schema_for_urn("urn:scim:schemas:core:2.0"),
-            Some((&GROUP_SCHEMA, false))
-        );
-        assert_eq!(
-            u.extension("urn:scim:schemas:extension:enterprise:2.0")
-                .unwrap()
-                .id,
-            ENTERPRISE_USER_URN
-        );
+        assert_eq!(u.schema_for_urn(&USER_SCHEMA_URN.to_uppercase()), Some((&USER_SCHEMA, false)));
+        assert_eq!(GROUP_RESOURCE_TYPE.schema_for_urn(GROUP_SCHEMA_URN), Some((&GROUP_SCHEMA, false)));
+        assert_eq!(u.extension(ENTERPRISE_USER_URN).unwrap().id, ENTERPRISE_USER_URN);
+        // Pre-RFC URNs (OneLogin's templates) are the onelogin connector's to rewrite.
+        assert!(u.schema_for_urn("urn:scim:schemas:core:2.0").is_none());
+        assert!(GROUP_RESOURCE_TYPE.schema_for_urn("urn:scim:schemas:core:2.0").is_none());
+        assert!(u.extension("urn:scim:schemas:extension:enterprise:2.0").is_none());
         assert!(u.extension(USER_SCHEMA_URN).is_none());
         assert!(
             u.schema_for_urn(

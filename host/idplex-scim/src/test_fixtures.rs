@@ -13,8 +13,16 @@ fn dir() -> PathBuf {
     }
 }
 
-/// All vectors of the SCIM dialect files, as (vector id, vector).
+/// The vectors of the SCIM dialect files this crate reads as sent, as (vector id, vector):
+/// all but those carrying a pre-RFC `urn:scim:schemas:*` URN (OneLogin's templates), which
+/// the onelogin connector rewrites before the host sees them (replayed through it in
+/// `host/idplex/tests/idp_replay.rs`).
 pub fn vectors() -> Vec<(String, Value)> {
+    all_vectors().into_iter().filter(|(_, v)| !v["request"].to_string().contains("urn:scim:schemas:")).collect()
+}
+
+/// Every vector of the SCIM dialect files, as (vector id, vector).
+fn all_vectors() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for name in ["okta", "entra", "onelogin", "generic_rfc7644"] {
         let path = dir().join(format!("{name}.json"));

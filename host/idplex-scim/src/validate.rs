@@ -2,8 +2,9 @@
 //! normalised representation to store.
 //!
 //! Policy (the strictest the Okta / Entra / OneLogin fixture vectors still pass):
-//! * `schemas` must be present and include the resource type's core schema (legacy
-//!   `urn:scim:schemas:core:2.0` accepted). Other URNs listed in `schemas` that we do not
+//! * `schemas` must be present and include the resource type's core schema (its RFC URN:
+//!   a pre-RFC `urn:scim:schemas:core:2.0` is refused; the onelogin connector rewrites it).
+//!   Other URNs listed in `schemas` that we do not
 //!   know (Entra adds a Microsoft group schema) are tolerated and dropped; the stored
 //!   `schemas` is rebuilt from the data (core + extensions actually present).
 //! * Unknown attributes are **rejected** with `invalidSyntax` naming the attribute, both at
@@ -17,8 +18,7 @@
 //!   `invalidValue`. Type mismatches are `invalidValue` too.
 //! * `password` (writeOnly) is kept in the result: the caller must hash/strip it before
 //!   storing; projection never returns it.
-//! * Legacy extension keys (`urn:scim:schemas:extension:enterprise:2.0`) are re-keyed to
-//!   the RFC URN.
+//! * Extension keys in another case are re-keyed to the URN as defined.
 //! * `userName` is stored in the canonical form of [`canonical_user_name`] (trimmed,
 //!   width-mapped, NFC; invisible and control characters refused).
 //! * Every string of the result passes [`check_resource_strings`]: no U+0000 (PostgreSQL
@@ -412,11 +412,11 @@ mod tests {
     #[test]
     fn normalisation() {
         let input = json!({
-            "schemas": ["urn:scim:schemas:core:2.0", "urn:scim:schemas:extension:enterprise:2.0"],
+            "schemas": [CORE.to_lowercase(), ENTERPRISE_USER_URN],
             "id": "client-id", "meta": {"resourceType": "User"}, "groups": [{"value": "g"}],
             "UserName": "a@b.c", "addresses": null, "roles": [], "password": "pw",
             "name": {"givenName": "A", "honorificPrefix": null},
-            "urn:scim:schemas:extension:enterprise:2.0": {"department": "Eng", "manager": {"value": "m", "displayName": "M"}}
+            (ENTERPRISE_USER_URN.to_uppercase()): {"department": "Eng", "manager": {"value": "m", "displayName": "M"}}
         });
         let out = prepare_resource(&USER_RESOURCE_TYPE, &input, &PatchOptions::STRICT).unwrap();
         assert_eq!(

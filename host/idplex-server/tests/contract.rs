@@ -10,7 +10,8 @@
 //! * a declaration the host cannot use refuses the activation or config change that would
 //!   bind it, naming the attribute, and the connection keeps serving as it was;
 //! * *test connection* reports a connector's checks, and a connector fault there is an error
-//!   and an event.
+//!   and an event;
+//! * the host knows only the RFC's schema URNs: a pre-RFC one a connector passes on is refused.
 
 use axum::http::{Method, StatusCode};
 use idplex_bundled::testing::{CONTRACT_1_0, HOSTILE};
@@ -177,4 +178,21 @@ async fn a_connector_fault_during_test_connection_is_an_error_and_an_event() {
 
     let (status, body) = env.admin(&admin, Method::POST, "/connections/nope/test", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pre_rfc_urn_passed_on_by_a_connector_is_refused_naming_the_rfc_urn() {
+    // contract-1-0 passes bodies through untouched, as a careless vendor connector would; the
+    // host knows only the RFC's URNs (the onelogin connector rewrites OneLogin's old ones).
+    let env = env().await;
+    let (conn, token) = env.connection("passthrough", CONTRACT_1_0, json!({})).await;
+    let legacy = json!({"schemas": ["urn:scim:schemas:core:2.0"], "userName": "old@example.com"});
+    let (status, error) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&legacy)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains(USER), "{error}");
+    let legacy_ext = json!({"schemas": [USER], "userName": "old@example.com",
+                            "urn:scim:schemas:extension:enterprise:2.0": {"department": "Eng"}});
+    let (status, error) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&legacy_ext)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("urn:scim:schemas:extension:enterprise:2.0"), "{error}");
 }
