@@ -54,11 +54,7 @@ impl Hub {
         name: &str,
         expires_days: Option<u32>,
     ) -> Result<(AdminToken, String), HubError> {
-        let expires_at = match expires_days {
-            None => None,
-            Some(days @ 1..=MAX_ADMIN_TOKEN_TTL_DAYS) => Some(now_ms() + i64::from(days) * DAY_MS),
-            Some(days) => return Err(out_of_range("expires_days", days, MAX_ADMIN_TOKEN_TTL_DAYS)),
-        };
+        let expires_at = lifetime_ms("expires_days", expires_days, MAX_ADMIN_TOKEN_TTL_DAYS, DAY_MS)?.map(|ms| now_ms() + ms);
         Ok(self.store.create_admin_token(name, expires_at).await?)
     }
 
@@ -228,11 +224,7 @@ impl Hub {
         label: &str,
         ttl_days: Option<u32>,
     ) -> Result<(UserApiToken, String), HubError> {
-        let ttl_ms = match ttl_days {
-            None => None,
-            Some(days @ 1..=MAX_USER_TOKEN_TTL_DAYS) => Some(i64::from(days) * DAY_MS),
-            Some(days) => return Err(out_of_range("ttl_days", days, MAX_USER_TOKEN_TTL_DAYS)),
-        };
+        let ttl_ms = lifetime_ms("ttl_days", ttl_days, MAX_USER_TOKEN_TTL_DAYS, DAY_MS)?;
         Ok(self.store.create_user_api_token(user_id, label, ttl_ms).await?)
     }
 
@@ -258,11 +250,7 @@ impl Hub {
         user_id: &str,
         ttl_minutes: Option<u32>,
     ) -> Result<(UserSession, String), HubError> {
-        let ttl_ms = match ttl_minutes {
-            None => None,
-            Some(minutes @ 1..=MAX_SESSION_TTL_MINUTES) => Some(i64::from(minutes) * 60_000),
-            Some(minutes) => return Err(out_of_range("ttl_minutes", minutes, MAX_SESSION_TTL_MINUTES)),
-        };
+        let ttl_ms = lifetime_ms("ttl_minutes", ttl_minutes, MAX_SESSION_TTL_MINUTES, 60_000)?;
         Ok(self.store.create_user_session(user_id, ttl_ms).await?)
     }
 
@@ -308,8 +296,14 @@ pub struct CheckOutcome {
     pub detail: String,
 }
 
-fn out_of_range(what: &'static str, value: u32, max: u32) -> HubError {
-    HubError::Invalid { what, reason: format!("{value} is out of range: must be 1 to {max}") }
+/// A lifetime given in `unit_ms` units, in ms: none when not given, [`HubError::Invalid`]
+/// naming `what` and the bounds when outside 1 to `max`.
+fn lifetime_ms(what: &'static str, value: Option<u32>, max: u32, unit_ms: i64) -> Result<Option<i64>, HubError> {
+    match value {
+        None => Ok(None),
+        Some(v) if (1..=max).contains(&v) => Ok(Some(i64::from(v) * unit_ms)),
+        Some(v) => Err(HubError::Invalid { what, reason: format!("{v} is out of range: must be 1 to {max}") }),
+    }
 }
 
 #[cfg(test)]
@@ -318,8 +312,12 @@ mod tests {
 
     #[test]
     fn a_lifetime_out_of_bounds_names_the_field_and_the_bounds() {
-        let e = out_of_range("ttl_days", 0, MAX_USER_TOKEN_TTL_DAYS);
-        assert_eq!(e.to_string(), "invalid ttl_days: 0 is out of range: must be 1 to 3650");
-        assert_eq!(e.class(), crate::ErrorClass::Invalid);
+        for bad in [0, MAX_USER_TOKEN_TTL_DAYS + 1] {
+            let e = lifetime_ms("ttl_days", Some(bad), MAX_USER_TOKEN_TTL_DAYS, DAY_MS).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid ttl_days: {bad} is out of range: must be 1 to 3650"));
+            assert_eq!(e.class(), crate::ErrorClass::Invalid);
+        }
+        assert_eq!(lifetime_ms("ttl_minutes", Some(2), 10, 60_000).unwrap(), Some(120_000));
+        assert_eq!(lifetime_ms("ttl_minutes", None, 10, 60_000).unwrap(), None);
     }
 }

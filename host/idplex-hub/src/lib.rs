@@ -858,11 +858,9 @@ impl Provisioning<'_> {
 
     /// `provisioning.render` of a stored resource.
     pub async fn render(&mut self, kind: idplex_runtime::ResourceKind, resource: String) -> Result<String, HubError> {
+        // The native pass-through always serves unchanged (see `serves_unchanged`).
         if self.serves_unchanged(kind) {
             return Ok(resource);
-        }
-        if self.hub.options.native_scim_passthrough {
-            return native_scim::render(resource).map_err(native_refusal);
         }
         let b = &self.binding;
         let out = b.connector.render_or_keep_in(&mut self.warm, &b.context, kind, resource).await;
