@@ -756,7 +756,8 @@ impl Hub {
     /// this one), with one connector instance shared by the request's `normalize` and `render`
     /// calls ([`idplex_runtime::Warm`]): one a previous request of the same binding left in
     /// good health, or a fresh one ([`idplex_runtime::reuse`]). Dropping the `Provisioning`
-    /// returns the instance to the binding.
+    /// returns the instance to the binding; [`Provisioning::release_instance`] does it earlier
+    /// (the binding stays pinned).
     pub fn provisioning(&self, connection_id: &str) -> Result<Provisioning<'_>, HubError> {
         let binding = self.binding(connection_id)?;
         require(&binding, idplex_runtime::Capability::Provisioning, "provisioning")?;
@@ -839,11 +840,34 @@ impl Provisioning<'_> {
         self.binding.connector.label()
     }
 
+    /// Gives this request's instance back to its binding's idle ones (or to a call waiting for
+    /// one) while the request goes on, e.g. while it waits for the store; the binding stays
+    /// pinned, and a later call of the request takes an instance again.
+    pub fn release_instance(&mut self) {
+        self.binding.idle.put(std::mem::take(&mut self.warm));
+    }
+
+    /// The instance for the next call: the request's own, or again one of the binding's idle
+    /// ones after [`Provisioning::release_instance`].
+    fn instance(&mut self) -> &mut idplex_runtime::Warm {
+        if !self.warm.is_started() {
+            self.warm = self.binding.idle.take();
+        }
+        &mut self.warm
+    }
+
+    /// Whether no later call of this request can need the instance: the binding serves every
+    /// kind unchanged, so no `render` will run.
+    pub fn renders_nothing(&self) -> bool {
+        self.serves_unchanged(idplex_runtime::ResourceKind::User) && self.serves_unchanged(idplex_runtime::ResourceKind::Group)
+    }
+
     /// `provisioning.normalize` of the request's envelope.
     pub async fn normalize(&mut self, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
         if self.hub.options.native_scim_passthrough {
             return native_scim::normalize(&request).map_err(native_refusal);
         }
+        self.instance();
         let b = &self.binding;
         let shape = RequestShape { method: request.method.clone(), resource: request.resource, id: request.id.clone() };
         let out = b.connector.normalize_in(&mut self.warm, &b.context, request).await;
@@ -862,6 +886,7 @@ impl Provisioning<'_> {
         if self.serves_unchanged(kind) {
             return Ok(resource);
         }
+        self.instance();
         let b = &self.binding;
         let out = b.connector.render_or_keep_in(&mut self.warm, &b.context, kind, resource).await;
         match self.hub.observe(b, out).await? {

@@ -150,3 +150,61 @@ async fn a_change_heard_by_the_watcher_after_its_request_bound_it_is_published_o
     assert!(!hub.bind(&conn).await.unwrap(), "a stale row");
     assert!(std::sync::Arc::ptr_eq(&rebound, &hub.binding(&conn.id).unwrap()));
 }
+
+/// A SCIM request whose connector renders nothing (every first-party one: `render` answers
+/// `unsupported`, "served unchanged") holds a sandbox instance only for its `normalize`: the
+/// instance is back with the binding while the request still works on the store, so under
+/// load a few warm instances serve every request instead of one per request in flight. The
+/// request keeps its binding pinned all the same.
+#[tokio::test]
+async fn a_request_that_renders_nothing_holds_its_instance_only_for_normalize() {
+    use idplex_hub::runtime::{ResourceKind, ScimRequest};
+    let (hub, _dir) = hub().await;
+    hub.install_bundled().await.unwrap();
+    let conn = hub.create_connection(connection("quick", json!({}))).await.unwrap();
+    let conn = hub.activate(&conn.id, "1.0.0", "test").await.unwrap();
+    let get = || ScimRequest {
+        method: "GET".into(),
+        resource: ResourceKind::User,
+        id: Some("u1".into()),
+        query: Vec::new(),
+        body: None,
+    };
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u1", "userName": "a@example.com"});
+
+    // First request: the binding does not know yet that nothing is rendered, so the instance
+    // stays with the request until its end; its renders teach the binding.
+    let mut first = hub.provisioning(&conn.id).unwrap();
+    first.normalize(get()).await.unwrap();
+    assert!(!first.renders_nothing());
+    let binding = hub.binding(&conn.id).unwrap();
+    assert_eq!(binding.idle.len(), 0, "the first request holds its instance");
+    for kind in [ResourceKind::User, ResourceKind::Group] {
+        assert_eq!(first.render(kind, user.to_string()).await.unwrap(), user.to_string());
+    }
+    assert!(first.renders_nothing());
+    drop(first);
+    assert_eq!(binding.idle.len(), 1, "back with the binding at the request's end");
+
+    // Now a request gives its instance back as soon as `normalize` answered, keeps its binding
+    // for the rest, and renders without one.
+    let mut second = hub.provisioning(&conn.id).unwrap();
+    assert_eq!(binding.idle.len(), 0, "taken for the request");
+    second.normalize(get()).await.unwrap();
+    assert!(second.renders_nothing());
+    second.release_instance();
+    assert_eq!(binding.idle.len(), 1, "back while the request goes on");
+    let newer = hub
+        .update_connection(&conn.id, ConnectionUpdate { config: Some(json!({"attribute.email": "mail"})), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(newer.updated_at > conn.updated_at, "a swap meanwhile");
+    assert_eq!(second.connector_label(), binding.connector.label());
+    assert_eq!(second.render(ResourceKind::User, user.to_string()).await.unwrap(), user.to_string());
+    // A later call of the same request takes an instance of its own (pinned) binding again.
+    second.normalize(get()).await.unwrap();
+    assert_eq!(binding.idle.len(), 0);
+    drop(second);
+    assert_eq!(binding.idle.len(), 1);
+    assert_eq!(hub.binding(&conn.id).unwrap().idle.len(), 0, "the new binding starts with none");
+}

@@ -289,38 +289,10 @@ impl LoadedConnector {
         };
         let max_resources = host_resources_cap(ctx);
         live.store.data_mut().start_call(&limits, max_resources);
-        // At every epoch tick: past the deadline, trap (in the guest, whether or not anything
-        // polls the timeout below); otherwise give up the CPU turn (if this call holds one) and
-        // wait for the next ([`crate::cpu`]): the turns rotate between connections, so a
-        // connection's spinning guests share one turn among themselves, not the machine. The
-        // wait is also a yield to the async executor, so a busy guest never monopolizes a
-        // worker thread. The wall-clock timeout below covers host waits (egress) and the wait
-        // for a turn.
-        let ends = std::time::Instant::now() + deadline;
-        let turn: Arc<std::sync::Mutex<Option<crate::cpu::Turn>>> = Arc::default();
-        {
-            let (turn, cpu) = (turn.clone(), self.runtime.inner.cpu.clone());
-            let connection: Arc<str> = Arc::from(ctx.connection_id.as_deref().unwrap_or(""));
-            live.store.set_epoch_deadline(1);
-            live.store.epoch_deadline_callback(move |_| {
-                if std::time::Instant::now() >= ends {
-                    return Ok(wasmtime::UpdateDeadline::Interrupt);
-                }
-                drop(turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
-                let (turn, cpu, connection) = (turn.clone(), cpu.clone(), connection.clone());
-                Ok(wasmtime::UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(async move {
-                        let (next, waited) = cpu.turn(&connection).await;
-                        *turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(next);
-                        if !waited {
-                            tokio::task::yield_now().await;
-                        }
-                    }),
-                ))
-            });
-        }
-
+        // The deadline the store's epoch callback enforces in the guest (see `new_store`); the
+        // wall-clock timeout below covers host waits (egress) and the wait for a CPU turn.
+        live.store.data_mut().epoch.ends = std::time::Instant::now() + deadline;
+        live.store.set_epoch_deadline(1);
         let outcome = {
             let pre = &self.pre;
             let Live { store, instance, .. } = &mut live;
@@ -334,15 +306,15 @@ impl LoadedConnector {
             tokio::time::timeout(deadline, work).await
         };
         // The call is off the CPU: its turn (if it reached a tick) goes to the next waiter.
-        drop(turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
-        let connector = self.label.to_string();
+        live.store.data().epoch.end_turn();
+        let connector = || self.label.to_string();
         let resources_exhausted = matches!(&outcome, Ok(Err(CallFailure::Run(e))) if table_full(e))
             || (matches!(&outcome, Ok(Err(_))) && live.store.data_mut().table.iter_mut().count() >= max_resources as usize);
         live.store.data_mut().end_call();
         let state = live.store.data();
         if let Some(destination) = state.egress.denied() {
             return Err(CallError::EgressDenied {
-                connector,
+                connector: connector(),
                 destination: destination.clone(),
                 allowed: if ctx.egress.allowed().is_empty() {
                     "no destinations".into()
@@ -353,24 +325,24 @@ impl LoadedConnector {
         }
         let value = match outcome {
             Err(_elapsed) => {
-                return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
+                return Err(CallError::Timeout { connector: connector(), limit_ms: limits.deadline_ms });
             }
             Ok(Err(CallFailure::Start(e) | CallFailure::Run(e))) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                return Err(CallError::Timeout { connector, limit_ms: limits.deadline_ms });
+                return Err(CallError::Timeout { connector: connector(), limit_ms: limits.deadline_ms });
             }
             Ok(Err(CallFailure::Start(e))) => {
-                return Err(CallError::Instantiate { connector, detail: format!("{e:#}") });
+                return Err(CallError::Instantiate { connector: connector(), detail: format!("{e:#}") });
             }
             Ok(Err(CallFailure::Run(e))) => {
                 if resources_exhausted {
-                    return Err(CallError::HostResources { connector, limit: max_resources });
+                    return Err(CallError::HostResources { connector: connector(), limit: max_resources });
                 }
                 if headers_too_large(&e) {
-                    return Err(CallError::HeadersTooLarge { connector, limit: limits.max_header_bytes });
+                    return Err(CallError::HeadersTooLarge { connector: connector(), limit: limits.max_header_bytes });
                 }
                 if let Some(requested) = state.limiter.refused {
                     return Err(CallError::MemoryLimit {
-                        connector,
+                        connector: connector(),
                         limit: state.limiter.limit,
                         requested,
                     });
@@ -379,17 +351,17 @@ impl LoadedConnector {
                     Some(trap) => trap.to_string(),
                     None => format!("{e:#}"),
                 };
-                return Err(CallError::Trap { connector, detail });
+                return Err(CallError::Trap { connector: connector(), detail });
             }
             Ok(Ok(value)) => value,
         };
         let operations = value.operations();
         if operations > limits.max_operations {
-            return Err(CallError::TooManyOperations { connector, count: operations, limit: limits.max_operations });
+            return Err(CallError::TooManyOperations { connector: connector(), count: operations, limit: limits.max_operations });
         }
         let size = value.output_size();
         if size > limits.max_output_bytes {
-            return Err(CallError::OutputTooLarge { connector, size, limit: limits.max_output_bytes });
+            return Err(CallError::OutputTooLarge { connector: connector(), size, limit: limits.max_output_bytes });
         }
         warm.live = Some(live);
         Ok(value)
@@ -409,10 +381,64 @@ impl LoadedConnector {
     fn new_store(&self, ctx: &CallContext) -> Store<CallState> {
         let runtime = &self.runtime;
         let memory = ctx.limits.memory_bytes.min(runtime.config().max_memory_bytes);
-        let state = CallState::new(self.label.clone(), ctx, memory);
+        let epoch = EpochState::new(ctx, runtime.inner.cpu.clone());
+        let state = CallState::new(self.label.clone(), ctx, memory, epoch);
         let mut store = Store::new(&runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // At every epoch tick: past the deadline, trap (in the guest, whether or not anything
+        // polls the timeout of `run_in`); otherwise give up the CPU turn (if this call holds
+        // one) and wait for the next ([`crate::cpu`]): the turns rotate between connections, so
+        // a connection's spinning guests share one turn among themselves, not the machine. The
+        // wait is also a yield to the async executor, so a busy guest never monopolizes a
+        // worker thread. The wall-clock timeout of `run_in` covers host waits (egress) and the
+        // wait for a turn. Registered once per store: each call only sets its deadline.
+        store.epoch_deadline_callback(|ctx| ctx.data().epoch.on_tick());
         store
+    }
+}
+
+/// What the epoch callback of a store needs ([`LoadedConnector::new_store`]): the running
+/// call's deadline, the CPU turn it holds, and its connection's place in the CPU rotation.
+pub(crate) struct EpochState {
+    /// When the running call must stop (set by each call).
+    ends: std::time::Instant,
+    /// The CPU turn the running call holds, once it has run past a tick ([`crate::cpu`]).
+    turn: Arc<std::sync::Mutex<Option<crate::cpu::Turn>>>,
+    connection: Arc<str>,
+    cpu: Arc<crate::cpu::CpuScheduler>,
+}
+
+impl EpochState {
+    fn new(ctx: &CallContext, cpu: Arc<crate::cpu::CpuScheduler>) -> Self {
+        EpochState {
+            ends: std::time::Instant::now(),
+            turn: Arc::default(),
+            connection: Arc::from(ctx.connection_id.as_deref().unwrap_or("")),
+            cpu,
+        }
+    }
+
+    /// The call is off the CPU: its turn (if it reached a tick) goes to the next waiter.
+    fn end_turn(&self) {
+        drop(self.turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+    }
+
+    fn on_tick(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        if std::time::Instant::now() >= self.ends {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        self.end_turn();
+        let (turn, cpu, connection) = (self.turn.clone(), self.cpu.clone(), self.connection.clone());
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                let (next, waited) = cpu.turn(&connection).await;
+                *turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(next);
+                if !waited {
+                    tokio::task::yield_now().await;
+                }
+            }),
+        ))
     }
 }
 

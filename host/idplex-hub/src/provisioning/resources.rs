@@ -63,9 +63,10 @@ pub(super) struct Ctx<'a> {
     connection: &'a str,
     if_match: Option<&'a str>,
     base: &'a str,
-    /// The connection's connector for this request, bound on first use: one binding and one
-    /// instance for the request's `normalize` and all its `render`s. Taken out for a call and
-    /// put back after it (a call never overlaps another of the same request).
+    /// The connection's connector for this request, bound on first use: one binding for the
+    /// request's `normalize` and all its `render`s, and an instance while calls can still come
+    /// (see [`Ctx::normalize`]). Taken out for a call and put back after it (a call never
+    /// overlaps another of the same request).
     connector: std::sync::Mutex<Option<Provisioning<'a>>>,
     /// The resource types of the binding the request's first connector call pinned (the
     /// connection's declared extensions included); the core ones until then.
@@ -300,6 +301,13 @@ impl<'a> Ctx<'a> {
     async fn normalize(&self, request: ScimRequest) -> Result<Operation, ScimError> {
         let mut connector = self.take_connector()?;
         let ops = connector.normalize(request).await;
+        if connector.renders_nothing() {
+            // No later call of this request needs the instance: it goes back to the binding now
+            // rather than wait out the request's store work. The binding stays pinned. Under
+            // load a few instances then serve every request (warm in the CPU caches) instead of
+            // one per request in flight.
+            connector.release_instance();
+        }
         self.keep_connector(connector);
         let ops = ops.map_err(hub_failure)?;
         <[Operation; 1]>::try_from(ops).map(|[op]| op).map_err(|ops| {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
 use crate::bindings::v1::idplex::connector as contract;
-use crate::call::{CallContext, MemoryLimiter};
+use crate::call::{CallContext, EpochState, MemoryLimiter};
 use crate::engine::Limits;
 
 /// The `T` of every connector `Store`: what the host imports can see during one call.
@@ -35,10 +35,12 @@ pub(crate) struct CallState {
     pub(crate) egress: egress::Egress,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) table: ResourceTable,
+    /// The running call's deadline and CPU turn, for the store's epoch callback.
+    pub(crate) epoch: EpochState,
 }
 
 impl CallState {
-    pub(crate) fn new(label: Arc<str>, ctx: &CallContext, memory_limit: u64) -> CallState {
+    pub(crate) fn new(label: Arc<str>, ctx: &CallContext, memory_limit: u64, epoch: EpochState) -> CallState {
         CallState {
             log: log::Log::new(label, ctx.connection_id.clone()),
             config: config::Config::new(ctx.config.clone()),
@@ -46,6 +48,7 @@ impl CallState {
             egress: egress::Egress::new(ctx.egress.clone(), &ctx.limits),
             limiter: MemoryLimiter::new(memory_limit),
             table: ResourceTable::new(),
+            epoch,
         }
     }
 
