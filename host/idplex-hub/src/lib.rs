@@ -847,13 +847,12 @@ impl Provisioning<'_> {
         self.binding.idle.put(std::mem::take(&mut self.warm));
     }
 
-    /// The instance for the next call: the request's own, or again one of the binding's idle
-    /// ones after [`Provisioning::release_instance`].
-    fn instance(&mut self) -> &mut idplex_runtime::Warm {
+    /// Before a call: after [`Provisioning::release_instance`] (or when the request started
+    /// with none), take one of the binding's idle instances again.
+    fn reclaim_instance(&mut self) {
         if !self.warm.is_started() {
             self.warm = self.binding.idle.take();
         }
-        &mut self.warm
     }
 
     /// Whether no later call of this request can need the instance: the binding serves every
@@ -867,7 +866,7 @@ impl Provisioning<'_> {
         if self.hub.options.native_scim_passthrough {
             return native_scim::normalize(&request).map_err(native_refusal);
         }
-        self.instance();
+        self.reclaim_instance();
         let b = &self.binding;
         let shape = RequestShape { method: request.method.clone(), resource: request.resource, id: request.id.clone() };
         let out = b.connector.normalize_in(&mut self.warm, &b.context, request).await;
@@ -886,7 +885,7 @@ impl Provisioning<'_> {
         if self.serves_unchanged(kind) {
             return Ok(resource);
         }
-        self.instance();
+        self.reclaim_instance();
         let b = &self.binding;
         let out = b.connector.render_or_keep_in(&mut self.warm, &b.context, kind, resource).await;
         match self.hub.observe(b, out).await? {

@@ -80,6 +80,16 @@ fn pkcs8_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(body).unwrap()
 }
 
+/// RSA-SHA256 (PKCS#1 v1.5) of `octets` by the SP's test key, made by `ring` directly: what a
+/// correct signer produces, independently of the code under test.
+fn sign_with_sp_key(octets: &str) -> Vec<u8> {
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8_der(SP_KEY)).unwrap();
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), octets.as_bytes(), &mut signature)
+        .unwrap();
+    signature
+}
+
 fn deflate(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(data).unwrap();
@@ -335,15 +345,7 @@ fn signature_base_string_is_exact() {
         .unwrap();
     assert_eq!(signature.len(), 256);
     assert!(rsa_verify(&cert(SP_CERT), signed.as_bytes(), &signature));
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8_der(SP_KEY)).unwrap();
-    let mut expected = vec![0; 256];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        signed.as_bytes(),
-        &mut expected,
-    )
-    .unwrap();
+    let expected = sign_with_sp_key(&signed);
     assert_eq!(signature, expected);
 
     let parsed = RedirectQuery::parse(query).unwrap();
@@ -452,15 +454,7 @@ fn verification_uses_the_raw_octets_as_received() {
         lower(SIG_ALG_RSA_SHA256)
     );
     assert!(signed.contains("%3a%2f%2f"));
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8_der(SP_KEY)).unwrap();
-    let mut signature = vec![0; 256];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        signed.as_bytes(),
-        &mut signature,
-    )
-    .unwrap();
+    let signature = sign_with_sp_key(&signed);
     let query = format!("{signed}&Signature={}", lower(&b64(&signature)));
     let parsed = verify_redirect_signature(&query, &cert(SP_CERT)).unwrap();
     assert_eq!(parsed.relay_state.as_deref(), Some("a/b"));
@@ -472,15 +466,7 @@ fn saml_response_queries_verify_too() {
     // The same binding carries SAMLResponse (single logout): same rules.
     let message = url_encode(&b64(&deflate(b"<samlp:LogoutResponse/>")));
     let signed = format!("SAMLResponse={message}&SigAlg={ENCODED_SIG_ALG}");
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8_der(SP_KEY)).unwrap();
-    let mut signature = vec![0; 256];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        signed.as_bytes(),
-        &mut signature,
-    )
-    .unwrap();
+    let signature = sign_with_sp_key(&signed);
     let query = format!("{signed}&Signature={}", url_encode(&b64(&signature)));
     let parsed = verify_redirect_signature(&query, &cert(SP_CERT)).unwrap();
     assert_eq!(parsed.kind, RedirectMessageKind::Response);
