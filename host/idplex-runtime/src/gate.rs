@@ -59,15 +59,24 @@ impl Gate {
             if handed.is_empty() {
                 return None;
             }
+            // Stale ones and those that fit no call of this connection any more (an instance of
+            // a binding swapped out) leave; of the others the newest is taken and the rest stay
+            // for the next waiters. (Dropping those too freed their permits, and the waiters
+            // started fresh instances beside them.)
             let mut found = None;
             let mut dropped = Vec::new();
+            let mut kept = Vec::new();
             while let Some((live, since)) = handed.pop() {
-                if found.is_none() && since.elapsed() < max_wait && fits(&live) {
+                if since.elapsed() >= max_wait || !fits(&live) {
+                    dropped.push(live);
+                } else if found.is_none() {
                     found = Some(live);
                 } else {
-                    dropped.push(live);
+                    kept.push((live, since));
                 }
             }
+            kept.reverse();
+            *handed = kept;
             (found, dropped)
         };
         drop(dropped);
