@@ -3,7 +3,8 @@
 //! (users and groups provisioned by IdPs, [`Store::create_user`] and friends, with each
 //! directory's delete policy, [`Store::scim_delete_user`]), users' API tokens and sessions
 //! ([`Store::verify_user_api_token`], [`Store::verify_user_session`]), each directory's SCIM
-//! sync log ([`Store::record_sync`]) and connector events.
+//! sync log ([`Store::record_sync`]), SAML sign-in state ([`Store::saml_settings`], the
+//! outstanding AuthnRequests and the replay cache, shared by replicas) and connector events.
 //!
 //! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
 //! PostgreSQL (several replicas sharing one database, module bytes included).
@@ -185,6 +186,7 @@ mod events;
 mod group_commit;
 mod modules;
 mod readers;
+mod saml;
 mod scim_tokens;
 mod sync_log;
 mod tokens;
@@ -199,6 +201,7 @@ pub use events::{
     EventRetention, MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES,
 };
 pub use modules::sha256_hex;
+pub use saml::{SamlRequest, SamlSettings};
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use sync_log::{
     MAX_SYNC_DETAIL_BYTES, MAX_SYNC_LOG_LIMIT, MAX_SYNC_USER_AGENT_BYTES, OutcomeFilter,

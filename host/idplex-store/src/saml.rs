@@ -1,0 +1,412 @@
+//! SAML single sign-on state: each connection's service-provider settings (the IdP it trusts),
+//! the e-mail domains routed to it, the AuthnRequests awaiting an answer and the replay cache of
+//! accepted assertion IDs.
+//!
+//! The last two live in the database, not in a process, so that replicas behind one load
+//! balancer behave as one: a request sent by one replica may be answered at another, and an
+//! assertion accepted by one is a replay at every other. Both are consumed or claimed by one
+//! statement (`DELETE … RETURNING`, `INSERT … ON CONFLICT DO NOTHING`), so two replicas racing
+//! for the same ID cannot both win. Expired rows are pruned by [`Store::prune_saml`].
+
+use crate::error::{is_foreign_key_violation, is_unique_violation};
+use crate::{Store, StoreError, now_ms};
+
+/// A connection's SAML service-provider settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SamlSettings {
+    pub connection_id: String,
+    /// The IdP's entity ID: the `Issuer` its responses must carry.
+    pub idp_entity_id: String,
+    /// Where AuthnRequests go (HTTP-Redirect binding).
+    pub sso_url: String,
+    /// The IdP's signing certificates, base64 DER; more than one during a key rollover.
+    pub certificates: Vec<String>,
+    /// Whether sign-in through this connection is on. Never without a certificate.
+    pub enabled: bool,
+    /// Whether unsolicited (IdP-initiated) responses are accepted.
+    pub allow_idp_initiated: bool,
+    /// Whether a signature over the Response alone (unsigned Assertion inside) is enough.
+    pub allow_response_only_signing: bool,
+    /// Whether a sign-in of a user the directory does not know creates it (just in time).
+    pub jit: bool,
+    /// Lifetime of the sessions its sign-ins open; the store's default when `None`.
+    pub session_ttl_minutes: Option<i64>,
+    /// The imported IdP metadata's `validUntil` (unix ms), if it had one.
+    pub metadata_valid_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An AuthnRequest sent and not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlRequest {
+    pub id: String,
+    pub connection_id: String,
+    pub relay_state: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Longest e-mail domain accepted for routing (RFC 1035 names).
+const MAX_DOMAIN_LEN: usize = 253;
+/// Longest request or assertion ID kept (IdPs send 20–64 characters).
+const MAX_SAML_ID_LEN: usize = 256;
+/// Longest RelayState kept (SAML bindings §3.4.3: 80 bytes; some SPs send more).
+const MAX_RELAY_STATE_LEN: usize = 1024;
+
+#[derive(sqlx::FromRow)]
+struct SettingsRow {
+    connection_id: String,
+    idp_entity_id: String,
+    sso_url: String,
+    certificates_json: String,
+    enabled: bool,
+    allow_idp_initiated: bool,
+    allow_response_only_signing: bool,
+    jit: bool,
+    session_ttl_minutes: Option<i64>,
+    metadata_valid_until: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl SettingsRow {
+    fn into_settings(self) -> Result<SamlSettings, StoreError> {
+        let certificates = serde_json::from_str(&self.certificates_json).map_err(|e| StoreError::Corrupt {
+            what: "SAML settings of connection",
+            key: self.connection_id.clone(),
+            reason: format!("certificates: {e}"),
+        })?;
+        Ok(SamlSettings {
+            connection_id: self.connection_id,
+            idp_entity_id: self.idp_entity_id,
+            sso_url: self.sso_url,
+            certificates,
+            enabled: self.enabled,
+            allow_idp_initiated: self.allow_idp_initiated,
+            allow_response_only_signing: self.allow_response_only_signing,
+            jit: self.jit,
+            session_ttl_minutes: self.session_ttl_minutes,
+            metadata_valid_until: self.metadata_valid_until,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+const SETTINGS_COLUMNS: &str = "connection_id, idp_entity_id, sso_url, certificates_json, enabled, \
+     allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, metadata_valid_until, \
+     created_at, updated_at";
+
+/// Insert or replace a connection's settings; `created_at` survives a replacement.
+const UPSERT_SETTINGS: &str = "INSERT INTO saml_connections (connection_id, idp_entity_id, sso_url, \
+     certificates_json, enabled, allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, \
+     metadata_valid_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+     ON CONFLICT (connection_id) DO UPDATE SET idp_entity_id = excluded.idp_entity_id, \
+     sso_url = excluded.sso_url, certificates_json = excluded.certificates_json, enabled = excluded.enabled, \
+     allow_idp_initiated = excluded.allow_idp_initiated, \
+     allow_response_only_signing = excluded.allow_response_only_signing, jit = excluded.jit, \
+     session_ttl_minutes = excluded.session_ttl_minutes, metadata_valid_until = excluded.metadata_valid_until, \
+     updated_at = excluded.updated_at \
+     RETURNING created_at";
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::InvalidInput { what, reason: reason.into() }
+}
+
+fn check_id(what: &'static str, id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > MAX_SAML_ID_LEN {
+        return Err(invalid(what, format!("must be 1 to {MAX_SAML_ID_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// A domain as routed: lowercase letters, digits, `-` and `.`, at least one dot, no empty label.
+fn check_domain(domain: &str) -> Result<(), StoreError> {
+    let ok = !domain.is_empty()
+        && domain.len() <= MAX_DOMAIN_LEN
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("e-mail domain", format!("{domain:?} is not a lowercase DNS name such as example.com")))
+    }
+}
+
+impl Store {
+    /// Stores `settings` for its connection (replacing earlier ones) and returns them as stored.
+    ///
+    /// [`StoreError::InvalidInput`] when enabled without a certificate (sign-in fails closed) or
+    /// with an empty entity ID or SSO URL; [`StoreError::NotFound`] if the connection does not
+    /// exist.
+    pub async fn put_saml_settings(&self, settings: &SamlSettings) -> Result<SamlSettings, StoreError> {
+        if settings.idp_entity_id.trim().is_empty() {
+            return Err(invalid("SAML settings", "the IdP entity ID is empty"));
+        }
+        if settings.sso_url.trim().is_empty() {
+            return Err(invalid("SAML settings", "the IdP SSO URL is empty"));
+        }
+        if settings.enabled && settings.certificates.is_empty() {
+            return Err(invalid(
+                "SAML settings",
+                "sign-in cannot be enabled without an IdP signing certificate",
+            ));
+        }
+        if settings.session_ttl_minutes.is_some_and(|m| m <= 0) {
+            return Err(invalid("SAML settings", "the session lifetime must be positive"));
+        }
+        let certificates = serde_json::to_string(&settings.certificates)
+            .map_err(|e| invalid("SAML settings", e.to_string()))?;
+        let now = now_ms();
+        let created: Result<i64, sqlx::Error> = with_pool!(self, write, |pool| {
+            sqlx::query_scalar(UPSERT_SETTINGS)
+                .bind(&settings.connection_id)
+                .bind(&settings.idp_entity_id)
+                .bind(&settings.sso_url)
+                .bind(&certificates)
+                .bind(settings.enabled)
+                .bind(settings.allow_idp_initiated)
+                .bind(settings.allow_response_only_signing)
+                .bind(settings.jit)
+                .bind(settings.session_ttl_minutes)
+                .bind(settings.metadata_valid_until)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        });
+        let created_at = match created {
+            Ok(at) => at,
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(StoreError::not_found("connection", &settings.connection_id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(SamlSettings { created_at, updated_at: now, ..settings.clone() })
+    }
+
+    /// The connection's SAML settings, if it has any.
+    pub async fn saml_settings(&self, connection_id: &str) -> Result<Option<SamlSettings>, StoreError> {
+        let sql = format!("SELECT {SETTINGS_COLUMNS} FROM saml_connections WHERE connection_id = $1");
+        let row: Option<SettingsRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(&sql).bind(connection_id).fetch_optional(pool).await?
+        });
+        row.map(SettingsRow::into_settings).transpose()
+    }
+
+    /// Removes the connection's SAML settings (sign-in through it stops); `false` if it had none.
+    pub async fn delete_saml_settings(&self, connection_id: &str) -> Result<bool, StoreError> {
+        let done = with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM saml_connections WHERE connection_id = $1")
+                .bind(connection_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Routes exactly `domains` (lowercase DNS names) to the connection, replacing the ones it
+    /// had, in one transaction. [`StoreError::Conflict`] names a domain already routed to another
+    /// connection (nothing changes); [`StoreError::NotFound`] if the connection does not exist.
+    pub async fn set_sso_domains(&self, connection_id: &str, domains: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut wanted: Vec<String> = domains.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        for d in &wanted {
+            check_domain(d)?;
+        }
+        let now = now_ms();
+        with_tx!(self, |tx| {
+            sqlx::query("DELETE FROM sso_domains WHERE connection_id = $1")
+                .bind(connection_id)
+                .execute(&mut *tx)
+                .await?;
+            for d in &wanted {
+                let done = sqlx::query("INSERT INTO sso_domains (domain, connection_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(d)
+                    .bind(connection_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                match done {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::conflict("e-mail domain", d, "is routed to another connection"));
+                    }
+                    Err(e) if is_foreign_key_violation(&e) => {
+                        return Err(StoreError::not_found("connection", connection_id));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        });
+        Ok(wanted)
+    }
+
+    /// The e-mail domains routed to the connection, sorted.
+    pub async fn sso_domains(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<String> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT domain FROM sso_domains WHERE connection_id = $1 ORDER BY domain")
+                .bind(connection_id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+
+    /// The connection the e-mail domain `domain` (any case) is routed to.
+    pub async fn connection_for_domain(&self, domain: &str) -> Result<Option<String>, StoreError> {
+        let domain = domain.to_ascii_lowercase();
+        if domain.is_empty() || domain.len() > MAX_DOMAIN_LEN {
+            return Ok(None);
+        }
+        let row: Option<String> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT connection_id FROM sso_domains WHERE domain = $1")
+                .bind(&domain)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    /// Remembers the AuthnRequest `id` sent for the connection until `expires_at` (unix ms).
+    /// [`StoreError::Conflict`] if the ID was used before; [`StoreError::NotFound`] if the
+    /// connection does not exist.
+    pub async fn remember_saml_request(
+        &self,
+        id: &str,
+        connection_id: &str,
+        relay_state: Option<&str>,
+        expires_at: i64,
+    ) -> Result<SamlRequest, StoreError> {
+        check_id("SAML request ID", id)?;
+        if relay_state.is_some_and(|r| r.len() > MAX_RELAY_STATE_LEN) {
+            return Err(invalid("RelayState", format!("longer than {MAX_RELAY_STATE_LEN} bytes")));
+        }
+        let now = now_ms();
+        let done = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_requests (id, connection_id, relay_state, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(connection_id)
+            .bind(relay_state)
+            .bind(now)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        });
+        match done {
+            Ok(_) => Ok(SamlRequest {
+                id: id.to_owned(),
+                connection_id: connection_id.to_owned(),
+                relay_state: relay_state.map(str::to_owned),
+                created_at: now,
+                expires_at,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::conflict("SAML request", id, "was issued before")),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("connection", connection_id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Consumes the outstanding AuthnRequest `id` of the connection: it is gone afterwards
+    /// whatever the answer, so a Response can answer it once. `None` if there is no such
+    /// request (never sent, sent for another connection, already answered) or it expired
+    /// before `now` (unix ms).
+    pub async fn take_saml_request(
+        &self,
+        id: &str,
+        connection_id: &str,
+        now: i64,
+    ) -> Result<Option<SamlRequest>, StoreError> {
+        if id.is_empty() || id.len() > MAX_SAML_ID_LEN {
+            return Ok(None);
+        }
+        let row: Option<(Option<String>, i64, i64)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "DELETE FROM saml_requests WHERE id = $1 AND connection_id = $2 \
+                 RETURNING relay_state, created_at, expires_at",
+            )
+            .bind(id)
+            .bind(connection_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.filter(|(_, _, expires_at)| *expires_at > now).map(|(relay_state, created_at, expires_at)| {
+            SamlRequest { id: id.to_owned(), connection_id: connection_id.to_owned(), relay_state, created_at, expires_at }
+        }))
+    }
+
+    /// Claims the assertion ID for the connection until `expires_at` (unix ms): `true` the first
+    /// time, `false` for a replay (the ID was claimed before, by this process or another
+    /// replica).
+    pub async fn claim_saml_assertion(
+        &self,
+        connection_id: &str,
+        assertion_id: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        check_id("SAML assertion ID", assertion_id)?;
+        let done = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_assertions_seen (connection_id, assertion_id, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (connection_id, assertion_id) DO NOTHING",
+            )
+            .bind(connection_id)
+            .bind(assertion_id)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        });
+        match done {
+            Ok(rows) => Ok(rows == 1),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("connection", connection_id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the outstanding requests and replay-cache entries that expired before `now`
+    /// (unix ms); returns how many rows went.
+    pub async fn prune_saml(&self, now: i64) -> Result<u64, StoreError> {
+        let gone = with_pool!(self, write, |pool| {
+            let requests = sqlx::query("DELETE FROM saml_requests WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            let seen = sqlx::query("DELETE FROM saml_assertions_seen WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            requests + seen
+        });
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_domain;
+
+    #[test]
+    fn domains() {
+        for ok in ["example.com", "a-b.example.co.uk", "x1.io"] {
+            assert!(check_domain(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "example", "Example.com", "-a.com", "a-.com", "a..com", ".com", "a.com.", "a_b.com", "é.com"] {
+            assert!(check_domain(bad).is_err(), "{bad}");
+        }
+    }
+}

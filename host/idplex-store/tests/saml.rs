@@ -1,0 +1,196 @@
+//! SAML sign-in state: per-connection settings that fail closed, e-mail domain routing, the
+//! outstanding AuthnRequests (answered once) and the replay cache, shared by two stores on one
+//! database as two replicas would be. Each test runs on SQLite (temp file) and PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use common::TestDb;
+use idplex_store::{Connection, NewConnection, SamlSettings, Store, StoreError};
+use serde_json::json;
+
+on_both_backends!(
+    settings_round_trip_and_fail_closed,
+    domains_route_to_one_connection,
+    requests_are_answered_once_and_expire,
+    an_assertion_is_accepted_once_across_replicas,
+);
+
+async fn connection(store: &Store, org: &str, name: &str) -> Connection {
+    store
+        .create_connection(&NewConnection {
+            id: None,
+            org_id: org.into(),
+            name: name.into(),
+            connector_name: "okta".into(),
+            config: json!({}),
+            egress_allow: vec![],
+            limits: json!({}),
+        })
+        .await
+        .unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn settings(connection_id: &str) -> SamlSettings {
+    SamlSettings {
+        connection_id: connection_id.into(),
+        idp_entity_id: "https://idp.example.com/saml".into(),
+        sso_url: "https://idp.example.com/sso".into(),
+        certificates: vec!["MIIBcert1".into(), "MIIBcert2".into()],
+        enabled: true,
+        allow_idp_initiated: false,
+        allow_response_only_signing: false,
+        jit: true,
+        session_ttl_minutes: Some(480),
+        metadata_valid_until: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+async fn settings_round_trip_and_fail_closed(db: TestDb) {
+    let store = db.open().await;
+    let conn = connection(&store, "org1", "okta").await;
+    assert_eq!(store.saml_settings(&conn.id).await.unwrap(), None);
+
+    let stored = store.put_saml_settings(&settings(&conn.id)).await.unwrap();
+    assert_eq!(store.saml_settings(&conn.id).await.unwrap().as_ref(), Some(&stored));
+    assert_eq!(stored.certificates, ["MIIBcert1", "MIIBcert2"], "rollover keeps both, in order");
+
+    // A replacement keeps created_at and changes the rest.
+    let mut next = settings(&conn.id);
+    next.certificates = vec!["MIIBcert2".into()];
+    next.allow_idp_initiated = true;
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let replaced = store.put_saml_settings(&next).await.unwrap();
+    assert_eq!(replaced.created_at, stored.created_at);
+    assert!(replaced.updated_at > stored.updated_at);
+    let read = store.saml_settings(&conn.id).await.unwrap().unwrap();
+    assert_eq!(read.certificates, ["MIIBcert2"]);
+    assert!(read.allow_idp_initiated);
+
+    // Fail closed: enabled without a certificate is refused, and nothing changes.
+    let mut open = settings(&conn.id);
+    open.certificates.clear();
+    let err = store.put_saml_settings(&open).await.unwrap_err();
+    assert!(err.is_invalid_input() && err.to_string().contains("without an IdP signing certificate"), "{err}");
+    assert_eq!(store.saml_settings(&conn.id).await.unwrap().unwrap().certificates, ["MIIBcert2"]);
+    // Disabled without one is fine (set up now, certificate later).
+    open.enabled = false;
+    store.put_saml_settings(&open).await.unwrap();
+
+    let mut bad = settings(&conn.id);
+    bad.session_ttl_minutes = Some(0);
+    assert!(store.put_saml_settings(&bad).await.unwrap_err().is_invalid_input());
+    let err = store.put_saml_settings(&settings("conn_nope")).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    assert!(store.delete_saml_settings(&conn.id).await.unwrap());
+    assert!(!store.delete_saml_settings(&conn.id).await.unwrap());
+    assert_eq!(store.saml_settings(&conn.id).await.unwrap(), None);
+}
+
+async fn domains_route_to_one_connection(db: TestDb) {
+    let store = db.open().await;
+    let a = connection(&store, "org1", "okta").await;
+    let b = connection(&store, "org2", "entra").await;
+    let set = store
+        .set_sso_domains(&a.id, &["example.com".into(), "eu.example.com".into(), "example.com".into()])
+        .await
+        .unwrap();
+    assert_eq!(set, ["eu.example.com", "example.com"], "sorted, deduplicated");
+    assert_eq!(store.connection_for_domain("EXAMPLE.com").await.unwrap().as_deref(), Some(a.id.as_str()));
+    assert_eq!(store.connection_for_domain("other.com").await.unwrap(), None);
+
+    // Another connection cannot take a routed domain; its own set stays as it was.
+    store.set_sso_domains(&b.id, &["contoso.com".into()]).await.unwrap();
+    let err = store.set_sso_domains(&b.id, &["fabrikam.com".into(), "example.com".into()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }) && err.to_string().contains("example.com"), "{err}");
+    assert_eq!(store.sso_domains(&b.id).await.unwrap(), ["contoso.com"]);
+    assert_eq!(store.connection_for_domain("example.com").await.unwrap().as_deref(), Some(a.id.as_str()));
+
+    // Replacing moves nothing else; an empty set releases the domains.
+    store.set_sso_domains(&a.id, &[]).await.unwrap();
+    store.set_sso_domains(&b.id, &["example.com".into()]).await.unwrap();
+    assert_eq!(store.connection_for_domain("example.com").await.unwrap().as_deref(), Some(b.id.as_str()));
+
+    for bad in ["Example.com", "example", "exa mple.com", ""] {
+        let err = store.set_sso_domains(&a.id, &[bad.into()]).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{bad}: {err}");
+    }
+    assert!(store.set_sso_domains("conn_nope", &["nope.com".into()]).await.unwrap_err().is_not_found());
+}
+
+async fn requests_are_answered_once_and_expire(db: TestDb) {
+    let store = db.open().await;
+    let a = connection(&store, "org1", "okta").await;
+    let b = connection(&store, "org2", "entra").await;
+    let now = now_ms();
+    store.remember_saml_request("_r1", &a.id, Some("/apps/wiki"), now + 60_000).await.unwrap();
+    let err = store.remember_saml_request("_r1", &a.id, None, now + 60_000).await.unwrap_err();
+    assert!(err.is_conflict(), "an ID is issued once: {err}");
+
+    // Another connection cannot answer it, and trying does not consume it.
+    assert_eq!(store.take_saml_request("_r1", &b.id, now).await.unwrap(), None);
+    let taken = store.take_saml_request("_r1", &a.id, now).await.unwrap().expect("outstanding");
+    assert_eq!(taken.relay_state.as_deref(), Some("/apps/wiki"));
+    assert_eq!(store.take_saml_request("_r1", &a.id, now).await.unwrap(), None, "answered once");
+
+    // Expired: refused, and gone.
+    store.remember_saml_request("_r2", &a.id, None, now + 1_000).await.unwrap();
+    assert_eq!(store.take_saml_request("_r2", &a.id, now + 1_000).await.unwrap(), None);
+    assert_eq!(store.take_saml_request("_r2", &a.id, now).await.unwrap(), None);
+
+    assert!(store.remember_saml_request("", &a.id, None, now).await.unwrap_err().is_invalid_input());
+    let long = "x".repeat(2000);
+    assert!(store.remember_saml_request("_r3", &a.id, Some(&long), now).await.unwrap_err().is_invalid_input());
+    assert!(store.remember_saml_request("_r4", "conn_nope", None, now).await.unwrap_err().is_not_found());
+    assert_eq!(store.take_saml_request(&long, &a.id, now).await.unwrap(), None);
+
+    // Pruning removes what expired and keeps the rest.
+    store.remember_saml_request("_old", &a.id, None, now - 1).await.unwrap();
+    store.remember_saml_request("_new", &a.id, None, now + 60_000).await.unwrap();
+    assert_eq!(store.prune_saml(now).await.unwrap(), 1);
+    assert!(store.take_saml_request("_new", &a.id, now).await.unwrap().is_some());
+}
+
+async fn an_assertion_is_accepted_once_across_replicas(db: TestDb) {
+    // Two stores on one database: two replicas behind a load balancer.
+    let one = db.open().await;
+    let two = db.open().await;
+    let a = connection(&one, "org1", "okta").await;
+    let b = connection(&one, "org2", "entra").await;
+    let expires = now_ms() + 300_000;
+    assert!(one.claim_saml_assertion(&a.id, "_assert-1", expires).await.unwrap());
+    assert!(!two.claim_saml_assertion(&a.id, "_assert-1", expires).await.unwrap(), "a replay at the other replica");
+    assert!(!one.claim_saml_assertion(&a.id, "_assert-1", expires).await.unwrap(), "and at the first");
+    // The same ID from another connection's IdP is its own.
+    assert!(two.claim_saml_assertion(&b.id, "_assert-1", expires).await.unwrap());
+
+    // Racing replicas: exactly one wins each ID.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        for store in [one.clone(), two.clone()] {
+            let conn = a.id.clone();
+            tasks.push(tokio::spawn(async move { (i, store.claim_saml_assertion(&conn, &format!("_race-{i}"), expires).await.unwrap()) }));
+        }
+    }
+    let mut wins = vec![0; 20];
+    for t in tasks {
+        let (i, won) = t.await.unwrap();
+        wins[i] += usize::from(won);
+    }
+    assert!(wins.iter().all(|&w| w == 1), "{wins:?}");
+
+    assert!(one.claim_saml_assertion("conn_nope", "_x", expires).await.unwrap_err().is_not_found());
+    assert!(one.claim_saml_assertion(&a.id, "", expires).await.unwrap_err().is_invalid_input());
+
+    // Pruned once expired (the verifier refuses the assertion itself by then).
+    one.claim_saml_assertion(&a.id, "_short", now_ms() - 1).await.unwrap();
+    assert_eq!(one.prune_saml(now_ms()).await.unwrap(), 1);
+    assert!(!one.claim_saml_assertion(&a.id, "_assert-1", expires).await.unwrap(), "unexpired entries stay");
+}
