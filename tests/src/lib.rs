@@ -5,7 +5,8 @@
 //! `env!("CARGO_BIN_EXE_idplex")`; they pass that path to [`TestEnv::new`]. This crate holds what
 //! they share: a private data directory and database per test ([`TestEnv`]), running the CLI
 //! ([`TestEnv::cli`]), running `idplex serve` and talking to it over HTTP ([`Server`]), and the
-//! module fixtures the installer must refuse ([`fixtures`]).
+//! module fixtures the installer must refuse ([`fixtures`]), and a SAML IdP that signs fresh
+//! responses with `xmlsec1` ([`saml_idp`]).
 //!
 //! Database: SQLite in the test's temp directory by default. When `IDPLEX_TEST_DATABASE_URL` is
 //! a `postgres://` URL, every [`TestEnv`] gets its own schema `t_<random>` on that server
@@ -14,6 +15,8 @@
 //!
 //! Every wait is bounded: a CLI run, server start-up, an HTTP request or a shutdown that takes
 //! too long fails the test instead of hanging it.
+
+pub mod saml_idp;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -27,9 +27,11 @@ mod admin;
 pub mod native_scim;
 pub mod provisioning;
 pub mod secrets;
+pub mod sso;
 mod users;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
+pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SsoError, SsoErrorClass};
 pub use users::UserCredential;
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
 
@@ -52,6 +54,9 @@ pub mod runtime {
         RuntimeConfig, SamlAttribute, ScimRequest, VerifiedAssertion,
     };
 }
+
+/// The public URL a hub assumes until [`Hub::set_public_url`].
+pub const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 
 /// Config keys with this prefix are secrets: never handed to a connector, never listed back.
 /// `secret.authorization` is attached by the host as the `Authorization` header of allowed
@@ -198,6 +203,13 @@ pub struct Hub {
     /// `updated_at` that failed, and why (answered instead of "not bound", and recorded as an
     /// event once per change).
     bind_failures: Mutex<HashMap<String, (i64, String)>>,
+    /// The URL browsers and IdPs reach this deployment at (SAML entity IDs and ACS URLs derive
+    /// from it): `http://localhost:8080` until [`Hub::set_public_url`].
+    public_url: std::sync::RwLock<String>,
+    /// Each SAML connection's trusted IdP, parsed once per settings change ([`sso`]).
+    sso_idps: Mutex<HashMap<String, (i64, Arc<idplex_saml::IdpConfig>)>>,
+    /// How many SAML refusals each connection recorded as events this minute ([`sso`]).
+    sso_refusals: sso::RefusalBudget,
 }
 
 impl Hub {
@@ -229,6 +241,9 @@ impl Hub {
             options,
             secrets,
             bind_failures: Mutex::default(),
+            public_url: std::sync::RwLock::new(DEFAULT_PUBLIC_URL.to_owned()),
+            sso_idps: Mutex::default(),
+            sso_refusals: sso::RefusalBudget::default(),
         })
     }
 
@@ -244,6 +259,28 @@ impl Hub {
         let store = Store::open_with(db_url, open).await.map_err(HubError::from)?;
         let runtime = Runtime::new(runtime)?;
         Ok(Hub::open(store, runtime, options, secrets))
+    }
+
+    /// Sets the URL browsers and IdPs reach this deployment at (`https://idplex.example.com`,
+    /// no trailing slash, no path query or fragment): SAML entity IDs and ACS URLs derive from
+    /// it, and an IdP checks them byte for byte.
+    pub fn set_public_url(&self, url: &str) -> Result<(), HubError> {
+        let url = url.trim_end_matches('/');
+        let invalid = |reason: &str| HubError::Invalid { what: "public URL", reason: format!("{url:?}: {reason}") };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| invalid("must start with https:// (or http:// for local testing)"))?;
+        if rest.is_empty() || rest.contains(['?', '#', '@']) || !url.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("must be a scheme and a host (and port, and path), nothing else"));
+        }
+        *self.public_url.write().unwrap_or_else(std::sync::PoisonError::into_inner) = url.to_owned();
+        Ok(())
+    }
+
+    /// The URL this deployment is reached at ([`Hub::set_public_url`]).
+    pub fn public_url(&self) -> String {
+        self.public_url.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The store, for tests and benchmarks that seed or inspect it (feature `test-support`):

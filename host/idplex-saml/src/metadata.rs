@@ -115,6 +115,9 @@ pub struct IdpMetadata {
     pub want_authn_requests_signed: bool,
     /// The `NameIDFormat`s listed, in document order.
     pub name_id_formats: Vec<String>,
+    /// The earliest `validUntil` (Unix seconds) of the descriptor, the entity and the groups
+    /// around it, if any says one: when the admin must import a fresh copy.
+    pub valid_until: Option<i64>,
 }
 
 impl IdpMetadata {
@@ -217,6 +220,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>, now: i64) -> Resul
     let idp = select_idp_descriptor(entity, &shown_entity)?;
 
     // validUntil on the descriptor, the entity and every enclosing group.
+    let mut earliest: Option<i64> = None;
     for node in idp.ancestors().filter(|n| n.is_element() && n.tag_name().namespace() == Some(NS_METADATA)) {
         if let Some(valid_until) = node.attribute("validUntil") {
             let instant = parse_instant(valid_until).ok_or_else(|| {
@@ -236,6 +240,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>, now: i64) -> Resul
                     ),
                 ));
             }
+            earliest = Some(earliest.map_or(instant, |e| e.min(instant)));
         }
     }
 
@@ -292,6 +297,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>, now: i64) -> Resul
         certificates,
         want_authn_requests_signed,
         name_id_formats,
+        valid_until: earliest,
     })
 }
 

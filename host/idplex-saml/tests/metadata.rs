@@ -207,7 +207,8 @@ fn aggregate_valid_until_covers_nested_entities() {
     // validUntil="2030-01-01T00:00:00Z" on the outer group.
     let after = 1_893_456_000;
     let b = Some("https://idp.university-b.example/idp/shibboleth");
-    assert!(parse_idp_metadata(AGGREGATE, b, after - 1).is_ok());
+    let md = parse_idp_metadata(AGGREGATE, b, after - 1).unwrap();
+    assert_eq!(md.valid_until, Some(after), "the group's bound is the entity's");
     assert_eq!(parse_idp_metadata(AGGREGATE, b, after).unwrap_err().code, SamlErrorCode::Expired);
 }
 

@@ -46,6 +46,10 @@ struct Global {
     /// only the process being killed (faster; for benchmarks and disposable data).
     #[arg(long, global = true, env = "IDPLEX_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: idplex_hub::store::SqliteSync,
+    /// The URL browsers and IdPs reach this deployment at: SAML entity IDs, ACS and metadata
+    /// URLs derive from it (`{URL}/saml/{connection}/acs`), and IdPs compare them byte for byte.
+    #[arg(long, global = true, env = "IDPLEX_PUBLIC_URL", default_value = idplex_hub::DEFAULT_PUBLIC_URL)]
+    public_url: String,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -98,6 +102,10 @@ enum Command {
     /// Issue, list and revoke the API tokens of directory users (for `/api/v1`).
     #[command(subcommand)]
     UserToken(UserTokenCmd),
+    /// Set up SAML sign-in of a connection: the IdP it trusts (its metadata, or entered by
+    /// hand), the switches, and the e-mail domains routed to it.
+    #[command(subcommand)]
+    Saml(SamlCmd),
     /// Show connector events (traps, timeouts, refused installs, ...), newest first.
     Events {
         /// Only events of this connection.
@@ -181,6 +189,78 @@ enum ConnectorCmd {
     Rollback {
         /// Connection id.
         #[arg(long)]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SamlCmd {
+    /// Show a connection's SAML setup, and what to enter at the IdP (entity ID, ACS URL).
+    Show {
+        /// Connection id.
+        connection: String,
+    },
+    /// Print the SP metadata of a connection (to upload to the IdP).
+    Metadata {
+        /// Connection id.
+        connection: String,
+    },
+    /// Take the IdP's entity ID, SSO URL and signing certificates from its metadata XML (a file
+    /// you downloaded from the IdP; `-` reads standard input). Switches are kept.
+    Import {
+        /// Connection id.
+        connection: String,
+        /// The metadata file.
+        file: PathBuf,
+        /// Pick this IdP entity of an aggregate (federation metadata).
+        #[arg(long)]
+        entity_id: Option<String>,
+        /// Turn sign-in on as well.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Change settings by hand; options not given are kept.
+    Set {
+        /// Connection id.
+        connection: String,
+        /// The IdP's entity ID (the Issuer of its responses).
+        #[arg(long)]
+        idp_entity_id: Option<String>,
+        /// The IdP's SSO URL (HTTP-Redirect binding).
+        #[arg(long)]
+        sso_url: Option<String>,
+        /// An IdP signing certificate file, PEM or DER (repeatable: several during a rollover;
+        /// replaces the current ones).
+        #[arg(long = "certificate")]
+        certificates: Vec<PathBuf>,
+        /// Turn sign-in on or off (on needs a certificate).
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Accept IdP-initiated (unsolicited) responses.
+        #[arg(long)]
+        allow_idp_initiated: Option<bool>,
+        /// Accept a signature over the Response alone (the Assertion unsigned inside it).
+        #[arg(long)]
+        allow_response_only_signing: Option<bool>,
+        /// Create unknown users at sign-in (just in time), and add them to the groups the
+        /// assertion names.
+        #[arg(long)]
+        jit: Option<bool>,
+        /// Lifetime of the sessions sign-in opens, in minutes.
+        #[arg(long)]
+        session_ttl_minutes: Option<i64>,
+    },
+    /// Route these e-mail domains to the connection's sign-in (`/sso/login?email=`), replacing
+    /// its routes; none clears them.
+    Domains {
+        /// Connection id.
+        connection: String,
+        /// Domains, e.g. example.com.
+        domains: Vec<String>,
+    },
+    /// Remove the connection's SAML setup and domain routes: sign-in through it stops.
+    Delete {
+        /// Connection id.
         connection: String,
     },
 }
@@ -506,6 +586,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => HubOptions::default(),
     };
     let hub = open_hub(g, runtime, options).await?;
+    hub.set_public_url(&g.public_url)?;
     match cli.command {
         Command::Serve(args) => serve(hub, g, args).await,
         Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
@@ -517,6 +598,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sync_log(&hub, g.json, &connection, &query).await
         }
         Command::UserToken(cmd) => user_token(&hub, g.json, cmd).await,
+        Command::Saml(cmd) => saml(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
             let events = hub.events(connection.as_deref(), limit).await?;
             emit(g.json, &json!({ "events": events }), || {
@@ -566,8 +648,10 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         println!("SCIM bearer token (shown once): {secret}");
     }
     println!("idplex listening on http://{addr}");
+    tracing::info!(public_url = %hub.public_url(), "SAML entity IDs and ACS URLs derive from the public URL");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let saml_pruner = hub.spawn_saml_pruner(Duration::from_secs(300));
     let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
     let pruner = (args.sync_log_retention_days > 0).then(|| {
         let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
@@ -602,6 +686,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         let _ = stop_tx.send(true);
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
+    saml_pruner.abort();
     let _ = watcher.await;
     let _ = event_pruner.await;
     if let Some(pruner) = pruner {
@@ -969,6 +1054,116 @@ async fn scim_token(hub: &Hub, json_out: bool, cmd: ScimTokenCmd) -> anyhow::Res
             emit(json_out, &json!({ "token": tok }), || format!("revoked {}", tok.id));
         }
     }
+    Ok(())
+}
+
+fn saml_text(v: &idplex_hub::SamlView) -> String {
+    let mut out = vec![
+        format!("connection        {}", v.connection_id),
+        format!("sign-in           {}", if v.enabled { "enabled" } else { "disabled" }),
+        String::new(),
+        "Enter at the IdP:".to_owned(),
+        format!("  SP entity ID    {}", v.sp_entity_id),
+        format!("  ACS URL         {}", v.acs_url),
+        format!("  SP metadata     {}", v.metadata_url),
+        String::new(),
+        format!("IdP entity ID     {}", v.idp_entity_id),
+        format!("IdP SSO URL       {}", v.sso_url),
+    ];
+    if v.certificates.is_empty() {
+        out.push("certificates      none (sign-in cannot be enabled)".to_owned());
+    }
+    for c in &v.certificates {
+        out.push(format!(
+            "certificate       {} sha256 {} until {}{}",
+            c.subject,
+            c.sha256_fingerprint,
+            c.not_after,
+            if c.expired { " (EXPIRED: roll it over)" } else { "" }
+        ));
+    }
+    out.push(format!("IdP-initiated     {}", if v.allow_idp_initiated { "accepted" } else { "refused" }));
+    out.push(format!("response-only sig {}", if v.allow_response_only_signing { "accepted" } else { "refused" }));
+    out.push(format!("JIT provisioning  {}", if v.jit { "on" } else { "off" }));
+    out.push(format!(
+        "session lifetime  {}",
+        v.session_ttl_minutes.map_or_else(|| "default".to_owned(), |m| format!("{m} min"))
+    ));
+    if let Some(until) = &v.metadata_valid_until {
+        out.push(format!("metadata valid    until {until}"));
+    }
+    out.push(format!("domains           {}", if v.domains.is_empty() { "-".to_owned() } else { v.domains.join(", ") }));
+    out.push(format!("login URL         {}", v.login_url));
+    out.join("\n")
+}
+
+async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
+    let view = match cmd {
+        SamlCmd::Show { connection } => hub.saml(&connection).await?,
+        SamlCmd::Metadata { connection } => {
+            print!("{}", hub.saml_sp_metadata(&connection).await?);
+            return Ok(());
+        }
+        SamlCmd::Import { connection, file, entity_id, enable } => {
+            let xml = if file.as_os_str() == "-" {
+                let mut buf = String::new();
+                std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 4 << 20), &mut buf)?;
+                buf
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read metadata file {}", file.display()))?
+            };
+            hub.import_saml_metadata(&connection, &xml, entity_id.as_deref(), enable).await?
+        }
+        SamlCmd::Set {
+            connection,
+            idp_entity_id,
+            sso_url,
+            certificates,
+            enabled,
+            allow_idp_initiated,
+            allow_response_only_signing,
+            jit,
+            session_ttl_minutes,
+        } => {
+            let certificates = if certificates.is_empty() {
+                None
+            } else {
+                let mut texts = Vec::new();
+                for path in &certificates {
+                    let bytes = std::fs::read(path).with_context(|| format!("cannot read certificate {}", path.display()))?;
+                    texts.push(match String::from_utf8(bytes) {
+                        Ok(text) => text,
+                        Err(e) => base64::Engine::encode(&base64::engine::general_purpose::STANDARD, e.as_bytes()),
+                    });
+                }
+                Some(texts)
+            };
+            let update = idplex_hub::SamlUpdate {
+                idp_entity_id,
+                sso_url,
+                certificates,
+                enabled,
+                allow_idp_initiated,
+                allow_response_only_signing,
+                jit,
+                session_ttl_minutes: session_ttl_minutes.map(Some),
+            };
+            hub.set_saml(&connection, update).await?
+        }
+        SamlCmd::Domains { connection, domains } => {
+            let set = hub.set_sso_domains(&connection, &domains).await?;
+            emit(json_out, &json!({ "domains": set }), || {
+                if set.is_empty() { "no domains routed".to_owned() } else { format!("routed: {}", set.join(", ")) }
+            });
+            return Ok(());
+        }
+        SamlCmd::Delete { connection } => {
+            hub.delete_saml(&connection).await?;
+            emit(json_out, &json!({ "deleted": connection }), || format!("SAML sign-in removed from {connection}"));
+            return Ok(());
+        }
+    };
+    emit(json_out, &serde_json::to_value(&view).unwrap_or_default(), || saml_text(&view));
     Ok(())
 }
 

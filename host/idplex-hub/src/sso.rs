@@ -1,0 +1,967 @@
+//! The sso service: SAML 2.0 sign-in through a connection.
+//!
+//! The protocol is `idplex-saml`'s (pure: no HTTP, no storage); this module is the use case
+//! around it, shared by the HTTP front end and the CLI:
+//!
+//! * **Setup** ([`Hub::set_saml`], [`Hub::import_saml_metadata`], [`Hub::set_sso_domains`]):
+//!   the IdP a connection trusts (entity ID, SSO URL, signing certificates, several during a
+//!   rollover), from the IdP's metadata or entered by hand, and its switches (enabled, IdP-
+//!   initiated, response-only signing, just-in-time provisioning, session lifetime). Sign-in
+//!   fails closed: it cannot be enabled without a certificate.
+//! * **SP-initiated sign-in** ([`Hub::begin_sign_in`], [`Hub::begin_sign_in_by_email`]): an
+//!   AuthnRequest over HTTP-Redirect whose ID is remembered in the database (so any replica can
+//!   take the answer) for [`REQUEST_LIFETIME_MS`].
+//! * **The ACS** ([`Hub::complete_sign_in`]): the response is verified entirely here before a
+//!   connector sees anything (`idplex_saml::verify_response`), its assertion ID claimed in the
+//!   replay cache (in the database, shared by replicas), its `InResponseTo` matched against an
+//!   outstanding request and consumed (or, unsolicited, accepted only where the connection
+//!   allows IdP-initiated sign-in); then the connection's connector maps the verified assertion
+//!   (`map-assertion`) to a canonical identity; the directory user is found, or created just in
+//!   time when the connection allows it, with its groups; a user that is inactive cannot sign
+//!   in; and a session (`idplex_session`) is opened.
+//!
+//! Every refusal is an [`SsoError`] with a stable code and is recorded as an event of the
+//! connection whose kind is `sso_` and the code (`sso_replayed`, `sso_signature_invalid`, …: the
+//! event log coalesces repeats per kind, so each reason stays visible), at most
+//! [`MAX_REFUSAL_EVENTS_PER_MINUTE`] a minute per connection, so a flood of forged posts costs
+//! no more writes than that (the rest go to the process log only).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use idplex_runtime::{CanonicalUser, SamlAttribute, VerifiedAssertion};
+use idplex_saml::cert::Certificate;
+use idplex_saml::metadata::{check_endpoint_url, parse_idp_metadata, sp_metadata};
+use idplex_saml::{AcsPolicy, IdpConfig, SamlError, SpConfig};
+use idplex_store::{
+    DirectoryUser, EventKind, NewDirectoryGroup, NewDirectoryUser, NewEvent, SamlSettings, StoreError, UserSession,
+};
+use serde::Serialize;
+
+use crate::{Hub, HubError, now_ms};
+
+/// How long an AuthnRequest may be answered (the user may take a while at the IdP: password,
+/// MFA enrolment), in milliseconds.
+pub const REQUEST_LIFETIME_MS: i64 = 10 * 60 * 1000;
+
+/// Refusals recorded as events per connection and minute; more are only counted in the log.
+pub const MAX_REFUSAL_EVENTS_PER_MINUTE: u32 = 60;
+
+/// Longest return path kept for after sign-in (it rides in `RelayState`, which SAML bounds to
+/// 80 bytes).
+pub const MAX_RETURN_PATH_BYTES: usize = idplex_saml::authn_request::MAX_RELAY_STATE_BYTES;
+
+/// Groups of one sign-in applied just in time, at most (an assertion listing more is an
+/// IdP misconfiguration; the rest are ignored and the admin is told in an event).
+pub const MAX_JIT_GROUPS: usize = 200;
+
+/// The longest session a connection may open, in minutes (as for admin-opened sessions).
+pub const MAX_SSO_SESSION_TTL_MINUTES: i64 = crate::MAX_SESSION_TTL_MINUTES as i64;
+
+const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// Why a sign-in (or its start) was refused: a stable code, what the user may be shown, and a
+/// detail for the admin (in the event, never in the browser).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct SsoError {
+    /// `idplex-saml`'s codes (`signature_invalid`, `replayed`, …) or the service's own:
+    /// `not_configured`, `sso_disabled`, `no_domain_route`, `unknown_user`, `user_inactive`,
+    /// `identity_invalid`, `connector_failed`, `internal`.
+    pub code: &'static str,
+    /// For the admin: what exactly was wrong (attacker-supplied values shortened and escaped).
+    pub detail: String,
+    /// Which class of answer it is.
+    pub class: SsoErrorClass,
+}
+
+/// Coarse classes of [`SsoError`], for HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsoErrorClass {
+    /// The connection or route does not exist (404).
+    NotFound,
+    /// The message or the user was refused (403; 400 for a malformed message).
+    Refused,
+    /// The message is not a SAML response at all (400).
+    BadRequest,
+    /// Our side failed (500).
+    Internal,
+}
+
+impl SsoError {
+    fn new(code: &'static str, class: SsoErrorClass, detail: impl Into<String>) -> Self {
+        SsoError { code, detail: detail.into(), class }
+    }
+
+    fn refused(code: &'static str, detail: impl Into<String>) -> Self {
+        SsoError::new(code, SsoErrorClass::Refused, detail)
+    }
+
+    fn internal(detail: impl Into<String>) -> Self {
+        SsoError::new("internal", SsoErrorClass::Internal, detail)
+    }
+
+    fn from_saml(e: SamlError) -> Self {
+        use idplex_saml::SamlErrorCode as C;
+        let class = match e.code {
+            C::Malformed | C::TooLarge => SsoErrorClass::BadRequest,
+            _ => SsoErrorClass::Refused,
+        };
+        SsoError { code: e.code.as_str(), detail: e.detail, class }
+    }
+
+    fn from_store(e: StoreError) -> Self {
+        SsoError::internal(format!("store: {e}"))
+    }
+}
+
+impl From<StoreError> for SsoError {
+    fn from(e: StoreError) -> Self {
+        SsoError::from_store(e)
+    }
+}
+
+/// A change to a connection's SAML settings; `None` keeps the current value. For a connection
+/// without settings, `idp_entity_id` and `sso_url` are required.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlUpdate {
+    pub idp_entity_id: Option<String>,
+    pub sso_url: Option<String>,
+    /// The IdP signing certificates, each PEM or base64 DER; replaces the current ones.
+    pub certificates: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub allow_idp_initiated: Option<bool>,
+    pub allow_response_only_signing: Option<bool>,
+    pub jit: Option<bool>,
+    /// Session lifetime in minutes; `Some(None)` (JSON `null`) goes back to the default.
+    #[serde(default, deserialize_with = "double_option")]
+    pub session_ttl_minutes: Option<Option<i64>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Ok(Some(serde::Deserialize::deserialize(d)?))
+}
+
+/// A connection's SAML setup as admins see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SamlView {
+    pub connection_id: String,
+    /// What to enter at the IdP: our entity ID, ACS URL and metadata URL.
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub metadata_url: String,
+    pub login_url: String,
+    pub idp_entity_id: String,
+    pub sso_url: String,
+    pub certificates: Vec<CertificateView>,
+    pub enabled: bool,
+    pub allow_idp_initiated: bool,
+    pub allow_response_only_signing: bool,
+    pub jit: bool,
+    pub session_ttl_minutes: Option<i64>,
+    pub metadata_valid_until: Option<String>,
+    pub domains: Vec<String>,
+    pub updated_at: String,
+}
+
+/// One IdP signing certificate, as admins see it (never the key material itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateView {
+    pub subject: String,
+    pub sha256_fingerprint: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whether it is past `not_after` (signatures still verify: SAML trusts the configured key,
+    /// not the certificate's dates; shown so the admin rolls it over).
+    pub expired: bool,
+}
+
+/// Where to send the browser to sign in.
+#[derive(Debug, Clone)]
+pub struct SignInStart {
+    pub connection_id: String,
+    pub request_id: String,
+    /// The IdP's SSO URL with the deflated AuthnRequest and RelayState.
+    pub redirect_url: String,
+}
+
+/// A completed sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub connection_id: String,
+    pub user: DirectoryUser,
+    /// Whether the user was created by this sign-in (just in time).
+    pub created: bool,
+    pub session: UserSession,
+    /// The `idplex_session` cookie value; not stored.
+    pub session_secret: String,
+    /// Where to send the browser: a local path (`/` when none was asked for or it was unsafe).
+    pub return_to: String,
+}
+
+/// Per-connection rate of refusal events ([`MAX_REFUSAL_EVENTS_PER_MINUTE`]).
+#[derive(Default)]
+pub(crate) struct RefusalBudget {
+    windows: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl RefusalBudget {
+    /// Whether another event may be recorded for the connection now.
+    fn admit(&self, connection_id: &str, now: i64) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now - *start < 60_000);
+        }
+        let entry = windows.entry(connection_id.to_owned()).or_insert((now, 0));
+        if now - entry.0 >= 60_000 {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= MAX_REFUSAL_EVENTS_PER_MINUTE
+    }
+}
+
+/// A return path that cannot leave this site: `/`, then no second `/` or `\` (no
+/// protocol-relative `//host`), printable ASCII, at most [`MAX_RETURN_PATH_BYTES`].
+pub fn safe_return_path(path: &str) -> Option<&str> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= MAX_RETURN_PATH_BYTES
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    ok.then_some(path)
+}
+
+fn fmt_ms(ms: i64) -> String {
+    crate::rfc3339(ms)
+}
+
+/// The certificates, each PEM or base64 DER, parsed and checked usable; de-duplicated.
+fn parse_certificates(texts: &[String]) -> Result<Vec<Certificate>, HubError> {
+    if texts.len() > idplex_saml::metadata::MAX_CERTIFICATES {
+        return Err(HubError::Invalid {
+            what: "SAML certificates",
+            reason: format!("at most {} certificates", idplex_saml::metadata::MAX_CERTIFICATES),
+        });
+    }
+    let mut out: Vec<Certificate> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let cert = Certificate::from_text(text).map_err(|e| HubError::Invalid {
+            what: "SAML certificate",
+            reason: format!("certificate {}: {}", i + 1, e.detail),
+        })?;
+        if !out.iter().any(|c| c.der() == cert.der()) {
+            out.push(cert);
+        }
+    }
+    Ok(out)
+}
+
+fn invalid(reason: impl Into<String>) -> HubError {
+    HubError::Invalid { what: "SAML settings", reason: reason.into() }
+}
+
+fn check_entity_id(entity_id: &str) -> Result<(), HubError> {
+    if entity_id.trim().is_empty() || entity_id.len() > idplex_saml::metadata::MAX_ENTITY_ID_CHARS {
+        return Err(invalid(format!(
+            "the IdP entity ID must be 1 to {} characters",
+            idplex_saml::metadata::MAX_ENTITY_ID_CHARS
+        )));
+    }
+    if entity_id.chars().any(char::is_control) {
+        return Err(invalid("the IdP entity ID has control characters"));
+    }
+    Ok(())
+}
+
+impl Hub {
+    // -- setup -------------------------------------------------------------------------------
+
+    /// The SP side of the connection: entity ID `{public_url}/saml/{id}`, ACS
+    /// `{public_url}/saml/{id}/acs`.
+    pub fn sp_config(&self, connection_id: &str) -> SpConfig {
+        let base = self.public_url();
+        SpConfig {
+            entity_id: format!("{base}/saml/{connection_id}"),
+            acs_url: format!("{base}/saml/{connection_id}/acs"),
+        }
+    }
+
+    /// The SP metadata of the connection (for the IdP admin to import). [`StoreError::NotFound`]
+    /// if the connection does not exist.
+    pub async fn saml_sp_metadata(&self, connection_id: &str) -> Result<String, HubError> {
+        self.store.get_connection(connection_id).await?;
+        Ok(sp_metadata(&self.sp_config(connection_id), None, true, false))
+    }
+
+    /// The connection's SAML setup; not found when it has none.
+    pub async fn saml(&self, connection_id: &str) -> Result<SamlView, HubError> {
+        let settings = self
+            .store
+            .saml_settings(connection_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "SAML settings of connection", key: connection_id.to_owned() })?;
+        self.saml_view(settings).await
+    }
+
+    async fn saml_view(&self, s: SamlSettings) -> Result<SamlView, HubError> {
+        let sp = self.sp_config(&s.connection_id);
+        let now = now_ms();
+        let certificates = s
+            .certificates
+            .iter()
+            .map(|b64| match Certificate::from_text(b64) {
+                Ok(c) => CertificateView {
+                    subject: c.subject().to_owned(),
+                    sha256_fingerprint: c.fingerprint_sha256().to_owned(),
+                    not_before: fmt_ms(c.not_before().saturating_mul(1000)),
+                    not_after: fmt_ms(c.not_after().saturating_mul(1000)),
+                    expired: c.not_after().saturating_mul(1000) < now,
+                },
+                Err(e) => CertificateView {
+                    subject: format!("(unreadable: {})", e.detail),
+                    sha256_fingerprint: String::new(),
+                    not_before: String::new(),
+                    not_after: String::new(),
+                    expired: true,
+                },
+            })
+            .collect();
+        let domains = self.store.sso_domains(&s.connection_id).await?;
+        let base = self.public_url();
+        Ok(SamlView {
+            metadata_url: format!("{}/metadata", sp.entity_id),
+            login_url: format!("{base}/saml/{}/login", s.connection_id),
+            sp_entity_id: sp.entity_id,
+            acs_url: sp.acs_url,
+            connection_id: s.connection_id,
+            idp_entity_id: s.idp_entity_id,
+            sso_url: s.sso_url,
+            certificates,
+            enabled: s.enabled,
+            allow_idp_initiated: s.allow_idp_initiated,
+            allow_response_only_signing: s.allow_response_only_signing,
+            jit: s.jit,
+            session_ttl_minutes: s.session_ttl_minutes,
+            metadata_valid_until: s.metadata_valid_until.map(fmt_ms),
+            domains,
+            updated_at: fmt_ms(s.updated_at),
+        })
+    }
+
+    /// Changes the connection's SAML settings (creating them: entity ID and SSO URL required).
+    /// Refused with a message naming the field: an SSO URL that is not https (loopback http
+    /// aside), a certificate that cannot be parsed or whose key is too weak, a session lifetime
+    /// out of bounds, and enabling without a certificate.
+    pub async fn set_saml(&self, connection_id: &str, update: SamlUpdate) -> Result<SamlView, HubError> {
+        self.store.get_connection(connection_id).await?;
+        let current = self.store.saml_settings(connection_id).await?;
+        let now = now_ms();
+        let mut s = match current {
+            Some(s) => s,
+            None => SamlSettings {
+                connection_id: connection_id.to_owned(),
+                idp_entity_id: update.idp_entity_id.clone().ok_or_else(|| {
+                    invalid("idp_entity_id is required for a connection without SAML settings (or import the IdP's metadata)")
+                })?,
+                sso_url: update
+                    .sso_url
+                    .clone()
+                    .ok_or_else(|| invalid("sso_url is required for a connection without SAML settings"))?,
+                certificates: Vec::new(),
+                enabled: false,
+                allow_idp_initiated: false,
+                allow_response_only_signing: false,
+                jit: true,
+                session_ttl_minutes: None,
+                metadata_valid_until: None,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        if let Some(v) = update.idp_entity_id {
+            s.idp_entity_id = v;
+        }
+        if let Some(v) = update.sso_url {
+            s.sso_url = v;
+        }
+        if let Some(texts) = update.certificates {
+            s.certificates = parse_certificates(&texts)?.iter().map(Certificate::to_base64).collect();
+            // Certificates entered by hand: whatever the metadata said about its validity is moot.
+            s.metadata_valid_until = None;
+        }
+        if let Some(v) = update.enabled {
+            s.enabled = v;
+        }
+        if let Some(v) = update.allow_idp_initiated {
+            s.allow_idp_initiated = v;
+        }
+        if let Some(v) = update.allow_response_only_signing {
+            s.allow_response_only_signing = v;
+        }
+        if let Some(v) = update.jit {
+            s.jit = v;
+        }
+        if let Some(v) = update.session_ttl_minutes {
+            s.session_ttl_minutes = v;
+        }
+        self.check_and_store(s).await
+    }
+
+    /// Takes the IdP entity ID, SSO URL (HTTP-Redirect) and signing certificates from the IdP's
+    /// metadata (`entity_id` picks one IdP of an aggregate), keeping the connection's switches
+    /// (new settings start disabled unless `enable`). The metadata is a document the admin
+    /// fetched: idplex fetches nothing itself.
+    pub async fn import_saml_metadata(
+        &self,
+        connection_id: &str,
+        xml: &str,
+        entity_id: Option<&str>,
+        enable: bool,
+    ) -> Result<SamlView, HubError> {
+        self.store.get_connection(connection_id).await?;
+        let now = now_ms();
+        let md = parse_idp_metadata(xml, entity_id, now / 1000).map_err(|e| HubError::Invalid {
+            what: "IdP metadata",
+            reason: format!("{}: {}", e.code, e.detail),
+        })?;
+        let current = self.store.saml_settings(connection_id).await?;
+        let mut s = current.unwrap_or(SamlSettings {
+            connection_id: connection_id.to_owned(),
+            idp_entity_id: String::new(),
+            sso_url: String::new(),
+            certificates: Vec::new(),
+            enabled: false,
+            allow_idp_initiated: false,
+            allow_response_only_signing: false,
+            jit: true,
+            session_ttl_minutes: None,
+            metadata_valid_until: None,
+            created_at: now,
+            updated_at: now,
+        });
+        s.idp_entity_id = md.entity_id;
+        s.sso_url = md.sso_redirect_url;
+        s.certificates = md.certificates.iter().map(Certificate::to_base64).collect();
+        s.metadata_valid_until = md.valid_until.map(|secs| secs.saturating_mul(1000));
+        s.enabled |= enable;
+        self.check_and_store(s).await
+    }
+
+    async fn check_and_store(&self, s: SamlSettings) -> Result<SamlView, HubError> {
+        check_entity_id(&s.idp_entity_id)?;
+        check_endpoint_url(&s.sso_url).map_err(|e| invalid(format!("sso_url: {}", e.detail)))?;
+        if s.enabled && s.certificates.is_empty() {
+            return Err(invalid(
+                "sign-in cannot be enabled without an IdP signing certificate: give certificates or import the IdP's metadata",
+            ));
+        }
+        if let Some(m) = s.session_ttl_minutes
+            && !(1..=MAX_SSO_SESSION_TTL_MINUTES).contains(&m)
+        {
+            return Err(invalid(format!("session_ttl_minutes must be 1 to {MAX_SSO_SESSION_TTL_MINUTES}")));
+        }
+        let stored = self.store.put_saml_settings(&s).await?;
+        self.forget_idp(&stored.connection_id);
+        tracing::info!(connection = %stored.connection_id, enabled = stored.enabled, "SAML settings changed");
+        self.saml_view(stored).await
+    }
+
+    /// Removes the connection's SAML settings and domain routes: sign-in through it stops.
+    pub async fn delete_saml(&self, connection_id: &str) -> Result<(), HubError> {
+        self.store.get_connection(connection_id).await?;
+        self.store.set_sso_domains(connection_id, &[]).await?;
+        if !self.store.delete_saml_settings(connection_id).await? {
+            return Err(StoreError::NotFound { what: "SAML settings of connection", key: connection_id.to_owned() }.into());
+        }
+        self.forget_idp(connection_id);
+        Ok(())
+    }
+
+    /// Routes exactly these e-mail domains (any case) to the connection's sign-in, replacing its
+    /// routes. A domain routed to another connection is a conflict.
+    pub async fn set_sso_domains(&self, connection_id: &str, domains: &[String]) -> Result<Vec<String>, HubError> {
+        self.store.get_connection(connection_id).await?;
+        let lower: Vec<String> = domains.iter().map(|d| d.trim().to_ascii_lowercase()).collect();
+        Ok(self.store.set_sso_domains(connection_id, &lower).await?)
+    }
+
+    // -- sign-in -----------------------------------------------------------------------------
+
+    /// The IdP a connection trusts, parsed once per settings change (keyed by `updated_at`).
+    fn idp_config(&self, s: &SamlSettings) -> Result<Arc<IdpConfig>, SsoError> {
+        let key = (s.connection_id.clone(), s.updated_at);
+        if let Some(found) = self.lock_idps().get(&key.0).filter(|(at, _)| *at == key.1).map(|(_, c)| c.clone()) {
+            return Ok(found);
+        }
+        let certificates = s
+            .certificates
+            .iter()
+            .map(|b64| Certificate::from_text(b64))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SsoError::refused("certificate_invalid", format!("a configured IdP certificate: {}", e.detail)))?;
+        let config = Arc::new(IdpConfig {
+            entity_id: s.idp_entity_id.clone(),
+            sso_url: s.sso_url.clone(),
+            certificates,
+            allow_response_only_signing: s.allow_response_only_signing,
+        });
+        self.lock_idps().insert(key.0, (key.1, config.clone()));
+        Ok(config)
+    }
+
+    fn lock_idps(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<IdpConfig>)>> {
+        self.sso_idps.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn forget_idp(&self, connection_id: &str) {
+        self.lock_idps().remove(connection_id);
+    }
+
+    /// The enabled settings of a connection, or why sign-in through it is refused.
+    async fn sso_settings(&self, connection_id: &str) -> Result<SamlSettings, SsoError> {
+        let settings = self.store.saml_settings(connection_id).await?;
+        let s = settings.ok_or_else(|| {
+            SsoError::new("not_configured", SsoErrorClass::NotFound, format!("connection {connection_id} has no SAML sign-in"))
+        })?;
+        if !s.enabled {
+            return Err(SsoError::refused("sso_disabled", "SAML sign-in is disabled for this connection"));
+        }
+        if s.certificates.is_empty() {
+            return Err(SsoError::refused("no_certificate", "the connection has no IdP signing certificate"));
+        }
+        Ok(s)
+    }
+
+    /// Starts an SP-initiated sign-in through the connection: a fresh AuthnRequest (its ID
+    /// remembered for [`REQUEST_LIFETIME_MS`]) and the URL that carries it to the IdP.
+    /// `return_to` is where to go afterwards: a local path ([`safe_return_path`]), else `/`.
+    pub async fn begin_sign_in(&self, connection_id: &str, return_to: Option<&str>) -> Result<SignInStart, SsoError> {
+        let out = self.begin_sign_in_inner(connection_id, return_to).await;
+        if let Err(e) = &out {
+            self.record_refusal(connection_id, e).await;
+        }
+        out
+    }
+
+    async fn begin_sign_in_inner(&self, connection_id: &str, return_to: Option<&str>) -> Result<SignInStart, SsoError> {
+        let s = self.sso_settings(connection_id).await?;
+        let sp = self.sp_config(connection_id);
+        let request_id = format!("_{}", random_hex(16));
+        let now = now_ms();
+        let request = idplex_saml::authn_request::AuthnRequest::new(&request_id, now / 1000, &sp, &s.sso_url)
+            .map_err(SsoError::from_saml)?;
+        let relay = return_to.and_then(safe_return_path);
+        self.store.remember_saml_request(&request_id, connection_id, relay, now + REQUEST_LIFETIME_MS).await?;
+        let redirect_url = request.redirect_url(relay, None).map_err(SsoError::from_saml)?;
+        Ok(SignInStart { connection_id: connection_id.to_owned(), request_id, redirect_url })
+    }
+
+    /// [`Hub::begin_sign_in`] through the connection the e-mail's domain is routed to.
+    pub async fn begin_sign_in_by_email(&self, email: &str, return_to: Option<&str>) -> Result<SignInStart, SsoError> {
+        let domain = email.trim().rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        let connection = if domain.is_empty() { None } else { self.store.connection_for_domain(domain).await? };
+        let Some(connection) = connection else {
+            return Err(SsoError::new(
+                "no_domain_route",
+                SsoErrorClass::NotFound,
+                "no organization signs in with this e-mail domain",
+            ));
+        };
+        self.begin_sign_in(&connection, return_to).await
+    }
+
+    /// The ACS: verifies a posted `SAMLResponse`, maps it through the connection's connector,
+    /// finds or provisions the user and opens a session (see the module docs). Refusals are
+    /// recorded as events.
+    pub async fn complete_sign_in(
+        &self,
+        connection_id: &str,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<SignedIn, SsoError> {
+        let out = self.complete_sign_in_inner(connection_id, saml_response, relay_state).await;
+        match &out {
+            Ok(done) => tracing::info!(
+                connection = %connection_id, user = %done.user.id, session = %done.session.id, created = done.created,
+                "SAML sign-in"
+            ),
+            Err(e) => self.record_refusal(connection_id, e).await,
+        }
+        out
+    }
+
+    async fn complete_sign_in_inner(
+        &self,
+        connection_id: &str,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<SignedIn, SsoError> {
+        let s = self.sso_settings(connection_id).await?;
+        let idp = self.idp_config(&s)?;
+        let sp = self.sp_config(connection_id);
+        let now = now_ms();
+        let verified = idplex_saml::verify_response(saml_response, &sp, &idp, &AcsPolicy::default(), now / 1000)
+            .map_err(SsoError::from_saml)?;
+
+        // The replay cache first, so a replay is called one whatever else is wrong with it.
+        let expires_ms = verified.expires_at.saturating_mul(1000);
+        if !self.store.claim_saml_assertion(connection_id, &verified.assertion_id, expires_ms).await? {
+            return Err(SsoError::refused(
+                "replayed",
+                format!("assertion {} was accepted before", SamlError::shown(&verified.assertion_id)),
+            ));
+        }
+        let return_to = match &verified.in_response_to {
+            Some(id) => {
+                let request = self.store.take_saml_request(id, connection_id, now).await?.ok_or_else(|| {
+                    SsoError::refused(
+                        "in_response_to_mismatch",
+                        format!(
+                            "InResponseTo {} names no outstanding request of this connection (never sent, answered already, or expired)",
+                            SamlError::shown(id)
+                        ),
+                    )
+                })?;
+                // Ours, from when the request was sent: what was posted beside it is ignored.
+                request.relay_state
+            }
+            None if s.allow_idp_initiated => relay_state.and_then(safe_return_path).map(str::to_owned),
+            None => {
+                return Err(SsoError::refused(
+                    "unsolicited_refused",
+                    "an IdP-initiated (unsolicited) response, and the connection accepts only responses to its own requests",
+                ));
+            }
+        };
+
+        let assertion = VerifiedAssertion {
+            issuer: verified.issuer.clone(),
+            name_id: verified.name_id.clone(),
+            name_id_format: verified.name_id_format.clone(),
+            session_index: verified.session_index.clone(),
+            authn_context: None,
+            attributes: verified
+                .attributes
+                .iter()
+                .map(|a| SamlAttribute { name: a.name.clone(), values: a.values.clone() })
+                .collect(),
+        };
+        let identity = self.map_assertion(connection_id, assertion).await.map_err(|e| {
+            SsoError::refused("connector_failed", format!("the connector could not map the assertion: {e}"))
+        })?;
+        let user = &identity.user;
+        if user.user_name.trim().is_empty() {
+            return Err(SsoError::refused("identity_invalid", "the connector mapped the assertion to an empty userName"));
+        }
+        if !user.active {
+            return Err(SsoError::refused("user_inactive", "the connector mapped the assertion to an inactive user"));
+        }
+        let (dir_user, created) = self.provision_signed_in(&s, user, &identity.groups).await?;
+        let ttl_ms = s.session_ttl_minutes.map(|m| m.saturating_mul(60_000));
+        let (session, session_secret) = match self.store.create_user_session(&dir_user.id, ttl_ms).await {
+            Ok(v) => v,
+            // Deactivated between the lookup and now (by SCIM): no session.
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                return Err(SsoError::refused("user_inactive", format!("user {} is not active", dir_user.user_name)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(SignedIn {
+            connection_id: connection_id.to_owned(),
+            user: dir_user,
+            created,
+            session,
+            session_secret,
+            return_to: return_to.unwrap_or_else(|| "/".to_owned()),
+        })
+    }
+
+    /// The directory user the identity names (by `userName`, ignoring case): refused when
+    /// inactive; created when unknown and the connection provisions just in time, refused
+    /// otherwise. With JIT, an existing user's profile follows the assertion and the user joins
+    /// the groups it names (created if missing); memberships are only added.
+    async fn provision_signed_in(
+        &self,
+        s: &SamlSettings,
+        user: &CanonicalUser,
+        groups: &[String],
+    ) -> Result<(DirectoryUser, bool), SsoError> {
+        let conn = &s.connection_id;
+        let found = self.store.find_users_by_user_name(conn, &user.user_name).await?.into_iter().next();
+        let (dir_user, created) = match found {
+            Some(u) if !u.active => {
+                return Err(SsoError::refused("user_inactive", format!("user {} is deactivated", u.user_name)));
+            }
+            Some(u) if s.jit => {
+                let wanted = merged_resource(&u.resource, user)?;
+                if wanted == u.resource && u.external_id == user.external_id.clone().or(u.external_id.clone()) {
+                    (u, false)
+                } else {
+                    let external_id = user.external_id.as_deref().or(u.external_id.as_deref());
+                    match self
+                        .store
+                        .replace_user(conn, &u.id, Some(u.version), &u.user_name, external_id, true, &wanted)
+                        .await
+                    {
+                        Ok(updated) => (updated, false),
+                        // Changed meanwhile (SCIM): that write stands; sign in as it is.
+                        Err(e) if e.is_precondition_failed() || e.is_conflict() => (u, false),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Some(u) => (u, false),
+            None if s.jit => {
+                let resource = merged_resource(&serde_json::json!({"schemas": [CORE_USER]}), user)?;
+                let new = NewDirectoryUser {
+                    connection_id: conn.clone(),
+                    user_name: user.user_name.clone(),
+                    external_id: user.external_id.clone(),
+                    active: true,
+                    resource,
+                };
+                match self.store.create_user(&new).await {
+                    Ok(u) => (u, true),
+                    Err(e) if e.is_conflict() => {
+                        return Err(SsoError::refused(
+                            "unknown_user",
+                            format!(
+                                "userName {} belongs to a user of another directory of the organization",
+                                SamlError::shown(&user.user_name)
+                            ),
+                        ));
+                    }
+                    Err(e) if e.is_invalid_input() => {
+                        return Err(SsoError::refused("identity_invalid", format!("the mapped identity: {e}")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => {
+                return Err(SsoError::refused(
+                    "unknown_user",
+                    format!(
+                        "{} is not a user of this directory, and the connection does not provision users at sign-in",
+                        SamlError::shown(&user.user_name)
+                    ),
+                ));
+            }
+        };
+        if s.jit {
+            self.join_groups(conn, &dir_user, groups).await?;
+        }
+        Ok((dir_user, created))
+    }
+
+    async fn join_groups(&self, conn: &str, user: &DirectoryUser, groups: &[String]) -> Result<(), SsoError> {
+        let mut names: Vec<&str> = groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() > MAX_JIT_GROUPS {
+            tracing::warn!(connection = %conn, groups = names.len(), "assertion names more groups than are applied at sign-in");
+            names.truncate(MAX_JIT_GROUPS);
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        let current: std::collections::HashSet<String> = self
+            .store
+            .groups_of_user(conn, &user.id)
+            .await?
+            .into_iter()
+            .map(|g| g.display_name.to_lowercase())
+            .collect();
+        for name in names {
+            if current.contains(&name.to_lowercase()) {
+                continue;
+            }
+            let existing = self
+                .store
+                .find_groups_by_display_name(conn, name, false)
+                .await?
+                .into_iter()
+                .find(|g| g.display_name.to_lowercase() == name.to_lowercase());
+            let done = match existing {
+                Some(g) => self.store.add_group_members(conn, &g.id, std::slice::from_ref(&user.id)).await.map(drop),
+                None => self
+                    .store
+                    .create_group(&NewDirectoryGroup {
+                        connection_id: conn.to_owned(),
+                        display_name: name.to_owned(),
+                        external_id: None,
+                        resource: serde_json::json!({"schemas": [CORE_GROUP], "displayName": name}),
+                        members: vec![user.id.clone()],
+                    })
+                    .await
+                    .map(drop),
+            };
+            match done {
+                Ok(()) => {}
+                // Removed or renamed meanwhile, or a name the store refuses: the sign-in stands.
+                Err(e) if e.is_not_found() || e.is_invalid_input() || e.is_conflict() => {
+                    tracing::warn!(connection = %conn, group = %name, error = %e, "group not joined at sign-in");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session whose cookie value this is (local logout). `false` when it was not a
+    /// live session (unknown, expired, ended already): logging out twice is harmless.
+    pub async fn sign_out(&self, session_secret: &str) -> Result<bool, HubError> {
+        let Some((session, _)) = self.store.verify_user_session(session_secret).await? else {
+            return Ok(false);
+        };
+        match self.store.end_user_session(&session.id).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records a refusal as an event of the connection (within the budget) and in the log.
+    async fn record_refusal(&self, connection_id: &str, e: &SsoError) {
+        tracing::warn!(connection = %connection_id, code = e.code, detail = %e.detail, "SAML sign-in refused");
+        if e.class == SsoErrorClass::NotFound || !self.sso_refusals.admit(connection_id, now_ms()) {
+            return;
+        }
+        let event = NewEvent {
+            at: None,
+            connection_id: Some(connection_id.to_owned()),
+            connector: "sso".to_owned(),
+            kind: EventKind::Other(format!("sso_{}", e.code)),
+            message: format!("{}: {}", e.code, e.detail),
+        };
+        if let Err(store_err) = self.store.record_event(&event).await {
+            tracing::error!(error = %store_err, "could not record SAML refusal event");
+        }
+    }
+
+    /// Deletes expired outstanding requests and replay-cache entries every `every` (the replay
+    /// cache must outlive each assertion, not more).
+    pub fn spawn_saml_pruner(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(hub) = hub.upgrade() else { return };
+                match hub.store.prune_saml(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "pruned expired SAML requests and replay-cache entries"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune SAML state"),
+                }
+            }
+        })
+    }
+}
+
+/// `base` with the identity's profile: userName, externalId, name, displayName, emails, and
+/// enterprise-extension attributes. Other attributes the connector returns are not stored
+/// (they would need a declared schema).
+fn merged_resource(base: &serde_json::Value, user: &CanonicalUser) -> Result<serde_json::Value, SsoError> {
+    use serde_json::{Value, json};
+    let mut r = base.clone();
+    let Some(obj) = r.as_object_mut() else {
+        return Err(SsoError::internal("stored user resource is not an object"));
+    };
+    obj.insert("userName".into(), json!(user.user_name));
+    if let Some(x) = &user.external_id {
+        obj.insert("externalId".into(), json!(x));
+    }
+    let mut name = obj.get("name").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(v) = &user.given_name {
+        name.insert("givenName".into(), json!(v));
+    }
+    if let Some(v) = &user.family_name {
+        name.insert("familyName".into(), json!(v));
+    }
+    if !name.is_empty() {
+        obj.insert("name".into(), Value::Object(name));
+    }
+    if let Some(v) = &user.display_name {
+        obj.insert("displayName".into(), json!(v));
+    }
+    if !user.emails.is_empty() {
+        let emails: Vec<Value> = user
+            .emails
+            .iter()
+            .map(|e| {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), json!(e.value));
+                if let Some(k) = &e.kind {
+                    m.insert("type".into(), json!(k));
+                }
+                if e.primary {
+                    m.insert("primary".into(), json!(true));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        obj.insert("emails".into(), Value::Array(emails));
+    }
+    obj.insert("active".into(), json!(true));
+    let prefix = format!("{ENTERPRISE_USER}:");
+    for (path, value) in &user.attributes {
+        let Some(attr) = path.strip_prefix(&prefix) else { continue };
+        if attr.is_empty() || attr.contains(['.', ':', '[']) {
+            continue;
+        }
+        let value: Value = serde_json::from_str(value).map_err(|e| {
+            SsoError::refused("identity_invalid", format!("attribute {path}: not JSON ({e})"))
+        })?;
+        let ext = obj.entry(ENTERPRISE_USER.to_owned()).or_insert_with(|| json!({}));
+        if let Some(ext) = ext.as_object_mut() {
+            ext.insert(attr.to_owned(), value);
+        }
+    }
+    if obj.contains_key(ENTERPRISE_USER) {
+        let schemas = obj.entry("schemas".to_owned()).or_insert_with(|| json!([CORE_USER]));
+        if let Some(list) = schemas.as_array_mut()
+            && !list.iter().any(|s| s == ENTERPRISE_USER)
+        {
+            list.push(json!(ENTERPRISE_USER));
+        }
+    }
+    Ok(r)
+}
+
+fn random_hex(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new().fill(&mut buf).expect("the system's random source");
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_stay_on_this_site() {
+        for ok in ["/", "/apps/wiki?x=1", "/a/b#frag"] {
+            assert_eq!(safe_return_path(ok), Some(ok));
+        }
+        let long = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES));
+        for bad in ["", "https://evil.example", "//evil.example", "/\\evil.example", "/a\\b", "/a b", "evil", long.as_str()] {
+            assert_eq!(safe_return_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusal_events_are_budgeted_per_connection_and_minute() {
+        let b = RefusalBudget::default();
+        for _ in 0..MAX_REFUSAL_EVENTS_PER_MINUTE {
+            assert!(b.admit("a", 1_000));
+        }
+        assert!(!b.admit("a", 1_000));
+        assert!(b.admit("b", 1_000), "another connection has its own budget");
+        assert!(b.admit("a", 61_000), "a new minute");
+    }
+}

@@ -1,0 +1,258 @@
+//! SAML sign-in over HTTP: the browser-facing routes and the admin routes of a connection's
+//! SAML setup. The use cases are the hub's sso service ([`idplex_hub::sso`]); this module only
+//! decodes, encodes and sets the cookie.
+//!
+//! Browser-facing (no admin token):
+//! * `GET /saml/{connection}/metadata` — the SP metadata to give the IdP.
+//! * `GET /saml/{connection}/login?return_to=/path` — SP-initiated sign-in: 303 to the IdP.
+//! * `GET /sso/login?email=ada@example.com&return_to=/path` — the same, routed by e-mail domain.
+//! * `POST /saml/{connection}/acs` — the ACS (HTTP-POST binding, form fields `SAMLResponse`,
+//!   `RelayState`): on success 303 to the return path with the `idplex_session` cookie
+//!   (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age of the session); refused: an HTML page
+//!   with the refusal code only (the detail is in the connection's events, for the admin).
+//! * `POST /logout` — ends the session of the cookie, clears the cookie.
+//!
+//! Admin (under `/admin/v1`, admin token): `GET|PATCH|DELETE /connections/{id}/saml`,
+//! `POST /connections/{id}/saml/metadata` (the IdP's metadata XML as the body; `?entity_id=`
+//! picks an IdP of an aggregate, `?enable=true` turns sign-in on), `PUT
+//! /connections/{id}/saml/domains` (`{"domains": [...]}`).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Form, Json, Router};
+use idplex_hub::{SamlUpdate, SignedIn, SsoError, SsoErrorClass};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::lifecycle::SESSION_COOKIE;
+use crate::{ApiError, ApiResult, AppState};
+
+/// Largest ACS form body read: the verifier's 256 KiB response limit, form-encoded.
+const MAX_ACS_BODY: usize = 1 << 20;
+/// Largest IdP metadata document an admin uploads (the parser's own limit is 1 MiB).
+const MAX_METADATA_BODY: usize = 2 << 20;
+
+/// The browser-facing routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/saml/{id}/metadata", get(sp_metadata))
+        .route("/saml/{id}/login", get(login))
+        .route("/saml/{id}/acs", post(acs).layer(DefaultBodyLimit::max(MAX_ACS_BODY)))
+        .route("/sso/login", get(login_by_email))
+        .route("/logout", post(logout))
+}
+
+/// The admin routes, relative to `/admin/v1`.
+pub(crate) fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/connections/{id}/saml", get(get_saml).patch(patch_saml).delete(delete_saml))
+        .route(
+            "/connections/{id}/saml/metadata",
+            post(import_metadata).layer(DefaultBodyLimit::max(MAX_METADATA_BODY)),
+        )
+        .route("/connections/{id}/saml/domains", put(put_domains))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// What the browser sees when sign-in is refused: the code, never the detail.
+fn refusal_page(e: &SsoError) -> Response {
+    let status = match e.class {
+        SsoErrorClass::NotFound => StatusCode::NOT_FOUND,
+        SsoErrorClass::BadRequest => StatusCode::BAD_REQUEST,
+        SsoErrorClass::Refused => StatusCode::FORBIDDEN,
+        SsoErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let advice = match e.code {
+        "unknown_user" => "Your account is not provisioned for this organization yet. Ask your administrator for access.",
+        "user_inactive" => "Your account is deactivated. Ask your administrator.",
+        "no_domain_route" => "No organization signs in with this e-mail domain.",
+        "not_configured" | "sso_disabled" => "Single sign-on is not set up for this organization.",
+        _ => "The sign-in could not be verified. Try again from the start; if it keeps failing, your administrator can see why in idplex's events.",
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in refused</title></head>\
+         <body><h1>Sign-in refused</h1><p>{}</p><p>Reference: <code>{}</code></p></body></html>\n",
+        html_escape(advice),
+        html_escape(e.code)
+    );
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-idplex-error", HeaderValue::from_static(e.code));
+    resp
+}
+
+fn see_other(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "bad redirect").into_response(),
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn sp_metadata(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let xml = s.hub.saml_sp_metadata(&id).await?;
+    let mut resp = xml.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/samlmetadata+xml"));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    return_to: Option<String>,
+}
+
+async fn login(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<LoginQuery>) -> Response {
+    match s.hub.begin_sign_in(&id, q.return_to.as_deref()).await {
+        Ok(start) => see_other(&start.redirect_url),
+        Err(e) => refusal_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EmailQuery {
+    email: String,
+    return_to: Option<String>,
+}
+
+async fn login_by_email(State(s): State<AppState>, Query(q): Query<EmailQuery>) -> Response {
+    match s.hub.begin_sign_in_by_email(&q.email, q.return_to.as_deref()).await {
+        Ok(start) => see_other(&start.redirect_url),
+        Err(e) => refusal_page(&e),
+    }
+}
+
+/// The ACS form (HTTP-POST binding).
+#[derive(Deserialize)]
+struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+fn session_cookie(done: &SignedIn) -> String {
+    let max_age = ((done.session.expires_at - done.session.created_at) / 1000).max(0);
+    format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}",
+        done.session_secret
+    )
+}
+
+async fn acs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    form: Result<Form<AcsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        let e = SsoError {
+            code: "malformed",
+            detail: "the ACS expects a form post with a SAMLResponse field".into(),
+            class: SsoErrorClass::BadRequest,
+        };
+        return refusal_page(&e);
+    };
+    match s.hub.complete_sign_in(&id, &form.saml_response, form.relay_state.as_deref()).await {
+        Ok(done) => {
+            let mut resp = see_other(&done.return_to);
+            match HeaderValue::from_str(&session_cookie(&done)) {
+                Ok(v) => {
+                    resp.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "bad cookie").into_response(),
+            }
+            resp
+        }
+        Err(e) => refusal_page(&e),
+    }
+}
+
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let secret = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned());
+    let ended = match secret {
+        Some(secret) => s.hub.sign_out(&secret).await?,
+        None => false,
+    };
+    let mut resp = Json(json!({ "ended": ended })).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("idplex_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(resp)
+}
+
+// -- admin ------------------------------------------------------------------------------------
+
+async fn get_saml(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(serde_json::to_value(s.hub.saml(&id).await?).unwrap_or_default()))
+}
+
+async fn patch_saml(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<SamlUpdate>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(update) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    Ok(Json(serde_json::to_value(s.hub.set_saml(&id, update).await?).unwrap_or_default()))
+}
+
+async fn delete_saml(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.hub.delete_saml(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    entity_id: Option<String>,
+    #[serde(default)]
+    enable: bool,
+}
+
+async fn import_metadata(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let xml = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the metadata must be UTF-8 XML"))?;
+    if xml.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_body", "send the IdP's metadata XML as the request body"));
+    }
+    let view = s.hub.import_saml_metadata(&id, xml, q.entity_id.as_deref(), q.enable).await?;
+    Ok(Json(serde_json::to_value(view).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Domains {
+    domains: Vec<String>,
+}
+
+async fn put_domains(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Domains>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(d) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    let domains = s.hub.set_sso_domains(&id, &d.domains).await?;
+    Ok(Json(json!({ "domains": domains })))
+}

@@ -1,0 +1,568 @@
+//! SAML sign-in end to end, in process: the server's `Router` over a real SQLite file, the
+//! bundled `custom-saml` connector mapping the assertions, and responses signed afresh for each
+//! case by Debian's `xmlsec1` (`idplex_tests::saml_idp`), never by idplex's own code.
+//!
+//! The browser's path: `/sso/login?email=` → 303 to the IdP with a deflated AuthnRequest → the
+//! IdP's signed response posted to the ACS → 303 to the return path with the `idplex_session`
+//! cookie → `/api/v1/me`. Then every attack the ACS must refuse, each with its code on the
+//! refusal page, an `sso_<code>` event for the admin, and nothing written (no user, no
+//! session); and two hubs on one database refusing each other's replays.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use idplex_hub::Hub;
+use idplex_hub::store::NewConnection;
+use idplex_store::Store;
+use idplex_tests::saml_idp::{self, Key, ResponseSpec, Signed, TestIdp};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PUBLIC: &str = "https://idplex.test";
+
+struct App {
+    _dir: tempfile::TempDir,
+    store: Store,
+    hub: Arc<Hub>,
+    router: Router,
+    admin: String,
+    conn: String,
+    idp: TestIdp,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+async fn hub_on(dir: &std::path::Path, cache: &str) -> (Store, Arc<Hub>) {
+    let url = format!("sqlite://{}", dir.join("idplex.db").display());
+    let store = Store::open(&url).await.expect("store");
+    let runtime = idplex_runtime::Runtime::new(idplex_runtime::RuntimeConfig::new(dir.join(cache))).expect("runtime");
+    let hub = Hub::new(store.clone(), runtime);
+    hub.set_public_url(PUBLIC).unwrap();
+    (store, hub)
+}
+
+/// A connection `custom-saml`, its IdP imported from metadata and sign-in enabled, the domain
+/// example.com routed to it.
+async fn app() -> App {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, hub) = hub_on(dir.path(), "cache").await;
+    let installed = hub.install_bundled().await.expect("bundled connectors install");
+    let version = installed.iter().find(|r| r.name == "custom-saml").expect("custom-saml is bundled").version.clone();
+    let conn = hub
+        .create_connection(NewConnection {
+            id: None,
+            org_id: "acme".into(),
+            name: "acme idp".into(),
+            connector_name: "custom-saml".into(),
+            config: json!({}),
+            egress_allow: vec![],
+            limits: json!({}),
+        })
+        .await
+        .unwrap();
+    hub.activate(&conn.id, &version, "test").await.unwrap();
+    let (_, admin) = store.create_admin_token("sso", None).await.unwrap();
+    let router = idplex_server::router(hub.clone());
+    let app = App { _dir: dir, store, hub, router, admin, conn: conn.id, idp: TestIdp::new() };
+    let imported = app
+        .call("POST", &format!("/admin/v1/connections/{}/saml/metadata?enable=true", app.conn), Some(app.idp.metadata()), true)
+        .await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+    let domains = app
+        .call("PUT", &format!("/admin/v1/connections/{}/saml/domains", app.conn), Some(json!({"domains": ["Example.com"]}).to_string()), true)
+        .await;
+    assert_eq!(domains.json()["domains"], json!(["example.com"]));
+    app
+}
+
+impl App {
+    async fn call(&self, method: &str, path: &str, body: Option<String>, admin: bool) -> Answer {
+        let json = body.as_deref().is_some_and(|b| b.starts_with('{'));
+        self.request(method, path, body, admin, if json { &[("content-type", "application/json")] } else { &[] }).await
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<String>, admin: bool, headers: &[(&str, &str)]) -> Answer {
+        let mut req = Request::builder().method(method).uri(path).header("host", "idplex.test");
+        if admin {
+            req = req.header("authorization", format!("Bearer {}", self.admin));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let resp = self.router.clone().oneshot(req).await.expect("the router answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20).await.unwrap();
+        Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    fn acs_url(&self) -> String {
+        format!("{PUBLIC}/saml/{}/acs", self.conn)
+    }
+
+    fn sp_entity(&self) -> String {
+        format!("{PUBLIC}/saml/{}", self.conn)
+    }
+
+    /// Starts an SP-initiated sign-in; returns the AuthnRequest's ID and the RelayState sent.
+    async fn start(&self, return_to: &str) -> (String, Option<String>) {
+        let path = format!("/saml/{}/login?return_to={}", self.conn, idplex_saml::authn_request::url_encode(return_to));
+        let answer = self.call("GET", &path, None, false).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        request_of(answer.header("location"))
+    }
+
+    async fn post_acs(&self, saml_response: &str, relay_state: Option<&str>) -> Answer {
+        let mut form = format!("SAMLResponse={}", idplex_saml::authn_request::url_encode(saml_response));
+        if let Some(r) = relay_state {
+            form.push_str(&format!("&RelayState={}", idplex_saml::authn_request::url_encode(r)));
+        }
+        self.request(
+            "POST",
+            &format!("/saml/{}/acs", self.conn),
+            Some(form),
+            false,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await
+    }
+
+    /// A response answering a fresh SP-initiated request, for `name_id`.
+    async fn solicited(&self, name_id: &str) -> ResponseSpec {
+        let (id, _) = self.start("/").await;
+        self.idp.response(&self.acs_url(), &self.sp_entity(), Some(&id), name_id)
+    }
+
+    async fn users(&self) -> usize {
+        self.store.list_users(&self.conn, 0, 1000).await.map(|(users, _)| users.len()).unwrap()
+    }
+
+    async fn events(&self) -> Vec<String> {
+        let answer = self.call("GET", &format!("/admin/v1/events?connection={}", self.conn), None, true).await;
+        answer.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"].as_str().unwrap().starts_with("sso_"))
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The AuthnRequest ID and RelayState of a redirect to the IdP.
+fn request_of(location: &str) -> (String, Option<String>) {
+    let query = location.split_once('?').expect("a query").1;
+    let parsed = idplex_saml::authn_request::RedirectQuery::parse(query).expect("a redirect binding query");
+    let xml = idplex_saml::authn_request::decode_redirect(&parsed.message).expect("deflated AuthnRequest");
+    let id = xml.split(" ID=\"").nth(1).and_then(|r| r.split('"').next()).expect("an ID").to_owned();
+    (id, parsed.relay_state)
+}
+
+fn cookie_of(answer: &Answer) -> String {
+    let set = answer.header("set-cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_through_the_idp_and_lands_where_they_were_going() {
+    let app = app().await;
+
+    // The SP metadata an IdP admin imports.
+    let md = app.call("GET", &format!("/saml/{}/metadata", app.conn), None, false).await;
+    assert_eq!(md.status, StatusCode::OK);
+    assert_eq!(md.header("content-type"), "application/samlmetadata+xml");
+    assert!(md.body.contains(&format!("entityID=\"{}\"", app.sp_entity())), "{}", md.body);
+    assert!(md.body.contains(&format!("Location=\"{}\"", app.acs_url())), "{}", md.body);
+
+    // The admin's view: what to enter at the IdP, the certificate, the switches.
+    let view = app.call("GET", &format!("/admin/v1/connections/{}/saml", app.conn), None, true).await.json();
+    assert_eq!(view["enabled"], true);
+    assert_eq!(view["idp_entity_id"], app.idp.entity_id);
+    assert_eq!(view["acs_url"], app.acs_url());
+    assert_eq!(view["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(view["certificates"][0]["sha256_fingerprint"].as_str().unwrap().len(), 64 + 31, "{view}");
+
+    // Routed by e-mail domain (any case) to the IdP, with an AuthnRequest and the return path.
+    let login = app.call("GET", "/sso/login?email=Ada@EXAMPLE.com&return_to=/apps/wiki", None, false).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    let location = login.header("location");
+    assert!(location.starts_with(&format!("{}?SAMLRequest=", app.idp.sso_url)), "{location}");
+    let (request_id, relay) = request_of(location);
+    assert_eq!(relay.as_deref(), Some("/apps/wiki"));
+
+    let mut r = app.idp.response(&app.acs_url(), &app.sp_entity(), Some(&request_id), "ada@example.com");
+    r.attributes = vec![
+        ("email".into(), vec!["ada@example.com".into()]),
+        ("firstName".into(), vec!["Ada".into()]),
+        ("lastName".into(), vec!["Lovelace".into()]),
+        ("groups".into(), vec!["Engineering".into(), "staff".into()]),
+    ];
+    let signed = app.idp.sign(&r);
+    // What is posted beside a solicited response cannot redirect the user elsewhere.
+    let done = app.post_acs(&signed, Some("https://evil.example/")).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.header("location"), "/apps/wiki");
+    let set_cookie = done.header("set-cookie");
+    for attr in ["idplex_session=idp_ses_", "HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+
+    // The session is the one the user API knows.
+    let cookie = cookie_of(&done);
+    let me = app.request("GET", "/api/v1/me", None, false, &[("cookie", &cookie)]).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.json()["userName"], "ada@example.com");
+
+    // Created just in time, with the profile and the groups the assertion names.
+    let user = app.store.find_users_by_user_name(&app.conn, "ada@example.com").await.unwrap().remove(0);
+    assert_eq!(user.resource["name"]["givenName"], "Ada");
+    assert_eq!(user.resource["emails"][0]["value"], "ada@example.com");
+    let mut groups: Vec<String> =
+        app.store.groups_of_user(&app.conn, &user.id).await.unwrap().into_iter().map(|g| g.display_name).collect();
+    groups.sort();
+    assert_eq!(groups, ["Engineering", "staff"]);
+
+    // The same response again: a replay, refused, and the admin sees it.
+    let again = app.post_acs(&signed, None).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert_eq!(again.header("x-idplex-error"), "replayed");
+    assert!(again.body.contains("Sign-in refused") && !again.body.contains("_assert-"), "the detail stays with the admin: {}", again.body);
+    assert!(app.events().await.iter().any(|m| m.starts_with("replayed:")));
+
+    // A second sign-in finds the user (no duplicate), and its profile follows the assertion.
+    let mut r = app.solicited("ADA@example.com").await;
+    r.attributes = vec![("firstName".into(), vec!["Augusta Ada".into()])];
+    let second = app.post_acs(&app.idp.sign(&r), None).await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.body);
+    assert_eq!(second.header("location"), "/");
+    assert_eq!(app.users().await, 1);
+    let user = app.store.find_users_by_user_name(&app.conn, "ada@example.com").await.unwrap().remove(0);
+    assert_eq!(user.resource["name"]["givenName"], "Augusta Ada");
+
+    // Logout ends the session for good.
+    let out = app.request("POST", "/logout", None, false, &[("cookie", &cookie)]).await;
+    assert_eq!(out.json()["ended"], true);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    let me = app.request("GET", "/api/v1/me", None, false, &[("cookie", &cookie)]).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_forgery_and_mismatch_is_refused_with_its_code_and_writes_nothing() {
+    let app = app().await;
+    type Tamper = Box<dyn Fn(&mut ResponseSpec)>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        ("audience_mismatch", Box::new(|r| r.audience = Some("https://other-sp.example".into()))),
+        ("audience_mismatch", Box::new(|r| r.audience = None)),
+        ("recipient_mismatch", Box::new(|r| r.recipient = "https://idplex.test/saml/other/acs".into())),
+        ("destination_mismatch", Box::new(|r| r.destination = "https://evil.example/acs".into())),
+        ("issuer_mismatch", Box::new(|r| r.issuer = "https://other-idp.example".into())),
+        ("in_response_to_mismatch", Box::new(|r| r.in_response_to = Some("_never-sent".into()))),
+        ("expired", Box::new(|r| {
+            r.issue_instant -= 200;
+            r.valid_for = 60;
+        })),
+        ("not_yet_valid", Box::new(|r| r.starts_in = 600)),
+        ("stale", Box::new(|r| r.issue_instant += 600)),
+        ("stale", Box::new(|r| {
+            r.issue_instant -= 3600;
+            r.valid_for = 7200;
+        })),
+        ("unsigned", Box::new(|r| r.signed = Signed::Nothing)),
+        // Response-only signing is off for this connection.
+        ("unsigned", Box::new(|r| r.signed = Signed::Response)),
+        ("signature_invalid", Box::new(|r| r.key = Key::Attacker)),
+        ("algorithm_forbidden", Box::new(|r| r.signature_algorithm = saml_idp::RSA_SHA1)),
+        ("algorithm_forbidden", Box::new(|r| r.digest_algorithm = saml_idp::SHA1)),
+        ("status_not_success", Box::new(|r| r.status = "urn:oasis:names:tc:SAML:2.0:status:Requester".into())),
+        ("unsolicited_refused", Box::new(|r| r.in_response_to = None)),
+    ];
+    for (code, tamper) in cases {
+        let mut r = app.solicited("mallory@example.com").await;
+        tamper(&mut r);
+        let answer = app.post_acs(&app.idp.sign(&r), None).await;
+        assert_eq!(answer.header("x-idplex-error"), code, "{code}: {}", answer.body);
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{code}");
+        assert!(answer.headers.get("set-cookie").is_none(), "{code}: no session");
+    }
+
+    // Changed after signing: the NameID swapped for another user.
+    let r = app.solicited("mallory@example.com").await;
+    let xml = app.idp.signed_xml(&r).replace("mallory@example.com</saml:NameID>", "ceo@example.com</saml:NameID>");
+    let answer = app.post_acs(&saml_idp::base64_encode(xml.as_bytes()), None).await;
+    assert_eq!(answer.header("x-idplex-error"), "digest_mismatch");
+
+    // Comment injection: the NameID's full text is read, and a comment in it is refused.
+    let r = app.solicited("ceo@example.com.evil.example").await;
+    let xml = app.idp.signed_xml(&r).replace(
+        ">ceo@example.com.evil.example</saml:NameID>",
+        ">ceo@example.com<!---->.evil.example</saml:NameID>",
+    );
+    let answer = app.post_acs(&saml_idp::base64_encode(xml.as_bytes()), None).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+
+    // XSW: a second, unsigned assertion beside the signed one.
+    let r = app.solicited("mallory@example.com").await;
+    let xml = app.idp.signed_xml(&r);
+    let start = xml.find("<saml:Assertion").unwrap();
+    let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    let evil = xml[start..end].replace("mallory@example.com", "ceo@example.com").replace(&r.assertion_id, "_evil");
+    let wrapped = format!("{}{evil}{}", &xml[..end], &xml[end..]);
+    let answer = app.post_acs(&saml_idp::base64_encode(wrapped.as_bytes()), None).await;
+    assert_eq!(answer.header("x-idplex-error"), "assertion_count");
+
+    // DTD (XXE, billion laughs): refused before anything is expanded.
+    let r = app.solicited("mallory@example.com").await;
+    let xml = app.idp.signed_xml(&r).replacen(
+        "<samlp:Response",
+        "<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><samlp:Response",
+        1,
+    );
+    let answer = app.post_acs(&saml_idp::base64_encode(xml.as_bytes()), None).await;
+    assert_eq!(answer.header("x-idplex-error"), "dtd_forbidden");
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+
+    // Not a SAML response at all: 400, and a form that lacks the field.
+    let answer = app.post_acs("bm90IHhtbA==", None).await;
+    assert_eq!((answer.status, answer.header("x-idplex-error")), (StatusCode::BAD_REQUEST, "malformed"));
+    let answer = app
+        .request("POST", &format!("/saml/{}/acs", app.conn), Some("x=1".into()), false, &[("content-type", "application/x-www-form-urlencoded")])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    // Nothing was written, and the admin sees each refusal with its reason.
+    assert_eq!(app.users().await, 0);
+    let events = app.events().await;
+    for code in [
+        "audience_mismatch:",
+        "recipient_mismatch:",
+        "destination_mismatch:",
+        "issuer_mismatch:",
+        "in_response_to_mismatch:",
+        "expired:",
+        "not_yet_valid:",
+        "stale:",
+        "unsigned:",
+        "signature_invalid:",
+        "algorithm_forbidden:",
+        "status_not_success:",
+        "unsolicited_refused:",
+        "digest_mismatch:",
+        "assertion_count:",
+        "dtd_forbidden:",
+    ] {
+        assert!(events.iter().any(|m| m.starts_with(code)), "no {code} event in {events:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_sign_in_is_the_directorys_decision() {
+    let app = app().await;
+    let patch = |body: Value| {
+        let app = &app;
+        async move { app.call("PATCH", &format!("/admin/v1/connections/{}/saml", app.conn), Some(body.to_string()), true).await }
+    };
+
+    // Without JIT an unknown user is refused.
+    assert_eq!(patch(json!({"jit": false})).await.status, StatusCode::OK);
+    let r = app.solicited("grace@example.com").await;
+    let answer = app.post_acs(&app.idp.sign(&r), None).await;
+    assert_eq!((answer.status, answer.header("x-idplex-error")), (StatusCode::FORBIDDEN, "unknown_user"));
+    assert!(answer.body.contains("not provisioned"), "{}", answer.body);
+
+    // Provisioned by SCIM (here: the store), then deactivated by SCIM: no sign-in.
+    let user = app
+        .store
+        .create_user(&idplex_store::NewDirectoryUser {
+            connection_id: app.conn.clone(),
+            user_name: "grace@example.com".into(),
+            external_id: None,
+            active: true,
+            resource: json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "grace@example.com"}),
+        })
+        .await
+        .unwrap();
+    let r = app.solicited("grace@example.com").await;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.status, StatusCode::SEE_OTHER);
+    app.store.set_user_active(&app.conn, &user.id, false).await.unwrap();
+    let r = app.solicited("grace@example.com").await;
+    let answer = app.post_acs(&app.idp.sign(&r), None).await;
+    assert_eq!(answer.header("x-idplex-error"), "user_inactive");
+
+    // IdP-initiated: off by default (above); on, it is accepted with a local RelayState only.
+    assert_eq!(patch(json!({"allow_idp_initiated": true, "jit": true})).await.status, StatusCode::OK);
+    let r = app.idp.response(&app.acs_url(), &app.sp_entity(), None, "hopper@example.com");
+    let answer = app.post_acs(&app.idp.sign(&r), Some("/reports")).await;
+    assert_eq!((answer.status, answer.header("location")), (StatusCode::SEE_OTHER, "/reports"), "{}", answer.body);
+    let r = app.idp.response(&app.acs_url(), &app.sp_entity(), None, "hopper@example.com");
+    let answer = app.post_acs(&app.idp.sign(&r), Some("//evil.example/x")).await;
+    assert_eq!((answer.status, answer.header("location")), (StatusCode::SEE_OTHER, "/"));
+
+    // Response-only signing, where the connection allows it.
+    let r = app.solicited("hopper@example.com").await;
+    let mut r = r;
+    r.signed = Signed::Response;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.header("x-idplex-error"), "unsigned");
+    assert_eq!(patch(json!({"allow_response_only_signing": true})).await.status, StatusCode::OK);
+    let mut r = app.solicited("hopper@example.com").await;
+    r.signed = Signed::Response;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.status, StatusCode::SEE_OTHER);
+
+    // Disabled: refused before anything is read; re-enabled without certificates: refused.
+    assert_eq!(patch(json!({"enabled": false})).await.status, StatusCode::OK);
+    let r = app.solicited_unchecked("hopper@example.com").await;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.header("x-idplex-error"), "sso_disabled");
+    let refused = patch(json!({"enabled": true, "certificates": []})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert!(refused.body.contains("without an IdP signing certificate"), "{}", refused.body);
+    // A certificate that is not one, named.
+    let refused = patch(json!({"certificates": ["not a certificate"]})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("certificate 1"), "{}", refused.body);
+    // An SSO URL over plain http.
+    let refused = patch(json!({"sso_url": "http://idp.example.com/sso"})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+
+    // Unknown domains and connections.
+    let answer = app.call("GET", "/sso/login?email=someone@unknown.example", None, false).await;
+    assert_eq!((answer.status, answer.header("x-idplex-error")), (StatusCode::NOT_FOUND, "no_domain_route"));
+    let answer = app.call("GET", "/saml/conn_nope/login", None, false).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    // A domain routed elsewhere cannot be taken.
+    let other = app
+        .hub
+        .create_connection(NewConnection {
+            id: None,
+            org_id: "globex".into(),
+            name: "globex idp".into(),
+            connector_name: "custom-saml".into(),
+            config: json!({}),
+            egress_allow: vec![],
+            limits: json!({}),
+        })
+        .await
+        .unwrap();
+    let taken = app
+        .call("PUT", &format!("/admin/v1/connections/{}/saml/domains", other.id), Some(json!({"domains": ["example.com"]}).to_string()), true)
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+
+    // The admin routes need the admin token.
+    let answer = app.call("GET", &format!("/admin/v1/connections/{}/saml", app.conn), None, false).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+impl App {
+    /// A response to a request remembered directly (sign-in may be disabled, so `/login` refuses).
+    async fn solicited_unchecked(&self, name_id: &str) -> ResponseSpec {
+        let id = format!("_direct{}", saml_idp::now_secs());
+        self.store.remember_saml_request(&id, &self.conn, None, (saml_idp::now_secs() + 600) * 1000).await.unwrap();
+        self.idp.response(&self.acs_url(), &self.sp_entity(), Some(&id), name_id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_behave_as_one() {
+    let app = app().await;
+    // A second hub (another replica) on the same database file.
+    let (_, other) = hub_on(app._dir.path(), "cache-2").await;
+    other.sync_bindings().await.unwrap();
+    let other_router = idplex_server::router(other);
+    let post = |router: &Router, saml: String| {
+        let router = router.clone();
+        let conn = app.conn.clone();
+        async move {
+            let form = format!("SAMLResponse={}", idplex_saml::authn_request::url_encode(&saml));
+            let req = Request::builder()
+                .method("POST")
+                .uri(format!("/saml/{conn}/acs"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            (resp.status(), resp.headers().get("x-idplex-error").map(|v| v.to_str().unwrap().to_owned()))
+        }
+    };
+
+    // Requested through replica one, answered at replica two.
+    let r = app.solicited("ada@example.com").await;
+    let signed = app.idp.sign(&r);
+    assert_eq!(post(&other_router, signed.clone()).await, (StatusCode::SEE_OTHER, None));
+    // The same assertion at replica one: a replay.
+    assert_eq!(post(&app.router, signed).await, (StatusCode::FORBIDDEN, Some("replayed".into())));
+
+    // An answered request cannot be answered again at the other replica either.
+    let mut r2 = r.clone();
+    r2.assertion_id = format!("{}-again", r.assertion_id);
+    assert_eq!(post(&app.router, app.idp.sign(&r2)).await, (StatusCode::FORBIDDEN, Some("in_response_to_mismatch".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_setup_and_certificate_rollover() {
+    let app = app().await;
+    let path = format!("/admin/v1/connections/{}/saml", app.conn);
+    // Both the old and the new certificate during a rollover: either signs.
+    let both = json!({"certificates": [app.idp.attacker_certificate_pem(), app.idp.certificate_pem()]});
+    let view = app.call("PATCH", &path, Some(both.to_string()), true).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    assert_eq!(view.json()["certificates"].as_array().unwrap().len(), 2);
+    let mut r = app.solicited("ada@example.com").await;
+    r.key = Key::Attacker;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.status, StatusCode::SEE_OTHER);
+    // The old one retired: its signatures stop verifying.
+    let view = app.call("PATCH", &path, Some(json!({"certificates": [app.idp.certificate_pem()]}).to_string()), true).await;
+    assert_eq!(view.status, StatusCode::OK);
+    let mut r = app.solicited("ada@example.com").await;
+    r.key = Key::Attacker;
+    assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.header("x-idplex-error"), "signature_invalid");
+
+    // Manual entry on a connection without settings needs the entity ID and SSO URL.
+    let conn = app
+        .hub
+        .create_connection(NewConnection {
+            id: None,
+            org_id: "initech".into(),
+            name: "initech idp".into(),
+            connector_name: "custom-saml".into(),
+            config: json!({}),
+            egress_allow: vec![],
+            limits: json!({}),
+        })
+        .await
+        .unwrap();
+    let path = format!("/admin/v1/connections/{}/saml", conn.id);
+    assert_eq!(app.call("GET", &path, None, true).await.status, StatusCode::NOT_FOUND);
+    let refused = app.call("PATCH", &path, Some(json!({"sso_url": "https://idp.initech.example/sso"}).to_string()), true).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("idp_entity_id"), "{}", refused.body);
+    let manual = json!({
+        "idp_entity_id": "https://idp.initech.example",
+        "sso_url": "https://idp.initech.example/sso",
+        "certificates": [app.idp.certificate_pem()],
+        "enabled": true,
+        "session_ttl_minutes": 60,
+    });
+    let view = app.call("PATCH", &path, Some(manual.to_string()), true).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    assert_eq!(view.json()["session_ttl_minutes"], 60);
+    let unknown = app.call("PATCH", &path, Some(json!({"enabeld": true}).to_string()), true).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "a misspelt field is not ignored");
+    assert_eq!(app.call("DELETE", &path, None, true).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.call("GET", &path, None, true).await.status, StatusCode::NOT_FOUND);
+}
