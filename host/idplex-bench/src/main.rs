@@ -2,11 +2,13 @@
 //!
 //! Run: `cargo run --release -p idplex-bench` (smoke: `BENCH_ITERS=200 BENCH_SECS=0.3 ...`;
 //! `BENCH_GROUP_MEMBERS=0` skips section 6, the large-group PATCH; `BENCH_ONLY=7` runs section 7
-//! alone).
+//! alone; section 8, SAML sign-ins, signs its responses with `xmlsec1` beforehand:
+//! `BENCH_ONLY=8 BENCH_SSO_SIGNINS=6000`).
 
 mod first_party;
 mod large_group;
 mod native;
+mod sso;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
@@ -22,7 +24,7 @@ use idplex_runtime::{
 use serde_json::{Value, json};
 
 /// The sections there are (3 includes 3b).
-const SECTIONS: std::ops::RangeInclusive<u32> = 1..=7;
+const SECTIONS: std::ops::RangeInclusive<u32> = 1..=8;
 
 /// What runs and how many times, overridable by environment variables.
 struct Settings {
@@ -54,7 +56,7 @@ fn env_only() -> Option<BTreeSet<u32>> {
         .split(',')
         .map(|n| match n.trim().parse() {
             Ok(n) if SECTIONS.contains(&n) => n,
-            _ => panic!("BENCH_ONLY={v:?}: expected a comma list of section numbers 1 to 7"),
+            _ => panic!("BENCH_ONLY={v:?}: expected a comma list of section numbers 1 to 8"),
         })
         .collect();
     Some(only)
@@ -683,6 +685,15 @@ fn main() -> Result<()> {
     // 7. Each first-party connector with its own IdP's typical input.
     if s.runs(7) {
         first_party::run(&s, &rt, &mut r, warm.path())?;
+    }
+
+    // 8. Complete SAML sign-ins (needs xmlsec1 to sign the responses beforehand).
+    if s.runs(8) {
+        let signins = env_num("BENCH_SSO_SIGNINS", 6000usize).max(1);
+        let users = env_num("BENCH_SSO_USERS", 200usize).max(1);
+        let concurrency = env_num("BENCH_SSO_CONCURRENCY", 16usize).max(1);
+        r.section(&format!("8. SAML sign-in: ACS response → verify → map (custom-saml) → user → session (SQLite file, {users} users)"));
+        sso::run(&mut r, signins, users, concurrency)?;
     }
 
     println!("{}", r.rows.join("\n"));
