@@ -260,6 +260,25 @@ fn parse_certificates(texts: &[String]) -> Result<Vec<Certificate>, HubError> {
     Ok(out)
 }
 
+/// Settings of a connection just being set up: disabled, no certificate, SP-initiated only,
+/// response-only signing refused, JIT on, the store's session lifetime.
+fn new_settings(connection_id: &str, idp_entity_id: String, sso_url: String, now: i64) -> SamlSettings {
+    SamlSettings {
+        connection_id: connection_id.to_owned(),
+        idp_entity_id,
+        sso_url,
+        certificates: Vec::new(),
+        enabled: false,
+        allow_idp_initiated: false,
+        allow_response_only_signing: false,
+        jit: true,
+        session_ttl_minutes: None,
+        metadata_valid_until: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 fn invalid(reason: impl Into<String>) -> HubError {
     HubError::Invalid { what: "SAML settings", reason: reason.into() }
 }
@@ -362,25 +381,17 @@ impl Hub {
         let now = now_ms();
         let mut s = match current {
             Some(s) => s,
-            None => SamlSettings {
-                connection_id: connection_id.to_owned(),
-                idp_entity_id: update.idp_entity_id.clone().ok_or_else(|| {
+            None => new_settings(
+                connection_id,
+                update.idp_entity_id.clone().ok_or_else(|| {
                     invalid("idp_entity_id is required for a connection without SAML settings (or import the IdP's metadata)")
                 })?,
-                sso_url: update
+                update
                     .sso_url
                     .clone()
                     .ok_or_else(|| invalid("sso_url is required for a connection without SAML settings"))?,
-                certificates: Vec::new(),
-                enabled: false,
-                allow_idp_initiated: false,
-                allow_response_only_signing: false,
-                jit: true,
-                session_ttl_minutes: None,
-                metadata_valid_until: None,
-                created_at: now,
-                updated_at: now,
-            },
+                now,
+            ),
         };
         if let Some(v) = update.idp_entity_id {
             s.idp_entity_id = v;
@@ -429,20 +440,7 @@ impl Hub {
             reason: format!("{}: {}", e.code, e.detail),
         })?;
         let current = self.store.saml_settings(connection_id).await?;
-        let mut s = current.unwrap_or(SamlSettings {
-            connection_id: connection_id.to_owned(),
-            idp_entity_id: String::new(),
-            sso_url: String::new(),
-            certificates: Vec::new(),
-            enabled: false,
-            allow_idp_initiated: false,
-            allow_response_only_signing: false,
-            jit: true,
-            session_ttl_minutes: None,
-            metadata_valid_until: None,
-            created_at: now,
-            updated_at: now,
-        });
+        let mut s = current.unwrap_or_else(|| new_settings(connection_id, String::new(), String::new(), now));
         s.idp_entity_id = md.entity_id;
         s.sso_url = md.sso_redirect_url;
         s.certificates = md.certificates.iter().map(Certificate::to_base64).collect();

@@ -36,6 +36,11 @@ fn credential(headers: &HeaderMap) -> Option<UserCredential<'_>> {
             .unwrap_or_default();
         return Some(UserCredential::ApiToken(token));
     }
+    session_cookie(headers).map(UserCredential::Session)
+}
+
+/// The value of the `idplex_session` cookie, if the request carries one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -43,7 +48,7 @@ fn credential(headers: &HeaderMap) -> Option<UserCredential<'_>> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| UserCredential::Session(value.trim()))
+        .map(|(_, value)| value.trim())
 }
 
 fn unauthorized(message: &str) -> Response {

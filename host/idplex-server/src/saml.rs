@@ -179,14 +179,7 @@ async fn acs(
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let secret = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.trim().to_owned());
+    let secret = crate::me::session_cookie(&headers).map(str::to_owned);
     let ended = match secret {
         Some(secret) => s.hub.sign_out(&secret).await?,
         None => false,
