@@ -327,6 +327,19 @@ async fn every_forgery_and_mismatch_is_refused_with_its_code_and_writes_nothing(
     let answer = app.post_acs(&saml_idp::base64_encode(wrapped.as_bytes()), None).await;
     assert_eq!(answer.header("x-idplex-error"), "assertion_count");
 
+    // An encrypted assertion (the connection has no decryption key): refused, never skipped.
+    let r = app.solicited("mallory@example.com").await;
+    let xml = app.idp.signed_xml(&r);
+    let start = xml.find("<saml:Assertion").unwrap();
+    let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    let encrypted = format!(
+        "{}<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>{}",
+        &xml[..start],
+        &xml[end..]
+    );
+    let answer = app.post_acs(&saml_idp::base64_encode(encrypted.as_bytes()), None).await;
+    assert_eq!((answer.status, answer.header("x-idplex-error")), (StatusCode::FORBIDDEN, "assertion_count"));
+
     // DTD (XXE, billion laughs): refused before anything is expanded.
     let r = app.solicited("mallory@example.com").await;
     let xml = app.idp.signed_xml(&r).replacen(
