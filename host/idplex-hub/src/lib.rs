@@ -210,6 +210,8 @@ pub struct Hub {
     sso_idps: Mutex<HashMap<String, (i64, Arc<idplex_saml::IdpConfig>)>>,
     /// How many SAML refusals each connection recorded as events this minute ([`sso`]).
     sso_refusals: sso::RefusalBudget,
+    /// Sign-ins each connection may start (a token bucket per connection, [`sso`]).
+    sso_starts: sso::StartBudget,
 }
 
 impl Hub {
@@ -244,6 +246,7 @@ impl Hub {
             public_url: std::sync::RwLock::new(DEFAULT_PUBLIC_URL.to_owned()),
             sso_idps: Mutex::default(),
             sso_refusals: sso::RefusalBudget::default(),
+            sso_starts: sso::StartBudget::default(),
         })
     }
 

@@ -68,8 +68,8 @@ const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 #[error("{code}: {detail}")]
 pub struct SsoError {
     /// `idplex-saml`'s codes (`signature_invalid`, `replayed`, …) or the service's own:
-    /// `not_configured`, `sso_disabled`, `no_domain_route`, `unknown_user`, `user_inactive`,
-    /// `identity_invalid`, `connector_failed`, `internal`.
+    /// `not_configured`, `sso_disabled`, `no_domain_route`, `busy`, `unknown_user`,
+    /// `user_inactive`, `identity_invalid`, `connector_failed`, `internal`.
     pub code: &'static str,
     /// For the admin: what exactly was wrong (attacker-supplied values shortened and escaped).
     pub detail: String,
@@ -86,6 +86,8 @@ pub enum SsoErrorClass {
     Refused,
     /// The message is not a SAML response at all (400).
     BadRequest,
+    /// Too many sign-ins started at once for the connection (503 with `Retry-After`).
+    Busy,
     /// Our side failed (500).
     Internal,
 }
@@ -200,6 +202,50 @@ pub struct SignedIn {
     pub session_secret: String,
     /// Where to send the browser: a local path (`/` when none was asked for or it was unsafe).
     pub return_to: String,
+}
+
+/// Sign-ins one process starts per connection and second, sustained (each remembers a request
+/// row for [`REQUEST_LIFETIME_MS`]: an unauthenticated `GET /login` must not be able to grow the
+/// table without bound). Bursts up to [`SIGN_IN_START_BURST`] pass at once.
+pub const SIGN_IN_STARTS_PER_SECOND: f64 = 100.0;
+
+/// See [`SIGN_IN_STARTS_PER_SECOND`].
+pub const SIGN_IN_START_BURST: f64 = 1000.0;
+
+/// A token bucket per connection for sign-in starts.
+pub(crate) struct StartBudget {
+    rate: Mutex<(f64, f64)>,
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl Default for StartBudget {
+    fn default() -> Self {
+        StartBudget { rate: Mutex::new((SIGN_IN_STARTS_PER_SECOND, SIGN_IN_START_BURST)), buckets: Mutex::default() }
+    }
+}
+
+impl StartBudget {
+    fn set(&self, per_second: f64, burst: f64) {
+        *self.rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (per_second, burst);
+    }
+
+    /// Whether the connection may start one more sign-in at `now`.
+    fn admit(&self, connection_id: &str, now: std::time::Instant) -> bool {
+        let (rate, burst) = *self.rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(connection_id.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Per-connection rate of refusal events ([`MAX_REFUSAL_EVENTS_PER_MINUTE`]).
@@ -547,6 +593,13 @@ impl Hub {
 
     async fn begin_sign_in_inner(&self, connection_id: &str, return_to: Option<&str>) -> Result<SignInStart, SsoError> {
         let s = self.sso_settings(connection_id).await?;
+        if !self.sso_starts.admit(connection_id, std::time::Instant::now()) {
+            return Err(SsoError::new(
+                "busy",
+                SsoErrorClass::Busy,
+                format!("over {SIGN_IN_STARTS_PER_SECOND} sign-in starts a second for this connection; try again shortly"),
+            ));
+        }
         let sp = self.sp_config(connection_id);
         let request_id = format!("_{}", random_hex(16));
         let now = now_ms();
@@ -840,6 +893,12 @@ impl Hub {
         }
     }
 
+    /// Sets how many sign-ins this process starts per connection and second, and the burst
+    /// (defaults [`SIGN_IN_STARTS_PER_SECOND`], [`SIGN_IN_START_BURST`]).
+    pub fn set_sign_in_start_rate(&self, per_second: f64, burst: f64) {
+        self.sso_starts.set(per_second.max(0.0), burst.max(1.0));
+    }
+
     /// Deletes expired outstanding requests and replay-cache entries every `every` (the replay
     /// cache must outlive each assertion, not more).
     pub fn spawn_saml_pruner(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
@@ -950,6 +1009,21 @@ mod tests {
         for bad in ["", "https://evil.example", "//evil.example", "/\\evil.example", "/a\\b", "/a b", "evil", long.as_str()] {
             assert_eq!(safe_return_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sign_in_starts_are_a_token_bucket_per_connection() {
+        let b = StartBudget::default();
+        b.set(10.0, 5.0);
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            assert!(b.admit("a", t0));
+        }
+        assert!(!b.admit("a", t0), "the burst is spent");
+        assert!(b.admit("b", t0), "another connection has its own bucket");
+        assert!(!b.admit("a", t0 + std::time::Duration::from_millis(50)), "half a token back");
+        assert!(b.admit("a", t0 + std::time::Duration::from_millis(150)), "one token back after 0.1 s");
+        assert!(!b.admit("a", t0 + std::time::Duration::from_millis(150)));
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn refusal_page(e: &SsoError) -> Response {
         SsoErrorClass::NotFound => StatusCode::NOT_FOUND,
         SsoErrorClass::BadRequest => StatusCode::BAD_REQUEST,
         SsoErrorClass::Refused => StatusCode::FORBIDDEN,
+        SsoErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
         SsoErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let advice = match e.code {
@@ -73,6 +74,7 @@ fn refusal_page(e: &SsoError) -> Response {
         "user_inactive" => "Your account is deactivated. Ask your administrator.",
         "no_domain_route" => "No organization signs in with this e-mail domain.",
         "not_configured" | "sso_disabled" => "Single sign-on is not set up for this organization.",
+        "busy" => "Too many sign-ins are starting right now. Try again in a moment.",
         _ => "The sign-in could not be verified. Try again from the start; if it keeps failing, your administrator can see why in idplex's events.",
     };
     let body = format!(
@@ -86,6 +88,9 @@ fn refusal_page(e: &SsoError) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-idplex-error", HeaderValue::from_static(e.code));
+    if e.class == SsoErrorClass::Busy {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     resp
 }
 
