@@ -693,7 +693,9 @@ fn main() -> Result<()> {
         let users = env_num("BENCH_SSO_USERS", 200usize).max(1);
         let concurrency = env_num("BENCH_SSO_CONCURRENCY", 16usize).max(1);
         r.section(&format!("8. SAML sign-in: ACS response → verify → map (custom-saml) → user → session (SQLite file, {users} users)"));
-        sso::run(&mut r, signins, users, concurrency)?;
+        // BENCH_SSO_SYNC=normal: without the fsync of each commit (what it costs).
+        let sync = std::env::var("BENCH_SSO_SYNC").unwrap_or_else(|_| "full".into()).parse().map_err(anyhow::Error::msg)?;
+        sso::run(&mut r, signins, users, concurrency, sync)?;
     }
 
     println!("{}", r.rows.join("\n"));
