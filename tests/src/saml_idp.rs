@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use idplex_saml::authn_request::escape_xml as escape;
+
 /// Which elements carry a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signed {
@@ -76,10 +78,6 @@ pub fn now_secs() -> i64 {
 
 fn instant(unix: i64) -> String {
     idplex_saml::authn_request::format_instant(unix).expect("an instant in 1970..=9999")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn random_id(prefix: &str) -> String {

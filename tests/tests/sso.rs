@@ -56,6 +56,21 @@ async fn hub_on(dir: &std::path::Path, cache: &str) -> (Store, Arc<Hub>) {
     (store, hub)
 }
 
+/// A new connection of organization `org` to the bundled `custom-saml` (not bound).
+async fn custom_saml_connection(hub: &Hub, org: &str, name: &str) -> idplex_hub::store::Connection {
+    hub.create_connection(NewConnection {
+        id: None,
+        org_id: org.into(),
+        name: name.into(),
+        connector_name: "custom-saml".into(),
+        config: json!({}),
+        egress_allow: vec![],
+        limits: json!({}),
+    })
+    .await
+    .unwrap()
+}
+
 /// A connection `custom-saml`, its IdP imported from metadata and sign-in enabled, the domain
 /// example.com routed to it.
 async fn app() -> App {
@@ -63,18 +78,7 @@ async fn app() -> App {
     let (store, hub) = hub_on(dir.path(), "cache").await;
     let installed = hub.install_bundled().await.expect("bundled connectors install");
     let version = installed.iter().find(|r| r.name == "custom-saml").expect("custom-saml is bundled").version.clone();
-    let conn = hub
-        .create_connection(NewConnection {
-            id: None,
-            org_id: "acme".into(),
-            name: "acme idp".into(),
-            connector_name: "custom-saml".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap();
+    let conn = custom_saml_connection(&hub, "acme", "acme idp").await;
     hub.activate(&conn.id, &version, "test").await.unwrap();
     let (_, admin) = store.create_admin_token("sso", None).await.unwrap();
     let router = idplex_server::router(hub.clone());
@@ -315,7 +319,9 @@ async fn every_forgery_and_mismatch_is_refused_with_its_code_and_writes_nothing(
         ">ceo@example.com<!---->.evil.example</saml:NameID>",
     );
     let answer = app.post_acs(&saml_idp::base64_encode(xml.as_bytes()), None).await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    // The comment leaves the canonical form (and so the digest) unchanged: only reading the
+    // NameID as its full text catches it.
+    assert_eq!((answer.status, answer.header("x-idplex-error")), (StatusCode::FORBIDDEN, "subject_invalid"), "{}", answer.body);
 
     // XSW: a second, unsigned assertion beside the signed one.
     let r = app.solicited("mallory@example.com").await;
@@ -379,6 +385,7 @@ async fn every_forgery_and_mismatch_is_refused_with_its_code_and_writes_nothing(
         "digest_mismatch:",
         "assertion_count:",
         "dtd_forbidden:",
+        "subject_invalid:",
     ] {
         assert!(events.iter().any(|m| m.starts_with(code)), "no {code} event in {events:#?}");
     }
@@ -458,19 +465,7 @@ async fn who_may_sign_in_is_the_directorys_decision() {
     let answer = app.call("GET", "/saml/conn_nope/login", None, false).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     // A domain routed elsewhere cannot be taken.
-    let other = app
-        .hub
-        .create_connection(NewConnection {
-            id: None,
-            org_id: "globex".into(),
-            name: "globex idp".into(),
-            connector_name: "custom-saml".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap();
+    let other = custom_saml_connection(&app.hub, "globex", "globex idp").await;
     let taken = app
         .call("PUT", &format!("/admin/v1/connections/{}/saml/domains", other.id), Some(json!({"domains": ["example.com"]}).to_string()), true)
         .await;
@@ -546,19 +541,7 @@ async fn manual_setup_and_certificate_rollover() {
     assert_eq!(app.post_acs(&app.idp.sign(&r), None).await.header("x-idplex-error"), "signature_invalid");
 
     // Manual entry on a connection without settings needs the entity ID and SSO URL.
-    let conn = app
-        .hub
-        .create_connection(NewConnection {
-            id: None,
-            org_id: "initech".into(),
-            name: "initech idp".into(),
-            connector_name: "custom-saml".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap();
+    let conn = custom_saml_connection(&app.hub, "initech", "initech idp").await;
     let path = format!("/admin/v1/connections/{}/saml", conn.id);
     assert_eq!(app.call("GET", &path, None, true).await.status, StatusCode::NOT_FOUND);
     let refused = app.call("PATCH", &path, Some(json!({"sso_url": "https://idp.initech.example/sso"}).to_string()), true).await;

@@ -114,14 +114,11 @@ impl SsoError {
         SsoError { code: e.code.as_str(), detail: e.detail, class }
     }
 
-    fn from_store(e: StoreError) -> Self {
-        SsoError::internal(format!("store: {e}"))
-    }
 }
 
 impl From<StoreError> for SsoError {
     fn from(e: StoreError) -> Self {
-        SsoError::from_store(e)
+        SsoError::internal(format!("store: {e}"))
     }
 }
 
@@ -281,10 +278,6 @@ pub fn safe_return_path(path: &str) -> Option<&str> {
     ok.then_some(path)
 }
 
-fn fmt_ms(ms: i64) -> String {
-    crate::rfc3339(ms)
-}
-
 /// The certificates, each PEM or base64 DER, parsed and checked usable; de-duplicated.
 fn parse_certificates(texts: &[String]) -> Result<Vec<Certificate>, HubError> {
     if texts.len() > idplex_saml::metadata::MAX_CERTIFICATES {
@@ -382,8 +375,8 @@ impl Hub {
                 Ok(c) => CertificateView {
                     subject: c.subject().to_owned(),
                     sha256_fingerprint: c.fingerprint_sha256().to_owned(),
-                    not_before: fmt_ms(c.not_before().saturating_mul(1000)),
-                    not_after: fmt_ms(c.not_after().saturating_mul(1000)),
+                    not_before: crate::rfc3339(c.not_before().saturating_mul(1000)),
+                    not_after: crate::rfc3339(c.not_after().saturating_mul(1000)),
                     expired: c.not_after().saturating_mul(1000) < now,
                 },
                 Err(e) => CertificateView {
@@ -411,9 +404,9 @@ impl Hub {
             allow_response_only_signing: s.allow_response_only_signing,
             jit: s.jit,
             session_ttl_minutes: s.session_ttl_minutes,
-            metadata_valid_until: s.metadata_valid_until.map(fmt_ms),
+            metadata_valid_until: s.metadata_valid_until.map(crate::rfc3339),
             domains,
-            updated_at: fmt_ms(s.updated_at),
+            updated_at: crate::rfc3339(s.updated_at),
         })
     }
 
@@ -749,10 +742,10 @@ impl Hub {
             }
             Some(u) if s.jit => {
                 let wanted = merged_resource(&u.resource, user)?;
-                if wanted == u.resource && u.external_id == user.external_id.clone().or(u.external_id.clone()) {
+                let external_id = user.external_id.as_deref().or(u.external_id.as_deref());
+                if wanted == u.resource && external_id == u.external_id.as_deref() {
                     (u, false)
                 } else {
-                    let external_id = user.external_id.as_deref().or(u.external_id.as_deref());
                     match self
                         .store
                         .replace_user(conn, &u.id, Some(u.version), &u.user_name, external_id, true, &wanted)

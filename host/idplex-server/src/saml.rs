@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Form, Json, Router};
-use idplex_hub::{SamlUpdate, SignedIn, SsoError, SsoErrorClass};
+use idplex_hub::{SamlUpdate, SsoError, SsoErrorClass};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -147,12 +147,9 @@ struct AcsForm {
     relay_state: Option<String>,
 }
 
-fn session_cookie(done: &SignedIn) -> String {
-    let max_age = ((done.session.expires_at - done.session.created_at) / 1000).max(0);
-    format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}",
-        done.session_secret
-    )
+/// The `Set-Cookie` value of the session cookie: `value` for `max_age` seconds (0 clears it).
+fn session_cookie(value: &str, max_age: i64) -> String {
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}", max_age.max(0))
 }
 
 async fn acs(
@@ -171,7 +168,8 @@ async fn acs(
     match s.hub.complete_sign_in(&id, &form.saml_response, form.relay_state.as_deref()).await {
         Ok(done) => {
             let mut resp = see_other(&done.return_to);
-            match HeaderValue::from_str(&session_cookie(&done)) {
+            let max_age = (done.session.expires_at - done.session.created_at) / 1000;
+            match HeaderValue::from_str(&session_cookie(&done.session_secret, max_age)) {
                 Ok(v) => {
                     resp.headers_mut().insert(header::SET_COOKIE, v);
                 }
@@ -190,10 +188,9 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Resp
         None => false,
     };
     let mut resp = Json(json!({ "ended": ended })).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("idplex_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
-    );
+    if let Ok(clear) = HeaderValue::from_str(&session_cookie("", 0)) {
+        resp.headers_mut().insert(header::SET_COOKIE, clear);
+    }
     Ok(resp)
 }
 

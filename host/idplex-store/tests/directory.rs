@@ -4,9 +4,9 @@
 #[macro_use]
 mod common;
 
-use common::TestDb;
+use common::{TestDb, connection};
 use idplex_store::{
-    Connection, NewConnection, NewDirectoryGroup, NewDirectoryUser, Store, StoreError, UserLookup,
+    NewDirectoryGroup, NewDirectoryUser, Store, StoreError, UserLookup,
 };
 use serde_json::{Value, json};
 
@@ -20,21 +20,6 @@ on_both_backends!(
     group_membership,
     a_user_is_read_with_its_groups_in_one_lookup,
 );
-
-async fn connection(store: &Store, org: &str, name: &str) -> Connection {
-    store
-        .create_connection(&NewConnection {
-            id: None,
-            org_id: org.into(),
-            name: name.into(),
-            connector_name: "okta".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap()
-}
 
 fn resource(user_name: &str) -> Value {
     json!({

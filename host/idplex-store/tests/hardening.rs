@@ -9,9 +9,9 @@ mod common;
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::TestDb;
+use common::{TestDb, connection};
 use idplex_store::{
-    Connection, EventKind, EventRetention, MAX_DIRECTORY_TEXT_BYTES, NewConnection,
+    EventKind, EventRetention, MAX_DIRECTORY_TEXT_BYTES, NewConnection,
     NewDirectoryGroup, NewDirectoryUser, NewEvent, ScimResourceType, Store, StoreError,
     SyncLogEntry, SyncLogQuery, SyncOperation, SyncOutcome,
 };
@@ -30,21 +30,6 @@ on_both_backends!(
     connector_events_are_coalesced,
     connector_events_are_pruned_by_age_and_per_connection,
 );
-
-async fn connection(store: &Store, org: &str, name: &str) -> Connection {
-    store
-        .create_connection(&NewConnection {
-            id: None,
-            org_id: org.into(),
-            name: name.into(),
-            connector_name: "okta".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap()
-}
 
 fn user(connection_id: &str, user_name: &str) -> NewDirectoryUser {
     NewDirectoryUser {

@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestDb;
+use common::{TestDb, connection};
 use idplex_store::{
-    Connection, DirectoryUser, NewConnection, NewDirectoryGroup, NewDirectoryUser, OutcomeFilter,
+    DirectoryUser, NewDirectoryGroup, NewDirectoryUser, OutcomeFilter,
     ScimDeleteOutcome, ScimDeletePolicy, ScimResourceType, SessionEndReason, Store, StoreError,
     SyncLogEntry, SyncLogQuery, SyncOperation, SyncOutcome, UserTokenFilter,
 };
@@ -24,21 +24,6 @@ on_both_backends!(
     sync_log_scrubs_and_prunes,
     sync_log_batches_are_one_transaction_that_skips_vanished_directories,
 );
-
-async fn connection(store: &Store, org: &str, name: &str) -> Connection {
-    store
-        .create_connection(&NewConnection {
-            id: None,
-            org_id: org.into(),
-            name: name.into(),
-            connector_name: "okta".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap()
-}
 
 fn resource(user_name: &str, active: bool) -> Value {
     json!({

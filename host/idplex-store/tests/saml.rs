@@ -5,9 +5,8 @@
 #[macro_use]
 mod common;
 
-use common::TestDb;
-use idplex_store::{Connection, NewConnection, SamlSettings, Store, StoreError};
-use serde_json::json;
+use common::{TestDb, connection};
+use idplex_store::{SamlSettings, StoreError};
 
 on_both_backends!(
     settings_round_trip_and_fail_closed,
@@ -15,21 +14,6 @@ on_both_backends!(
     requests_are_answered_once_and_expire,
     an_assertion_is_accepted_once_across_replicas,
 );
-
-async fn connection(store: &Store, org: &str, name: &str) -> Connection {
-    store
-        .create_connection(&NewConnection {
-            id: None,
-            org_id: org.into(),
-            name: name.into(),
-            connector_name: "okta".into(),
-            config: json!({}),
-            egress_allow: vec![],
-            limits: json!({}),
-        })
-        .await
-        .unwrap()
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64

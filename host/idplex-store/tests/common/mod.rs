@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idplex_store::{OpenOptions, Store};
+use idplex_store::{Connection, NewConnection, OpenOptions, Store};
 use rand::RngCore;
 use sqlx::postgres::PgPoolOptions;
 
@@ -126,4 +126,21 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// A connection `name` of organization `org` (connector `okta`, empty config), created directly.
+#[allow(dead_code)]
+pub async fn connection(store: &Store, org: &str, name: &str) -> Connection {
+    store
+        .create_connection(&NewConnection {
+            id: None,
+            org_id: org.into(),
+            name: name.into(),
+            connector_name: "okta".into(),
+            config: serde_json::json!({}),
+            egress_allow: vec![],
+            limits: serde_json::json!({}),
+        })
+        .await
+        .unwrap()
 }
