@@ -6,7 +6,8 @@
 //! they share: a private data directory and database per test ([`TestEnv`]), running the CLI
 //! ([`TestEnv::cli`]), running `idplex serve` and talking to it over HTTP ([`Server`]), and the
 //! module fixtures the installer must refuse ([`fixtures`]), and a SAML IdP that signs fresh
-//! responses with `xmlsec1` ([`saml_idp`]).
+//! responses with `xmlsec1` ([`saml_idp`]), and an in-process idplex wired to it for the sign-in
+//! tests ([`sso_app`]).
 //!
 //! Database: SQLite in the test's temp directory by default. When `IDPLEX_TEST_DATABASE_URL` is
 //! a `postgres://` URL, every [`TestEnv`] gets its own schema `t_<random>` on that server
@@ -17,6 +18,7 @@
 //! too long fails the test instead of hanging it.
 
 pub mod saml_idp;
+pub mod sso_app;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

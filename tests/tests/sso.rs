@@ -8,180 +8,14 @@
 //! refusal page, an `sso_<code>` event for the admin, and nothing written (no user, no
 //! session); and two hubs on one database refusing each other's replays.
 
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use idplex_hub::Hub;
-use idplex_hub::store::NewConnection;
-use idplex_store::Store;
-use idplex_tests::saml_idp::{self, Key, ResponseSpec, Signed, TestIdp};
-use serde_json::{Value, json};
+use idplex_tests::saml_idp::{self, Key, ResponseSpec, Signed};
+use idplex_tests::sso_app::{app, cookie_of, custom_saml_connection, hub_on, request_of};
 use tower::ServiceExt;
-
-const PUBLIC: &str = "https://idplex.test";
-
-struct App {
-    _dir: tempfile::TempDir,
-    store: Store,
-    hub: Arc<Hub>,
-    router: Router,
-    admin: String,
-    conn: String,
-    idp: TestIdp,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-async fn hub_on(dir: &std::path::Path, cache: &str) -> (Store, Arc<Hub>) {
-    let url = format!("sqlite://{}", dir.join("idplex.db").display());
-    let store = Store::open(&url).await.expect("store");
-    let runtime = idplex_runtime::Runtime::new(idplex_runtime::RuntimeConfig::new(dir.join(cache))).expect("runtime");
-    let hub = Hub::new(store.clone(), runtime);
-    hub.set_public_url(PUBLIC).unwrap();
-    (store, hub)
-}
-
-/// A new connection of organization `org` to the bundled `custom-saml` (not bound).
-async fn custom_saml_connection(hub: &Hub, org: &str, name: &str) -> idplex_hub::store::Connection {
-    hub.create_connection(NewConnection {
-        id: None,
-        org_id: org.into(),
-        name: name.into(),
-        connector_name: "custom-saml".into(),
-        config: json!({}),
-        egress_allow: vec![],
-        limits: json!({}),
-    })
-    .await
-    .unwrap()
-}
-
-/// A connection `custom-saml`, its IdP imported from metadata and sign-in enabled, the domain
-/// example.com routed to it.
-async fn app() -> App {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (store, hub) = hub_on(dir.path(), "cache").await;
-    let installed = hub.install_bundled().await.expect("bundled connectors install");
-    let version = installed.iter().find(|r| r.name == "custom-saml").expect("custom-saml is bundled").version.clone();
-    let conn = custom_saml_connection(&hub, "acme", "acme idp").await;
-    hub.activate(&conn.id, &version, "test").await.unwrap();
-    let (_, admin) = store.create_admin_token("sso", None).await.unwrap();
-    let router = idplex_server::router(hub.clone());
-    let app = App { _dir: dir, store, hub, router, admin, conn: conn.id, idp: TestIdp::new() };
-    let imported = app
-        .call("POST", &format!("/admin/v1/connections/{}/saml/metadata?enable=true", app.conn), Some(app.idp.metadata()), true)
-        .await;
-    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
-    let domains = app
-        .call("PUT", &format!("/admin/v1/connections/{}/saml/domains", app.conn), Some(json!({"domains": ["Example.com"]}).to_string()), true)
-        .await;
-    assert_eq!(domains.json()["domains"], json!(["example.com"]));
-    app
-}
-
-impl App {
-    async fn call(&self, method: &str, path: &str, body: Option<String>, admin: bool) -> Answer {
-        let json = body.as_deref().is_some_and(|b| b.starts_with('{'));
-        self.request(method, path, body, admin, if json { &[("content-type", "application/json")] } else { &[] }).await
-    }
-
-    async fn request(&self, method: &str, path: &str, body: Option<String>, admin: bool, headers: &[(&str, &str)]) -> Answer {
-        let mut req = Request::builder().method(method).uri(path).header("host", "idplex.test");
-        if admin {
-            req = req.header("authorization", format!("Bearer {}", self.admin));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
-        let resp = self.router.clone().oneshot(req).await.expect("the router answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20).await.unwrap();
-        Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
-    }
-
-    fn acs_url(&self) -> String {
-        format!("{PUBLIC}/saml/{}/acs", self.conn)
-    }
-
-    fn sp_entity(&self) -> String {
-        format!("{PUBLIC}/saml/{}", self.conn)
-    }
-
-    /// Starts an SP-initiated sign-in; returns the AuthnRequest's ID and the RelayState sent.
-    async fn start(&self, return_to: &str) -> (String, Option<String>) {
-        let path = format!("/saml/{}/login?return_to={}", self.conn, idplex_saml::authn_request::url_encode(return_to));
-        let answer = self.call("GET", &path, None, false).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-        request_of(answer.header("location"))
-    }
-
-    async fn post_acs(&self, saml_response: &str, relay_state: Option<&str>) -> Answer {
-        let mut form = format!("SAMLResponse={}", idplex_saml::authn_request::url_encode(saml_response));
-        if let Some(r) = relay_state {
-            form.push_str(&format!("&RelayState={}", idplex_saml::authn_request::url_encode(r)));
-        }
-        self.request(
-            "POST",
-            &format!("/saml/{}/acs", self.conn),
-            Some(form),
-            false,
-            &[("content-type", "application/x-www-form-urlencoded")],
-        )
-        .await
-    }
-
-    /// A response answering a fresh SP-initiated request, for `name_id`.
-    async fn solicited(&self, name_id: &str) -> ResponseSpec {
-        let (id, _) = self.start("/").await;
-        self.idp.response(&self.acs_url(), &self.sp_entity(), Some(&id), name_id)
-    }
-
-    async fn users(&self) -> usize {
-        self.store.list_users(&self.conn, 0, 1000).await.map(|(users, _)| users.len()).unwrap()
-    }
-
-    async fn events(&self) -> Vec<String> {
-        let answer = self.call("GET", &format!("/admin/v1/events?connection={}", self.conn), None, true).await;
-        answer.json()["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"].as_str().unwrap().starts_with("sso_"))
-            .map(|e| e["message"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-/// The AuthnRequest ID and RelayState of a redirect to the IdP.
-fn request_of(location: &str) -> (String, Option<String>) {
-    let query = location.split_once('?').expect("a query").1;
-    let parsed = idplex_saml::authn_request::RedirectQuery::parse(query).expect("a redirect binding query");
-    let xml = idplex_saml::authn_request::decode_redirect(&parsed.message).expect("deflated AuthnRequest");
-    let id = xml.split(" ID=\"").nth(1).and_then(|r| r.split('"').next()).expect("an ID").to_owned();
-    (id, parsed.relay_state)
-}
-
-fn cookie_of(answer: &Answer) -> String {
-    let set = answer.header("set-cookie");
-    set.split(';').next().unwrap().to_owned()
-}
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_in_through_the_idp_and_lands_where_they_were_going() {
@@ -476,20 +310,12 @@ async fn who_may_sign_in_is_the_directorys_decision() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 }
 
-impl App {
-    /// A response to a request remembered directly (sign-in may be disabled, so `/login` refuses).
-    async fn solicited_unchecked(&self, name_id: &str) -> ResponseSpec {
-        let id = format!("_direct{}", saml_idp::now_secs());
-        self.store.remember_saml_request(&id, &self.conn, None, (saml_idp::now_secs() + 600) * 1000).await.unwrap();
-        self.idp.response(&self.acs_url(), &self.sp_entity(), Some(&id), name_id)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_database_behave_as_one() {
     let app = app().await;
     // A second hub (another replica) on the same database file.
-    let (_, other) = hub_on(app._dir.path(), "cache-2").await;
+    let (_, other) = hub_on(app.dir.path(), "cache-2").await;
     other.sync_bindings().await.unwrap();
     let other_router = idplex_server::router(other);
     let post = |router: &Router, saml: String| {
