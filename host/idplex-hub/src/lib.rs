@@ -27,10 +27,12 @@ mod admin;
 pub mod native_scim;
 pub mod provisioning;
 pub mod secrets;
+pub mod oidc;
 pub mod sso;
 mod users;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
+pub use oidc::{AppUpdate, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
 pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SsoError, SsoErrorClass};
 pub use users::UserCredential;
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
@@ -40,7 +42,7 @@ pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESS
 pub mod store {
     pub use idplex_store::{
         Connection, ConnectionUpdate, DirectoryGroup, DirectoryUser, EventRetention, MAX_DIRECTORY_LIST_LIMIT,
-        NewConnection, NewDirectoryGroup, NewDirectoryUser, OpenOptions, OutcomeFilter, ScimDeletePolicy, SqliteSync,
+        NewConnection, NewDirectoryGroup, NewDirectoryUser, OidcClient, OpenOptions, OrgSessionPolicy, OutcomeFilter, ScimDeletePolicy, SqliteSync,
         StoreError,
         SyncLogCursor, SyncLogQuery, UserTokenCursor, UserTokenFilter,
     };

@@ -227,7 +227,7 @@ impl StartBudget {
     }
 
     /// Whether the connection may start one more sign-in at `now`.
-    fn admit(&self, connection_id: &str, now: std::time::Instant) -> bool {
+    pub(crate) fn admit(&self, connection_id: &str, now: std::time::Instant) -> bool {
         let (rate, burst) = *self.rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() > 10_000 {
@@ -253,7 +253,7 @@ pub(crate) struct RefusalBudget {
 
 impl RefusalBudget {
     /// Whether another event may be recorded for the connection now.
-    fn admit(&self, connection_id: &str, now: i64) -> bool {
+    pub(crate) fn admit(&self, connection_id: &str, now: i64) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() > 10_000 {
             windows.retain(|_, (start, _)| now - *start < 60_000);

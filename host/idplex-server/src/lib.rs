@@ -1,7 +1,8 @@
 //! The idplex HTTP server: `/healthz`, `/readyz`, the admin API under `/admin/v1`, the SCIM
 //! server under `/scim/v2/{connection}` ([`scim`]) and the users' own API under `/api/v1`
 //! ([`me`]). User lifecycle and sync log admin routes are in [`lifecycle`]; SAML sign-in (the ACS,
-//! SP metadata, login entry points) and its admin routes in [`saml`].
+//! SP metadata, login entry points) and its admin routes in [`saml`]; the OpenID Connect provider
+//! for downstream apps and its admin routes in [`oidc`].
 //!
 //! This crate routes, authenticates, decodes and encodes; the use cases are the hub's
 //! ([`idplex_hub::ScimService`] for SCIM, [`Hub`] for the rest). It names no store or runtime
@@ -30,6 +31,7 @@ use serde_json::{Value, json};
 
 pub mod lifecycle;
 pub mod me;
+pub mod oidc;
 pub mod saml;
 pub mod scim;
 
@@ -130,6 +132,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/connections/{id}/scim-tokens/{token}/revoke", post(revoke_scim_token))
         .merge(lifecycle::admin_routes())
         .merge(saml::admin_routes())
+        .merge(oidc::admin_routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
@@ -139,6 +142,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .merge(scim::router(state.clone()))
         .merge(me::router())
         .merge(saml::router())
+        .merge(oidc::router())
         .fallback(not_found)
         .with_state(state)
 }

@@ -5,7 +5,8 @@
 //! Browser-facing (no admin token):
 //! * `GET /saml/{connection}/metadata` — the SP metadata to give the IdP.
 //! * `GET /saml/{connection}/login?return_to=/path` — SP-initiated sign-in: 303 to the IdP.
-//! * `GET /sso/login?email=ada@example.com&return_to=/path` — the same, routed by e-mail domain.
+//! * `GET /sso/login?email=ada@example.com&return_to=/path` — the same, routed by e-mail domain
+//!   (without `email`: a form that asks for it).
 //! * `POST /saml/{connection}/acs` — the ACS (HTTP-POST binding, form fields `SAMLResponse`,
 //!   `RelayState`): on success 303 to the return path with the `idplex_session` cookie
 //!   (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age of the session); refused: an HTML page
@@ -127,12 +128,33 @@ async fn login(State(s): State<AppState>, Path(id): Path<String>, Query(q): Quer
 
 #[derive(Deserialize)]
 struct EmailQuery {
-    email: String,
+    email: Option<String>,
     return_to: Option<String>,
 }
 
+/// Without an e-mail: a form that asks for it (and keeps the return path).
+fn email_form(return_to: Option<&str>) -> Response {
+    let keep = return_to
+        .and_then(idplex_hub::sso::safe_return_path)
+        .map(|p| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", html_escape(p)))
+        .unwrap_or_default();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in</title></head>\
+         <body><h1>Sign in</h1><form method=\"get\" action=\"/sso/login\">\
+         <label>Work e-mail <input type=\"email\" name=\"email\" required autofocus></label>{keep}\
+         <button type=\"submit\">Continue</button></form></body></html>\n"
+    );
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 async fn login_by_email(State(s): State<AppState>, Query(q): Query<EmailQuery>) -> Response {
-    match s.hub.begin_sign_in_by_email(&q.email, q.return_to.as_deref()).await {
+    let Some(email) = q.email.as_deref().filter(|e| !e.trim().is_empty()) else {
+        return email_form(q.return_to.as_deref());
+    };
+    match s.hub.begin_sign_in_by_email(email, q.return_to.as_deref()).await {
         Ok(start) => see_other(&start.redirect_url),
         Err(e) => refusal_page(&e),
     }

@@ -186,6 +186,7 @@ mod events;
 mod group_commit;
 mod modules;
 mod readers;
+mod oidc;
 mod saml;
 mod scim_tokens;
 mod sync_log;
@@ -201,6 +202,10 @@ pub use events::{
     EventRetention, MAX_EVENT_LIST_LIMIT, MAX_EVENT_MESSAGE_BYTES,
 };
 pub use modules::sha256_hex;
+pub use oidc::{
+    CodeRedemption, MAX_REDIRECT_URIS, OIDC_ACCESS_TOKEN_PREFIX, OIDC_CLIENT_SECRET_PREFIX, OIDC_CODE_PREFIX, OidcAccessToken,
+    OidcClient, OidcCode, OidcSigningKey, OrgSessionPolicy,
+};
 pub use saml::{SamlRequest, SamlSettings};
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use sync_log::{

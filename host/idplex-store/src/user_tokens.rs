@@ -308,9 +308,13 @@ const INSERT_TOKEN: &str = "INSERT INTO user_api_tokens \
 /// Like [`INSERT_TOKEN`], for sessions.
 const INSERT_SESSION: &str = "INSERT INTO user_sessions \
      (id, org_id, user_id, token_hash, created_at, expires_at, last_seen_at, ended_at, end_reason) \
-     SELECT $2, u.org_id, u.id, $3, $4, $5, NULL, NULL, NULL FROM directory_users u \
+     SELECT $2, u.org_id, u.id, $3, $4, \
+         CASE WHEN o.session_absolute_minutes IS NOT NULL AND $4 + o.session_absolute_minutes * 60000 < $5 \
+              THEN $4 + o.session_absolute_minutes * 60000 ELSE $5 END, \
+         NULL, NULL, NULL \
+     FROM directory_users u LEFT JOIN org_settings o ON o.org_id = u.org_id \
      WHERE u.id = $1 AND u.active AND u.scim_deleted_at IS NULL \
-     RETURNING org_id";
+     RETURNING org_id, expires_at";
 
 /// A positive lifetime, or the default.
 fn lifetime(ttl_ms: Option<i64>, default: i64, what: &'static str) -> Result<i64, StoreError> {
@@ -574,8 +578,8 @@ impl Store {
             ended_at: None,
             end_reason: None,
         };
-        let org_id: Option<String> = with_pool!(self, write, |pool| {
-            sqlx::query_scalar(INSERT_SESSION)
+        let opened: Option<(String, i64)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(INSERT_SESSION)
                 .bind(user_id)
                 .bind(&session.id)
                 .bind(hash_secret(&secret))
@@ -584,10 +588,12 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        let Some(org_id) = org_id else {
+        let Some((org_id, expires_at)) = opened else {
             return Err(self.issue_refused(user_id, "sessions").await);
         };
         session.org_id = org_id;
+        // The organization's absolute timeout, if shorter, bounds the lifetime asked for.
+        session.expires_at = expires_at;
         tracing::info!(session = %session.id, user = %user_id, "user session opened");
         Ok((session, secret))
     }
@@ -609,8 +615,13 @@ impl Store {
                  s.user_id AS s_user_id, s.created_at AS s_created_at, \
                  s.expires_at AS s_expires_at, s.last_seen_at AS s_last_seen_at, {} \
              FROM user_sessions s JOIN directory_users u ON u.id = s.user_id \
+                 LEFT JOIN org_settings o ON o.org_id = s.org_id \
              WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
-               AND u.org_id = s.org_id AND u.active AND u.scim_deleted_at IS NULL",
+               AND u.org_id = s.org_id AND u.active AND u.scim_deleted_at IS NULL \
+               AND (o.session_idle_minutes IS NULL \
+                    OR COALESCE(s.last_seen_at, s.created_at) > $2 - o.session_idle_minutes * 60000) \
+               AND (o.session_absolute_minutes IS NULL \
+                    OR s.created_at > $2 - o.session_absolute_minutes * 60000)",
             user_columns("u")
         );
         let row: Option<VerifiedSessionRow> = with_pool!(self, read, |pool| {

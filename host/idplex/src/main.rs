@@ -106,6 +106,16 @@ enum Command {
     /// hand), the switches, and the e-mail domains routed to it.
     #[command(subcommand)]
     Saml(SamlCmd),
+    /// Register the downstream apps that receive identities through OpenID Connect (client id,
+    /// redirect URIs, secret shown once).
+    #[command(subcommand)]
+    App(AppCmd),
+    /// The OpenID Connect provider's signing keys (list, rotate).
+    #[command(subcommand)]
+    Oidc(OidcCmd),
+    /// An organization's session policy (idle and absolute timeouts).
+    #[command(subcommand)]
+    Org(OrgCmd),
     /// Show connector events (traps, timeouts, refused installs, ...), newest first.
     Events {
         /// Only events of this connection.
@@ -190,6 +200,72 @@ enum ConnectorCmd {
         /// Connection id.
         #[arg(long)]
         connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCmd {
+    /// Register an app of an organization; prints its client id and secret (shown once).
+    Create {
+        /// The organization whose users sign in to it.
+        #[arg(long)]
+        org: String,
+        /// A name, unique in the organization.
+        #[arg(long)]
+        name: String,
+        /// Where codes may be sent (repeatable; https, or http on localhost).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+    },
+    /// List the apps.
+    List,
+    /// Show an app (never its secret).
+    Show {
+        /// Client id.
+        app: String,
+    },
+    /// Rename an app or replace its redirect URIs.
+    Update {
+        /// Client id.
+        app: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replaces every redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+    },
+    /// Issue a new client secret (shown once); the old one stops at once.
+    RotateSecret {
+        /// Client id.
+        app: String,
+    },
+    /// Delete an app and every code and token issued to it.
+    Delete {
+        /// Client id.
+        app: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OidcCmd {
+    /// The signing keys (the one that signs first; retired ones stay published a day).
+    Keys,
+    /// Generate a new signing key and sign with it from now on.
+    RotateKey,
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Show or set an organization's session timeouts. Without options, shows them.
+    SessionPolicy {
+        /// Organization id.
+        org: String,
+        /// End sessions after this many minutes without a request (0 turns it off).
+        #[arg(long)]
+        idle_minutes: Option<i64>,
+        /// End sessions this many minutes after sign-in (0 turns it off).
+        #[arg(long)]
+        absolute_minutes: Option<i64>,
     },
 }
 
@@ -599,6 +675,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::UserToken(cmd) => user_token(&hub, g.json, cmd).await,
         Command::Saml(cmd) => saml(&hub, g.json, cmd).await,
+        Command::App(cmd) => app(&hub, g.json, cmd).await,
+        Command::Oidc(cmd) => oidc(&hub, g.json, cmd).await,
+        Command::Org(cmd) => org(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
             let events = hub.events(connection.as_deref(), limit).await?;
             emit(g.json, &json!({ "events": events }), || {
@@ -652,6 +731,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let saml_pruner = hub.spawn_saml_pruner(Duration::from_secs(300));
+    let oidc_pruner = hub.spawn_oidc_pruner(Duration::from_secs(300));
     let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
     let pruner = (args.sync_log_retention_days > 0).then(|| {
         let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
@@ -687,6 +767,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
     saml_pruner.abort();
+    oidc_pruner.abort();
     let _ = watcher.await;
     let _ = event_pruner.await;
     if let Some(pruner) = pruner {
@@ -1095,6 +1176,114 @@ fn saml_text(v: &idplex_hub::SamlView) -> String {
     out.push(format!("domains           {}", if v.domains.is_empty() { "-".to_owned() } else { v.domains.join(", ") }));
     out.push(format!("login URL         {}", v.login_url));
     out.join("\n")
+}
+
+fn app_json(app: &idplex_hub::store::OidcClient, secret: Option<&str>) -> Value {
+    let mut v = json!({
+        "client_id": app.id,
+        "org_id": app.org_id,
+        "name": app.name,
+        "redirect_uris": app.redirect_uris,
+        "created_at": app.created_at,
+        "secret_rotated_at": app.secret_rotated_at,
+    });
+    if let Some(secret) = secret {
+        v["client_secret"] = json!(secret);
+    }
+    v
+}
+
+fn app_text(app: &idplex_hub::store::OidcClient) -> String {
+    format!("{}  {}  org {}  redirect {}", app.id, app.name, app.org_id, app.redirect_uris.join(" "))
+}
+
+async fn app(hub: &Hub, json_out: bool, cmd: AppCmd) -> anyhow::Result<()> {
+    let with_secret = |app: &idplex_hub::store::OidcClient, secret: &str| {
+        emit(json_out, &app_json(app, Some(secret)), || {
+            format!(
+                "{}\nclient_id:     {}\nclient_secret: {secret}  (shown once: store it in the app now)\n\
+                 issuer:        {}",
+                app_text(app),
+                app.id,
+                hub.oidc_issuer()
+            )
+        })
+    };
+    match cmd {
+        AppCmd::Create { org, name, redirect_uris } => {
+            let (app, secret) = hub.create_app(idplex_hub::NewApp { org_id: org, name, redirect_uris }).await?;
+            with_secret(&app, &secret);
+        }
+        AppCmd::List => {
+            let apps = hub.apps().await?;
+            let list: Vec<Value> = apps.iter().map(|a| app_json(a, None)).collect();
+            emit(json_out, &json!({ "apps": list }), || {
+                if apps.is_empty() { "no apps".to_owned() } else { apps.iter().map(app_text).collect::<Vec<_>>().join("\n") }
+            });
+        }
+        AppCmd::Show { app } => {
+            let app = hub.app(&app).await?;
+            emit(json_out, &app_json(&app, None), || app_text(&app));
+        }
+        AppCmd::Update { app, name, redirect_uris } => {
+            let update = idplex_hub::AppUpdate { name, redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris) };
+            let app = hub.update_app(&app, update).await?;
+            emit(json_out, &app_json(&app, None), || app_text(&app));
+        }
+        AppCmd::RotateSecret { app } => {
+            let (app, secret) = hub.rotate_app_secret(&app).await?;
+            with_secret(&app, &secret);
+        }
+        AppCmd::Delete { app } => {
+            hub.delete_app(&app).await?;
+            emit(json_out, &json!({ "deleted": app }), || format!("deleted app {app}"));
+        }
+    }
+    Ok(())
+}
+
+async fn oidc(hub: &Hub, json_out: bool, cmd: OidcCmd) -> anyhow::Result<()> {
+    let keys = match cmd {
+        OidcCmd::Keys => hub.oidc_keys().await?,
+        OidcCmd::RotateKey => vec![hub.rotate_oidc_key().await?],
+    };
+    emit(json_out, &json!({ "keys": keys }), || {
+        if keys.is_empty() {
+            return "no signing key yet (one is made at the first sign-in, or with `idplex oidc rotate-key`)".to_owned();
+        }
+        keys.iter()
+            .map(|k| match k.retired_at {
+                None => format!("{}  {}  signing", k.kid, k.alg),
+                Some(at) => format!("{}  {}  retired at {at}", k.kid, k.alg),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn org(hub: &Hub, json_out: bool, cmd: OrgCmd) -> anyhow::Result<()> {
+    let OrgCmd::SessionPolicy { org, idle_minutes, absolute_minutes } = cmd;
+    let mut policy = hub.org_session_policy(&org).await?;
+    if idle_minutes.is_some() || absolute_minutes.is_some() {
+        let off_if_zero = |v: i64| (v != 0).then_some(v);
+        if let Some(v) = idle_minutes {
+            policy.session_idle_minutes = off_if_zero(v);
+        }
+        if let Some(v) = absolute_minutes {
+            policy.session_absolute_minutes = off_if_zero(v);
+        }
+        policy = hub.set_org_session_policy(&org, policy).await?;
+    }
+    let show = |v: Option<i64>| v.map_or("off".to_owned(), |m| format!("{m} min"));
+    emit(json_out, &serde_json::to_value(&policy)?, || {
+        format!(
+            "organization {org}: idle timeout {}, absolute timeout {}",
+            show(policy.session_idle_minutes),
+            show(policy.session_absolute_minutes)
+        )
+    });
+    Ok(())
 }
 
 async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {

@@ -150,3 +150,86 @@ async fn replicas_share_outstanding_requests_and_the_replay_cache() {
     assert_eq!(acs(&http, &a, &conn, &signed).await.0, 303);
     assert_eq!(acs(&http, &b, &conn, &signed).await.1, "replayed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_registers_an_app_with_the_cli_and_it_gets_a_signed_in_users_identity() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let env = TestEnv::new(BIN).await;
+    let server = env.serve(&["--demo", "--public-url", PUBLIC]).await;
+    let conn = demo_connection(&server);
+    let idp = TestIdp::new();
+    let metadata = env.write_file("idp-metadata.xml", idp.metadata().as_bytes());
+    let imported = env.cli_json(&["--public-url", PUBLIC, "saml", "import", &conn, metadata.to_str().unwrap(), "--enable"]).await;
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+
+    // The admin registers the app; the secret is printed once, never listed.
+    let redirect = "https://wiki.example/callback";
+    let made = env.cli_json(&["app", "create", "--org", "default", "--name", "wiki", "--redirect-uri", redirect]).await.ok_json();
+    let client_id = made["client_id"].as_str().unwrap().to_owned();
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    let listed = env.cli_json(&["app", "list"]).await;
+    assert!(listed.stdout.contains(&client_id) && !listed.stdout.contains("idp_ocs_"), "{}", listed.stdout);
+    let refused = env.cli_json(&["app", "create", "--org", "default", "--name", "x", "--redirect-uri", "http://wiki.example/cb"]).await;
+    assert_eq!(refused.code, 3, "{refused:?}");
+    // A signing key made ahead of the first sign-in; a session policy for the organization.
+    let kid = env.cli_json(&["oidc", "rotate-key"]).await.ok_json()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(env.cli_json(&["oidc", "keys"]).await.ok_json()["keys"][0]["kid"], kid.as_str());
+    let policy = env.cli_json(&["org", "session-policy", "default", "--idle-minutes", "30"]).await.ok_json();
+    assert_eq!(policy, serde_json::json!({"session_idle_minutes": 30, "session_absolute_minutes": null}));
+    assert_eq!(env.cli_json(&["org", "session-policy", "default", "--idle-minutes", "2"]).await.code, 3);
+
+    // A user signs in, then the app's authorization request gets a code at once.
+    let http = browser();
+    let id = login(&http, &server, &conn).await;
+    let r = idp.response(&format!("{PUBLIC}/saml/{conn}/acs"), &format!("{PUBLIC}/saml/{conn}"), Some(&id), "ada@example.com");
+    let (status, _, cookie) = acs(&http, &server, &conn, &idp.sign(&r)).await;
+    assert_eq!(status, 303, "{}", server.log());
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let verifier = "v".repeat(60);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let authorize = http
+        .get(format!("{}/oauth2/authorize", server.base))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("scope", "openid email"),
+            ("state", "xyz"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorize.status(), 303, "{}", server.log());
+    let location = authorize.headers()["location"].to_str().unwrap().to_owned();
+    let code = location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let exchange = |secret: String, code: String| {
+        let (http, server, client_id, verifier) = (&http, &server, client_id.clone(), verifier.clone());
+        async move {
+            http.post(format!("{}/oauth2/token", server.base))
+                .basic_auth(client_id, Some(secret))
+                .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", redirect), ("code_verifier", &verifier)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let tokens = exchange(secret.clone(), code).await;
+    assert_eq!(tokens.status(), 200, "{}", server.log());
+    let tokens: serde_json::Value = tokens.json().await.unwrap();
+    let header = tokens["id_token"].as_str().unwrap().split('.').next().unwrap().to_owned();
+    let header: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    assert_eq!(header["kid"], kid.as_str(), "signed with the key the CLI made");
+
+    // A rotated secret: the old one is refused at once.
+    let rotated = env.cli_json(&["app", "rotate-secret", &client_id]).await.ok_json();
+    assert_ne!(rotated["client_secret"], secret.as_str());
+    let stale = exchange(secret, "idp_occ_x".into()).await;
+    assert_eq!(stale.status(), 401);
+    assert_eq!(env.cli_json(&["app", "delete", &client_id]).await.code, 0);
+    assert_eq!(env.cli_json(&["app", "show", &client_id]).await.code, 4);
+}

@@ -144,3 +144,32 @@ pub async fn connection(store: &Store, org: &str, name: &str) -> Connection {
         .await
         .unwrap()
 }
+
+/// Runs one statement on the test database behind the store's back (to move a row's clock):
+/// `sql` with the integers bound as `$1…$n`, then `text` as the last parameter.
+#[allow(dead_code)]
+pub async fn execute(db: &TestDb, sql: &str, ints: &[i64], text: &str) {
+    match db {
+        TestDb::Sqlite { path, .. } => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for i in ints {
+                q = q.bind(*i);
+            }
+            q.bind(text).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        TestDb::Postgres { url, schema } => {
+            let pool = PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(&mut *conn).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for i in ints {
+                q = q.bind(*i);
+            }
+            q.bind(text).execute(&mut *conn).await.unwrap();
+            drop(conn);
+            pool.close().await;
+        }
+    }
+}
