@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use idplex_saml::authn_request::url_encode;
+use idplex_scim::percent_decode;
 use idplex_store::NewDirectoryUser;
 use idplex_tests::sso_app::{Answer, App, app, app_at, cookie_of, custom_saml_connection};
 use serde_json::{Value, json};
@@ -53,22 +54,6 @@ fn query_of(location: &str) -> Vec<(String, String)> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), percent_decode(v)))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(if b[i] == b'+' { b' ' } else { b[i] });
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn param(location: &str, name: &str) -> Option<String> {

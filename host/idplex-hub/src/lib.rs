@@ -32,7 +32,7 @@ pub mod sso;
 mod users;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
-pub use oidc::{AppUpdate, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
+pub use oidc::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
 pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SsoError, SsoErrorClass};
 pub use users::UserCredential;
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
@@ -42,7 +42,7 @@ pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESS
 pub mod store {
     pub use idplex_store::{
         Connection, ConnectionUpdate, DirectoryGroup, DirectoryUser, EventRetention, MAX_DIRECTORY_LIST_LIMIT,
-        NewConnection, NewDirectoryGroup, NewDirectoryUser, OidcClient, OpenOptions, OrgSessionPolicy, OutcomeFilter, ScimDeletePolicy, SqliteSync,
+        NewConnection, NewDirectoryGroup, NewDirectoryUser, OpenOptions, OrgSessionPolicy, OutcomeFilter, ScimDeletePolicy, SqliteSync,
         StoreError,
         SyncLogCursor, SyncLogQuery, UserTokenCursor, UserTokenFilter,
     };

@@ -26,8 +26,6 @@
 //! mismatch) are recorded as events (`oidc_<error>`, connector `oidc`), at most
 //! [`crate::sso::MAX_REFUSAL_EVENTS_PER_MINUTE`] a minute per app.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use idplex_store::{CodeRedemption, DirectoryUser, EventKind, NewEvent, OidcClient, OidcCode, OidcSigningKey, OrgSessionPolicy};
@@ -35,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::sso::random_hex;
 use crate::{Hub, HubError, now_ms};
 
 /// How long a code may be redeemed, in milliseconds.
@@ -105,6 +104,36 @@ pub struct NewApp {
 pub struct AppUpdate {
     pub name: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
+}
+
+/// An app as admins see it: never its secret, except in the answer that issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppView {
+    pub client_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub secret_rotated_at: i64,
+    /// Only right after registration or rotation: shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl AppView {
+    fn new(app: OidcClient, client_secret: Option<String>) -> Self {
+        AppView {
+            client_id: app.id,
+            org_id: app.org_id,
+            name: app.name,
+            redirect_uris: app.redirect_uris,
+            created_at: app.created_at,
+            updated_at: app.updated_at,
+            secret_rotated_at: app.secret_rotated_at,
+            client_secret,
+        }
+    }
 }
 
 /// A signing key as admins see it (never the private half).
@@ -318,41 +347,44 @@ fn user_claims(user: &DirectoryUser, groups: &[String], scope: &str) -> Map<Stri
 impl Hub {
     // -- apps ----------------------------------------------------------------------------------
 
-    /// Registers an app; returns it and its client secret (shown once).
-    pub async fn create_app(&self, new: NewApp) -> Result<(OidcClient, String), HubError> {
+    /// Registers an app; the answer carries its client secret (shown once).
+    pub async fn create_app(&self, new: NewApp) -> Result<AppView, HubError> {
         for uri in &new.redirect_uris {
             check_redirect_uri(uri).map_err(|e| invalid("redirect URI", e))?;
         }
         let (app, secret) = self.store.create_oidc_client(&new.org_id, &new.name, &new.redirect_uris).await?;
         tracing::info!(app = %app.id, org = %app.org_id, "OIDC app registered");
-        Ok((app, secret))
+        Ok(AppView::new(app, Some(secret)))
     }
 
     /// Every app.
-    pub async fn apps(&self) -> Result<Vec<OidcClient>, HubError> {
-        Ok(self.store.list_oidc_clients().await?)
+    pub async fn apps(&self) -> Result<Vec<AppView>, HubError> {
+        Ok(self.store.list_oidc_clients().await?.into_iter().map(|a| AppView::new(a, None)).collect())
     }
 
     /// The app `id`.
-    pub async fn app(&self, id: &str) -> Result<OidcClient, HubError> {
-        Ok(self.store.oidc_client(id).await?.ok_or_else(|| idplex_store::StoreError::NotFound { what: "app", key: id.to_owned() })?)
+    pub async fn app(&self, id: &str) -> Result<AppView, HubError> {
+        let app = self.store.oidc_client(id).await?;
+        let app = app.ok_or_else(|| idplex_store::StoreError::NotFound { what: "app", key: id.to_owned() })?;
+        Ok(AppView::new(app, None))
     }
 
     /// Renames an app or replaces its redirect URIs.
-    pub async fn update_app(&self, id: &str, update: AppUpdate) -> Result<OidcClient, HubError> {
+    pub async fn update_app(&self, id: &str, update: AppUpdate) -> Result<AppView, HubError> {
         if let Some(uris) = &update.redirect_uris {
             for uri in uris {
                 check_redirect_uri(uri).map_err(|e| invalid("redirect URI", e))?;
             }
         }
-        Ok(self.store.update_oidc_client(id, update.name.as_deref(), update.redirect_uris.as_deref()).await?)
+        let app = self.store.update_oidc_client(id, update.name.as_deref(), update.redirect_uris.as_deref()).await?;
+        Ok(AppView::new(app, None))
     }
 
-    /// Issues the app a new client secret (shown once); the old one stops at once.
-    pub async fn rotate_app_secret(&self, id: &str) -> Result<(OidcClient, String), HubError> {
-        let out = self.store.rotate_oidc_client_secret(id).await?;
+    /// Issues the app a new client secret (in the answer, shown once); the old one stops at once.
+    pub async fn rotate_app_secret(&self, id: &str) -> Result<AppView, HubError> {
+        let (app, secret) = self.store.rotate_oidc_client_secret(id).await?;
         tracing::info!(app = %id, "OIDC app secret rotated");
-        Ok(out)
+        Ok(AppView::new(app, Some(secret)))
     }
 
     /// Deletes the app and everything issued to it.
@@ -779,37 +811,11 @@ impl Hub {
             tracing::error!(error = %e, "could not record OIDC refusal event");
         }
     }
-
-    /// Deletes expired OIDC state and long-retired keys every `every`.
-    pub fn spawn_oidc_pruner(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        let hub = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(hub) = hub.upgrade() else { return };
-                let now = now_ms();
-                match hub.store.prune_oidc(now, now - RETIRED_KEY_PUBLISHED_MS).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(rows = n, "pruned expired OIDC codes, tokens and requests"),
-                    Err(e) => tracing::warn!(error = %e, "could not prune OIDC state"),
-                }
-            }
-        })
-    }
 }
 
 /// An attacker-supplied value shortened for a log line or event.
 fn short(s: &str) -> String {
     s.chars().take(80).collect()
-}
-
-fn random_hex(bytes: usize) -> String {
-    use ring::rand::SecureRandom;
-    let mut buf = vec![0u8; bytes];
-    ring::rand::SystemRandom::new().fill(&mut buf).expect("the system's random source");
-    hex::encode(buf)
 }
 
 #[cfg(test)]

@@ -892,9 +892,10 @@ impl Hub {
         self.sso_starts.set(per_second.max(0.0), burst.max(1.0));
     }
 
-    /// Deletes expired outstanding requests and replay-cache entries every `every` (the replay
-    /// cache must outlive each assertion, not more).
-    pub fn spawn_saml_pruner(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    /// Deletes expired sign-in state every `every`: SAML outstanding requests and replay-cache
+    /// entries (the replay cache must outlive each assertion, not more), and OIDC pending
+    /// requests, codes, tokens and long-retired signing keys.
+    pub fn spawn_sign_in_pruner(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let hub = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -902,10 +903,13 @@ impl Hub {
             loop {
                 tick.tick().await;
                 let Some(hub) = hub.upgrade() else { return };
-                match hub.store.prune_saml(now_ms()).await {
+                let now = now_ms();
+                let saml = hub.store.prune_saml(now).await;
+                let oidc = hub.store.prune_oidc(now, now - crate::oidc::RETIRED_KEY_PUBLISHED_MS).await;
+                match saml.and_then(|a| oidc.map(|b| a + b)) {
                     Ok(0) => {}
-                    Ok(n) => tracing::debug!(rows = n, "pruned expired SAML requests and replay-cache entries"),
-                    Err(e) => tracing::warn!(error = %e, "could not prune SAML state"),
+                    Ok(n) => tracing::debug!(rows = n, "pruned expired SAML and OIDC sign-in state"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune sign-in state"),
                 }
             }
         })
@@ -982,7 +986,8 @@ fn merged_resource(base: &serde_json::Value, user: &CanonicalUser) -> Result<ser
     Ok(r)
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the system's source, in hex (request IDs, code IDs).
+pub(crate) fn random_hex(bytes: usize) -> String {
     use ring::rand::SecureRandom;
     let mut buf = vec![0u8; bytes];
     ring::rand::SystemRandom::new().fill(&mut buf).expect("the system's random source");

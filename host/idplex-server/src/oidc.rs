@@ -21,8 +21,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use idplex_hub::store::{OidcClient, OrgSessionPolicy};
-use idplex_hub::{AppUpdate, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, TokenForm};
+use idplex_hub::store::OrgSessionPolicy;
+use idplex_hub::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, TokenForm};
+use idplex_scim::percent_decode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -147,26 +148,6 @@ async fn authorize_post(
     }
 }
 
-/// `%XX` and `+` decoded (RFC 6749 §2.3.1: Basic credentials are form-encoded first).
-fn form_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `Authorization: Basic` client credentials; `Err` when the header is there but unreadable.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, OidcError> {
     use base64::Engine as _;
@@ -180,10 +161,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, Oi
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    Ok(Some(BasicCredentials {
-        client_id: form_decode(id).ok_or_else(bad)?,
-        client_secret: form_decode(secret).ok_or_else(bad)?,
-    }))
+    // RFC 6749 §2.3.1: both are form-encoded before they are joined.
+    Ok(Some(BasicCredentials { client_id: percent_decode(id), client_secret: percent_decode(secret) }))
 }
 
 async fn token(
@@ -250,38 +229,20 @@ async fn revoke(
 
 // -- admin ------------------------------------------------------------------------------------
 
-fn app_json(app: &OidcClient, secret: Option<&str>) -> Value {
-    let mut v = json!({
-        "client_id": app.id,
-        "org_id": app.org_id,
-        "name": app.name,
-        "redirect_uris": app.redirect_uris,
-        "created_at": app.created_at,
-        "updated_at": app.updated_at,
-        "secret_rotated_at": app.secret_rotated_at,
-    });
-    if let Some(secret) = secret {
-        v["client_secret"] = json!(secret);
-    }
-    v
-}
-
 async fn list_apps(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let apps = s.hub.apps().await?;
-    Ok(Json(json!({ "apps": apps.iter().map(|a| app_json(a, None)).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "apps": s.hub.apps().await? })))
 }
 
-async fn create_app(State(s): State<AppState>, Json(new): Json<NewApp>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (app, secret) = s.hub.create_app(new).await?;
-    Ok((StatusCode::CREATED, Json(app_json(&app, Some(&secret)))))
+async fn create_app(State(s): State<AppState>, Json(new): Json<NewApp>) -> ApiResult<(StatusCode, Json<AppView>)> {
+    Ok((StatusCode::CREATED, Json(s.hub.create_app(new).await?)))
 }
 
-async fn get_app(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(app_json(&s.hub.app(&id).await?, None)))
+async fn get_app(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<AppView>> {
+    Ok(Json(s.hub.app(&id).await?))
 }
 
-async fn patch_app(State(s): State<AppState>, Path(id): Path<String>, Json(update): Json<AppUpdate>) -> ApiResult<Json<Value>> {
-    Ok(Json(app_json(&s.hub.update_app(&id, update).await?, None)))
+async fn patch_app(State(s): State<AppState>, Path(id): Path<String>, Json(update): Json<AppUpdate>) -> ApiResult<Json<AppView>> {
+    Ok(Json(s.hub.update_app(&id, update).await?))
 }
 
 async fn delete_app(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -289,9 +250,8 @@ async fn delete_app(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_secret(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let (app, secret) = s.hub.rotate_app_secret(&id).await?;
-    Ok(Json(app_json(&app, Some(&secret))))
+async fn rotate_secret(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<AppView>> {
+    Ok(Json(s.hub.rotate_app_secret(&id).await?))
 }
 
 async fn list_keys(State(s): State<AppState>) -> ApiResult<Json<Value>> {
@@ -312,17 +272,4 @@ async fn put_policy(
     Json(policy): Json<OrgSessionPolicy>,
 ) -> ApiResult<Json<OrgSessionPolicy>> {
     Ok(Json(s.hub.set_org_session_policy(&org, policy).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::form_decode;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
-        assert_eq!(form_decode("app_1"), Some("app_1".into()));
-        assert_eq!(form_decode("%zz"), None);
-        assert_eq!(form_decode("%4"), None);
-    }
 }

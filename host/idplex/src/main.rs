@@ -730,8 +730,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     tracing::info!(public_url = %hub.public_url(), "SAML entity IDs and ACS URLs derive from the public URL");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let saml_pruner = hub.spawn_saml_pruner(Duration::from_secs(300));
-    let oidc_pruner = hub.spawn_oidc_pruner(Duration::from_secs(300));
+    let sign_in_pruner = hub.spawn_sign_in_pruner(Duration::from_secs(300));
     let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
     let pruner = (args.sync_log_retention_days > 0).then(|| {
         let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
@@ -766,8 +765,7 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
         let _ = stop_tx.send(true);
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
-    saml_pruner.abort();
-    oidc_pruner.abort();
+    sign_in_pruner.abort();
     let _ = watcher.await;
     let _ = event_pruner.await;
     if let Some(pruner) = pruner {
@@ -1178,62 +1176,40 @@ fn saml_text(v: &idplex_hub::SamlView) -> String {
     out.join("\n")
 }
 
-fn app_json(app: &idplex_hub::store::OidcClient, secret: Option<&str>) -> Value {
-    let mut v = json!({
-        "client_id": app.id,
-        "org_id": app.org_id,
-        "name": app.name,
-        "redirect_uris": app.redirect_uris,
-        "created_at": app.created_at,
-        "secret_rotated_at": app.secret_rotated_at,
-    });
-    if let Some(secret) = secret {
-        v["client_secret"] = json!(secret);
-    }
-    v
-}
-
-fn app_text(app: &idplex_hub::store::OidcClient) -> String {
-    format!("{}  {}  org {}  redirect {}", app.id, app.name, app.org_id, app.redirect_uris.join(" "))
+fn app_text(app: &idplex_hub::AppView) -> String {
+    format!("{}  {}  org {}  redirect {}", app.client_id, app.name, app.org_id, app.redirect_uris.join(" "))
 }
 
 async fn app(hub: &Hub, json_out: bool, cmd: AppCmd) -> anyhow::Result<()> {
-    let with_secret = |app: &idplex_hub::store::OidcClient, secret: &str| {
-        emit(json_out, &app_json(app, Some(secret)), || {
-            format!(
+    let show = |app: &idplex_hub::AppView| -> anyhow::Result<()> {
+        emit(json_out, &serde_json::to_value(app)?, || match &app.client_secret {
+            Some(secret) => format!(
                 "{}\nclient_id:     {}\nclient_secret: {secret}  (shown once: store it in the app now)\n\
                  issuer:        {}",
                 app_text(app),
-                app.id,
+                app.client_id,
                 hub.oidc_issuer()
-            )
-        })
+            ),
+            None => app_text(app),
+        });
+        Ok(())
     };
     match cmd {
         AppCmd::Create { org, name, redirect_uris } => {
-            let (app, secret) = hub.create_app(idplex_hub::NewApp { org_id: org, name, redirect_uris }).await?;
-            with_secret(&app, &secret);
+            show(&hub.create_app(idplex_hub::NewApp { org_id: org, name, redirect_uris }).await?)?;
         }
         AppCmd::List => {
             let apps = hub.apps().await?;
-            let list: Vec<Value> = apps.iter().map(|a| app_json(a, None)).collect();
-            emit(json_out, &json!({ "apps": list }), || {
+            emit(json_out, &json!({ "apps": apps }), || {
                 if apps.is_empty() { "no apps".to_owned() } else { apps.iter().map(app_text).collect::<Vec<_>>().join("\n") }
             });
         }
-        AppCmd::Show { app } => {
-            let app = hub.app(&app).await?;
-            emit(json_out, &app_json(&app, None), || app_text(&app));
-        }
+        AppCmd::Show { app } => show(&hub.app(&app).await?)?,
         AppCmd::Update { app, name, redirect_uris } => {
             let update = idplex_hub::AppUpdate { name, redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris) };
-            let app = hub.update_app(&app, update).await?;
-            emit(json_out, &app_json(&app, None), || app_text(&app));
+            show(&hub.update_app(&app, update).await?)?;
         }
-        AppCmd::RotateSecret { app } => {
-            let (app, secret) = hub.rotate_app_secret(&app).await?;
-            with_secret(&app, &secret);
-        }
+        AppCmd::RotateSecret { app } => show(&hub.rotate_app_secret(&app).await?)?,
         AppCmd::Delete { app } => {
             hub.delete_app(&app).await?;
             emit(json_out, &json!({ "deleted": app }), || format!("deleted app {app}"));
