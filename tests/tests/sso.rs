@@ -388,3 +388,87 @@ async fn manual_setup_and_certificate_rollover() {
     assert_eq!(app.call("DELETE", &path, None, true).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.call("GET", &path, None, true).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Verifies an HTTP-Redirect signature with the `openssl` CLI (not idplex's code): the signed
+/// octets are the query up to `&Signature=`, as sent.
+fn openssl_verifies(location: &str, certificate_pem: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let query = location.split_once('?').unwrap().1;
+    let (signed, signature) = query.split_once("&Signature=").expect("a Signature parameter");
+    let signature = idplex_scim::percent_decode(signature);
+    let signature = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, signature).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), certificate_pem).unwrap();
+    std::fs::write(dir.path().join("signed"), signed).unwrap();
+    std::fs::write(dir.path().join("sig"), signature).unwrap();
+    let pubkey = std::process::Command::new("openssl")
+        .args(["x509", "-in", "cert.pem", "-pubkey", "-noout"])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl runs");
+    std::fs::write(dir.path().join("pub.pem"), &pubkey.stdout).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "signed"])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl runs");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authn_requests_are_signed_with_the_sp_key_when_the_connection_asks() {
+    let app = app().await;
+    let saml = format!("/admin/v1/connections/{}/saml", app.conn);
+    let login = format!("/saml/{}/login?return_to=/home", app.conn);
+    let metadata = format!("/saml/{}/metadata", app.conn);
+
+    // Fail closed: no SP key, no signing.
+    assert_eq!(app.call("GET", "/admin/v1/saml/sp-key", None, true).await.status, StatusCode::NOT_FOUND);
+    let refused = app.call("PATCH", &saml, Some(json!({"sign_authn_requests": true}).to_string()), true).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("without an SP signing key"), "{}", refused.body);
+    let unsigned = app.call("GET", &login, None, false).await;
+    assert!(!unsigned.header("location").contains("Signature="));
+
+    // A generated key: its certificate in the metadata, AuthnRequestsSigned once asked for.
+    let made = app.call("POST", "/admin/v1/saml/sp-key", None, true).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let key = made.json();
+    let cert_pem = key["certificate_pem"].as_str().unwrap().to_owned();
+    assert!(key["subject"].as_str().unwrap().contains("idplex SAML SP"), "{key}");
+    assert!(!made.body.contains("PRIVATE"), "never the private key");
+    let view = app.call("PATCH", &saml, Some(json!({"sign_authn_requests": true}).to_string()), true).await;
+    assert_eq!(view.json()["sign_authn_requests"], true);
+    let md = app.call("GET", &metadata, None, false).await.body;
+    let cert_b64: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(md.contains("AuthnRequestsSigned=\"true\"") && md.contains(&cert_b64), "{md}");
+
+    // The redirect is signed (RSA-SHA256 over the exact query), and openssl agrees; a changed
+    // RelayState breaks it. The sign-in it starts completes as before.
+    let signed = app.call("GET", &login, None, false).await;
+    let location = signed.header("location").to_owned();
+    assert!(location.contains("&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256&Signature="), "{location}");
+    assert!(openssl_verifies(&location, &cert_pem));
+    assert!(!openssl_verifies(&location.replace("RelayState=%2Fhome", "RelayState=%2Fevil"), &cert_pem));
+    let done = app.answer_login(&location, "ada@example.com", &[]).await;
+    assert_eq!((done.status, done.header("location")), (StatusCode::SEE_OTHER, "/home"));
+
+    // The admin's own key and certificate; a key that is not the certificate's is refused.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/idplex-saml/tests/fixtures/sp");
+    let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+    let mismatch = json!({"private_key_pem": read("sp-key.pem"), "certificate_pem": read("sp-other-cert.pem")});
+    let answer = app.call("PUT", "/admin/v1/saml/sp-key", Some(mismatch.to_string()), true).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.body.contains("does not belong to the certificate"), "{}", answer.body);
+    let own = json!({"private_key_pem": read("sp-key.pem"), "certificate_pem": read("sp-cert.pem")});
+    let answer = app.call("PUT", "/admin/v1/saml/sp-key", Some(own.to_string()), true).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let own_pem = answer.json()["certificate_pem"].as_str().unwrap().to_owned();
+    let location = app.call("GET", &login, None, false).await.header("location").to_owned();
+    assert!(openssl_verifies(&location, &own_pem), "signed with the imported key");
+    assert!(!openssl_verifies(&location, &cert_pem), "no longer with the generated one");
+
+    // Turned off: unsigned again, and the metadata says so.
+    app.call("PATCH", &saml, Some(json!({"sign_authn_requests": false}).to_string()), true).await;
+    assert!(!app.call("GET", &login, None, false).await.header("location").contains("Signature="));
+    assert!(app.call("GET", &metadata, None, false).await.body.contains("AuthnRequestsSigned=\"false\""));
+}

@@ -29,10 +29,12 @@ pub mod provisioning;
 pub mod secrets;
 pub mod oidc;
 pub mod sso;
+pub mod sp_key;
 mod users;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
 pub use oidc::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
+pub use sp_key::SpKeyView;
 pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SsoError, SsoErrorClass};
 pub use users::UserCredential;
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
@@ -214,6 +216,8 @@ pub struct Hub {
     sso_refusals: sso::RefusalBudget,
     /// Sign-ins each connection may start (a token bucket per connection, [`sso`]).
     sso_starts: sso::StartBudget,
+    /// The SP signing key's signer, parsed once per key ([`sp_key`]).
+    sp_signer: Mutex<Option<(String, Arc<idplex_saml::authn_request::RedirectSigner>)>>,
 }
 
 impl Hub {
@@ -249,6 +253,7 @@ impl Hub {
             sso_idps: Mutex::default(),
             sso_refusals: sso::RefusalBudget::default(),
             sso_starts: sso::StartBudget::default(),
+            sp_signer: Mutex::default(),
         })
     }
 

@@ -134,6 +134,8 @@ pub struct SamlUpdate {
     pub enabled: Option<bool>,
     pub allow_idp_initiated: Option<bool>,
     pub allow_response_only_signing: Option<bool>,
+    /// Sign AuthnRequests with the deployment's SP key (needs one: `generate_saml_sp_key`).
+    pub sign_authn_requests: Option<bool>,
     pub jit: Option<bool>,
     /// Session lifetime in minutes; `Some(None)` (JSON `null`) goes back to the default.
     #[serde(default, deserialize_with = "double_option")]
@@ -159,6 +161,7 @@ pub struct SamlView {
     pub enabled: bool,
     pub allow_idp_initiated: bool,
     pub allow_response_only_signing: bool,
+    pub sign_authn_requests: bool,
     pub jit: bool,
     pub session_ttl_minutes: Option<i64>,
     pub metadata_valid_until: Option<String>,
@@ -310,6 +313,7 @@ fn new_settings(connection_id: &str, idp_entity_id: String, sso_url: String, now
         enabled: false,
         allow_idp_initiated: false,
         allow_response_only_signing: false,
+        sign_authn_requests: false,
         jit: true,
         session_ttl_minutes: None,
         metadata_valid_until: None,
@@ -350,9 +354,13 @@ impl Hub {
 
     /// The SP metadata of the connection (for the IdP admin to import). [`StoreError::NotFound`]
     /// if the connection does not exist.
+    /// With an SP signing key, the metadata carries its certificate; `AuthnRequestsSigned` says
+    /// whether this connection signs.
     pub async fn saml_sp_metadata(&self, connection_id: &str) -> Result<String, HubError> {
         self.store.get_connection(connection_id).await?;
-        Ok(sp_metadata(&self.sp_config(connection_id), None, true, false))
+        let signs = self.store.saml_settings(connection_id).await?.is_some_and(|s| s.sign_authn_requests);
+        let cert = self.sp_signer().await?.map(|(_, cert)| cert);
+        Ok(sp_metadata(&self.sp_config(connection_id), cert.as_ref(), true, signs))
     }
 
     /// The connection's SAML setup; not found when it has none.
@@ -402,6 +410,7 @@ impl Hub {
             enabled: s.enabled,
             allow_idp_initiated: s.allow_idp_initiated,
             allow_response_only_signing: s.allow_response_only_signing,
+            sign_authn_requests: s.sign_authn_requests,
             jit: s.jit,
             session_ttl_minutes: s.session_ttl_minutes,
             metadata_valid_until: s.metadata_valid_until.map(crate::rfc3339),
@@ -452,6 +461,9 @@ impl Hub {
         if let Some(v) = update.allow_response_only_signing {
             s.allow_response_only_signing = v;
         }
+        if let Some(v) = update.sign_authn_requests {
+            s.sign_authn_requests = v;
+        }
         if let Some(v) = update.jit {
             s.jit = v;
         }
@@ -494,6 +506,11 @@ impl Hub {
         if s.enabled && s.certificates.is_empty() {
             return Err(invalid(
                 "sign-in cannot be enabled without an IdP signing certificate: give certificates or import the IdP's metadata",
+            ));
+        }
+        if s.sign_authn_requests && self.store.saml_sp_key().await?.is_none() {
+            return Err(invalid(
+                "AuthnRequests cannot be signed without an SP signing key: generate one (idplex saml sp-key generate) or import yours",
             ));
         }
         if let Some(m) = s.session_ttl_minutes
@@ -600,7 +617,16 @@ impl Hub {
             .map_err(SsoError::from_saml)?;
         let relay = return_to.and_then(safe_return_path);
         self.store.remember_saml_request(&request_id, connection_id, relay, now + REQUEST_LIFETIME_MS).await?;
-        let redirect_url = request.redirect_url(relay, None).map_err(SsoError::from_saml)?;
+        let signer = if s.sign_authn_requests {
+            match self.sp_signer().await {
+                Ok(Some((signer, _))) => Some(signer),
+                Ok(None) => return Err(SsoError::internal("the connection signs AuthnRequests but there is no SP key")),
+                Err(e) => return Err(SsoError::internal(format!("SP key: {e}"))),
+            }
+        } else {
+            None
+        };
+        let redirect_url = request.redirect_url(relay, signer.as_deref()).map_err(SsoError::from_saml)?;
         Ok(SignInStart { connection_id: connection_id.to_owned(), request_id, redirect_url })
     }
 

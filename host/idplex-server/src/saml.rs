@@ -16,7 +16,8 @@
 //! Admin (under `/admin/v1`, admin token): `GET|PATCH|DELETE /connections/{id}/saml`,
 //! `POST /connections/{id}/saml/metadata` (the IdP's metadata XML as the body; `?entity_id=`
 //! picks an IdP of an aggregate, `?enable=true` turns sign-in on), `PUT
-//! /connections/{id}/saml/domains` (`{"domains": [...]}`).
+//! /connections/{id}/saml/domains` (`{"domains": [...]}`), `GET|POST|PUT /saml/sp-key` (the
+//! deployment's SP signing key: show, generate, import `{private_key_pem, certificate_pem}`).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -55,6 +56,7 @@ pub(crate) fn admin_routes() -> Router<AppState> {
             post(import_metadata).layer(DefaultBodyLimit::max(MAX_METADATA_BODY)),
         )
         .route("/connections/{id}/saml/domains", put(put_domains))
+        .route("/saml/sp-key", get(get_sp_key).post(generate_sp_key).put(import_sp_key))
 }
 
 fn html_escape(s: &str) -> String {
@@ -272,4 +274,31 @@ async fn put_domains(
     let Json(d) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
     let domains = s.hub.set_sso_domains(&id, &d.domains).await?;
     Ok(Json(json!({ "domains": domains })))
+}
+
+async fn get_sp_key(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    match s.hub.saml_sp_key().await? {
+        Some(key) => Ok(Json(json!(key))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no SP signing key; POST to generate one")),
+    }
+}
+
+async fn generate_sp_key(State(s): State<AppState>) -> ApiResult<(StatusCode, Json<Value>)> {
+    Ok((StatusCode::CREATED, Json(json!(s.hub.generate_saml_sp_key().await?))))
+}
+
+/// The admin's own key and certificate, both PEM.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpKeyImport {
+    private_key_pem: String,
+    certificate_pem: String,
+}
+
+async fn import_sp_key(
+    State(s): State<AppState>,
+    body: Result<Json<SpKeyImport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text()))?;
+    Ok(Json(json!(s.hub.import_saml_sp_key(body.private_key_pem.as_bytes(), &body.certificate_pem).await?)))
 }

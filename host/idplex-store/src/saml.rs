@@ -27,6 +27,9 @@ pub struct SamlSettings {
     pub allow_idp_initiated: bool,
     /// Whether a signature over the Response alone (unsigned Assertion inside) is enough.
     pub allow_response_only_signing: bool,
+    /// Whether AuthnRequests are signed with the deployment's SP key.
+    #[serde(default)]
+    pub sign_authn_requests: bool,
     /// Whether a sign-in of a user the directory does not know creates it (just in time).
     pub jit: bool,
     /// Lifetime of the sessions its sign-ins open; the store's default when `None`.
@@ -35,6 +38,17 @@ pub struct SamlSettings {
     pub metadata_valid_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The deployment's SAML SP signing key (signs AuthnRequests of the connections that ask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlSpKey {
+    pub id: String,
+    /// The private key (PKCS#8 DER, base64), sealed by the caller.
+    pub private_key_sealed: String,
+    /// The certificate SP metadata publishes, base64 DER.
+    pub certificate_der: String,
+    pub created_at: i64,
 }
 
 /// An AuthnRequest sent and not yet answered.
@@ -63,6 +77,7 @@ struct SettingsRow {
     enabled: bool,
     allow_idp_initiated: bool,
     allow_response_only_signing: bool,
+    sign_authn_requests: bool,
     jit: bool,
     session_ttl_minutes: Option<i64>,
     metadata_valid_until: Option<i64>,
@@ -85,6 +100,7 @@ impl SettingsRow {
             enabled: self.enabled,
             allow_idp_initiated: self.allow_idp_initiated,
             allow_response_only_signing: self.allow_response_only_signing,
+            sign_authn_requests: self.sign_authn_requests,
             jit: self.jit,
             session_ttl_minutes: self.session_ttl_minutes,
             metadata_valid_until: self.metadata_valid_until,
@@ -95,17 +111,19 @@ impl SettingsRow {
 }
 
 const SETTINGS_COLUMNS: &str = "connection_id, idp_entity_id, sso_url, certificates_json, enabled, \
-     allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, metadata_valid_until, \
+     allow_idp_initiated, allow_response_only_signing, sign_authn_requests, jit, session_ttl_minutes, metadata_valid_until, \
      created_at, updated_at";
 
 /// Insert or replace a connection's settings; `created_at` survives a replacement.
 const UPSERT_SETTINGS: &str = "INSERT INTO saml_connections (connection_id, idp_entity_id, sso_url, \
      certificates_json, enabled, allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, \
-     metadata_valid_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+     metadata_valid_until, created_at, updated_at, sign_authn_requests) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
      ON CONFLICT (connection_id) DO UPDATE SET idp_entity_id = excluded.idp_entity_id, \
      sso_url = excluded.sso_url, certificates_json = excluded.certificates_json, enabled = excluded.enabled, \
      allow_idp_initiated = excluded.allow_idp_initiated, \
      allow_response_only_signing = excluded.allow_response_only_signing, jit = excluded.jit, \
+     sign_authn_requests = excluded.sign_authn_requests, \
      session_ttl_minutes = excluded.session_ttl_minutes, metadata_valid_until = excluded.metadata_valid_until, \
      updated_at = excluded.updated_at \
      RETURNING created_at";
@@ -178,6 +196,7 @@ impl Store {
                 .bind(settings.session_ttl_minutes)
                 .bind(settings.metadata_valid_until)
                 .bind(now)
+                .bind(settings.sign_authn_requests)
                 .fetch_one(pool)
                 .await
         });
@@ -374,6 +393,42 @@ impl Store {
             Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("connection", connection_id)),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The deployment's SAML SP signing key: its id, sealed private key and certificate (base64
+    /// DER), if one was set.
+    pub async fn saml_sp_key(&self) -> Result<Option<SamlSpKey>, StoreError> {
+        let row: Option<(String, String, String, i64)> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, private_key_sealed, certificate_der, created_at FROM saml_sp_keys \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(id, private_key_sealed, certificate_der, created_at)| SamlSpKey {
+            id,
+            private_key_sealed,
+            certificate_der,
+            created_at,
+        }))
+    }
+
+    /// Makes `key` the SP signing key, replacing the previous one, in one transaction.
+    pub async fn set_saml_sp_key(&self, key: &SamlSpKey) -> Result<(), StoreError> {
+        with_tx!(self, |tx| {
+            sqlx::query("DELETE FROM saml_sp_keys").execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO saml_sp_keys (id, private_key_sealed, certificate_der, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&key.id)
+            .bind(&key.private_key_sealed)
+            .bind(&key.certificate_der)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Deletes the outstanding requests and replay-cache entries that expired before `now`

@@ -28,6 +28,7 @@ fn settings(connection_id: &str) -> SamlSettings {
         enabled: true,
         allow_idp_initiated: false,
         allow_response_only_signing: false,
+        sign_authn_requests: false,
         jit: true,
         session_ttl_minutes: Some(480),
         metadata_valid_until: None,

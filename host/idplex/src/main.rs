@@ -318,6 +318,9 @@ enum SamlCmd {
         /// Accept a signature over the Response alone (the Assertion unsigned inside it).
         #[arg(long)]
         allow_response_only_signing: Option<bool>,
+        /// Sign AuthnRequests with the SP key (`idplex saml sp-key generate` first).
+        #[arg(long)]
+        sign_authn_requests: Option<bool>,
         /// Create unknown users at sign-in (just in time), and add them to the groups the
         /// assertion names.
         #[arg(long)]
@@ -338,6 +341,27 @@ enum SamlCmd {
     Delete {
         /// Connection id.
         connection: String,
+    },
+    /// The deployment's SP signing key (signs AuthnRequests of connections set to
+    /// `--sign-authn-requests true`; its certificate is in every connection's SP metadata).
+    #[command(subcommand)]
+    SpKey(SpKeyCmd),
+}
+
+#[derive(Subcommand)]
+enum SpKeyCmd {
+    /// Show the SP certificate (subject, fingerprint, validity, PEM).
+    Show,
+    /// Generate a new key and self-signed certificate (RSA-2048, ten years), replacing the
+    /// current one: give the IdPs the new metadata.
+    Generate,
+    /// Use your own key (PEM or DER, PKCS#8 or PKCS#1 RSA) and certificate (PEM), replacing the
+    /// current one.
+    Import {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        certificate: PathBuf,
     },
 }
 
@@ -1287,6 +1311,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
             enabled,
             allow_idp_initiated,
             allow_response_only_signing,
+            sign_authn_requests,
             jit,
             session_ttl_minutes,
         } => {
@@ -1310,6 +1335,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
                 enabled,
                 allow_idp_initiated,
                 allow_response_only_signing,
+                sign_authn_requests,
                 jit,
                 session_ttl_minutes: session_ttl_minutes.map(Some),
             };
@@ -1325,6 +1351,26 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
         SamlCmd::Delete { connection } => {
             hub.delete_saml(&connection).await?;
             emit(json_out, &json!({ "deleted": connection }), || format!("SAML sign-in removed from {connection}"));
+            return Ok(());
+        }
+        SamlCmd::SpKey(cmd) => {
+            let key = match cmd {
+                SpKeyCmd::Show => hub.saml_sp_key().await?,
+                SpKeyCmd::Generate => Some(hub.generate_saml_sp_key().await?),
+                SpKeyCmd::Import { key, certificate } => {
+                    let key = std::fs::read(&key).with_context(|| format!("cannot read key {}", key.display()))?;
+                    let cert = std::fs::read_to_string(&certificate)
+                        .with_context(|| format!("cannot read certificate {}", certificate.display()))?;
+                    Some(hub.import_saml_sp_key(&key, &cert).await?)
+                }
+            };
+            emit(json_out, &json!({ "sp_key": key }), || match &key {
+                None => "no SP signing key (idplex saml sp-key generate)".to_owned(),
+                Some(k) => format!(
+                    "SP signing key {}\nsubject:     {}\nsha256:      {}\nvalid:       {} to {}\n{}",
+                    k.id, k.subject, k.sha256_fingerprint, k.not_before, k.not_after, k.certificate_pem
+                ),
+            });
             return Ok(());
         }
     };

@@ -89,8 +89,17 @@ async fn an_admin_sets_up_saml_with_the_cli_and_a_user_signs_in_over_http() {
     let text = env.cli(&["--public-url", PUBLIC, "saml", "show", &conn]).await;
     assert!(text.stdout.contains("ACS URL") && text.stdout.contains("example.com"), "{}", text.stdout);
 
+    // AuthnRequests signed with a generated SP key: the redirect carries the signature.
+    assert!(cli(s(&["saml", "sp-key", "show"])).await.json()["sp_key"].is_null());
+    let key = cli(s(&["saml", "sp-key", "generate"])).await.json();
+    assert!(key["sp_key"]["certificate_pem"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{key}");
+    let signing = cli(s(&["saml", "set", &conn, "--sign-authn-requests", "true"])).await;
+    assert_eq!(signing.json()["sign_authn_requests"], true, "{}", signing.stderr);
+
     // The browser: login redirect, the IdP's signed answer at the ACS, the session.
     let http = browser();
+    let signed = http.get(format!("{}/saml/{conn}/login", server.base)).send().await.unwrap();
+    assert!(signed.headers()["location"].to_str().unwrap().contains("&Signature="));
     let id = login(&http, &server, &conn).await;
     let r = idp.response(&format!("{PUBLIC}/saml/{conn}/acs"), &format!("{PUBLIC}/saml/{conn}"), Some(&id), "ada@example.com");
     let (status, error, cookie) = acs(&http, &server, &conn, &idp.sign(&r)).await;

@@ -1,0 +1,14 @@
+-- Signed AuthnRequests, PostgreSQL dialect.
+-- Keep equivalent to ../sqlite/0010_saml_sp_key.sql: same tables, columns, constraints and indexes.
+
+-- The deployment's SAML SP signing key and its certificate (the one SP metadata publishes):
+-- one row; the private key sealed with the deployment's secrets key.
+CREATE TABLE saml_sp_keys (
+    id                 TEXT    NOT NULL PRIMARY KEY,
+    private_key_sealed TEXT    NOT NULL,
+    certificate_der    TEXT    NOT NULL,
+    created_at         BIGINT  NOT NULL
+);
+
+-- Whether the connection signs its AuthnRequests (needs an SP key).
+ALTER TABLE saml_connections ADD COLUMN sign_authn_requests BOOLEAN NOT NULL DEFAULT FALSE;
