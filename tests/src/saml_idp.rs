@@ -54,6 +54,9 @@ pub struct ResponseSpec {
     pub digest_algorithm: &'static str,
 }
 
+/// Where the test IdP takes LogoutRequests and LogoutResponses ([`TestIdp::metadata_with_slo`]).
+pub const SLO_URL: &str = "https://idp.example.com/slo";
+
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 pub const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 pub const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
@@ -129,6 +132,57 @@ impl TestIdp {
             entity = escape(&self.entity_id),
             sso = escape(&self.sso_url),
         )
+    }
+
+    /// [`TestIdp::metadata`] with a `SingleLogoutService` (HTTP-Redirect) at [`SLO_URL`]: an IdP
+    /// that offers single logout.
+    pub fn metadata_with_slo(&self) -> String {
+        let slo = format!(
+            "<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"{SLO_URL}\"/>\n    <md:NameIDFormat>"
+        );
+        self.metadata().replacen("<md:NameIDFormat>", &slo, 1)
+    }
+
+    /// The IdP's `LogoutRequest` for `name_id` (and `session_index`), issued now, to the SP's SLO
+    /// URL `destination`.
+    pub fn logout_request(&self, id: &str, destination: &str, name_id: &str, session_index: Option<&str>) -> String {
+        let index = session_index.map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(i))).unwrap_or_default();
+        format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{name}</saml:NameID>{index}</samlp:LogoutRequest>"#,
+            now = instant(now_secs()),
+            dest = escape(destination),
+            issuer = escape(&self.entity_id),
+            name = escape(name_id),
+        )
+    }
+
+    /// An HTTP-Redirect query carrying `xml` as `param` (`SAMLRequest` or `SAMLResponse`),
+    /// signed (RSA-SHA256 over the exact query, by the `openssl` CLI) with `key`, or unsigned.
+    pub fn redirect_query(&self, param: &str, xml: &str, key: Option<Key>) -> String {
+        use idplex_saml::authn_request::{RedirectMessageKind, redirect_url_for, url_encode};
+        let kind = if param == "SAMLRequest" { RedirectMessageKind::Request } else { RedirectMessageKind::Response };
+        // Encoding only (deflate, base64, URL-encoding): the signature below is openssl's.
+        let url = redirect_url_for(kind, "https://sp.invalid/slo", xml, None, None).expect("encodable");
+        let mut query = url.split_once('?').unwrap().1.to_owned();
+        let Some(key) = key else { return query };
+        query.push_str("&SigAlg=");
+        query.push_str(&url_encode(RSA_SHA256));
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("octets"), &query).unwrap();
+        let key_file = self.fixtures.join(match key {
+            Key::Idp => "idp.key",
+            Key::Attacker => "attacker.key",
+        });
+        let out = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key_file)
+            .arg(dir.path().join("octets"))
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "openssl dgst -sign: {}", String::from_utf8_lossy(&out.stderr));
+        query.push_str("&Signature=");
+        query.push_str(&url_encode(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &out.stdout)));
+        query
     }
 
     /// A response for `name_id` to the SP `sp_entity_id` at `acs_url`, answering `in_response_to`

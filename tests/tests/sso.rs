@@ -472,3 +472,103 @@ async fn authn_requests_are_signed_with_the_sp_key_when_the_connection_asks() {
     assert!(!app.call("GET", &login, None, false).await.header("location").contains("Signature="));
     assert!(app.call("GET", &metadata, None, false).await.body.contains("AuthnRequestsSigned=\"false\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_logout_ends_the_session_at_both_ends() {
+    use idplex_saml::authn_request::{RedirectQuery, decode_redirect};
+    use idplex_tests::saml_idp::SLO_URL;
+    let app = app().await;
+    let me = |cookie: String| {
+        let app = &app;
+        async move { app.request("GET", "/api/v1/me", None, false, &[("cookie", &cookie)]).await.status }
+    };
+    let decoded = |location: &str| {
+        let parsed = RedirectQuery::parse(location.split_once('?').unwrap().1).unwrap();
+        decode_redirect(&parsed.message).unwrap()
+    };
+
+    // The IdP offers single logout; the SP's own SLO endpoint is in its metadata.
+    let imported = app
+        .call("POST", &format!("/admin/v1/connections/{}/saml/metadata", app.conn), Some(app.idp.metadata_with_slo()), true)
+        .await
+        .json();
+    assert_eq!(imported["slo_url"], SLO_URL);
+    let sp_slo = format!("{}/saml/{}/slo", idplex_tests::sso_app::PUBLIC, app.conn);
+    assert_eq!(imported["sp_slo_url"], sp_slo.as_str());
+    let md = app.call("GET", &format!("/saml/{}/metadata", app.conn), None, false).await.body;
+    assert!(md.contains(&format!("<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"{sp_slo}\"/>")), "{md}");
+    let sp_cert = app.call("POST", "/admin/v1/saml/sp-key", None, true).await.json()["certificate_pem"].as_str().unwrap().to_owned();
+
+    // A sign-in whose SessionIndex we know.
+    let sign_in = || {
+        let app = &app;
+        async move {
+            let login = app.call("GET", &format!("/saml/{}/login", app.conn), None, false).await;
+            let (request_id, _) = request_of(login.header("location"));
+            let r = app.idp.response(&app.acs_url(), &app.sp_entity(), Some(&request_id), "ada@example.com");
+            let done = app.post_acs(&app.idp.sign(&r), None).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+            (cookie_of(&done), format!("_session-{}", r.assertion_id))
+        }
+    };
+
+    // SP-initiated: signing out here sends the browser to the IdP with a signed LogoutRequest
+    // for that subject and session.
+    let (cookie, index) = sign_in().await;
+    assert_eq!(me(cookie.clone()).await, StatusCode::OK);
+    let out = app.request("POST", "/logout", None, false, &[("cookie", &cookie)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    let location = out.header("location").to_owned();
+    assert!(location.starts_with(&format!("{SLO_URL}?SAMLRequest=")), "{location}");
+    assert!(openssl_verifies(&location, &sp_cert), "signed with the SP key");
+    let request = decoded(&location);
+    assert!(request.contains(">ada@example.com</saml:NameID>") && request.contains(&format!(">{index}</samlp:SessionIndex>")), "{request}");
+    assert!(request.contains(&format!("Destination=\"{SLO_URL}\"")), "{request}");
+    assert_eq!(me(cookie).await, StatusCode::UNAUTHORIZED);
+    // The IdP's LogoutResponse lands the browser home.
+    let request_id = request.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap();
+    let response = format!(
+        "<samlp:LogoutResponse xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
+         ID=\"_idp-lr1\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{sp_slo}\" InResponseTo=\"{request_id}\">\
+         <saml:Issuer>{}</saml:Issuer><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status></samlp:LogoutResponse>",
+        idplex_saml::authn_request::format_instant(saml_idp::now_secs()).unwrap(),
+        app.idp.entity_id
+    );
+    let query = app.idp.redirect_query("SAMLResponse", &response, Some(Key::Idp));
+    let home = app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await;
+    assert_eq!((home.status, home.header("location")), (StatusCode::SEE_OTHER, "/"));
+    // One signed by a stranger is refused.
+    let forged = app.idp.redirect_query("SAMLResponse", &response, Some(Key::Attacker));
+    assert_eq!(app.call("GET", &format!("/saml/{}/slo?{forged}", app.conn), None, false).await.header("x-idplex-error"), "signature_invalid");
+
+    // IdP-initiated: only a LogoutRequest the IdP signed is obeyed.
+    let (first, first_index) = sign_in().await;
+    let (second, _) = sign_in().await;
+    let request = app.idp.logout_request("_idp-lo1", &sp_slo, "ada@example.com", Some(&first_index));
+    for (key, code) in [(None, "unsigned"), (Some(Key::Attacker), "signature_invalid")] {
+        let query = app.idp.redirect_query("SAMLRequest", &request, key);
+        let refused = app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await;
+        assert_eq!((refused.status, refused.header("x-idplex-error")), (StatusCode::FORBIDDEN, code), "{}", refused.body);
+    }
+    assert_eq!((me(first.clone()).await, me(second.clone()).await), (StatusCode::OK, StatusCode::OK), "nothing ended");
+    assert!(app.events().await.iter().any(|m| m.starts_with("unsigned")), "{:?}", app.events().await);
+    let wrong_place = app.idp.logout_request("_idp-lo0", "https://elsewhere.example/slo", "ada@example.com", None);
+    let query = app.idp.redirect_query("SAMLRequest", &wrong_place, Some(Key::Idp));
+    assert_eq!(app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await.header("x-idplex-error"), "destination_mismatch");
+
+    // Signed: the session it names ends, the other stays, and the IdP gets a LogoutResponse.
+    let query = app.idp.redirect_query("SAMLRequest", &request, Some(Key::Idp));
+    let answered = app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    let location = answered.header("location").to_owned();
+    assert!(location.starts_with(&format!("{SLO_URL}?SAMLResponse=")), "{location}");
+    assert!(openssl_verifies(&location, &sp_cert));
+    let response = decoded(&location);
+    assert!(response.contains("InResponseTo=\"_idp-lo1\"") && response.contains("status:Success"), "{response}");
+    assert_eq!((me(first).await, me(second.clone()).await), (StatusCode::UNAUTHORIZED, StatusCode::OK));
+    // Without a SessionIndex: every session of the subject.
+    let all = app.idp.logout_request("_idp-lo2", &sp_slo, "ada@example.com", None);
+    let query = app.idp.redirect_query("SAMLRequest", &all, Some(Key::Idp));
+    assert_eq!(app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(me(second).await, StatusCode::UNAUTHORIZED);
+}

@@ -31,10 +31,11 @@ use std::sync::{Arc, Mutex};
 
 use idplex_runtime::{CanonicalUser, SamlAttribute, VerifiedAssertion};
 use idplex_saml::cert::Certificate;
-use idplex_saml::metadata::{check_endpoint_url, parse_idp_metadata, sp_metadata};
+use idplex_saml::metadata::{check_endpoint_url, parse_idp_metadata, sp_metadata_with_slo};
 use idplex_saml::{AcsPolicy, IdpConfig, SamlError, SpConfig};
 use idplex_store::{
-    DirectoryUser, EventKind, NewDirectoryGroup, NewDirectoryUser, NewEvent, SamlSettings, StoreError, UserSession,
+    DirectoryUser, EventKind, NewDirectoryGroup, NewDirectoryUser, NewEvent, SamlSessionLink, SamlSettings, StoreError,
+    UserSession,
 };
 use serde::Serialize;
 
@@ -136,6 +137,8 @@ pub struct SamlUpdate {
     pub allow_response_only_signing: Option<bool>,
     /// Sign AuthnRequests with the deployment's SP key (needs one: `generate_saml_sp_key`).
     pub sign_authn_requests: Option<bool>,
+    /// The IdP's single logout URL (HTTP-Redirect); `""` removes it (sign-out stays local).
+    pub slo_url: Option<String>,
     pub jit: Option<bool>,
     /// Session lifetime in minutes; `Some(None)` (JSON `null`) goes back to the default.
     #[serde(default, deserialize_with = "double_option")]
@@ -162,6 +165,10 @@ pub struct SamlView {
     pub allow_idp_initiated: bool,
     pub allow_response_only_signing: bool,
     pub sign_authn_requests: bool,
+    /// The IdP's single logout URL, if it offers single logout.
+    pub slo_url: Option<String>,
+    /// Ours, where the IdP sends its LogoutRequests and LogoutResponses.
+    pub sp_slo_url: String,
     pub jit: bool,
     pub session_ttl_minutes: Option<i64>,
     pub metadata_valid_until: Option<String>,
@@ -188,6 +195,14 @@ pub struct SignInStart {
     pub request_id: String,
     /// The IdP's SSO URL with the deflated AuthnRequest and RelayState.
     pub redirect_url: String,
+}
+
+/// What signing out did: whether a session ended, and where to send the browser so that the
+/// IdP ends its session too (single logout), if the session came from an IdP that offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedOut {
+    pub ended: bool,
+    pub idp_logout_url: Option<String>,
 }
 
 /// A completed sign-in.
@@ -314,6 +329,7 @@ fn new_settings(connection_id: &str, idp_entity_id: String, sso_url: String, now
         allow_idp_initiated: false,
         allow_response_only_signing: false,
         sign_authn_requests: false,
+        slo_url: None,
         jit: true,
         session_ttl_minutes: None,
         metadata_valid_until: None,
@@ -360,7 +376,9 @@ impl Hub {
         self.store.get_connection(connection_id).await?;
         let signs = self.store.saml_settings(connection_id).await?.is_some_and(|s| s.sign_authn_requests);
         let cert = self.sp_signer().await?.map(|(_, cert)| cert);
-        Ok(sp_metadata(&self.sp_config(connection_id), cert.as_ref(), true, signs))
+        let sp = self.sp_config(connection_id);
+        let slo = format!("{}/slo", sp.entity_id);
+        Ok(sp_metadata_with_slo(&sp, Some(&slo), cert.as_ref(), true, signs))
     }
 
     /// The connection's SAML setup; not found when it has none.
@@ -398,6 +416,7 @@ impl Hub {
             .collect();
         let domains = self.store.sso_domains(&s.connection_id).await?;
         let base = self.public_url();
+        let sp_slo_url = format!("{}/slo", sp.entity_id);
         Ok(SamlView {
             metadata_url: format!("{}/metadata", sp.entity_id),
             login_url: format!("{base}/saml/{}/login", s.connection_id),
@@ -411,6 +430,8 @@ impl Hub {
             allow_idp_initiated: s.allow_idp_initiated,
             allow_response_only_signing: s.allow_response_only_signing,
             sign_authn_requests: s.sign_authn_requests,
+            slo_url: s.slo_url,
+            sp_slo_url,
             jit: s.jit,
             session_ttl_minutes: s.session_ttl_minutes,
             metadata_valid_until: s.metadata_valid_until.map(crate::rfc3339),
@@ -464,6 +485,9 @@ impl Hub {
         if let Some(v) = update.sign_authn_requests {
             s.sign_authn_requests = v;
         }
+        if let Some(v) = update.slo_url {
+            s.slo_url = (!v.is_empty()).then_some(v);
+        }
         if let Some(v) = update.jit {
             s.jit = v;
         }
@@ -494,6 +518,7 @@ impl Hub {
         let mut s = current.unwrap_or_else(|| new_settings(connection_id, String::new(), String::new(), now));
         s.idp_entity_id = md.entity_id;
         s.sso_url = md.sso_redirect_url;
+        s.slo_url = md.slo_redirect_url;
         s.certificates = md.certificates.iter().map(Certificate::to_base64).collect();
         s.metadata_valid_until = md.valid_until.map(|secs| secs.saturating_mul(1000));
         s.enabled |= enable;
@@ -503,6 +528,9 @@ impl Hub {
     async fn check_and_store(&self, s: SamlSettings) -> Result<SamlView, HubError> {
         check_entity_id(&s.idp_entity_id)?;
         check_endpoint_url(&s.sso_url).map_err(|e| invalid(format!("sso_url: {}", e.detail)))?;
+        if let Some(slo) = &s.slo_url {
+            check_endpoint_url(slo).map_err(|e| invalid(format!("slo_url: {}", e.detail)))?;
+        }
         if s.enabled && s.certificates.is_empty() {
             return Err(invalid(
                 "sign-in cannot be enabled without an IdP signing certificate: give certificates or import the IdP's metadata",
@@ -740,6 +768,18 @@ impl Hub {
             }
             Err(e) => return Err(e.into()),
         };
+        if s.slo_url.is_some() {
+            // The IdP offers single logout: remember which of its sessions this one is.
+            self.store
+                .remember_saml_session(&SamlSessionLink {
+                    session_id: session.id.clone(),
+                    connection_id: connection_id.to_owned(),
+                    name_id: verified.name_id.clone(),
+                    name_id_format: verified.name_id_format.clone(),
+                    session_index: verified.session_index.clone(),
+                })
+                .await?;
+        }
         Ok(SignedIn {
             connection_id: connection_id.to_owned(),
             user: dir_user,
@@ -881,16 +921,119 @@ impl Hub {
         Ok(())
     }
 
-    /// Ends the session whose cookie value this is (local logout). `false` when it was not a
-    /// live session (unknown, expired, ended already): logging out twice is harmless.
-    pub async fn sign_out(&self, session_secret: &str) -> Result<bool, HubError> {
+    /// Ends the session whose cookie value this is (local logout); `ended` is false when it was
+    /// not a valid session. When the session came from SAML sign-in through an IdP that offers
+    /// single logout, `idp_logout_url` carries a LogoutRequest (signed with the SP key when
+    /// there is one) for the browser to take to the IdP.
+    pub async fn sign_out(&self, session_secret: &str) -> Result<SignedOut, HubError> {
         let Some((session, _)) = self.store.verify_user_session(session_secret).await? else {
-            return Ok(false);
+            return Ok(SignedOut { ended: false, idp_logout_url: None });
         };
-        match self.store.end_user_session(&session.id).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() || e.is_conflict() => Ok(false),
-            Err(e) => Err(e.into()),
+        let ended = match self.store.end_user_session(&session.id).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() || e.is_conflict() => false,
+            Err(e) => return Err(e.into()),
+        };
+        // Signed in through an IdP that offers single logout: ask it to end its session too.
+        let Some(link) = self.store.saml_session(&session.id).await? else {
+            return Ok(SignedOut { ended, idp_logout_url: None });
+        };
+        let Some(settings) = self.store.saml_settings(&link.connection_id).await? else {
+            return Ok(SignedOut { ended, idp_logout_url: None });
+        };
+        let Some(slo_url) = settings.slo_url.as_deref() else {
+            return Ok(SignedOut { ended, idp_logout_url: None });
+        };
+        let sp = self.sp_config(&link.connection_id);
+        let id = format!("_lo{}", random_hex(16));
+        let xml = idplex_saml::logout::logout_request_xml(
+            &id,
+            now_ms() / 1000,
+            slo_url,
+            &sp.entity_id,
+            &link.name_id,
+            link.name_id_format.as_deref(),
+            link.session_index.as_deref(),
+        )
+        .map_err(|e| invalid(format!("LogoutRequest: {}", e.detail)))?;
+        let signer = self.sp_signer().await?.map(|(signer, _)| signer);
+        let url = idplex_saml::authn_request::redirect_url(slo_url, &xml, None, signer.as_deref())
+            .map_err(|e| invalid(format!("LogoutRequest: {}", e.detail)))?;
+        tracing::info!(connection = %link.connection_id, session = %session.id, "single logout sent to the IdP");
+        Ok(SignedOut { ended, idp_logout_url: Some(url) })
+    }
+
+    /// The SP's single logout endpoint (HTTP-Redirect; `query` is the raw query string as
+    /// received). A `LogoutRequest` from the IdP must be signed by one of its certificates; its
+    /// subject's sessions (those of the `SessionIndex`es named, or all) end, and the answer is
+    /// the URL of a `LogoutResponse` to the IdP. A `LogoutResponse` (to our request) is checked
+    /// (signature, when it has one; Issuer; Destination) and answers the local path to land on.
+    pub async fn saml_logout(&self, connection_id: &str, query: &str) -> Result<String, SsoError> {
+        let out = self.saml_logout_inner(connection_id, query).await;
+        if let Err(e) = &out {
+            self.record_refusal(connection_id, e).await;
+        }
+        out
+    }
+
+    async fn saml_logout_inner(&self, connection_id: &str, query: &str) -> Result<String, SsoError> {
+        use idplex_saml::authn_request::{RedirectMessageKind, RedirectQuery, decode_redirect, verify_redirect_signature};
+        let s = self.store.saml_settings(connection_id).await?.ok_or_else(|| {
+            SsoError::new("not_configured", SsoErrorClass::NotFound, "the connection has no SAML settings")
+        })?;
+        let parsed = RedirectQuery::parse(query).map_err(SsoError::from_saml)?;
+        let verified_by_idp = |q: &str| -> Result<bool, SsoError> {
+            let mut last = None;
+            for text in &s.certificates {
+                let cert = Certificate::from_text(text).map_err(SsoError::from_saml)?;
+                match verify_redirect_signature(q, &cert) {
+                    Ok(_) => return Ok(true),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.map_or_else(|| SsoError::refused("no_certificate", "no IdP certificate"), SsoError::from_saml))
+        };
+        let sp = self.sp_config(connection_id);
+        let sp_slo = format!("{}/slo", sp.entity_id);
+        let now = now_ms() / 1000;
+        let skew = AcsPolicy::default().clock_skew_secs;
+        let xml = decode_redirect(&parsed.message).map_err(SsoError::from_saml)?;
+        match parsed.kind {
+            RedirectMessageKind::Request => {
+                // Anyone can send a browser here: only a request the IdP signed is obeyed.
+                verified_by_idp(query)?;
+                let request = idplex_saml::logout::read_logout_request(&xml, &s.idp_entity_id, &sp_slo, now, skew)
+                    .map_err(SsoError::from_saml)?;
+                let ended = self.store.end_saml_sessions(connection_id, &request.name_id, &request.session_indexes).await?;
+                tracing::info!(connection = %connection_id, sessions = ended.len(), "single logout asked by the IdP");
+                let Some(slo_url) = s.slo_url.as_deref() else {
+                    return Ok("/".to_owned());
+                };
+                let response = idplex_saml::logout::logout_response_xml(
+                    &format!("_lr{}", random_hex(16)),
+                    now,
+                    slo_url,
+                    &sp.entity_id,
+                    &request.id,
+                    idplex_saml::logout::STATUS_SUCCESS,
+                )
+                .map_err(SsoError::from_saml)?;
+                let signer = self.sp_signer().await.map_err(|e| SsoError::internal(e.to_string()))?.map(|(signer, _)| signer);
+                let relay = parsed.relay_state.as_deref();
+                idplex_saml::authn_request::redirect_url_for(RedirectMessageKind::Response, slo_url, &response, relay, signer.as_deref())
+                    .map_err(SsoError::from_saml)
+            }
+            RedirectMessageKind::Response => {
+                if parsed.sig_alg.is_some() || parsed.signature.is_some() {
+                    verified_by_idp(query)?;
+                }
+                let response = idplex_saml::logout::read_logout_response(&xml, &s.idp_entity_id, &sp_slo, now, skew)
+                    .map_err(SsoError::from_saml)?;
+                if response.status != idplex_saml::logout::STATUS_SUCCESS {
+                    tracing::warn!(connection = %connection_id, status = %response.status, "the IdP did not complete single logout");
+                }
+                Ok("/".to_owned())
+            }
         }
     }
 

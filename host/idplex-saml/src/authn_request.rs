@@ -1,6 +1,6 @@
 //! SP-initiated login: a `<samlp:AuthnRequest>` sent to the IdP with the HTTP-Redirect binding
 //! (SAML 2.0 Bindings §3.4), optionally signed, and the decoding of Redirect-bound messages
-//! (with a hard inflate cap) for tests and, later, single logout.
+//! (with a hard inflate cap), also used by single logout ([`crate::logout`]).
 //!
 //! The flow on the host's side:
 //!
@@ -194,6 +194,18 @@ pub fn redirect_url(
     relay_state: Option<&str>,
     signer: Option<&RedirectSigner>,
 ) -> Result<String, SamlError> {
+    redirect_url_for(RedirectMessageKind::Request, idp_sso_url, request_xml, relay_state, signer)
+}
+
+/// [`redirect_url`] for either kind of message: a request (`SAMLRequest`) or a response
+/// (`SAMLResponse`, e.g. a LogoutResponse), encoded and signed the same way.
+pub fn redirect_url_for(
+    kind: RedirectMessageKind,
+    idp_sso_url: &str,
+    request_xml: &str,
+    relay_state: Option<&str>,
+    signer: Option<&RedirectSigner>,
+) -> Result<String, SamlError> {
     check_endpoint_url(idp_sso_url)?;
     if let Some((_, query)) = idp_sso_url.split_once('?') {
         for pair in query.split('&') {
@@ -224,7 +236,8 @@ pub fn redirect_url(
 
     let deflated = deflate(request_xml.as_bytes())?;
     let mut query = String::with_capacity(deflated.len() * 2 + 512);
-    query.push_str("SAMLRequest=");
+    query.push_str(kind.param());
+    query.push('=');
     query.push_str(&url_encode(&base64::engine::general_purpose::STANDARD.encode(deflated)));
     if let Some(relay_state) = relay_state {
         query.push_str("&RelayState=");

@@ -24,6 +24,7 @@ pub mod c14n;
 pub mod cert;
 pub mod dsig;
 mod error;
+pub mod logout;
 pub mod metadata;
 pub mod response;
 pub mod xml;

@@ -57,6 +57,17 @@ pub fn sp_metadata(
     want_assertions_signed: bool,
     authn_requests_signed: bool,
 ) -> String {
+    sp_metadata_with_slo(sp, None, signing_cert, want_assertions_signed, authn_requests_signed)
+}
+
+/// [`sp_metadata`] with the SP's `SingleLogoutService` (HTTP-Redirect) at `slo_url`, if given.
+pub fn sp_metadata_with_slo(
+    sp: &SpConfig,
+    slo_url: Option<&str>,
+    signing_cert: Option<&Certificate>,
+    want_assertions_signed: bool,
+    authn_requests_signed: bool,
+) -> String {
     let mut xml = String::with_capacity(2048);
     xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     xml.push_str("<md:EntityDescriptor xmlns:md=\"");
@@ -76,6 +87,12 @@ pub fn sp_metadata(
         xml.push_str(
             "</ds:X509Certificate>\n        </ds:X509Data>\n      </ds:KeyInfo>\n    </md:KeyDescriptor>\n",
         );
+    }
+    if let Some(slo_url) = slo_url {
+        xml.push_str("    <md:SingleLogoutService");
+        push_attr(&mut xml, "Binding", BINDING_REDIRECT);
+        push_attr(&mut xml, "Location", slo_url);
+        xml.push_str("/>\n");
     }
     for format in [NAMEID_FORMAT_EMAIL, NAMEID_FORMAT_UNSPECIFIED] {
         xml.push_str("    <md:NameIDFormat>");
@@ -108,6 +125,9 @@ pub struct IdpMetadata {
     pub sso_redirect_url: String,
     /// The first `SingleSignOnService` with the HTTP-POST binding, if any.
     pub sso_post_url: Option<String>,
+    /// The first `SingleLogoutService` with the HTTP-Redirect binding, if the IdP offers single
+    /// logout (its `ResponseLocation` is not used: idplex answers at `Location`).
+    pub slo_redirect_url: Option<String>,
     /// The signing certificates, in document order, de-duplicated (same DER), never empty:
     /// every `KeyDescriptor` with `use="signing"` or without `use` (a key for both).
     pub certificates: Vec<Certificate>,
@@ -278,6 +298,14 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>, now: i64) -> Resul
         )));
     };
     let sso_post_url = location(BINDING_POST)?;
+    let slo_redirect_url = match md_children(idp, "SingleLogoutService").find(|s| s.attribute("Binding") == Some(BINDING_REDIRECT)) {
+        Some(service) => {
+            let location = service.attribute("Location").unwrap_or_default();
+            check_endpoint_url(location)?;
+            Some(location.to_owned())
+        }
+        None => None,
+    };
 
     let certificates = signing_certificates(idp, &shown_entity)?;
 
@@ -294,6 +322,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>, now: i64) -> Resul
         entity_id: entity_id.to_owned(),
         sso_redirect_url,
         sso_post_url,
+        slo_redirect_url,
         certificates,
         want_authn_requests_signed,
         name_id_formats,

@@ -11,7 +11,11 @@
 //!   `RelayState`): on success 303 to the return path with the `idplex_session` cookie
 //!   (HttpOnly, Secure, SameSite=Lax, Path=/, Max-Age of the session); refused: an HTML page
 //!   with the refusal code only (the detail is in the connection's events, for the admin).
-//! * `POST /logout` — ends the session of the cookie, clears the cookie.
+//! * `POST /logout` — ends the session of the cookie, clears the cookie; when the session came
+//!   from an IdP that offers single logout, 303 to the IdP with a LogoutRequest.
+//! * `GET /saml/{connection}/slo` — single logout (HTTP-Redirect): the IdP's signed
+//!   LogoutRequest ends the subject's sessions and is answered with a LogoutResponse; the IdP's
+//!   LogoutResponse to ours lands the browser on `/`.
 //!
 //! Admin (under `/admin/v1`, admin token): `GET|PATCH|DELETE /connections/{id}/saml`,
 //! `POST /connections/{id}/saml/metadata` (the IdP's metadata XML as the body; `?entity_id=`
@@ -44,6 +48,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/saml/{id}/login", get(login))
         .route("/saml/{id}/acs", post(acs).layer(DefaultBodyLimit::max(MAX_ACS_BODY)))
         .route("/sso/login", get(login_by_email))
+        .route("/saml/{id}/slo", get(single_logout))
         .route("/logout", post(logout))
 }
 
@@ -207,15 +212,41 @@ async fn acs(
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let secret = crate::me::session_cookie(&headers).map(str::to_owned);
-    let ended = match secret {
+    let out = match secret {
         Some(secret) => s.hub.sign_out(&secret).await?,
-        None => false,
+        None => idplex_hub::SignedOut { ended: false, idp_logout_url: None },
     };
-    let mut resp = Json(json!({ "ended": ended })).into_response();
+    // Single logout: the browser goes on to the IdP with the LogoutRequest.
+    let mut resp = match &out.idp_logout_url {
+        Some(url) => {
+            let mut resp = (StatusCode::SEE_OTHER, Json(json!({ "ended": out.ended, "idp_logout_url": url }))).into_response();
+            if let Ok(v) = HeaderValue::from_str(url) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        None => Json(json!({ "ended": out.ended })).into_response(),
+    };
     if let Ok(clear) = HeaderValue::from_str(&session_cookie("", 0)) {
         resp.headers_mut().insert(header::SET_COOKIE, clear);
     }
     Ok(resp)
+}
+
+/// The SP's single logout endpoint (HTTP-Redirect): the IdP's LogoutRequest (answered with a
+/// LogoutResponse to the IdP) or its LogoutResponse to ours (then home).
+async fn single_logout(State(s): State<AppState>, Path(id): Path<String>, uri: axum::http::Uri) -> Response {
+    match s.hub.saml_logout(&id, uri.query().unwrap_or_default()).await {
+        Ok(location) => {
+            let mut resp = see_other(&location);
+            // Whatever the IdP ended, this browser's session here ends too.
+            if let Ok(clear) = HeaderValue::from_str(&session_cookie("", 0)) {
+                resp.headers_mut().insert(header::SET_COOKIE, clear);
+            }
+            resp
+        }
+        Err(e) => refusal_page(&e),
+    }
 }
 
 // -- admin ------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ pub use oidc::{
     CodeRedemption, MAX_REDIRECT_URIS, OIDC_ACCESS_TOKEN_PREFIX, OIDC_CLIENT_SECRET_PREFIX, OIDC_CODE_PREFIX, OidcAccessToken,
     OidcClient, OidcCode, OidcSigningKey, OrgSessionPolicy,
 };
-pub use saml::{SamlRequest, SamlSettings, SamlSpKey};
+pub use saml::{SamlRequest, SamlSessionLink, SamlSettings, SamlSpKey};
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use sync_log::{
     MAX_SYNC_DETAIL_BYTES, MAX_SYNC_LOG_LIMIT, MAX_SYNC_USER_AGENT_BYTES, OutcomeFilter,

@@ -30,6 +30,9 @@ pub struct SamlSettings {
     /// Whether AuthnRequests are signed with the deployment's SP key.
     #[serde(default)]
     pub sign_authn_requests: bool,
+    /// The IdP's single logout URL (HTTP-Redirect), if it offers single logout.
+    #[serde(default)]
+    pub slo_url: Option<String>,
     /// Whether a sign-in of a user the directory does not know creates it (just in time).
     pub jit: bool,
     /// Lifetime of the sessions its sign-ins open; the store's default when `None`.
@@ -38,6 +41,18 @@ pub struct SamlSettings {
     pub metadata_valid_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The IdP session a session opened by SAML sign-in came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlSessionLink {
+    pub session_id: String,
+    pub connection_id: String,
+    /// The subject's NameID, full text, and its format.
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    /// The assertion's `SessionIndex`.
+    pub session_index: Option<String>,
 }
 
 /// The deployment's SAML SP signing key (signs AuthnRequests of the connections that ask).
@@ -78,6 +93,7 @@ struct SettingsRow {
     allow_idp_initiated: bool,
     allow_response_only_signing: bool,
     sign_authn_requests: bool,
+    slo_url: Option<String>,
     jit: bool,
     session_ttl_minutes: Option<i64>,
     metadata_valid_until: Option<i64>,
@@ -101,6 +117,7 @@ impl SettingsRow {
             allow_idp_initiated: self.allow_idp_initiated,
             allow_response_only_signing: self.allow_response_only_signing,
             sign_authn_requests: self.sign_authn_requests,
+            slo_url: self.slo_url,
             jit: self.jit,
             session_ttl_minutes: self.session_ttl_minutes,
             metadata_valid_until: self.metadata_valid_until,
@@ -111,19 +128,19 @@ impl SettingsRow {
 }
 
 const SETTINGS_COLUMNS: &str = "connection_id, idp_entity_id, sso_url, certificates_json, enabled, \
-     allow_idp_initiated, allow_response_only_signing, sign_authn_requests, jit, session_ttl_minutes, metadata_valid_until, \
+     allow_idp_initiated, allow_response_only_signing, sign_authn_requests, slo_url, jit, session_ttl_minutes, metadata_valid_until, \
      created_at, updated_at";
 
 /// Insert or replace a connection's settings; `created_at` survives a replacement.
 const UPSERT_SETTINGS: &str = "INSERT INTO saml_connections (connection_id, idp_entity_id, sso_url, \
      certificates_json, enabled, allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, \
-     metadata_valid_until, created_at, updated_at, sign_authn_requests) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+     metadata_valid_until, created_at, updated_at, sign_authn_requests, slo_url) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
      ON CONFLICT (connection_id) DO UPDATE SET idp_entity_id = excluded.idp_entity_id, \
      sso_url = excluded.sso_url, certificates_json = excluded.certificates_json, enabled = excluded.enabled, \
      allow_idp_initiated = excluded.allow_idp_initiated, \
      allow_response_only_signing = excluded.allow_response_only_signing, jit = excluded.jit, \
-     sign_authn_requests = excluded.sign_authn_requests, \
+     sign_authn_requests = excluded.sign_authn_requests, slo_url = excluded.slo_url, \
      session_ttl_minutes = excluded.session_ttl_minutes, metadata_valid_until = excluded.metadata_valid_until, \
      updated_at = excluded.updated_at \
      RETURNING created_at";
@@ -197,6 +214,7 @@ impl Store {
                 .bind(settings.metadata_valid_until)
                 .bind(now)
                 .bind(settings.sign_authn_requests)
+                .bind(&settings.slo_url)
                 .fetch_one(pool)
                 .await
         });
@@ -429,6 +447,75 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Links the session `session_id` to the IdP session it came from (for single logout).
+    pub async fn remember_saml_session(&self, link: &SamlSessionLink) -> Result<(), StoreError> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_sessions (session_id, connection_id, name_id, name_id_format, session_index, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&link.session_id)
+            .bind(&link.connection_id)
+            .bind(&link.name_id)
+            .bind(&link.name_id_format)
+            .bind(&link.session_index)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The IdP session the session `session_id` came from, if it came from SAML sign-in.
+    pub async fn saml_session(&self, session_id: &str) -> Result<Option<SamlSessionLink>, StoreError> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT connection_id, name_id, name_id_format, session_index FROM saml_sessions WHERE session_id = $1",
+            )
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(connection_id, name_id, name_id_format, session_index)| SamlSessionLink {
+            session_id: session_id.to_owned(),
+            connection_id,
+            name_id,
+            name_id_format,
+            session_index,
+        }))
+    }
+
+    /// Ends the open sessions that SAML sign-in through `connection_id` opened for `name_id`
+    /// (only those with one of `session_indexes`, unless it is empty): the IdP asked. Returns
+    /// the ids of the sessions ended.
+    pub async fn end_saml_sessions(
+        &self,
+        connection_id: &str,
+        name_id: &str,
+        session_indexes: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let links: Vec<(String, Option<String>)> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT l.session_id, l.session_index FROM saml_sessions l JOIN user_sessions s ON s.id = l.session_id \
+                 WHERE l.connection_id = $1 AND l.name_id = $2 AND s.ended_at IS NULL",
+            )
+            .bind(connection_id)
+            .bind(name_id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut ended = Vec::new();
+        for (session_id, index) in links {
+            if !session_indexes.is_empty() && !index.is_some_and(|i| session_indexes.contains(&i)) {
+                continue;
+            }
+            if self.end_user_session(&session_id).await.is_ok() {
+                ended.push(session_id);
+            }
+        }
+        Ok(ended)
     }
 
     /// Deletes the outstanding requests and replay-cache entries that expired before `now`

@@ -6,13 +6,14 @@
 mod common;
 
 use common::{TestDb, connection};
-use idplex_store::{SamlSettings, StoreError};
+use idplex_store::{NewDirectoryUser, SamlSessionLink, SamlSettings, StoreError};
 
 on_both_backends!(
     settings_round_trip_and_fail_closed,
     domains_route_to_one_connection,
     requests_are_answered_once_and_expire,
     an_assertion_is_accepted_once_across_replicas,
+    single_logout_ends_the_sessions_the_idp_names,
 );
 
 fn now_ms() -> i64 {
@@ -29,6 +30,7 @@ fn settings(connection_id: &str) -> SamlSettings {
         allow_idp_initiated: false,
         allow_response_only_signing: false,
         sign_authn_requests: false,
+        slo_url: None,
         jit: true,
         session_ttl_minutes: Some(480),
         metadata_valid_until: None,
@@ -178,4 +180,50 @@ async fn an_assertion_is_accepted_once_across_replicas(db: TestDb) {
     one.claim_saml_assertion(&a.id, "_short", now_ms() - 1).await.unwrap();
     assert_eq!(one.prune_saml(now_ms()).await.unwrap(), 1);
     assert!(!one.claim_saml_assertion(&a.id, "_assert-1", expires).await.unwrap(), "unexpired entries stay");
+}
+
+async fn single_logout_ends_the_sessions_the_idp_names(db: TestDb) {
+    let store = db.open().await;
+    let conn = connection(&store, "org1", "okta").await;
+    let other = connection(&store, "org1", "entra").await;
+    let user = store
+        .create_user(&NewDirectoryUser {
+            connection_id: conn.id.clone(),
+            user_name: "ada@example.com".into(),
+            external_id: None,
+            active: true,
+            resource: serde_json::json!({"userName": "ada@example.com"}),
+        })
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for (connection_id, index) in [(&conn.id, "_s1"), (&conn.id, "_s2"), (&other.id, "_s1")] {
+        let (session, secret) = store.create_user_session(&user.id, None).await.unwrap();
+        let link = SamlSessionLink {
+            session_id: session.id.clone(),
+            connection_id: connection_id.clone(),
+            name_id: "ada@example.com".into(),
+            name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
+            session_index: Some(index.into()),
+        };
+        store.remember_saml_session(&link).await.unwrap();
+        assert_eq!(store.saml_session(&session.id).await.unwrap(), Some(link));
+        sessions.push(secret);
+    }
+    let alive = |secret: String| {
+        let store = store.clone();
+        async move { store.verify_user_session(&secret).await.unwrap().is_some() }
+    };
+    // One index of one connection's IdP: that session only.
+    let ended = store.end_saml_sessions(&conn.id, "ada@example.com", &["_s1".into()]).await.unwrap();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        (alive(sessions[0].clone()).await, alive(sessions[1].clone()).await, alive(sessions[2].clone()).await),
+        (false, true, true)
+    );
+    // Another subject: nothing.
+    assert!(store.end_saml_sessions(&conn.id, "eve@example.com", &[]).await.unwrap().is_empty());
+    // No index: every open session of the subject from that IdP, not another IdP's.
+    assert_eq!(store.end_saml_sessions(&conn.id, "ada@example.com", &[]).await.unwrap().len(), 1);
+    assert_eq!((alive(sessions[1].clone()).await, alive(sessions[2].clone()).await), (false, true));
 }

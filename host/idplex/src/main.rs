@@ -321,6 +321,9 @@ enum SamlCmd {
         /// Sign AuthnRequests with the SP key (`idplex saml sp-key generate` first).
         #[arg(long)]
         sign_authn_requests: Option<bool>,
+        /// The IdP's single logout URL (HTTP-Redirect); "" removes it.
+        #[arg(long)]
+        slo_url: Option<String>,
         /// Create unknown users at sign-in (just in time), and add them to the groups the
         /// assertion names.
         #[arg(long)]
@@ -1312,6 +1315,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
             allow_idp_initiated,
             allow_response_only_signing,
             sign_authn_requests,
+            slo_url,
             jit,
             session_ttl_minutes,
         } => {
@@ -1336,6 +1340,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
                 allow_idp_initiated,
                 allow_response_only_signing,
                 sign_authn_requests,
+                slo_url,
                 jit,
                 session_ttl_minutes: session_ttl_minutes.map(Some),
             };
