@@ -34,8 +34,8 @@ use idplex_saml::cert::Certificate;
 use idplex_saml::metadata::{check_endpoint_url, parse_idp_metadata, sp_metadata_with_slo};
 use idplex_saml::{AcsPolicy, IdpConfig, SamlError, SpConfig};
 use idplex_store::{
-    DirectoryUser, EventKind, NewDirectoryGroup, NewDirectoryUser, NewEvent, SamlSessionLink, SamlSettings, StoreError,
-    UserSession,
+    DirectoryUser, EventKind, FinishSignIn, NewDirectoryGroup, NewDirectoryUser, NewEvent, SamlSettings, SignInFinished,
+    StoreError, UserSession,
 };
 use serde::Serialize;
 
@@ -336,6 +336,20 @@ fn new_settings(connection_id: &str, idp_entity_id: String, sso_url: String, now
         created_at: now,
         updated_at: now,
     }
+}
+
+fn replayed(assertion_id: &str) -> SsoError {
+    SsoError::refused("replayed", format!("assertion {} was accepted before", SamlError::shown(assertion_id)))
+}
+
+fn no_request(id: &str) -> SsoError {
+    SsoError::refused(
+        "in_response_to_mismatch",
+        format!(
+            "InResponseTo {} names no outstanding request of this connection (never sent, answered already, or expired)",
+            SamlError::shown(id)
+        ),
+    )
 }
 
 fn invalid(reason: impl Into<String>) -> HubError {
@@ -705,36 +719,26 @@ impl Hub {
         let verified = idplex_saml::verify_response(saml_response, &sp, &idp, &AcsPolicy::default(), now / 1000)
             .map_err(SsoError::from_saml)?;
 
-        // The replay cache first, so a replay is called one whatever else is wrong with it.
-        let expires_ms = verified.expires_at.saturating_mul(1000);
-        if !self.store.claim_saml_assertion(connection_id, &verified.assertion_id, expires_ms).await? {
-            return Err(SsoError::refused(
-                "replayed",
-                format!("assertion {} was accepted before", SamlError::shown(&verified.assertion_id)),
-            ));
+        // Reads first, so a replay or a stray response is refused before the connector runs or
+        // anyone is provisioned; the unit of writes at the end decides (two replicas racing for
+        // one assertion or one request cannot both win).
+        if self.store.saml_assertion_seen(connection_id, &verified.assertion_id).await? {
+            return Err(replayed(&verified.assertion_id));
         }
-        let return_to = match &verified.in_response_to {
+        match &verified.in_response_to {
             Some(id) => {
-                let request = self.store.take_saml_request(id, connection_id, now).await?.ok_or_else(|| {
-                    SsoError::refused(
-                        "in_response_to_mismatch",
-                        format!(
-                            "InResponseTo {} names no outstanding request of this connection (never sent, answered already, or expired)",
-                            SamlError::shown(id)
-                        ),
-                    )
-                })?;
-                // Ours, from when the request was sent: what was posted beside it is ignored.
-                request.relay_state
+                if !self.store.saml_request_pending(id, connection_id, now).await? {
+                    return Err(no_request(id));
+                }
             }
-            None if s.allow_idp_initiated => relay_state.and_then(safe_return_path).map(str::to_owned),
+            None if s.allow_idp_initiated => {}
             None => {
                 return Err(SsoError::refused(
                     "unsolicited_refused",
                     "an IdP-initiated (unsolicited) response, and the connection accepts only responses to its own requests",
                 ));
             }
-        };
+        }
 
         let assertion = VerifiedAssertion {
             issuer: verified.issuer.clone(),
@@ -759,27 +763,37 @@ impl Hub {
             return Err(SsoError::refused("user_inactive", "the connector mapped the assertion to an inactive user"));
         }
         let (dir_user, created) = self.provision_signed_in(&s, user, &identity.groups).await?;
-        let ttl_ms = s.session_ttl_minutes.map(|m| m.saturating_mul(60_000));
-        let (session, session_secret) = match self.store.create_user_session(&dir_user.id, ttl_ms).await {
-            Ok(v) => v,
+        // One unit of writes: the replay claim, the request consumed, the session (and its link
+        // to the IdP's session where the IdP offers single logout).
+        let finished = self
+            .store
+            .finish_sign_in(FinishSignIn {
+                connection_id: connection_id.to_owned(),
+                assertion_id: verified.assertion_id.clone(),
+                assertion_expires_at: verified.expires_at.saturating_mul(1000),
+                request_id: verified.in_response_to.clone(),
+                user_id: dir_user.id.clone(),
+                session_ttl_ms: s.session_ttl_minutes.map(|m| m.saturating_mul(60_000)),
+                idp_session: s.slo_url.is_some().then(|| {
+                    (verified.name_id.clone(), verified.name_id_format.clone(), verified.session_index.clone())
+                }),
+            })
+            .await?;
+        let (session, session_secret, stored_return) = match finished {
+            SignInFinished::Done { session, secret, relay_state } => (session, secret, relay_state),
+            SignInFinished::Replayed => return Err(replayed(&verified.assertion_id)),
+            SignInFinished::NoRequest => return Err(no_request(verified.in_response_to.as_deref().unwrap_or_default())),
             // Deactivated between the lookup and now (by SCIM): no session.
-            Err(e) if e.is_conflict() || e.is_not_found() => {
+            SignInFinished::UserInactive => {
                 return Err(SsoError::refused("user_inactive", format!("user {} is not active", dir_user.user_name)));
             }
-            Err(e) => return Err(e.into()),
         };
-        if s.slo_url.is_some() {
-            // The IdP offers single logout: remember which of its sessions this one is.
-            self.store
-                .remember_saml_session(&SamlSessionLink {
-                    session_id: session.id.clone(),
-                    connection_id: connection_id.to_owned(),
-                    name_id: verified.name_id.clone(),
-                    name_id_format: verified.name_id_format.clone(),
-                    session_index: verified.session_index.clone(),
-                })
-                .await?;
-        }
+        // Solicited: ours, from when the request was sent (what was posted beside it is
+        // ignored); unsolicited: the posted RelayState, if it is a local path.
+        let return_to = match &verified.in_response_to {
+            Some(_) => stored_return,
+            None => relay_state.and_then(safe_return_path).map(str::to_owned),
+        };
         Ok(SignedIn {
             connection_id: connection_id.to_owned(),
             user: dir_user,

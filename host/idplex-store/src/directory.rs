@@ -1083,7 +1083,7 @@ impl Store {
     /// transaction), in a transaction of its own on PostgreSQL.
     async fn write_user(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
         match &self.pools {
-            Pools::Sqlite { committer, .. } => committer.submit(write).await,
+            Pools::Sqlite { committer, .. } => committer.submit_user(write).await,
             // A transaction: a deactivation also ends the user's sessions.
             Pools::Postgres(pool) => {
                 let run = async {

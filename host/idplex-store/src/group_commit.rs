@@ -1,5 +1,6 @@
-//! Group commit of SQLite user writes: concurrent `create_user` / `replace_user` calls are
-//! executed by one task, several per transaction on the single write connection.
+//! Group commit of SQLite user writes: concurrent `create_user` / `replace_user` calls (and the
+//! writes that finish a SAML sign-in, `sign_in.rs`) are executed by one task, several per
+//! transaction on the single write connection.
 //!
 //! Why: SQLite admits one writer, so under concurrent SCIM load every write queues for the write
 //! connection anyway. Committed one by one, each write pays a pool hand-over, `BEGIN`/`COMMIT`,
@@ -40,7 +41,23 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::directory::{UserWrite, UserWritten, execute_user_write_sqlite};
+use crate::sign_in::{SignInWrite, SignInWritten, execute_sign_in_sqlite};
 use crate::{StoreError, readers};
+
+/// One job of a batch: a user write, or the writes that finish a sign-in (`sign_in.rs`, one
+/// unit inside a savepoint).
+#[derive(Debug)]
+pub(crate) enum Write {
+    User(UserWrite),
+    SignIn(Box<SignInWrite>),
+}
+
+/// What a [`Write`] returned.
+#[derive(Debug)]
+pub(crate) enum Written {
+    User(UserWritten),
+    SignIn(SignInWritten),
+}
 
 /// Most writes one transaction carries. Bounds the latency a batch adds to its last write.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -71,8 +88,8 @@ impl From<WriteFailure> for StoreError {
 }
 
 struct Job {
-    write: UserWrite,
-    reply: oneshot::Sender<Result<UserWritten, WriteFailure>>,
+    write: Write,
+    reply: oneshot::Sender<Result<Written, WriteFailure>>,
 }
 
 /// Handle on the committer task of one SQLite write pool. Cheap to clone; the task ends when the
@@ -98,7 +115,7 @@ impl GroupCommit {
     }
 
     /// Runs `write` in the next batch; returns once that batch is committed (or failed).
-    pub(crate) async fn submit(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
+    async fn submit(&self, write: Write) -> Result<Written, WriteFailure> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job { write, reply })
@@ -106,14 +123,30 @@ impl GroupCommit {
             .map_err(|_| WriteFailure::Closed)?;
         answer.await.map_err(|_| WriteFailure::Closed)?
     }
+
+    /// A user write in the next batch.
+    pub(crate) async fn submit_user(&self, write: UserWrite) -> Result<UserWritten, WriteFailure> {
+        match self.submit(Write::User(write)).await? {
+            Written::User(w) => Ok(w),
+            Written::SignIn(_) => unreachable!("the committer answers each job with its own kind"),
+        }
+    }
+
+    /// A sign-in's writes in the next batch.
+    pub(crate) async fn submit_sign_in(&self, write: SignInWrite) -> Result<SignInWritten, WriteFailure> {
+        match self.submit(Write::SignIn(Box::new(write))).await? {
+            Written::SignIn(w) => Ok(w),
+            Written::User(_) => unreachable!("the committer answers each job with its own kind"),
+        }
+    }
 }
 
-type Outcome = Result<Vec<Result<UserWritten, sqlx::Error>>, sqlx::Error>;
+type Outcome = Result<Vec<Result<Written, sqlx::Error>>, sqlx::Error>;
 
 async fn run(writer: Arc<readers::Writer>, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (writes, replies): (Vec<UserWrite>, Vec<_>) = batch.drain(..).map(|j| (j.write, j.reply)).unzip();
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.drain(..).map(|j| (j.write, j.reply)).unzip();
         let n = writes.len();
         let outcome = writer.transaction(move |conn| commit_sync(conn, &writes)).await;
         if n > 1 {
@@ -139,10 +172,15 @@ async fn run(writer: Arc<readers::Writer>, mut jobs: mpsc::Receiver<Job>) {
 
 /// Each write on `conn`, inside the transaction [`readers::Writer::transaction`] opened: the
 /// per-write results, or the error that must roll the whole batch back.
-fn commit_sync(conn: &rusqlite::Connection, writes: &[UserWrite]) -> Outcome {
+fn commit_sync(conn: &rusqlite::Connection, writes: &[Write]) -> Outcome {
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        match execute_user_write_sqlite(conn, write) {
+        let done = match write {
+            Write::User(w) => execute_user_write_sqlite(conn, w).map(Written::User),
+            // Its own savepoint: a refusal or a failed statement undoes the whole unit.
+            Write::SignIn(w) => execute_sign_in_sqlite(conn, w).map(Written::SignIn),
+        };
+        match done {
             Ok(written) => results.push(Ok(written)),
             // A constraint failure undid its own statement only (see the module docs).
             Err(e) if readers::is_constraint(&e) => results.push(Err(readers::to_sqlx(e))),

@@ -189,6 +189,7 @@ mod readers;
 mod oidc;
 mod saml;
 mod scim_tokens;
+mod sign_in;
 mod sync_log;
 mod tokens;
 mod user_tokens;
@@ -206,6 +207,7 @@ pub use oidc::{
     CodeRedemption, MAX_REDIRECT_URIS, OIDC_ACCESS_TOKEN_PREFIX, OIDC_CLIENT_SECRET_PREFIX, OIDC_CODE_PREFIX, OidcAccessToken,
     OidcClient, OidcCode, OidcSigningKey, OrgSessionPolicy,
 };
+pub use sign_in::{FinishSignIn, SignInFinished};
 pub use saml::{SamlRequest, SamlSessionLink, SamlSettings, SamlSpKey};
 pub use scim_tokens::{SCIM_TOKEN_DEFAULT_LIFETIME_MS, SCIM_TOKEN_PREFIX};
 pub use sync_log::{

@@ -8,6 +8,8 @@
 //! statement (`DELETE … RETURNING`, `INSERT … ON CONFLICT DO NOTHING`), so two replicas racing
 //! for the same ID cannot both win. Expired rows are pruned by [`Store::prune_saml`].
 
+use rusqlite::OptionalExtension;
+
 use crate::error::{is_foreign_key_violation, is_unique_violation};
 use crate::{Store, StoreError, now_ms};
 
@@ -447,6 +449,31 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Whether the assertion ID was claimed already (a read: [`Store::finish_sign_in`] decides).
+    pub async fn saml_assertion_seen(&self, connection_id: &str, assertion_id: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT expires_at FROM saml_assertions_seen WHERE connection_id = $1 AND assertion_id = $2";
+        let found: Option<i64> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(sql)?
+                .query_row(crate::readers::numbered(&[&connection_id, &assertion_id]).as_slice(), |row| row.get(0))
+                .optional(),
+            pool: |c| sqlx::query_scalar(sql).bind(connection_id).bind(assertion_id).fetch_optional(c).await
+        )?;
+        Ok(found.is_some())
+    }
+
+    /// Whether the request `id` of the connection is outstanding at `now` (a read:
+    /// [`Store::finish_sign_in`] consumes it).
+    pub async fn saml_request_pending(&self, id: &str, connection_id: &str, now: i64) -> Result<bool, StoreError> {
+        let sql = "SELECT expires_at FROM saml_requests WHERE id = $1 AND connection_id = $2";
+        let found: Option<i64> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(sql)?
+                .query_row(crate::readers::numbered(&[&id, &connection_id]).as_slice(), |row| row.get(0))
+                .optional(),
+            pool: |c| sqlx::query_scalar(sql).bind(id).bind(connection_id).fetch_optional(c).await
+        )?;
+        Ok(found.is_some_and(|expires_at| expires_at > now))
     }
 
     /// Links the session `session_id` to the IdP session it came from (for single logout).

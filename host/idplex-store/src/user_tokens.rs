@@ -306,7 +306,7 @@ const INSERT_TOKEN: &str = "INSERT INTO user_api_tokens \
      RETURNING org_id";
 
 /// Like [`INSERT_TOKEN`], for sessions.
-const INSERT_SESSION: &str = "INSERT INTO user_sessions \
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO user_sessions \
      (id, org_id, user_id, token_hash, created_at, expires_at, last_seen_at, ended_at, end_reason) \
      SELECT $2, u.org_id, u.id, $3, $4, \
          CASE WHEN o.session_absolute_minutes IS NOT NULL AND $4 + o.session_absolute_minutes * 60000 < $5 \

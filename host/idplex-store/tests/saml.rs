@@ -6,7 +6,7 @@
 mod common;
 
 use common::{TestDb, connection};
-use idplex_store::{NewDirectoryUser, SamlSessionLink, SamlSettings, StoreError};
+use idplex_store::{FinishSignIn, NewDirectoryUser, SamlSessionLink, SamlSettings, SignInFinished, StoreError};
 
 on_both_backends!(
     settings_round_trip_and_fail_closed,
@@ -14,6 +14,7 @@ on_both_backends!(
     requests_are_answered_once_and_expire,
     an_assertion_is_accepted_once_across_replicas,
     single_logout_ends_the_sessions_the_idp_names,
+    a_sign_in_finishes_as_one_unit_and_once,
 );
 
 fn now_ms() -> i64 {
@@ -226,4 +227,68 @@ async fn single_logout_ends_the_sessions_the_idp_names(db: TestDb) {
     // No index: every open session of the subject from that IdP, not another IdP's.
     assert_eq!(store.end_saml_sessions(&conn.id, "ada@example.com", &[]).await.unwrap().len(), 1);
     assert_eq!((alive(sessions[1].clone()).await, alive(sessions[2].clone()).await), (false, true));
+}
+
+async fn a_sign_in_finishes_as_one_unit_and_once(db: TestDb) {
+    let one = db.open().await;
+    let two = db.open().await;
+    let conn = connection(&one, "org1", "okta").await;
+    let user = one
+        .create_user(&NewDirectoryUser {
+            connection_id: conn.id.clone(),
+            user_name: "ada@example.com".into(),
+            external_id: None,
+            active: true,
+            resource: serde_json::json!({"userName": "ada@example.com"}),
+        })
+        .await
+        .unwrap();
+    let finish = |assertion: &str, request: Option<&str>| FinishSignIn {
+        connection_id: conn.id.clone(),
+        assertion_id: assertion.into(),
+        assertion_expires_at: now_ms() + 300_000,
+        request_id: request.map(str::to_owned),
+        user_id: user.id.clone(),
+        session_ttl_ms: Some(3_600_000),
+        idp_session: Some(("ada@example.com".into(), None, Some("_s1".into()))),
+    };
+    one.remember_saml_request("_req1", &conn.id, Some("/home"), now_ms() + 60_000).await.unwrap();
+    assert!(one.saml_request_pending("_req1", &conn.id, now_ms()).await.unwrap());
+    let SignInFinished::Done { session, secret, relay_state } = two.finish_sign_in(finish("_a1", Some("_req1"))).await.unwrap() else {
+        panic!("the first finish opens a session");
+    };
+    assert_eq!((relay_state.as_deref(), session.expires_at - session.created_at), (Some("/home"), 3_600_000));
+    assert_eq!(one.verify_user_session(&secret).await.unwrap().unwrap().0.id, session.id);
+    assert_eq!(one.saml_session(&session.id).await.unwrap().unwrap().session_index.as_deref(), Some("_s1"));
+    assert!(one.saml_assertion_seen(&conn.id, "_a1").await.unwrap());
+    assert!(!one.saml_request_pending("_req1", &conn.id, now_ms()).await.unwrap());
+    // Again: the assertion is a replay; another assertion for the consumed request finds none,
+    // and writes nothing (its claim is undone with it).
+    assert_eq!(one.finish_sign_in(finish("_a1", Some("_req1"))).await.unwrap(), SignInFinished::Replayed);
+    assert_eq!(one.finish_sign_in(finish("_a2", Some("_req1"))).await.unwrap(), SignInFinished::NoRequest);
+    assert!(!one.saml_assertion_seen(&conn.id, "_a2").await.unwrap(), "undone with the refusal");
+    // An inactive user gets no session, and nothing else is kept either.
+    one.set_user_active(&conn.id, &user.id, false).await.unwrap();
+    assert_eq!(one.finish_sign_in(finish("_a3", None)).await.unwrap(), SignInFinished::UserInactive);
+    assert!(!one.saml_assertion_seen(&conn.id, "_a3").await.unwrap());
+    one.set_user_active(&conn.id, &user.id, true).await.unwrap();
+
+    // Two replicas racing to finish with each of 10 assertions: exactly one session each.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        for store in [one.clone(), two.clone()] {
+            let f = finish(&format!("_race{i}"), None);
+            tasks.push(tokio::spawn(async move { (i, store.finish_sign_in(f).await.unwrap()) }));
+        }
+    }
+    let mut wins = [0; 10];
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match r {
+            SignInFinished::Done { .. } => wins[i] += 1,
+            SignInFinished::Replayed => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(wins, [1; 10]);
 }
