@@ -104,6 +104,26 @@ struct SettingsRow {
 }
 
 impl SettingsRow {
+    /// A row of [`SETTINGS_COLUMNS`], in that order, read through rusqlite.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<SettingsRow> {
+        Ok(SettingsRow {
+            connection_id: row.get(0)?,
+            idp_entity_id: row.get(1)?,
+            sso_url: row.get(2)?,
+            certificates_json: row.get(3)?,
+            enabled: row.get(4)?,
+            allow_idp_initiated: row.get(5)?,
+            allow_response_only_signing: row.get(6)?,
+            sign_authn_requests: row.get(7)?,
+            slo_url: row.get(8)?,
+            jit: row.get(9)?,
+            session_ttl_minutes: row.get(10)?,
+            metadata_valid_until: row.get(11)?,
+            created_at: row.get(12)?,
+            updated_at: row.get(13)?,
+        })
+    }
+
     fn into_settings(self) -> Result<SamlSettings, StoreError> {
         let certificates = serde_json::from_str(&self.certificates_json).map_err(|e| StoreError::Corrupt {
             what: "SAML settings of connection",
@@ -233,9 +253,13 @@ impl Store {
     /// The connection's SAML settings, if it has any.
     pub async fn saml_settings(&self, connection_id: &str) -> Result<Option<SamlSettings>, StoreError> {
         let sql = format!("SELECT {SETTINGS_COLUMNS} FROM saml_connections WHERE connection_id = $1");
-        let row: Option<SettingsRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(&sql).bind(connection_id).fetch_optional(pool).await?
-        });
+        // Read on every sign-in: the synchronous reader on SQLite.
+        let row: Option<SettingsRow> = with_reader!(self,
+            sqlite: |r| r.prepare_cached(&sql)?
+                .query_row(crate::readers::numbered(&[&connection_id]).as_slice(), SettingsRow::from_sqlite)
+                .optional(),
+            pool: |c| sqlx::query_as(&sql).bind(connection_id).fetch_optional(c).await
+        )?;
         row.map(SettingsRow::into_settings).transpose()
     }
 
