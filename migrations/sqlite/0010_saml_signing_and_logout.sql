@@ -1,4 +1,4 @@
--- Signed AuthnRequests and single logout, SQLite dialect.
+-- Signed AuthnRequests, single logout and group sync at sign-in, SQLite dialect.
 -- Keep equivalent to ../postgres/0010_saml_signing_and_logout.sql: same tables, columns, constraints and indexes.
 
 -- The deployment's SAML SP signing key and its certificate (the one SP metadata publishes):
@@ -30,3 +30,8 @@ CREATE TABLE saml_sessions (
     created_at     INTEGER NOT NULL
 );
 CREATE INDEX saml_sessions_subject_idx ON saml_sessions (connection_id, name_id);
+
+-- Whether just-in-time sign-in also removes the user from the connection's groups the
+-- assertion no longer names (off: memberships are only added).
+ALTER TABLE saml_connections ADD COLUMN jit_sync_groups INTEGER NOT NULL DEFAULT 0
+    CHECK (jit_sync_groups IN (0, 1));

@@ -572,3 +572,35 @@ async fn single_logout_ends_the_session_at_both_ends() {
     assert_eq!(app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await.status, StatusCode::SEE_OTHER);
     assert_eq!(me(second).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jit_adds_the_asserted_groups_and_with_sync_the_assertion_decides() {
+    let app = app().await;
+    let groups = || {
+        let app = &app;
+        async move {
+            let ada = app.store.find_users_by_user_name(&app.conn, "ada@example.com").await.unwrap().remove(0);
+            let mut names: Vec<String> =
+                app.store.groups_of_user(&app.conn, &ada.id).await.unwrap().into_iter().map(|g| g.display_name).collect();
+            names.sort();
+            names
+        }
+    };
+    app.sign_in("ada@example.com", &["Engineering", "Staff"]).await;
+    assert_eq!(groups().await, ["Engineering", "Staff"]);
+    // By default memberships are only added: a group the assertion stops naming stays.
+    app.sign_in("ada@example.com", &["Staff"]).await;
+    assert_eq!(groups().await, ["Engineering", "Staff"]);
+
+    // With sync, the assertion's groups become the memberships in this connection's groups.
+    let path = format!("/admin/v1/connections/{}/saml", app.conn);
+    let view = app.call("PATCH", &path, Some(json!({"jit_sync_groups": true}).to_string()), true).await;
+    assert_eq!(view.json()["jit_sync_groups"], true, "{}", view.body);
+    app.sign_in("ada@example.com", &["staff", "Design"]).await;
+    assert_eq!(groups().await, ["Design", "Staff"], "Engineering left, Staff kept (names compare without case)");
+    app.sign_in("ada@example.com", &[]).await;
+    assert!(groups().await.is_empty());
+    // The groups themselves stay (other members, SCIM's view).
+    let all = app.store.list_groups(&app.conn, 0, 100, false).await.unwrap().0;
+    assert_eq!(all.len(), 3, "{all:?}");
+}

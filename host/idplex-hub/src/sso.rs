@@ -139,6 +139,8 @@ pub struct SamlUpdate {
     pub sign_authn_requests: Option<bool>,
     /// The IdP's single logout URL (HTTP-Redirect); `""` removes it (sign-out stays local).
     pub slo_url: Option<String>,
+    /// With JIT, also remove the user from the connection's groups the assertion does not name.
+    pub jit_sync_groups: Option<bool>,
     pub jit: Option<bool>,
     /// Session lifetime in minutes; `Some(None)` (JSON `null`) goes back to the default.
     #[serde(default, deserialize_with = "double_option")]
@@ -170,6 +172,7 @@ pub struct SamlView {
     /// Ours, where the IdP sends its LogoutRequests and LogoutResponses.
     pub sp_slo_url: String,
     pub jit: bool,
+    pub jit_sync_groups: bool,
     pub session_ttl_minutes: Option<i64>,
     pub metadata_valid_until: Option<String>,
     pub domains: Vec<String>,
@@ -330,6 +333,7 @@ fn new_settings(connection_id: &str, idp_entity_id: String, sso_url: String, now
         allow_response_only_signing: false,
         sign_authn_requests: false,
         slo_url: None,
+        jit_sync_groups: false,
         jit: true,
         session_ttl_minutes: None,
         metadata_valid_until: None,
@@ -447,6 +451,7 @@ impl Hub {
             slo_url: s.slo_url,
             sp_slo_url,
             jit: s.jit,
+            jit_sync_groups: s.jit_sync_groups,
             session_ttl_minutes: s.session_ttl_minutes,
             metadata_valid_until: s.metadata_valid_until.map(crate::rfc3339),
             domains,
@@ -501,6 +506,9 @@ impl Hub {
         }
         if let Some(v) = update.slo_url {
             s.slo_url = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = update.jit_sync_groups {
+            s.jit_sync_groups = v;
         }
         if let Some(v) = update.jit {
             s.jit = v;
@@ -876,12 +884,14 @@ impl Hub {
             }
         };
         if s.jit {
-            self.join_groups(conn, &dir_user, groups).await?;
+            self.join_groups(conn, &dir_user, groups, s.jit_sync_groups).await?;
         }
         Ok((dir_user, created))
     }
 
-    async fn join_groups(&self, conn: &str, user: &DirectoryUser, groups: &[String]) -> Result<(), SsoError> {
+    /// Adds the user to the groups the assertion names (created if missing); with `sync`, also
+    /// removes it from the connection's groups the assertion does not name.
+    async fn join_groups(&self, conn: &str, user: &DirectoryUser, groups: &[String], sync: bool) -> Result<(), SsoError> {
         let mut names: Vec<&str> = groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()).collect();
         names.sort_unstable();
         names.dedup();
@@ -889,16 +899,23 @@ impl Hub {
             tracing::warn!(connection = %conn, groups = names.len(), "assertion names more groups than are applied at sign-in");
             names.truncate(MAX_JIT_GROUPS);
         }
-        if names.is_empty() {
+        if names.is_empty() && !sync {
             return Ok(());
         }
-        let current: std::collections::HashSet<String> = self
-            .store
-            .groups_of_user(conn, &user.id)
-            .await?
-            .into_iter()
-            .map(|g| g.display_name.to_lowercase())
-            .collect();
+        let memberships = self.store.groups_of_user(conn, &user.id).await?;
+        if sync {
+            let asserted: std::collections::HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+            for group in memberships.iter().filter(|g| !asserted.contains(&g.display_name.to_lowercase())) {
+                match self.store.remove_group_members(conn, &group.id, std::slice::from_ref(&user.id)).await {
+                    Ok(_) => {}
+                    // Deleted meanwhile: nothing to leave.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let current: std::collections::HashSet<String> =
+            memberships.into_iter().map(|g| g.display_name.to_lowercase()).collect();
         for name in names {
             if current.contains(&name.to_lowercase()) {
                 continue;

@@ -35,6 +35,10 @@ pub struct SamlSettings {
     /// The IdP's single logout URL (HTTP-Redirect), if it offers single logout.
     #[serde(default)]
     pub slo_url: Option<String>,
+    /// With `jit`: also remove the user from the connection's groups the assertion does not
+    /// name (otherwise memberships are only added).
+    #[serde(default)]
+    pub jit_sync_groups: bool,
     /// Whether a sign-in of a user the directory does not know creates it (just in time).
     pub jit: bool,
     /// Lifetime of the sessions its sign-ins open; the store's default when `None`.
@@ -96,6 +100,7 @@ struct SettingsRow {
     allow_response_only_signing: bool,
     sign_authn_requests: bool,
     slo_url: Option<String>,
+    jit_sync_groups: bool,
     jit: bool,
     session_ttl_minutes: Option<i64>,
     metadata_valid_until: Option<i64>,
@@ -121,6 +126,7 @@ impl SettingsRow {
             metadata_valid_until: row.get(11)?,
             created_at: row.get(12)?,
             updated_at: row.get(13)?,
+            jit_sync_groups: row.get(14)?,
         })
     }
 
@@ -140,6 +146,7 @@ impl SettingsRow {
             allow_response_only_signing: self.allow_response_only_signing,
             sign_authn_requests: self.sign_authn_requests,
             slo_url: self.slo_url,
+            jit_sync_groups: self.jit_sync_groups,
             jit: self.jit,
             session_ttl_minutes: self.session_ttl_minutes,
             metadata_valid_until: self.metadata_valid_until,
@@ -151,18 +158,19 @@ impl SettingsRow {
 
 const SETTINGS_COLUMNS: &str = "connection_id, idp_entity_id, sso_url, certificates_json, enabled, \
      allow_idp_initiated, allow_response_only_signing, sign_authn_requests, slo_url, jit, session_ttl_minutes, metadata_valid_until, \
-     created_at, updated_at";
+     created_at, updated_at, jit_sync_groups";
 
 /// Insert or replace a connection's settings; `created_at` survives a replacement.
 const UPSERT_SETTINGS: &str = "INSERT INTO saml_connections (connection_id, idp_entity_id, sso_url, \
      certificates_json, enabled, allow_idp_initiated, allow_response_only_signing, jit, session_ttl_minutes, \
-     metadata_valid_until, created_at, updated_at, sign_authn_requests, slo_url) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
+     metadata_valid_until, created_at, updated_at, sign_authn_requests, slo_url, jit_sync_groups) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) \
      ON CONFLICT (connection_id) DO UPDATE SET idp_entity_id = excluded.idp_entity_id, \
      sso_url = excluded.sso_url, certificates_json = excluded.certificates_json, enabled = excluded.enabled, \
      allow_idp_initiated = excluded.allow_idp_initiated, \
      allow_response_only_signing = excluded.allow_response_only_signing, jit = excluded.jit, \
      sign_authn_requests = excluded.sign_authn_requests, slo_url = excluded.slo_url, \
+     jit_sync_groups = excluded.jit_sync_groups, \
      session_ttl_minutes = excluded.session_ttl_minutes, metadata_valid_until = excluded.metadata_valid_until, \
      updated_at = excluded.updated_at \
      RETURNING created_at";
@@ -237,6 +245,7 @@ impl Store {
                 .bind(now)
                 .bind(settings.sign_authn_requests)
                 .bind(&settings.slo_url)
+                .bind(settings.jit_sync_groups)
                 .fetch_one(pool)
                 .await
         });

@@ -32,6 +32,7 @@ fn settings(connection_id: &str) -> SamlSettings {
         allow_response_only_signing: false,
         sign_authn_requests: false,
         slo_url: None,
+        jit_sync_groups: false,
         jit: true,
         session_ttl_minutes: Some(480),
         metadata_valid_until: None,

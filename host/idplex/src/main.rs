@@ -324,6 +324,10 @@ enum SamlCmd {
         /// The IdP's single logout URL (HTTP-Redirect); "" removes it.
         #[arg(long)]
         slo_url: Option<String>,
+        /// With --jit: also remove users from the connection's groups their assertion does not
+        /// name (the assertion's groups become the memberships).
+        #[arg(long)]
+        jit_sync_groups: Option<bool>,
         /// Create unknown users at sign-in (just in time), and add them to the groups the
         /// assertion names.
         #[arg(long)]
@@ -1316,6 +1320,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
             allow_response_only_signing,
             sign_authn_requests,
             slo_url,
+            jit_sync_groups,
             jit,
             session_ttl_minutes,
         } => {
@@ -1341,6 +1346,7 @@ async fn saml(hub: &Hub, json_out: bool, cmd: SamlCmd) -> anyhow::Result<()> {
                 allow_response_only_signing,
                 sign_authn_requests,
                 slo_url,
+                jit_sync_groups,
                 jit,
                 session_ttl_minutes: session_ttl_minutes.map(Some),
             };
