@@ -39,6 +39,17 @@ fn open(xml: &str, parent: &str, attrs: &[(&str, &str)]) -> String {
     out
 }
 
+/// The ID checked, the instant written, and the body started with the `Issuer`.
+fn start(id: &str, issue_instant: i64, issuer: &str) -> Result<(String, String), SamlError> {
+    check_request_id(id)?;
+    let instant = format_instant(issue_instant)?;
+    let mut body = String::with_capacity(256);
+    body.push_str("<saml:Issuer>");
+    body.push_str(&escape_xml(issuer));
+    body.push_str("</saml:Issuer>");
+    Ok((instant, body))
+}
+
 /// A `<samlp:LogoutRequest>` from the SP (`issuer`) to the IdP's SLO URL (`destination`) for the
 /// subject it signed in: its `NameID` (with the format it came with) and `SessionIndex`.
 pub fn logout_request_xml(
@@ -50,12 +61,8 @@ pub fn logout_request_xml(
     name_id_format: Option<&str>,
     session_index: Option<&str>,
 ) -> Result<String, SamlError> {
-    check_request_id(id)?;
-    let instant = format_instant(issue_instant)?;
-    let mut body = String::new();
-    body.push_str("<saml:Issuer>");
-    body.push_str(&escape_xml(issuer));
-    body.push_str("</saml:Issuer><saml:NameID");
+    let (instant, mut body) = start(id, issue_instant, issuer)?;
+    body.push_str("<saml:NameID");
     if let Some(format) = name_id_format {
         push_attr(&mut body, "Format", format);
     }
@@ -86,12 +93,8 @@ pub fn logout_response_xml(
     in_response_to: &str,
     status: &str,
 ) -> Result<String, SamlError> {
-    check_request_id(id)?;
-    let instant = format_instant(issue_instant)?;
-    let mut body = String::new();
-    body.push_str("<saml:Issuer>");
-    body.push_str(&escape_xml(issuer));
-    body.push_str("</saml:Issuer><samlp:Status><samlp:StatusCode");
+    let (instant, mut body) = start(id, issue_instant, issuer)?;
+    body.push_str("<samlp:Status><samlp:StatusCode");
     push_attr(&mut body, "Value", status);
     body.push_str("/></samlp:Status>");
     let mut xml = open(

@@ -21,6 +21,20 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// The directory user ada@example.com of the connection, active.
+async fn ada(store: &idplex_store::Store, connection_id: &str) -> idplex_store::DirectoryUser {
+    store
+        .create_user(&NewDirectoryUser {
+            connection_id: connection_id.into(),
+            user_name: "ada@example.com".into(),
+            external_id: None,
+            active: true,
+            resource: serde_json::json!({"userName": "ada@example.com"}),
+        })
+        .await
+        .unwrap()
+}
+
 fn settings(connection_id: &str) -> SamlSettings {
     SamlSettings {
         connection_id: connection_id.into(),
@@ -188,16 +202,7 @@ async fn single_logout_ends_the_sessions_the_idp_names(db: TestDb) {
     let store = db.open().await;
     let conn = connection(&store, "org1", "okta").await;
     let other = connection(&store, "org1", "entra").await;
-    let user = store
-        .create_user(&NewDirectoryUser {
-            connection_id: conn.id.clone(),
-            user_name: "ada@example.com".into(),
-            external_id: None,
-            active: true,
-            resource: serde_json::json!({"userName": "ada@example.com"}),
-        })
-        .await
-        .unwrap();
+    let user = ada(&store, &conn.id).await;
     let mut sessions = Vec::new();
     for (connection_id, index) in [(&conn.id, "_s1"), (&conn.id, "_s2"), (&other.id, "_s1")] {
         let (session, secret) = store.create_user_session(&user.id, None).await.unwrap();
@@ -234,16 +239,7 @@ async fn a_sign_in_finishes_as_one_unit_and_once(db: TestDb) {
     let one = db.open().await;
     let two = db.open().await;
     let conn = connection(&one, "org1", "okta").await;
-    let user = one
-        .create_user(&NewDirectoryUser {
-            connection_id: conn.id.clone(),
-            user_name: "ada@example.com".into(),
-            external_id: None,
-            active: true,
-            resource: serde_json::json!({"userName": "ada@example.com"}),
-        })
-        .await
-        .unwrap();
+    let user = ada(&one, &conn.id).await;
     let finish = |assertion: &str, request: Option<&str>| FinishSignIn {
         connection_id: conn.id.clone(),
         assertion_id: assertion.into(),
