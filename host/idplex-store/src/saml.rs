@@ -5,8 +5,9 @@
 //! The last two live in the database, not in a process, so that replicas behind one load
 //! balancer behave as one: a request sent by one replica may be answered at another, and an
 //! assertion accepted by one is a replay at every other. Both are consumed or claimed by one
-//! statement (`DELETE … RETURNING`, `INSERT … ON CONFLICT DO NOTHING`), so two replicas racing
-//! for the same ID cannot both win. Expired rows are pruned by [`Store::prune_saml`].
+//! statement each (`DELETE … RETURNING`, `INSERT … ON CONFLICT DO NOTHING`) in the unit of
+//! writes that finishes a sign-in (`sign_in.rs`), so two replicas racing for the same ID cannot
+//! both win. Expired rows are pruned by [`Store::prune_saml`].
 
 use rusqlite::OptionalExtension;
 
@@ -49,6 +50,16 @@ pub struct SamlSettings {
     pub updated_at: i64,
 }
 
+/// An AuthnRequest sent and not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlRequest {
+    pub id: String,
+    pub connection_id: String,
+    pub relay_state: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// The IdP session a session opened by SAML sign-in came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamlSessionLink {
@@ -72,20 +83,10 @@ pub struct SamlSpKey {
     pub created_at: i64,
 }
 
-/// An AuthnRequest sent and not yet answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SamlRequest {
-    pub id: String,
-    pub connection_id: String,
-    pub relay_state: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
 /// Longest e-mail domain accepted for routing (RFC 1035 names).
 const MAX_DOMAIN_LEN: usize = 253;
 /// Longest request or assertion ID kept (IdPs send 20–64 characters).
-const MAX_SAML_ID_LEN: usize = 256;
+pub(crate) const MAX_SAML_ID_LEN: usize = 256;
 /// Longest RelayState kept (SAML bindings §3.4.3: 80 bytes; some SPs send more).
 const MAX_RELAY_STATE_LEN: usize = 1024;
 
@@ -391,63 +392,6 @@ impl Store {
         }
     }
 
-    /// Consumes the outstanding AuthnRequest `id` of the connection: it is gone afterwards
-    /// whatever the answer, so a Response can answer it once. `None` if there is no such
-    /// request (never sent, sent for another connection, already answered) or it expired
-    /// before `now` (unix ms).
-    pub async fn take_saml_request(
-        &self,
-        id: &str,
-        connection_id: &str,
-        now: i64,
-    ) -> Result<Option<SamlRequest>, StoreError> {
-        if id.is_empty() || id.len() > MAX_SAML_ID_LEN {
-            return Ok(None);
-        }
-        let row: Option<(Option<String>, i64, i64)> = with_pool!(self, write, |pool| {
-            sqlx::query_as(
-                "DELETE FROM saml_requests WHERE id = $1 AND connection_id = $2 \
-                 RETURNING relay_state, created_at, expires_at",
-            )
-            .bind(id)
-            .bind(connection_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.filter(|(_, _, expires_at)| *expires_at > now).map(|(relay_state, created_at, expires_at)| {
-            SamlRequest { id: id.to_owned(), connection_id: connection_id.to_owned(), relay_state, created_at, expires_at }
-        }))
-    }
-
-    /// Claims the assertion ID for the connection until `expires_at` (unix ms): `true` the first
-    /// time, `false` for a replay (the ID was claimed before, by this process or another
-    /// replica).
-    pub async fn claim_saml_assertion(
-        &self,
-        connection_id: &str,
-        assertion_id: &str,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
-        check_id("SAML assertion ID", assertion_id)?;
-        let done = with_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO saml_assertions_seen (connection_id, assertion_id, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (connection_id, assertion_id) DO NOTHING",
-            )
-            .bind(connection_id)
-            .bind(assertion_id)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        });
-        match done {
-            Ok(rows) => Ok(rows == 1),
-            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found("connection", connection_id)),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The deployment's SAML SP signing key: its id, sealed private key and certificate (base64
     /// DER), if one was set.
     pub async fn saml_sp_key(&self) -> Result<Option<SamlSpKey>, StoreError> {
@@ -507,25 +451,6 @@ impl Store {
             pool: |c| sqlx::query_scalar(sql).bind(id).bind(connection_id).fetch_optional(c).await
         )?;
         Ok(found.is_some_and(|expires_at| expires_at > now))
-    }
-
-    /// Links the session `session_id` to the IdP session it came from (for single logout).
-    pub async fn remember_saml_session(&self, link: &SamlSessionLink) -> Result<(), StoreError> {
-        with_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO saml_sessions (session_id, connection_id, name_id, name_id_format, session_index, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&link.session_id)
-            .bind(&link.connection_id)
-            .bind(&link.name_id)
-            .bind(&link.name_id_format)
-            .bind(&link.session_index)
-            .bind(now_ms())
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
     }
 
     /// The IdP session the session `session_id` came from, if it came from SAML sign-in.

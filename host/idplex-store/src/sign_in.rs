@@ -14,6 +14,7 @@
 use rusqlite::OptionalExtension;
 
 use crate::readers::numbered;
+use crate::saml::MAX_SAML_ID_LEN;
 use crate::tokens::{hash_secret, new_secret};
 use crate::user_tokens::{INSERT_SESSION, USER_SESSION_DEFAULT_TTL_MS, USER_SESSION_PREFIX};
 use crate::{Pools, Store, StoreError, UserSession, now_ms, random_id};
@@ -174,6 +175,16 @@ impl Store {
             Some(ms) if ms > 0 => ms,
             Some(_) => return Err(StoreError::InvalidInput { what: "session lifetime", reason: "must be positive".into() }),
         };
+        if finish.assertion_id.is_empty() || finish.assertion_id.len() > MAX_SAML_ID_LEN {
+            return Err(StoreError::InvalidInput {
+                what: "SAML assertion ID",
+                reason: format!("must be 1 to {MAX_SAML_ID_LEN} bytes"),
+            });
+        }
+        if finish.request_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > MAX_SAML_ID_LEN) {
+            // Longer than any ID idplex issues: no such request.
+            return Ok(SignInFinished::NoRequest);
+        }
         let secret = new_secret(USER_SESSION_PREFIX);
         let now = now_ms();
         let write = SignInWrite {
