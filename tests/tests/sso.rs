@@ -537,6 +537,7 @@ async fn single_logout_ends_the_session_at_both_ends() {
     let query = app.idp.redirect_query("SAMLResponse", &response, Some(Key::Idp));
     let home = app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await;
     assert_eq!((home.status, home.header("location")), (StatusCode::SEE_OTHER, "/"));
+    assert!(home.headers.get("set-cookie").is_none(), "a LogoutResponse clears no cookie (anyone can send one)");
     // One signed by a stranger is refused.
     let forged = app.idp.redirect_query("SAMLResponse", &response, Some(Key::Attacker));
     assert_eq!(app.call("GET", &format!("/saml/{}/slo?{forged}", app.conn), None, false).await.header("x-idplex-error"), "signature_invalid");
@@ -560,6 +561,7 @@ async fn single_logout_ends_the_session_at_both_ends() {
     let query = app.idp.redirect_query("SAMLRequest", &request, Some(Key::Idp));
     let answered = app.call("GET", &format!("/saml/{}/slo?{query}", app.conn), None, false).await;
     assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    assert!(answered.header("set-cookie").contains("Max-Age=0"), "the IdP asked: the cookie goes too");
     let location = answered.header("location").to_owned();
     assert!(location.starts_with(&format!("{SLO_URL}?SAMLResponse=")), "{location}");
     assert!(openssl_verifies(&location, &sp_cert));

@@ -35,7 +35,7 @@ mod users;
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
 pub use oidc::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
 pub use sp_key::SpKeyView;
-pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SignedOut, SsoError, SsoErrorClass};
+pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SignedOut, SingleLogout, SsoError, SsoErrorClass};
 pub use users::UserCredential;
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
 

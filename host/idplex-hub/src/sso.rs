@@ -208,6 +208,15 @@ pub struct SignedOut {
     pub idp_logout_url: Option<String>,
 }
 
+/// Where the single logout endpoint sends the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleLogout {
+    pub location: String,
+    /// Whether the IdP asked (a signed LogoutRequest): then this browser's cookie goes too. A
+    /// LogoutResponse (which anyone could post unsigned) changes nothing here.
+    pub idp_asked: bool,
+}
+
 /// A completed sign-in.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
@@ -999,7 +1008,7 @@ impl Hub {
     /// subject's sessions (those of the `SessionIndex`es named, or all) end, and the answer is
     /// the URL of a `LogoutResponse` to the IdP. A `LogoutResponse` (to our request) is checked
     /// (signature, when it has one; Issuer; Destination) and answers the local path to land on.
-    pub async fn saml_logout(&self, connection_id: &str, query: &str) -> Result<String, SsoError> {
+    pub async fn saml_logout(&self, connection_id: &str, query: &str) -> Result<SingleLogout, SsoError> {
         let out = self.saml_logout_inner(connection_id, query).await;
         if let Err(e) = &out {
             self.record_refusal(connection_id, e).await;
@@ -1007,7 +1016,7 @@ impl Hub {
         out
     }
 
-    async fn saml_logout_inner(&self, connection_id: &str, query: &str) -> Result<String, SsoError> {
+    async fn saml_logout_inner(&self, connection_id: &str, query: &str) -> Result<SingleLogout, SsoError> {
         use idplex_saml::authn_request::{RedirectMessageKind, RedirectQuery, decode_redirect, verify_redirect_signature};
         let s = self.store.saml_settings(connection_id).await?.ok_or_else(|| {
             SsoError::new("not_configured", SsoErrorClass::NotFound, "the connection has no SAML settings")
@@ -1038,7 +1047,7 @@ impl Hub {
                 let ended = self.store.end_saml_sessions(connection_id, &request.name_id, &request.session_indexes).await?;
                 tracing::info!(connection = %connection_id, sessions = ended.len(), "single logout asked by the IdP");
                 let Some(slo_url) = s.slo_url.as_deref() else {
-                    return Ok("/".to_owned());
+                    return Ok(SingleLogout { location: "/".to_owned(), idp_asked: true });
                 };
                 let response = idplex_saml::logout::logout_response_xml(
                     &format!("_lr{}", random_hex(16)),
@@ -1051,8 +1060,15 @@ impl Hub {
                 .map_err(SsoError::from_saml)?;
                 let signer = self.sp_signer().await.map_err(|e| SsoError::internal(e.to_string()))?.map(|(signer, _)| signer);
                 let relay = parsed.relay_state.as_deref();
-                idplex_saml::authn_request::redirect_url_for(RedirectMessageKind::Response, slo_url, &response, relay, signer.as_deref())
-                    .map_err(SsoError::from_saml)
+                let location = idplex_saml::authn_request::redirect_url_for(
+                    RedirectMessageKind::Response,
+                    slo_url,
+                    &response,
+                    relay,
+                    signer.as_deref(),
+                )
+                .map_err(SsoError::from_saml)?;
+                Ok(SingleLogout { location, idp_asked: true })
             }
             RedirectMessageKind::Response => {
                 if parsed.sig_alg.is_some() || parsed.signature.is_some() {
@@ -1063,7 +1079,7 @@ impl Hub {
                 if response.status != idplex_saml::logout::STATUS_SUCCESS {
                     tracing::warn!(connection = %connection_id, status = %response.status, "the IdP did not complete single logout");
                 }
-                Ok("/".to_owned())
+                Ok(SingleLogout { location: "/".to_owned(), idp_asked: false })
             }
         }
     }

@@ -237,10 +237,13 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Resp
 /// LogoutResponse to the IdP) or its LogoutResponse to ours (then home).
 async fn single_logout(State(s): State<AppState>, Path(id): Path<String>, uri: axum::http::Uri) -> Response {
     match s.hub.saml_logout(&id, uri.query().unwrap_or_default()).await {
-        Ok(location) => {
-            let mut resp = see_other(&location);
-            // Whatever the IdP ended, this browser's session here ends too.
-            if let Ok(clear) = HeaderValue::from_str(&session_cookie("", 0)) {
+        Ok(done) => {
+            let mut resp = see_other(&done.location);
+            // The IdP asked: this browser's cookie goes with the sessions it named. (Not for a
+            // LogoutResponse, which anyone could send: the cookie went at POST /logout.)
+            if done.idp_asked
+                && let Ok(clear) = HeaderValue::from_str(&session_cookie("", 0))
+            {
                 resp.headers_mut().insert(header::SET_COOKIE, clear);
             }
             resp
