@@ -116,20 +116,15 @@ async fn verify_id_token(app: &App, id_token: &str, audience: &str) -> (String, 
     (kid, data.claims)
 }
 
-fn oidc_events(app: &App, events: &Value) -> Vec<(String, String)> {
-    let _ = app;
-    events["events"]
+async fn events(app: &App) -> Vec<(String, String)> {
+    let all = app.call("GET", "/admin/v1/events?limit=1000", None, true).await.json();
+    all["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["kind"].as_str().unwrap().starts_with("oidc_"))
         .map(|e| (e["kind"].as_str().unwrap().to_owned(), e["message"].as_str().unwrap().to_owned()))
         .collect()
-}
-
-async fn events(app: &App) -> Vec<(String, String)> {
-    let all = app.call("GET", "/admin/v1/events?limit=1000", None, true).await.json();
-    oidc_events(app, &all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

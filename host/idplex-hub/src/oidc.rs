@@ -643,15 +643,7 @@ impl Hub {
         })?;
         let return_to = format!("/oauth2/authorize?resume={id}");
         // One SAML connection in the organization: straight to it; otherwise ask for the e-mail.
-        let mut enabled = Vec::new();
-        for c in self.store.list_connections().await? {
-            if c.org_id == app.org_id
-                && let Some(s) = self.store.saml_settings(&c.id).await?
-                && s.enabled
-            {
-                enabled.push(c.id);
-            }
-        }
+        let enabled = self.store.saml_enabled_connections(&app.org_id).await?;
         let to = match enabled.as_slice() {
             [only] => format!("/saml/{}/login?return_to={}", percent_encode(only), percent_encode(&return_to)),
             _ => format!("/sso/login?return_to={}", percent_encode(&return_to)),
@@ -794,9 +786,6 @@ impl Hub {
     async fn record_oidc_refusal(&self, app_id: Option<&str>, code: &str, detail: &str) {
         tracing::warn!(app = app_id.unwrap_or("-"), code, detail, "OIDC request refused");
         let budget_key = format!("oidc:{}", app_id.unwrap_or("unknown"));
-        if !self.sso_refusals.admit(&budget_key, now_ms()) {
-            return;
-        }
         let event = NewEvent {
             at: None,
             connection_id: None,
@@ -807,9 +796,7 @@ impl Hub {
                 None => detail.to_owned(),
             },
         };
-        if let Err(e) = self.store.record_event(&event).await {
-            tracing::error!(error = %e, "could not record OIDC refusal event");
-        }
+        self.record_refusal_event(&budget_key, event).await;
     }
 }
 

@@ -1087,7 +1087,7 @@ impl Hub {
     /// Records a refusal as an event of the connection (within the budget) and in the log.
     async fn record_refusal(&self, connection_id: &str, e: &SsoError) {
         tracing::warn!(connection = %connection_id, code = e.code, detail = %e.detail, "SAML sign-in refused");
-        if e.class == SsoErrorClass::NotFound || !self.sso_refusals.admit(connection_id, now_ms()) {
+        if e.class == SsoErrorClass::NotFound {
             return;
         }
         let event = NewEvent {
@@ -1097,8 +1097,17 @@ impl Hub {
             kind: EventKind::Other(format!("sso_{}", e.code)),
             message: format!("{}: {}", e.code, e.detail),
         };
-        if let Err(store_err) = self.store.record_event(&event).await {
-            tracing::error!(error = %store_err, "could not record SAML refusal event");
+        self.record_refusal_event(connection_id, event).await;
+    }
+
+    /// Records a refusal event, at most [`MAX_REFUSAL_EVENTS_PER_MINUTE`] a minute per
+    /// `budget_key` (a connection, or an OIDC app); over it, the process log has it alone.
+    pub(crate) async fn record_refusal_event(&self, budget_key: &str, event: NewEvent) {
+        if !self.sso_refusals.admit(budget_key, now_ms()) {
+            return;
+        }
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, kind = %event.kind, "could not record a refusal event");
         }
     }
 

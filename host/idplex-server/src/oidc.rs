@@ -88,24 +88,12 @@ fn oauth_error(e: &OidcError) -> Response {
 
 /// What the browser sees when the request cannot go back to the app.
 fn error_page(e: &OidcError) -> Response {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in request refused</title></head>\
-         <body><h1>Sign-in request refused</h1><p>{}</p><p>Reference: <code>{}</code></p></body></html>\n",
-        escape(&e.description),
-        escape(e.error)
-    );
     let status = match e.error {
         "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
         "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(e.error) {
-        resp.headers_mut().insert("x-idplex-error", v);
-    }
-    no_store(resp)
+    no_store(crate::saml::html_refusal(status, "Sign-in request refused", &e.description, e.error))
 }
 
 async fn discovery(State(s): State<AppState>) -> Json<Value> {

@@ -68,6 +68,26 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
+/// An HTML page saying `title`, `text` and the reference `code` (also in `x-idplex-error`),
+/// never cached: what a browser sees when a sign-in or an app's request is refused.
+pub(crate) fn html_refusal(status: StatusCode, title: &str, text: &str, code: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{}</p><p>Reference: <code>{}</code></p></body></html>\n",
+        html_escape(text),
+        html_escape(code),
+        title = html_escape(title),
+    );
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(code) {
+        h.insert("x-idplex-error", v);
+    }
+    resp
+}
+
 /// What the browser sees when sign-in is refused: the code, never the detail.
 fn refusal_page(e: &SsoError) -> Response {
     let status = match e.class {
@@ -85,17 +105,8 @@ fn refusal_page(e: &SsoError) -> Response {
         "busy" => "Too many sign-ins are starting right now. Try again in a moment.",
         _ => "The sign-in could not be verified. Try again from the start; if it keeps failing, your administrator can see why in idplex's events.",
     };
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in refused</title></head>\
-         <body><h1>Sign-in refused</h1><p>{}</p><p>Reference: <code>{}</code></p></body></html>\n",
-        html_escape(advice),
-        html_escape(e.code)
-    );
-    let mut resp = (status, body).into_response();
+    let mut resp = html_refusal(status, "Sign-in refused", advice, e.code);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-idplex-error", HeaderValue::from_static(e.code));
     if e.class == SsoErrorClass::Busy {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

@@ -273,6 +273,20 @@ impl Store {
         row.map(SettingsRow::into_settings).transpose()
     }
 
+    /// The connections of `org_id` whose SAML sign-in is enabled, by id.
+    pub async fn saml_enabled_connections(&self, org_id: &str) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = with_pool!(self, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT c.id FROM connections c JOIN saml_connections s ON s.connection_id = c.id \
+                 WHERE c.org_id = $1 AND s.enabled ORDER BY c.id",
+            )
+            .bind(org_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(ids)
+    }
+
     /// Removes the connection's SAML settings (sign-in through it stops); `false` if it had none.
     pub async fn delete_saml_settings(&self, connection_id: &str) -> Result<bool, StoreError> {
         let done = with_pool!(self, write, |pool| {
