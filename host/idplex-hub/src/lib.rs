@@ -217,7 +217,7 @@ pub struct Hub {
     /// Sign-ins each connection may start (a token bucket per connection, [`sso`]).
     sso_starts: sso::StartBudget,
     /// The SP signing key's signer, parsed once per key ([`sp_key`]).
-    sp_signer: Mutex<Option<(String, Arc<idplex_saml::authn_request::RedirectSigner>)>>,
+    sp_signer: Mutex<Option<(String, Arc<idplex_saml::authn_request::RedirectSigner>, Arc<idplex_saml::cert::Certificate>)>>,
 }
 
 impl Hub {

@@ -131,19 +131,21 @@ impl Hub {
         Ok(view(&stored, &cert))
     }
 
-    /// The signer and certificate of the current SP key (the signer parsed once per key).
-    pub(crate) async fn sp_signer(&self) -> Result<Option<(Arc<RedirectSigner>, Certificate)>, HubError> {
+    /// The signer and certificate of the current SP key, opened and parsed once per key (the
+    /// key's row is read each time, so a replacement made by another replica is seen at once).
+    pub(crate) async fn sp_signer(&self) -> Result<Option<(Arc<RedirectSigner>, Arc<Certificate>)>, HubError> {
         let Some(key) = self.store.saml_sp_key().await? else { return Ok(None) };
-        let cert = Certificate::from_text(&key.certificate_der).map_err(|e| invalid(e.detail))?;
-        if let Some((id, signer)) = &*self.sp_signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        if let Some((id, signer, cert)) = &*self.sp_signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
             && *id == key.id
         {
-            return Ok(Some((signer.clone(), cert)));
+            return Ok(Some((signer.clone(), cert.clone())));
         }
+        let cert = Arc::new(Certificate::from_text(&key.certificate_der).map_err(|e| invalid(e.detail))?);
         let raw = self.secrets.open(SEALED_NAME, &key.private_key_sealed)?;
         let raw = B64.decode(raw).map_err(|_| invalid("the stored key is not base64"))?;
         let signer = Arc::new(RedirectSigner::from_pkcs8_pem_or_der(&raw).map_err(|e| invalid(e.detail))?);
-        *self.sp_signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((key.id, signer.clone()));
+        *self.sp_signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((key.id, signer.clone(), cert.clone()));
         Ok(Some((signer, cert)))
     }
 }

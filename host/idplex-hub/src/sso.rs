@@ -405,7 +405,7 @@ impl Hub {
         let cert = self.sp_signer().await?.map(|(_, cert)| cert);
         let sp = self.sp_config(connection_id);
         let slo = format!("{}/slo", sp.entity_id);
-        Ok(sp_metadata_with_slo(&sp, Some(&slo), cert.as_ref(), true, signs))
+        Ok(sp_metadata_with_slo(&sp, Some(&slo), cert.as_deref(), true, signs))
     }
 
     /// The connection's SAML setup; not found when it has none.
