@@ -13,7 +13,7 @@
 
 use idplex_connector_sdk::saml_mapping::{self, SamlMapping};
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, metadata,
+    ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, metadata,
     diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
@@ -57,6 +57,12 @@ impl directory_sync::Guest for CustomSaml {
             "custom-saml does not pull from an IdP API (it has no egress); configure the IdP to \
              push users and groups to idplex via SCIM provisioning instead",
         ))
+    }
+}
+
+impl directory_pull::Guest for CustomSaml {
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
+        Err(ConnectorError::unsupported_capability(NAME, "directory-sync"))
     }
 }
 

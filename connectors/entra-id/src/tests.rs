@@ -4,7 +4,7 @@ use crate::claims::{self, GROUPS_LINK, OVERAGE_ATTRIBUTE};
 use crate::dialect::{self, AttrPath, MANAGER_PATH, escape_filter_string};
 use idplex_connector_sdk::provisioning::{Operation, PatchOpKind, ScimRequest};
 use idplex_connector_sdk::sso::VerifiedAssertion;
-use idplex_connector_sdk::testing::{self, assert_described, attr, body_of, cfg, patch, request, request_of, vectors};
+use idplex_connector_sdk::testing::{self, assert_described_with_egress, attr, body_of, cfg, patch, request, request_of, vectors};
 use idplex_connector_sdk::{ConnectorError, ErrorKind, ResourceKind, metadata, scim, scim_dialect};
 use serde_json::{Value, json};
 
@@ -865,9 +865,14 @@ fn wrong_config_is_a_config_error_naming_the_key() {
 #[test]
 fn describe_and_config_schema() {
     let info = <crate::EntraId as metadata::Guest>::describe();
-    let schema = assert_described(&info, "entra-id", env!("CARGO_PKG_VERSION"));
+    let schema = assert_described_with_egress(&info, "entra-id", env!("CARGO_PKG_VERSION"), &["graph.microsoft.com"]);
     let props = schema["properties"].as_object().unwrap();
-    assert!(matches!(info.capabilities[..], [metadata::Capability::Provisioning, metadata::Capability::Sso]));
+    let patterns: Vec<&String> = schema["patternProperties"].as_object().unwrap().keys().collect();
+    assert_eq!(patterns, ["^credential\\.", "^secret\\."], "the host's client-credentials keys");
+    assert!(matches!(
+        info.capabilities[..],
+        [metadata::Capability::Provisioning, metadata::Capability::DirectorySync, metadata::Capability::Sso]
+    ));
     for key in ["user_name_source", "tenant_id", "attribute.roles", "attribute.external_id", "attribute.groups"] {
         assert!(props.contains_key(key), "{key}");
     }

@@ -92,7 +92,9 @@ pub fn config_properties() -> Map<String, Value> {
             "pattern": DOMAIN_PATTERN,
             "description": "The Google Workspace domain (e.g. `example.com`). When set, a sign-in \
                             whose NameID or e-mail is outside this domain and its subdomains is \
-                            refused. Unset: any domain is accepted."
+                            refused, and the directory pull reads only this domain's users \
+                            (`users.list` with `domain=`; groups stay the customer's). Unset: any \
+                            domain is accepted and the pull reads the customer's users."
         }),
     );
     properties

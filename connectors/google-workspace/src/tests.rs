@@ -1,12 +1,13 @@
-//! Native unit tests: unsupported provisioning and pull, SAML mapping and the `domain` pin.
+//! Native unit tests: unsupported provisioning and 1.0 pull, SAML mapping and the `domain` pin.
+//! (The directory pull's tests are in `pull_tests.rs`.)
 
-use crate::{GoogleWorkspace, NO_PUSH, saml};
+use crate::{GoogleWorkspace, PULL_IN_PASSES, saml};
 use idplex_connector_sdk::directory_sync::Guest as _;
 use idplex_connector_sdk::metadata::{Capability, Guest as _};
 use idplex_connector_sdk::provisioning::{Guest as _, ScimRequest};
 use idplex_connector_sdk::serde_json::{self, Value};
 use idplex_connector_sdk::sso::VerifiedAssertion;
-use idplex_connector_sdk::testing::{assert_config, assert_described, attr, cfg, request_of};
+use idplex_connector_sdk::testing::{assert_config, assert_described_with_egress, attr, cfg, request_of};
 use idplex_connector_sdk::{ConnectorError, ErrorKind, ResourceKind};
 
 const GOOGLE: &str = include_str!("../../../tests/fixtures/idp-dialects/google_workspace.json");
@@ -17,7 +18,7 @@ const SAML_CLAIMS: &str = include_str!("../../../tests/fixtures/idp-dialects/sam
 fn assert_unsupported_no_push(e: &ConnectorError) {
     assert!(matches!(e.kind, ErrorKind::Unsupported), "{e:?}");
     assert!(e.message.contains("does not push SCIM"), "{}", e.message);
-    assert!(e.message.contains("sync engine"), "{}", e.message);
+    assert!(e.message.contains("Directory API"), "{}", e.message);
 }
 
 /// A typical Google Workspace assertion, from what `saml_claims.json` says: the `idpid` issuer,
@@ -100,19 +101,22 @@ fn render_leaves_resources_to_the_host() {
 }
 
 #[test]
-fn pull_answers_unsupported_with_the_same_explanation() {
-    assert_unsupported_no_push(&GoogleWorkspace::pull(None).unwrap_err());
-    assert_eq!(
-        GoogleWorkspace::pull(Some("c".into())).unwrap_err().message,
-        NO_PUSH
-    );
+fn the_1_0_pull_answers_unsupported_pointing_at_directory_pull() {
+    for cursor in [None, Some("c".to_string())] {
+        let e = GoogleWorkspace::pull(cursor).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Unsupported), "{e:?}");
+        assert_eq!(e.message, PULL_IN_PASSES);
+    }
 }
 
 #[test]
-fn describe_declares_sso_only_with_a_closed_documented_schema() {
+fn describe_declares_directory_sync_and_sso_with_a_closed_documented_schema() {
     let info = GoogleWorkspace::describe();
-    let schema = assert_described(&info, "google-workspace", env!("CARGO_PKG_VERSION"));
-    assert!(matches!(info.capabilities[..], [Capability::Sso]));
+    let schema = assert_described_with_egress(&info, "google-workspace", env!("CARGO_PKG_VERSION"), &["admin.googleapis.com"]);
+    assert!(matches!(info.capabilities[..], [Capability::DirectorySync, Capability::Sso]));
+    assert_eq!(schema["properties"]["customer"]["default"], "my_customer");
+    assert!(schema["patternProperties"].get("^secret\\.").is_some(), "the service account key is configured as `secret.service_account_key`");
+    assert!(schema["patternProperties"].get("^credential\\.").is_some(), "`credential.kind`, `credential.subject`, `credential.scopes`");
     let p = &schema["properties"];
     assert_eq!(p["domain"]["pattern"], saml::DOMAIN_PATTERN);
     assert!(p["domain"].get("default").is_none());

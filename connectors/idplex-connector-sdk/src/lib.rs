@@ -1,12 +1,13 @@
 //! # idplex connector SDK
 //!
 //! Everything a Rust crate needs to become an idplex *connector*: the bindings of the WIT world
-//! `idplex:connector/connector@1.1.0` (generated once, here, from `wit/connector.wit`), the
+//! `idplex:connector/connector@1.2.0` (generated once, here, from `wit/connector.wit`), the
 //! [`export_connector!`] macro that wires a type implementing the export traits into the
 //! component's exports, and a few helpers for the chores every connector repeats (logging,
 //! reading config, building [`ConnectorError`]s, parsing JSON), plus the generic RFC 7644 SCIM
 //! dialect as building blocks ([`scim_dialect`]) and the config-driven SAML claim mapping
-//! ([`saml_mapping`]) that the first-party connectors compose with their IdP's quirks, and
+//! ([`saml_mapping`]) that the first-party connectors compose with their IdP's quirks, outbound
+//! HTTP for connectors that call their IdP's API ([`http`], used by [`directory_pull`]), and
 //! helpers for their native unit tests ([`testing`]).
 //!
 //! A connector is a `cdylib` crate that depends on this SDK and does:
@@ -17,16 +18,21 @@
 //! struct MyConnector;
 //! impl metadata::Guest for MyConnector { /* describe() */ }
 //! impl provisioning::Guest for MyConnector { /* normalize(), render() */ }
-//! impl directory_sync::Guest for MyConnector { /* pull() */ }
+//! impl directory_sync::Guest for MyConnector { /* pull(): the 1.0 form */ }
 //! impl sso::Guest for MyConnector { /* map_assertion() */ }
 //! impl schemas::Guest for MyConnector { /* extensions(): Ok(vec![]) if none (contract 1.1) */ }
 //! impl diagnostics::Guest for MyConnector { /* test_connection() (contract 1.1) */ }
+//! impl directory_pull::Guest for MyConnector { /* pull(request): passes (contract 1.2) */ }
 //!
 //! export_connector!(MyConnector);
 //! ```
 //!
 //! then builds with `cargo build --release --target wasm32-unknown-unknown` and turns the core
 //! module into a component (see `connectors/README.md`).
+//!
+//! A connector that does not pull answers `directory_pull::pull` with
+//! `Err(ConnectorError::unsupported_capability("my-idp", "directory-sync"))`, like
+//! `directory_sync::pull`, and leaves `directory-sync` out of its capabilities.
 #![warn(missing_docs)]
 
 /// Raw output of `wit_bindgen::generate!` for the `connector` world. Prefer the re-exports at
@@ -47,9 +53,10 @@ pub mod bindings {
 
 /// Exports a connector type to the host.
 ///
-/// `export_connector!(MyConnector);` generates the component's export functions for the
-/// `metadata`, `provisioning`, `directory-sync` and `sso` interfaces and forwards them to the
-/// `Guest` trait impls of `MyConnector`. Invoke it exactly once, in the `cdylib` crate.
+/// `export_connector!(MyConnector);` generates the component's export functions for every
+/// interface the `connector` world exports (`metadata`, `provisioning`, `directory-sync`, `sso`,
+/// `schemas`, `diagnostics`, `directory-pull`) and forwards them to the `Guest` trait impls of
+/// `MyConnector`. Invoke it exactly once, in the `cdylib` crate.
 pub use bindings::export_connector;
 
 /// Re-export of `serde_json`, so connectors build JSON with the same version the SDK helpers use.
@@ -66,6 +73,23 @@ pub use types::{
 /// The `metadata` export: implement [`metadata::Guest`] to describe the connector.
 pub mod metadata {
     pub use crate::bindings::exports::idplex::connector::metadata::*;
+
+    /// `schema` (a connector's closed config schema, JSON text) that also admits the keys with
+    /// which an admin configures the host's credential for the connection's egress: `secret.*`
+    /// (never shown to the connector) and `credential.*` (the credential provider's settings,
+    /// e.g. `credential.kind`), as `patternProperties`. For a connector that calls its IdP's API
+    /// and keeps `additionalProperties: false`. Text that is not a JSON object is returned as is.
+    pub fn with_credential_keys(schema: &str) -> String {
+        let mut value: crate::serde_json::Value = match crate::serde_json::from_str(schema) {
+            Ok(v @ crate::serde_json::Value::Object(_)) => v,
+            _ => return schema.to_string(),
+        };
+        value["patternProperties"] = crate::serde_json::json!({
+            "^secret\\.": {"type": "string", "description": "a secret of the host's credential for egress; never shown to the connector"},
+            "^credential\\.": {"type": "string", "description": "a setting of the host's credential provider for egress"},
+        });
+        value.to_string()
+    }
 }
 
 /// The `provisioning` export: implement [`provisioning::Guest`] to normalize inbound SCIM.
@@ -76,6 +100,73 @@ pub mod provisioning {
 /// The `directory-sync` export: implement [`directory_sync::Guest`] to pull from an IdP API.
 pub mod directory_sync {
     pub use crate::bindings::exports::idplex::connector::directory_sync::*;
+}
+
+/// The `directory-pull` export (contract 1.2): implement [`directory_pull::Guest`] to pull
+/// users, groups and memberships from the IdP's API in *passes* (full or delta), each page with a
+/// cursor to the next and, on the last, the cursor the next pass resumes from.
+///
+/// Keep the logic in a plain function taking the cursor, an [`http::Fetch`]
+/// and a config lookup, so native tests can feed it recorded pages
+/// ([`crate::testing::FakeHttp`], [`crate::testing::run_pass`]); the `Guest` impl passes
+/// `&mut http::get_json` and `&config::get`. All state lives in the cursor (an instance may be
+/// fresh on every call): encode it compactly and check it with [`directory_pull::cursor`].
+pub mod directory_pull {
+    pub use crate::bindings::exports::idplex::connector::directory_pull::*;
+
+    /// The largest cursor the host accepts (`pull-request.cursor`: "at most 8 KiB").
+    pub const MAX_CURSOR_BYTES: usize = 8 * 1024;
+
+    /// `cursor` if it fits in [`MAX_CURSOR_BYTES`], else an `upstream` error naming its size:
+    /// the cursors of API-driven pulls carry the IdP's page tokens, whose size the IdP decides.
+    pub fn cursor(cursor: String) -> Result<String, ConnectorError> {
+        if cursor.len() <= MAX_CURSOR_BYTES {
+            Ok(cursor)
+        } else {
+            Err(ConnectorError::upstream(format!(
+                "the next cursor would be {} bytes, more than the {MAX_CURSOR_BYTES} bytes a cursor may have (the IdP's page or sync tokens are too long)",
+                cursor.len()
+            )))
+        }
+    }
+
+    impl PullPage {
+        /// An empty page of a pass of `kind` that ends the pass without a resume cursor.
+        pub fn new(kind: PassKind) -> PullPage {
+            PullPage {
+                kind,
+                users: Vec::new(),
+                groups: Vec::new(),
+                members: Vec::new(),
+                removed_users: Vec::new(),
+                removed_groups: Vec::new(),
+                next: None,
+                resume: None,
+            }
+        }
+
+        /// The `group-members` entry of `group` on this page, added (empty) if there is none yet:
+        /// one entry per group and page, whatever order the IdP sends members in.
+        pub fn members_of(&mut self, group: &str) -> &mut GroupMembers {
+            let i = match self.members.iter().position(|m| m.group == group) {
+                Some(i) => i,
+                None => {
+                    self.members.push(GroupMembers { group: group.to_string(), added: Vec::new(), removed: Vec::new() });
+                    self.members.len() - 1
+                }
+            };
+            &mut self.members[i]
+        }
+    }
+
+    impl Member {
+        /// The member's external id.
+        pub fn id(&self) -> &str {
+            match self {
+                Member::User(id) | Member::Group(id) => id,
+            }
+        }
+    }
 }
 
 /// The `sso` export: implement [`sso::Guest`] to map verified SAML assertions.
@@ -202,6 +293,37 @@ pub mod diagnostics {
         }
         checks.push(push_only());
         checks
+    }
+
+    /// The checks of one request to the IdP's API made with the credential the host attaches
+    /// (e.g. the first page of users): `reachability <host>` (did the API answer at all: egress
+    /// allowed, DNS, TLS) and `credentials` (did it answer 2xx to `what`; otherwise the IdP's
+    /// message, [`crate::http::upstream_error`]).
+    pub fn api_checks(host: &str, what: &str, outcome: Result<crate::http::Response, ConnectorError>) -> Vec<Check> {
+        let reachability = format!("reachability {host}");
+        match outcome {
+            Err(e) => vec![
+                Check { name: reachability, ok: false, detail: e.message },
+                Check {
+                    name: "credentials".to_string(),
+                    ok: false,
+                    detail: format!("not checked: {host} could not be reached"),
+                },
+            ],
+            Ok(response) => {
+                let reached = Check {
+                    name: reachability,
+                    ok: true,
+                    detail: format!("{host} answered HTTP {}", response.status),
+                };
+                let credentials = check(
+                    "credentials",
+                    crate::http::check(what, response)
+                        .map(|r| format!("{what} answered HTTP {} with the connection's credential", r.status)),
+                );
+                vec![reached, credentials]
+            }
+        }
     }
 
     /// A minimal assertion to run a connector's SSO mapping on in [`config_check`]: an e-mail
@@ -389,11 +511,13 @@ pub mod scim {
     }
 }
 
+pub mod http;
 pub mod saml_mapping;
 pub mod scim_dialect;
 
 /// Helpers for a connector's native unit tests: the shared IdP fixture vectors as
-/// [`ScimRequest`](provisioning::ScimRequest)s, assertion and config builders.
+/// [`ScimRequest`](provisioning::ScimRequest)s, assertion and config builders, a fake HTTP API
+/// and a pass driver for `directory-pull` logic.
 ///
 /// Usable by any connector's `#[cfg(test)]` code; nothing in it calls a host import, so it runs
 /// outside the sandbox. See the module page for what each helper is for.
@@ -501,5 +625,22 @@ mod contract_1_1_tests {
         assert_eq!((failed.ok, failed.detail.as_str()), (false, "key `x` is wrong"));
         let other = diagnostics::config_check(|| -> Result<(), _> { Err(ConnectorError::invalid_request("no email")) });
         assert!(other.ok, "the probe lacking what a real input carries is not a config problem");
+    }
+}
+
+#[cfg(test)]
+mod contract_1_2_tests {
+    use crate::metadata::with_credential_keys;
+    use crate::serde_json::{Value, json};
+
+    #[test]
+    fn a_closed_schema_admits_the_hosts_credential_keys() {
+        let schema = r#"{"type":"object","additionalProperties":false,"properties":{"domain":{"type":"string"}}}"#;
+        let v: Value = crate::serde_json::from_str(&with_credential_keys(schema)).unwrap();
+        assert_eq!(v["additionalProperties"], false);
+        assert_eq!(v["properties"], json!({"domain": {"type": "string"}}));
+        let patterns: Vec<&String> = v["patternProperties"].as_object().unwrap().keys().collect();
+        assert_eq!(patterns, ["^credential\\.", "^secret\\."]);
+        assert_eq!(with_credential_keys("not json"), "not json");
     }
 }

@@ -10,7 +10,10 @@
 //!   `method`, `path`, `query` and `body`): [`vectors`], [`vector`], [`request_of`];
 //! - requests: [`request`], [`patch`];
 //! - results: [`patch_ops`], [`body_of`], [`value`], [`assert_invalid`], [`assert_config`];
-//! - SAML: [`attr`] for assertion attributes, [`cfg`] for a config lookup.
+//! - SAML: [`attr`] for assertion attributes, [`cfg`] for a config lookup;
+//! - `directory-pull`: [`FakeHttp`] answers a connector's fetcher with recorded API pages and
+//!   records the URLs asked; [`run_pass`] drives a pull function through a whole pass, checking
+//!   the cursors; [`members`] reads a page's memberships as plain strings.
 //!
 //! Nothing here calls a host import: outside the sandbox those abort the test process, so pass
 //! [`cfg`] where the connector would pass `&config::get`. The helpers panic (with a message
@@ -30,6 +33,9 @@
 //! [`assert_config`]: crate::testing::assert_config
 //! [`attr`]: crate::testing::attr
 //! [`cfg`]: crate::testing::cfg
+//! [`FakeHttp`]: crate::testing::FakeHttp
+//! [`run_pass`]: crate::testing::run_pass
+//! [`members`]: crate::testing::members
 //!
 //! ```ignore
 //! use idplex_connector_sdk::testing::{request_of, vector, vectors};
@@ -227,11 +233,23 @@ pub fn cfg<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<Strin
 /// Returns the schema for the connector's own checks.
 #[track_caller]
 pub fn assert_described(info: &crate::metadata::ConnectorInfo, name: &str, version: &str) -> Value {
+    assert_described_with_egress(info, name, version, &[])
+}
+
+/// [`assert_described`] for a connector that calls its IdP's API: its egress hosts are exactly
+/// `egress_hosts`.
+#[track_caller]
+pub fn assert_described_with_egress(
+    info: &crate::metadata::ConnectorInfo,
+    name: &str,
+    version: &str,
+    egress_hosts: &[&str],
+) -> Value {
     assert_eq!(info.name, name);
     assert_eq!(info.vendor, "idplex");
     assert_eq!(info.version, version);
     assert!(!info.description.is_empty(), "{name}: no description");
-    assert!(info.egress_hosts.is_empty(), "{name}: egress hosts {:?}", info.egress_hosts);
+    assert_eq!(info.egress_hosts, egress_hosts, "{name}: egress hosts");
     let schema: Value = serde_json::from_str(&info.config_schema).expect("config schema is JSON");
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(schema["additionalProperties"], false);
@@ -240,6 +258,136 @@ pub fn assert_described(info: &crate::metadata::ConnectorInfo, name: &str, versi
         assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}: `{key}` has no description");
     }
     schema
+}
+
+/// A fake IdP API for a connector's pull logic: answers each URL with the responses recorded
+/// for it, and records every URL asked.
+///
+/// URLs match exactly (as the connector builds them, query included). Responses recorded for one
+/// URL are served in order, the last one again for any further request; a URL with nothing
+/// recorded panics, listing what was asked, so a test sees the connector's exact requests.
+///
+/// ```
+/// use idplex_connector_sdk::http::Response;
+/// use idplex_connector_sdk::serde_json::json;
+/// use idplex_connector_sdk::testing::FakeHttp;
+///
+/// let mut api = FakeHttp::new()
+///     .on("https://api.example/users", Response::json(503, json!({})))
+///     .on_json("https://api.example/users", json!({"users": []}));
+/// assert_eq!(api.fetch("https://api.example/users").unwrap().status, 503);
+/// assert_eq!(api.fetch("https://api.example/users").unwrap().status, 200);
+/// assert_eq!(api.requests, ["https://api.example/users", "https://api.example/users"]);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct FakeHttp {
+    routes: Vec<(String, std::collections::VecDeque<crate::http::Response>)>,
+    /// Every URL fetched, in order.
+    pub requests: Vec<String>,
+}
+
+impl FakeHttp {
+    /// A fake with nothing recorded.
+    pub fn new() -> FakeHttp {
+        FakeHttp::default()
+    }
+
+    /// Records `response` for `url` (after those already recorded for it).
+    pub fn on(mut self, url: &str, response: crate::http::Response) -> FakeHttp {
+        self.add(url, response);
+        self
+    }
+
+    /// Records a `200` with the JSON `body` for `url`.
+    pub fn on_json(self, url: &str, body: Value) -> FakeHttp {
+        self.on(url, crate::http::Response::json(200, body))
+    }
+
+    /// Records `response` for `url` on an existing fake.
+    pub fn add(&mut self, url: &str, response: crate::http::Response) {
+        match self.routes.iter_mut().find(|(u, _)| u == url) {
+            Some((_, queue)) => queue.push_back(response),
+            None => self.routes.push((url.to_string(), [response].into())),
+        }
+    }
+
+    /// Answers `url` as recorded (the fetcher a connector's pull logic takes).
+    ///
+    /// Panics if nothing is recorded for `url`.
+    #[track_caller]
+    pub fn fetch(&mut self, url: &str) -> Result<crate::http::Response, ConnectorError> {
+        self.requests.push(url.to_string());
+        let Some((_, queue)) = self.routes.iter_mut().find(|(u, _)| u == url) else {
+            panic!(
+                "FakeHttp: nothing recorded for\n  {url}\nrecorded:\n  {}",
+                self.routes.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>().join("\n  ")
+            );
+        };
+        Ok(if queue.len() > 1 { queue.pop_front().unwrap() } else { queue.front().unwrap().clone() })
+    }
+
+    /// The number of requests made since `since` (an earlier `requests.len()`).
+    pub fn requests_since(&self, since: usize) -> usize {
+        self.requests.len() - since
+    }
+}
+
+/// Drives a pull function through one pass: calls `pull(cursor)` with `start` (`None`: a full
+/// pass; a `resume` cursor: a delta pass), then with each page's `next`, until a page has
+/// `next: none`, and returns the pages. Checks what the host relies on: every `next` and
+/// `resume` at most [`MAX_CURSOR_BYTES`](crate::directory_pull::MAX_CURSOR_BYTES), `resume` only
+/// on the last page, at most `max_pages` pages (a connector stuck on one cursor fails the test).
+///
+/// Panics on an error, naming the page.
+#[track_caller]
+pub fn run_pass(
+    mut pull: impl FnMut(Option<&str>) -> Result<crate::directory_pull::PullPage, ConnectorError>,
+    start: Option<&str>,
+    max_pages: usize,
+) -> Vec<crate::directory_pull::PullPage> {
+    use crate::directory_pull::MAX_CURSOR_BYTES;
+    let mut pages = Vec::new();
+    let mut cursor = start.map(str::to_string);
+    loop {
+        assert!(pages.len() < max_pages, "the pass did not end within {max_pages} pages");
+        let page = pull(cursor.as_deref()).unwrap_or_else(|e| panic!("page {} failed: {e:?}", pages.len() + 1));
+        for c in page.next.iter().chain(page.resume.iter()) {
+            assert!(c.len() <= MAX_CURSOR_BYTES, "page {}: a cursor of {} bytes", pages.len() + 1, c.len());
+        }
+        if page.next.is_some() {
+            assert!(page.resume.is_none(), "page {}: `resume` before the last page", pages.len() + 1);
+        }
+        cursor = page.next.clone();
+        pages.push(page);
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+}
+
+/// The memberships of `group` on `page` as (`added`, `removed`), each member written `user:ID`
+/// or `group:ID`, concatenated over the page's entries for `group`.
+pub fn members(page: &crate::directory_pull::PullPage, group: &str) -> (Vec<String>, Vec<String>) {
+    use crate::directory_pull::Member;
+    let text = |m: &Member| match m {
+        Member::User(id) => format!("user:{id}"),
+        Member::Group(id) => format!("group:{id}"),
+    };
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for entry in page.members.iter().filter(|m| m.group == group) {
+        added.extend(entry.added.iter().map(text));
+        removed.extend(entry.removed.iter().map(text));
+    }
+    (added, removed)
+}
+
+/// The value of attribute `path` of `user`, parsed (`None` when the user has no such attribute).
+pub fn attribute(user: &crate::CanonicalUser, path: &str) -> Option<Value> {
+    user.attributes
+        .iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, v)| serde_json::from_str(v).expect("attribute value is JSON"))
 }
 
 #[cfg(test)]
@@ -316,5 +464,80 @@ mod tests {
             "domain",
         );
     }
-}
 
+    #[test]
+    fn the_fake_api_serves_recordings_in_order_and_the_pass_driver_follows_cursors() {
+        use crate::directory_pull::{GroupMembers, Member, PassKind, PullPage};
+        let mut api = FakeHttp::new()
+            .on_json("https://x/a", json!(1))
+            .on_json("https://x/a", json!(2));
+        api.add("https://x/b", crate::http::Response::json(404, json!({})));
+        let got: Vec<u16> = ["https://x/a", "https://x/b", "https://x/a", "https://x/a"]
+            .iter()
+            .map(|u| api.fetch(u).unwrap().status)
+            .collect();
+        assert_eq!(got, [200, 404, 200, 200]);
+        assert_eq!(api.fetch("https://x/a").unwrap().json_body(), Some(&json!(2)));
+        assert_eq!(api.requests_since(3), 2);
+
+        let pages = run_pass(
+            |cursor| {
+                let mut page = PullPage::new(PassKind::Full);
+                match cursor {
+                    None => page.next = Some("2".into()),
+                    Some("2") => {
+                        page.members_of("g").added.push(Member::User("u1".into()));
+                        page.members_of("g").removed.push(Member::Group("g2".into()));
+                        page.members.push(GroupMembers { group: "g".into(), added: vec![Member::Group("g3".into())], removed: vec![] });
+                        page.resume = Some("r".into());
+                    }
+                    other => panic!("{other:?}"),
+                }
+                Ok(page)
+            },
+            None,
+            5,
+        );
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[1].members.len(), 2, "members_of reuses the entry; a pushed one is separate");
+        assert_eq!(members(&pages[1], "g"), (vec!["user:u1".into(), "group:g3".into()], vec!["group:g2".into()]));
+        assert_eq!(Member::Group("g3".into()).id(), "g3");
+    }
+
+    #[test]
+    #[should_panic(expected = "a cursor of 8193 bytes")]
+    fn the_pass_driver_refuses_an_oversized_cursor() {
+        run_pass(
+            |_| {
+                let mut page = crate::directory_pull::PullPage::new(crate::directory_pull::PassKind::Full);
+                page.resume = Some("x".repeat(8193));
+                Ok(page)
+            },
+            None,
+            1,
+        );
+    }
+
+    #[test]
+    fn cursors_are_bounded_and_api_checks_name_host_and_credentials() {
+        use crate::directory_pull::{MAX_CURSOR_BYTES, cursor};
+        assert_eq!(cursor("x".repeat(MAX_CURSOR_BYTES)).unwrap().len(), MAX_CURSOR_BYTES);
+        let e = cursor("x".repeat(MAX_CURSOR_BYTES + 1)).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Upstream) && e.message.contains("8193 bytes"), "{e:?}");
+
+        let ok = crate::diagnostics::api_checks("api.example", "users.list", Ok(crate::http::Response::json(200, json!({}))));
+        assert_eq!(
+            ok.iter().map(|c| (c.name.as_str(), c.ok)).collect::<Vec<_>>(),
+            [("reachability api.example", true), ("credentials", true)]
+        );
+        let denied = crate::diagnostics::api_checks(
+            "api.example",
+            "users.list",
+            Ok(crate::http::Response::json(403, json!({"error": {"message": "Not Authorized"}}))),
+        );
+        assert!(denied[0].ok && !denied[1].ok, "{denied:?}");
+        assert!(denied[1].detail.contains("users.list answered HTTP 403: Not Authorized"), "{}", denied[1].detail);
+        let down = crate::diagnostics::api_checks("api.example", "users.list", Err(ConnectorError::upstream("egress denied")));
+        assert_eq!((down[0].ok, down[0].detail.as_str(), down[1].ok), (false, "egress denied", false));
+    }
+}

@@ -16,7 +16,7 @@ pub mod saml;
 mod tests;
 
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, log, metadata,
+    ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, log, metadata,
     diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
@@ -64,6 +64,12 @@ impl directory_sync::Guest for Okta {
             "okta does not pull from Okta's API; assign the Okta SCIM app so that Okta pushes \
              users and groups to idplex via SCIM provisioning",
         ))
+    }
+}
+
+impl directory_pull::Guest for Okta {
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
+        Err(ConnectorError::unsupported_capability(NAME, "directory-sync"))
     }
 }
 

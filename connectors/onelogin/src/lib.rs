@@ -17,7 +17,7 @@ pub mod saml;
 mod tests;
 
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, config, directory_sync, export_connector, metadata,
+    ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, metadata,
     diagnostics, provisioning, schemas, scim_dialect, sso,
 };
 
@@ -65,6 +65,12 @@ impl directory_sync::Guest for OneLogin {
             "onelogin does not pull from OneLogin's API; enable provisioning on the OneLogin SCIM \
              app so that OneLogin pushes users and groups to idplex via SCIM",
         ))
+    }
+}
+
+impl directory_pull::Guest for OneLogin {
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
+        Err(ConnectorError::unsupported_capability(NAME, "directory-sync"))
     }
 }
 

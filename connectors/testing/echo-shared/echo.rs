@@ -7,7 +7,7 @@
 //
 // * `provisioning.render(kind, resource)` → `{"served_by":"<version>","input":<resource>}`
 // * `provisioning.normalize`: POST → `create(body)`; anything else → `unsupported`.
-// * `directory-sync.pull`, `sso.map-assertion` → `unsupported`.
+// * `directory-sync.pull`, `directory-pull.pull`, `sso.map-assertion` → `unsupported`.
 // * `schemas.extensions`: the SDK's config-driven user extension (`scim_extension_urn`,
 //   `scim_extension_attributes`); `diagnostics.test-connection`: a passing `config` check
 //   naming the version.
@@ -15,7 +15,7 @@
 use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, config, diagnostics, directory_sync, export_connector, metadata,
+    ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync, export_connector, metadata,
     provisioning, schemas, sso,
 };
 
@@ -58,6 +58,12 @@ impl provisioning::Guest for Echo {
 
 impl directory_sync::Guest for Echo {
     fn pull(_cursor: Option<String>) -> Result<directory_sync::SyncPage, ConnectorError> {
+        Err(ConnectorError::unsupported_capability("echo", "directory-sync"))
+    }
+}
+
+impl directory_pull::Guest for Echo {
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
         Err(ConnectorError::unsupported_capability("echo", "directory-sync"))
     }
 }

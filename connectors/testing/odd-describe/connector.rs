@@ -7,7 +7,7 @@
 
 use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::{
-    ConnectorError, Json, ResourceKind, diagnostics, directory_sync, export_connector, metadata,
+    ConnectorError, Json, ResourceKind, diagnostics, directory_pull, directory_sync, export_connector, metadata,
     provisioning, schemas, sso,
 };
 
@@ -39,6 +39,12 @@ impl provisioning::Guest for Odd {
 
 impl directory_sync::Guest for Odd {
     fn pull(_cursor: Option<String>) -> Result<directory_sync::SyncPage, ConnectorError> {
+        Err(ConnectorError::unsupported_capability(NAME, "directory-sync"))
+    }
+}
+
+impl directory_pull::Guest for Odd {
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
         Err(ConnectorError::unsupported_capability(NAME, "directory-sync"))
     }
 }

@@ -122,17 +122,17 @@ mod tests {
             let (version, interfaces): (&str, &[&str]) = if name == "contract-1-0" {
                 ("1.0.0", &["metadata", "provisioning", "directory-sync", "sso"])
             } else {
-                ("1.1.0", &["metadata", "provisioning", "directory-sync", "sso", "schemas", "diagnostics"])
+                ("1.2.0", &["metadata", "provisioning", "directory-sync", "sso", "schemas", "diagnostics", "directory-pull"])
             };
             for interface in interfaces {
                 let want = format!("idplex:connector/{interface}@{version}");
                 assert!(exports.iter().any(|e| *e == want), "{name} lacks export {want}: {exports:?}");
             }
-            // Only the contract's imports (and, for the hostile fixture, wasi:http and the wasi
+            // Only the contract's imports (and, for the hostile fixture and the connectors that pull, wasi:http and the wasi
             // interfaces it depends on): no filesystem, environment or sockets.
             for import in &imports {
                 let allowed = import.starts_with("idplex:connector/")
-                    || (name == "hostile"
+                    || (["hostile", "google-workspace", "entra-id"].contains(&name)
                         && ["wasi:http/", "wasi:io/", "wasi:clocks/"].iter().any(|p| import.starts_with(p)));
                 assert!(allowed, "{name} imports {import}");
             }

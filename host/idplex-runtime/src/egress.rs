@@ -184,6 +184,61 @@ pub fn fill_host_patterns(declared: &[String], config: impl Fn(&str) -> Option<S
     Ok(filled)
 }
 
+/// What the host saw of the IdP's answers during one call, for the caller to act on after it
+/// (the directory pull retries a page the IdP throttled, refreshes a credential it refused):
+/// the connector only ever reports an `upstream` error, the host knows why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EgressSeen {
+    /// Responses received.
+    pub responses: u32,
+    /// The longest `Retry-After` (seconds, or an HTTP date turned into seconds from now) of a
+    /// 429 or 503 response; `Some(ZERO)` for a 429/503 without one.
+    pub throttled: Option<Duration>,
+    /// A 401 was received (an expired or revoked credential).
+    pub unauthorized: bool,
+    /// Responses with a 5xx status (503 included).
+    pub server_errors: u32,
+}
+
+/// Collects [`EgressSeen`] for the calls made under a policy that carries it
+/// ([`EgressPolicy::observed_by`]).
+#[derive(Debug, Default)]
+pub struct EgressObserver {
+    seen: std::sync::Mutex<EgressSeen>,
+}
+
+impl EgressObserver {
+    /// What was seen since the last [`EgressObserver::take`].
+    pub fn take(&self) -> EgressSeen {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn record(&self, status: http::StatusCode, headers: &HeaderMap) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.responses += 1;
+        if status == http::StatusCode::UNAUTHORIZED {
+            seen.unauthorized = true;
+        }
+        if status.is_server_error() {
+            seen.server_errors += 1;
+        }
+        if status == http::StatusCode::TOO_MANY_REQUESTS || status == http::StatusCode::SERVICE_UNAVAILABLE {
+            let after = headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after).unwrap_or_default();
+            seen.throttled = Some(seen.throttled.map_or(after, |t| t.max(after)));
+        }
+    }
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (RFC 9110 §10.2.3) as the time from now.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
 /// Where one connection's connector may send HTTP requests.
 #[derive(Debug, Clone, Default)]
 pub struct EgressPolicy {
@@ -194,6 +249,11 @@ pub struct EgressPolicy {
     credential: Option<Credential>,
     /// Plain `http://` to loopback destinations (tests and local development only).
     plain_http_to_loopback: bool,
+    /// Told of every response (status, `Retry-After`), when set.
+    observer: Option<Arc<EgressObserver>>,
+    /// Allowed destinations served by a loopback address over plain http instead (tests and
+    /// local development only): `(destination, "127.0.0.1:port")`.
+    redirects: Vec<(Destination, String)>,
 }
 
 impl EgressPolicy {
@@ -217,7 +277,44 @@ impl EgressPolicy {
             }
         }
         let allowed = destinations.iter().map(Destination::display).collect();
-        EgressPolicy { allowed, destinations, credential, plain_http_to_loopback: false }
+        EgressPolicy { allowed, destinations, credential, plain_http_to_loopback: false, observer: None, redirects: Vec::new() }
+    }
+
+    /// Report every response of the calls under this policy to `observer`.
+    pub fn observed_by(mut self, observer: Arc<EgressObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The same policy with another credential (a refreshed token).
+    pub fn with_credential(mut self, credential: Option<Credential>) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// **Tests and local development only.** Requests to `from` (`host` or `host:port`, an
+    /// https destination the policy allows) go over plain http to `to`, which must be a
+    /// loopback `ip:port`, the credential included: how a test points a connector that calls
+    /// `https://graph.microsoft.com` at a local stand-in of that API without the connector
+    /// knowing. Entries that are not of that shape are ignored (and reported by the caller).
+    pub fn redirect(mut self, from: &str, to: &str) -> Self {
+        let target_ok = to
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback() && a.port() != 0);
+        if let (Some(dest), true) = (Destination::parse(from), target_ok) {
+            self.redirects.push((dest, to.to_string()));
+        }
+        self
+    }
+
+    /// Where a request to `host[:port]` over https really goes, if redirected.
+    fn redirected(&self, host: &str, port: Option<u16>) -> Option<&str> {
+        let host = normalize_host(host);
+        let port = port.unwrap_or(443);
+        self.redirects
+            .iter()
+            .find(|(d, _)| d.host == host && d.port.unwrap_or(443) == port)
+            .map(|(_, to)| to.as_str())
     }
 
     /// Also allow plain `http://` to the listed destinations when they are loopback addresses
@@ -350,6 +447,19 @@ impl WasiHttpHooks for EgressHooks {
         }
         let slot = Arc::new(Slot { in_flight: self.in_flight.clone(), released: AtomicBool::new(false) });
 
+        if scheme == "https" {
+            if let Some(to) = self.policy.redirected(&host, port) {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+                match http::Uri::try_from(format!("http://{to}{path}")) {
+                    Ok(uri) => *request.uri_mut() = uri,
+                    Err(_) => return self.deny(format!("{dest} (redirect to {to} failed)")),
+                }
+                if let Ok(value) = HeaderValue::from_str(&uri_authority(&host, port)) {
+                    request.headers_mut().insert(http::header::HOST, value);
+                }
+            }
+        }
+        let observer = self.policy.observer.clone();
         let secret: Option<Arc<[u8]>> = self.policy.credential.as_ref().map(|c| {
             request.headers_mut().insert(c.header.clone(), c.value.clone());
             Arc::from(c.secret())
@@ -365,6 +475,9 @@ impl WasiHttpHooks for EgressHooks {
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let (mut parts, body) = response.into_parts();
+            if let Some(observer) = &observer {
+                observer.record(parts.status, &parts.headers);
+            }
             let head_size = header_bytes(&parts.headers);
             if head_size > max_header_bytes {
                 return Err(HttpError::HttpResponseHeaderSectionSize(u32::try_from(head_size).ok()));
@@ -391,6 +504,14 @@ impl WasiHttpHooks for EgressHooks {
             });
             Ok((http::Response::from_parts(parts, body.boxed_unsync()), io))
         })
+    }
+}
+
+/// `host` or `host:port` as a `Host` header spells it.
+fn uri_authority(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
     }
 }
 

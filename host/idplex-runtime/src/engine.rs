@@ -77,6 +77,21 @@ impl Limits {
         serde_json::from_value(merged).map_err(|e| format!("invalid limits: {e}"))
     }
 
+    /// The limits of a `directory-pull` call: a page may take several API requests, each
+    /// waiting on the IdP, and carry hundreds of users, so a pull gets at least a 60 s deadline,
+    /// 64 outgoing requests (16 in flight), a 32 MiB result and 256 host resources; memory
+    /// stays the connection's (a page is lifted out of it). A SCIM call keeps `self`.
+    pub fn for_pull(&self) -> Limits {
+        Limits {
+            deadline_ms: self.deadline_ms.max(60_000),
+            max_requests_per_call: self.max_requests_per_call.max(64),
+            max_requests_in_flight: self.max_requests_in_flight.max(16),
+            max_output_bytes: self.max_output_bytes.max(32 << 20),
+            max_host_resources: self.max_host_resources.max(256),
+            ..*self
+        }
+    }
+
     /// The deadline as a [`Duration`].
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)

@@ -10,7 +10,7 @@ use wasmtime::component::Component;
 use crate::bindings::{
     Capability, ConnectorInfo, ConnectorPre, DiagnosticCheck, Operation, ResourceKind, SchemaExtension, ScimRequest,
     SsoIdentity,
-    SyncPage, VerifiedAssertion,
+    GroupMembers, Member, PassKind, PullPage, PullRequest, SyncPage, VerifiedAssertion,
 };
 use crate::call::{CallContext, CallError, CallState, Warm, flatten};
 use crate::config_schema::{ConfigSchema, ConfigViolation};
@@ -170,6 +170,8 @@ pub struct LoadedConnector {
     /// Whether the component exports `schemas` / `diagnostics` (contract 1.1).
     exports_schemas: bool,
     exports_diagnostics: bool,
+    /// Whether the component exports `directory-pull` (contract 1.2).
+    exports_directory_pull: bool,
     component_bytes: Arc<[u8]>,
     /// The compiled `config-schema`, or why it is unusable (only for a module installed before
     /// schemas were checked at install; such a config cannot be changed until it is replaced).
@@ -331,7 +333,7 @@ impl LoadedConnector {
         Ok(Rendering::Rendered(json))
     }
 
-    /// `directory-sync.pull`.
+    /// `directory-sync.pull` (the 1.0 form).
     pub async fn pull(&self, ctx: &CallContext, cursor: Option<String>) -> Result<SyncPage, CallError> {
         let out = self
             .run(
@@ -342,6 +344,66 @@ impl LoadedConnector {
             )
             .await?;
         flatten(&self.label, out)
+    }
+
+    /// Whether the component exports `directory-pull` (contract 1.2); without it,
+    /// [`LoadedConnector::pull_page`] calls the 1.0 `directory-sync.pull`.
+    pub fn exports_directory_pull(&self) -> bool {
+        self.exports_directory_pull
+    }
+
+    /// One page of a directory pull under `ctx` (give it [`Limits::for_pull`]): `directory-pull`
+    /// when the component exports it (1.2); otherwise `directory-sync.pull`, its page read as
+    /// part of a full pass (each group's `members` as the user members present; no resume
+    /// cursor). A cursor over [`MAX_PULL_CURSOR_BYTES`] returned by the connector is invalid
+    /// output.
+    pub async fn pull_page(&self, ctx: &CallContext, cursor: Option<String>) -> Result<PullPage, CallError> {
+        let page = if self.exports_directory_pull {
+            let request = PullRequest { cursor };
+            let out = self
+                .run(
+                    ctx,
+                    Box::new(move |c, s| {
+                        Box::pin(async move {
+                            match c.directory_pull() {
+                                Some(p) => p.call_pull(s, &request).await,
+                                None => Err(wasmtime::Error::msg("directory-pull export vanished")),
+                            }
+                        })
+                    }),
+                )
+                .await?;
+            flatten(&self.label, out)?
+        } else {
+            let old = self.pull(ctx, cursor).await?;
+            let members = old
+                .groups
+                .iter()
+                .filter_map(|g| {
+                    let group = g.external_id.clone()?;
+                    Some(GroupMembers { group, added: g.members.iter().cloned().map(Member::User).collect(), removed: Vec::new() })
+                })
+                .collect();
+            PullPage {
+                kind: PassKind::Full,
+                users: old.users,
+                groups: old.groups,
+                members,
+                removed_users: old.removed_users,
+                removed_groups: old.removed_groups,
+                next: old.next_cursor,
+                resume: None,
+            }
+        };
+        for (what, cursor) in [("next", &page.next), ("resume", &page.resume)] {
+            if cursor.as_ref().is_some_and(|c| c.len() > MAX_PULL_CURSOR_BYTES) {
+                return Err(CallError::InvalidOutput {
+                    connector: self.label.to_string(),
+                    detail: format!("the page's `{what}` cursor is over {MAX_PULL_CURSOR_BYTES} bytes"),
+                });
+            }
+        }
+        Ok(page)
     }
 
     /// `sso.map-assertion`.
@@ -524,6 +586,7 @@ impl Runtime {
             .map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
         let pre = ConnectorPre::new(pre).map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
         let (exports_schemas, exports_diagnostics) = (pre.has_schemas(), pre.has_diagnostics());
+        let exports_directory_pull = pre.has_directory_pull();
 
         let mut loaded = LoadedConnector {
             runtime: self.clone(),
@@ -543,6 +606,7 @@ impl Runtime {
             contract_version,
             exports_schemas,
             exports_diagnostics,
+            exports_directory_pull,
             component_bytes,
             config_schema: Err("not described yet".into()),
         };
@@ -829,6 +893,10 @@ pub const MAX_DECLARED_EXTENSIONS: usize = 16;
 
 /// At most this many checks in a `test-connection` answer.
 pub const MAX_DIAGNOSTIC_CHECKS: usize = 64;
+
+/// Longest cursor (`next`, `resume`) a `directory-pull` page may carry, in bytes (the contract
+/// says 8 KiB).
+pub const MAX_PULL_CURSOR_BYTES: usize = 8 << 10;
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut with `…`.
 fn truncate_utf8(s: &mut String, max: usize) {

@@ -39,10 +39,11 @@ pub use bindings::{
     SchemaExtension,
     ListQuery, Operation, PatchOp, PatchOperation, ResourceKind, SamlAttribute, ScimRequest,
     SsoIdentity, SyncPage, VerifiedAssertion, WitConnectorError,
+    GroupMembers, Member, PassKind, PullPage, PullRequest,
 };
 pub use call::{CallContext, CallError, Warm};
 pub use cpu::CpuStats;
-pub use egress::{Credential, EgressPolicy, fill_host_patterns, host_pattern_key};
+pub use egress::{Credential, EgressObserver, EgressPolicy, EgressSeen, fill_host_patterns, host_pattern_key};
 pub use engine::{
     CONTRACT_VERSION, CacheStats, DEFAULT_INSTANCE_WAIT, DEFAULT_MAX_INSTANCES_PER_CONNECTION,
     DEFAULT_MAX_PENDING_COMPILES, DEFAULT_MAX_WAITING_PER_CONNECTION, DEFAULT_REFUSAL_CACHE, Limits,
@@ -50,7 +51,7 @@ pub use engine::{
 };
 pub use config_schema::ConfigViolation;
 pub use install::{
-    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, ModuleHash, Rendering,
+    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, MAX_PULL_CURSOR_BYTES, ModuleHash, Rendering,
 };
 pub use registry::{Binding, Registry};
 pub use reuse::{IdleInstances, InstanceReuse};

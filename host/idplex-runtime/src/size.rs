@@ -43,7 +43,16 @@ impl OutputSize for String {
 macro_rules! fixed_size {
     ($($t:ty),*) => { $(impl OutputSize for $t { fn output_size(&self) -> u64 { size_of::<$t>() as u64 } })* };
 }
-fixed_size!(bool, u32, u64, Capability, ConnectorErrorKind, PatchOp, ResourceKind);
+fixed_size!(bool, u32, u64, Capability, ConnectorErrorKind, PatchOp, ResourceKind, PassKind);
+
+impl OutputSize for Member {
+    fn output_size(&self) -> u64 {
+        size_of::<Member>() as u64
+            + match self {
+                Member::User(id) | Member::Group(id) => id.heap(),
+            }
+    }
+}
 
 impl<T: OutputSize> OutputSize for Vec<T> {
     fn output_size(&self) -> u64 {
@@ -109,6 +118,8 @@ record_size! {
     ConnectorInfo { name, vendor, version, description, capabilities, config_schema, egress_hosts }
     ListQuery { filter, start_index, count, sort_by, sort_descending, attributes, excluded_attributes }
     SyncPage { users, groups, removed_users, removed_groups, next_cursor }
+    GroupMembers { group, added, removed }
+    PullPage { kind, users, groups, members, removed_users, removed_groups, next, resume }
     SsoIdentity { user, groups }
     SchemaExtension { id, resource, required, definition }
     DiagnosticCheck { name, ok, detail }

@@ -27,6 +27,9 @@
 //! | `schemas_trap` | `schemas.extensions` panics (every other export behaves as `ok`): binding the connection must fail, naming the trap |
 //! | `schemas_bad` | `schemas.extensions` declares a user extension whose attribute has an unknown type `colour` |
 //!
+//! `directory-pull.pull` behaves as `directory-sync.pull`: an empty `full` page that ends the
+//! pass, or the mode's payload as its `next` cursor.
+//!
 //! `schemas.extensions` misbehaves only in the two `schemas_*` modes (it runs when a connection
 //! is bound, before any other call), answering no extensions otherwise;
 //! `diagnostics.test-connection` goes through [`misbehave`] like the other exports and answers
@@ -38,7 +41,7 @@
 use idplex_connector_sdk::provisioning::{ListQuery, Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
-    CanonicalUser, ConnectorError, Json, ResourceKind, config, diagnostics, directory_sync,
+    CanonicalUser, ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync,
     export_connector, metadata, provisioning, schemas, sso,
 };
 
@@ -351,6 +354,18 @@ impl directory_sync::Guest for Hostile {
             removed_groups: Vec::new(),
             next_cursor: payload,
         })
+    }
+}
+
+impl directory_pull::Guest for Hostile {
+    /// As `directory_sync::pull`: an empty full page ending the pass, or the mode's payload as
+    /// its `next` cursor.
+    fn pull(_request: directory_pull::PullRequest) -> Result<directory_pull::PullPage, ConnectorError> {
+        let mut page = directory_pull::PullPage::new(directory_pull::PassKind::Full);
+        if let Outcome::Payload(p) = misbehave()? {
+            page.next = Some(p);
+        }
+        Ok(page)
     }
 }
 

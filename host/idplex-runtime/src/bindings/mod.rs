@@ -12,6 +12,9 @@ pub(crate) use v1::ExportsPre as ConnectorPre;
 pub use v1::exports::idplex::connector::diagnostics::Check as DiagnosticCheck;
 pub use v1::exports::idplex::connector::schemas::SchemaExtension;
 pub use v1::exports::idplex::connector::directory_sync::SyncPage;
+pub use v1::exports::idplex::connector::directory_pull::{
+    GroupMembers, Member, PassKind, PullPage, PullRequest,
+};
 pub use v1::exports::idplex::connector::metadata::{Capability, ConnectorInfo};
 pub use v1::exports::idplex::connector::provisioning::{
     ListQuery, Operation, PatchOpKind as PatchOp, PatchOperation, ScimRequest,

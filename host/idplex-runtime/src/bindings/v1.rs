@@ -14,12 +14,12 @@ wasmtime::component::bindgen!({
 pub const MAJOR: u64 = 1;
 
 /// The exact contract version of the WIT these bindings were generated from.
-pub const VERSION: &str = "1.1.0";
+pub const VERSION: &str = "1.2.0";
 
-use exports::idplex::connector::{diagnostics, directory_sync, metadata, provisioning, schemas, sso};
+use exports::idplex::connector::{diagnostics, directory_pull, directory_sync, metadata, provisioning, schemas, sso};
 
 /// The exports of a component, looked up once when it is loaded. The interfaces of 1.0 are
-/// required; those added since (`schemas`, `diagnostics`: 1.1) are optional, absent from a
+/// required; those added since (`schemas`, `diagnostics`: 1.1; `directory-pull`: 1.2) are optional, absent from a
 /// component built against an earlier minor (wasmtime's export lookup is semver-aware, so a
 /// 1.0 component's `metadata@1.0.0` is found under `metadata@1.1.0`). Used instead of the
 /// generated `ConnectorPre`, which requires every export of the newest world.
@@ -31,6 +31,7 @@ pub(crate) struct ExportsPre<T: 'static> {
     sso: sso::GuestIndices,
     schemas: Option<schemas::GuestIndices>,
     diagnostics: Option<diagnostics::GuestIndices>,
+    directory_pull: Option<directory_pull::GuestIndices>,
 }
 
 /// The exports of one instance (see [`ExportsPre`]).
@@ -41,6 +42,7 @@ pub struct Exports {
     sso: sso::Guest,
     schemas: Option<schemas::Guest>,
     diagnostics: Option<diagnostics::Guest>,
+    directory_pull: Option<directory_pull::Guest>,
 }
 
 impl Exports {
@@ -68,6 +70,10 @@ impl Exports {
     pub fn diagnostics(&self) -> Option<&diagnostics::Guest> {
         self.diagnostics.as_ref()
     }
+    /// `directory-pull` (1.2), if the component exports it.
+    pub fn directory_pull(&self) -> Option<&directory_pull::Guest> {
+        self.directory_pull.as_ref()
+    }
 }
 
 impl<T: Send + 'static> ExportsPre<T> {
@@ -77,6 +83,7 @@ impl<T: Send + 'static> ExportsPre<T> {
         let exported = |name: &str| pre.component().get_export_index(None, &format!("idplex:connector/{name}@{VERSION}")).is_some();
         let schemas = if exported("schemas") { Some(schemas::GuestIndices::new(&pre)?) } else { None };
         let diagnostics = if exported("diagnostics") { Some(diagnostics::GuestIndices::new(&pre)?) } else { None };
+        let directory_pull = if exported("directory-pull") { Some(directory_pull::GuestIndices::new(&pre)?) } else { None };
         Ok(ExportsPre {
             metadata: metadata::GuestIndices::new(&pre)?,
             provisioning: provisioning::GuestIndices::new(&pre)?,
@@ -84,6 +91,7 @@ impl<T: Send + 'static> ExportsPre<T> {
             sso: sso::GuestIndices::new(&pre)?,
             schemas,
             diagnostics,
+            directory_pull,
             pre,
         })
     }
@@ -98,6 +106,11 @@ impl<T: Send + 'static> ExportsPre<T> {
         self.diagnostics.is_some()
     }
 
+    /// Whether the component exports `directory-pull` (1.2).
+    pub fn has_directory_pull(&self) -> bool {
+        self.directory_pull.is_some()
+    }
+
     /// Instantiates the component in `store` and loads its exports.
     pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate_async(&mut store).await?;
@@ -108,6 +121,7 @@ impl<T: Send + 'static> ExportsPre<T> {
             sso: self.sso.load(&mut store, &instance)?,
             schemas: self.schemas.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             diagnostics: self.diagnostics.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+            directory_pull: self.directory_pull.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
         })
     }
 }
