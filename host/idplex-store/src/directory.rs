@@ -532,11 +532,11 @@ fn check_text(what: &'static str, value: &str) -> Result<(), StoreError> {
 }
 
 /// [`check_text`] of an optional `externalId`.
-fn check_external_id(external_id: Option<&str>) -> Result<(), StoreError> {
+pub(crate) fn check_external_id(external_id: Option<&str>) -> Result<(), StoreError> {
     external_id.map_or(Ok(()), |e| check_text("externalId", e))
 }
 
-fn check_user_name(user_name: &str) -> Result<(), StoreError> {
+pub(crate) fn check_user_name(user_name: &str) -> Result<(), StoreError> {
     if user_name.trim().is_empty() {
         return Err(StoreError::InvalidInput {
             what: "userName",
@@ -546,7 +546,7 @@ fn check_user_name(user_name: &str) -> Result<(), StoreError> {
     check_text("userName", user_name)
 }
 
-fn check_display_name(display_name: &str) -> Result<(), StoreError> {
+pub(crate) fn check_display_name(display_name: &str) -> Result<(), StoreError> {
     if display_name.trim().is_empty() {
         return Err(StoreError::InvalidInput {
             what: "displayName",
@@ -557,7 +557,7 @@ fn check_display_name(display_name: &str) -> Result<(), StoreError> {
 }
 
 /// The resource as stored: it must be a JSON object.
-fn resource_json(resource: &serde_json::Value, what: &'static str) -> Result<String, StoreError> {
+pub(crate) fn resource_json(resource: &serde_json::Value, what: &'static str) -> Result<String, StoreError> {
     if !resource.is_object() {
         return Err(StoreError::InvalidInput {
             what,

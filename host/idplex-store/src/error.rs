@@ -98,6 +98,15 @@ impl StoreError {
         matches!(self, StoreError::PreconditionFailed { .. })
     }
 
+    /// A directory pull sync operation was refused because the caller does not hold the
+    /// connection's sync lease (any more: it expired, or another replica took it over), or the
+    /// page's pass is not the pass in progress. Nothing was written; the run must stop.
+    /// (A [`StoreError::Conflict`], so classified as a conflict wherever conflicts are.)
+    pub fn is_sync_lease_lost(&self) -> bool {
+        matches!(self, StoreError::Conflict { what, .. }
+            if *what == crate::directory_sync::SYNC_LEASE || *what == crate::directory_sync::SYNC_PASS)
+    }
+
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
         StoreError::NotFound {
             what,

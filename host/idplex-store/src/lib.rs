@@ -3,8 +3,10 @@
 //! (users and groups provisioned by IdPs, [`Store::create_user`] and friends, with each
 //! directory's delete policy, [`Store::scim_delete_user`]), users' API tokens and sessions
 //! ([`Store::verify_user_api_token`], [`Store::verify_user_session`]), each directory's SCIM
-//! sync log ([`Store::record_sync`]), SAML sign-in state ([`Store::saml_settings`], the
-//! outstanding AuthnRequests and the replay cache, shared by replicas) and connector events.
+//! sync log ([`Store::record_sync`]), directory pull sync (pages of users and groups pulled from
+//! an IdP's directory API, [`Store::apply_pull_page`]), SAML sign-in state
+//! ([`Store::saml_settings`], the outstanding AuthnRequests and the replay cache, shared by
+//! replicas) and connector events.
 //!
 //! The store knows nothing of Wasm or HTTP. It runs on SQLite (single node, a file) or
 //! PostgreSQL (several replicas sharing one database, module bytes included).
@@ -182,6 +184,7 @@ macro_rules! with_tx {
 mod connections;
 pub use connections::{ConnectionChange, ConnectionChanges};
 mod directory;
+mod directory_sync;
 mod events;
 mod group_commit;
 mod modules;
@@ -197,6 +200,13 @@ mod user_tokens;
 pub use directory::{
     DirectoryGroup, DirectoryGroupRef, DirectoryUser, MAX_DIRECTORY_LIST_LIMIT,
     MAX_DIRECTORY_TEXT_BYTES, NewDirectoryGroup, NewDirectoryUser, UserLookup,
+};
+pub use directory_sync::{
+    DIRECTORY_SYNC_DEFAULT_INTERVAL_SECS, DIRECTORY_SYNC_LOG_DEFAULT_RETENTION_MS, DirectorySyncState,
+    MAX_DIRECTORY_SYNC_INTERVAL_SECS, MAX_PAGE_PROBLEMS, MAX_SYNC_CURSOR_BYTES,
+    MAX_SYNC_LEASE_OWNER_BYTES, MAX_SYNC_MESSAGE_BYTES, MAX_SYNC_RUNS_LIMIT,
+    MIN_DIRECTORY_SYNC_INTERVAL_SECS, PageApplied, PassInProgress, PassKind, PulledGroup, PulledMember,
+    PulledMembers, PulledPage, PulledUser, SyncLogLine, SyncRun, SyncRunTotals,
 };
 pub use events::{
     EVENT_COALESCE_WINDOW_MS, EVENT_DEFAULT_MAX_PER_CONNECTION, EVENT_DEFAULT_RETENTION_MS,

@@ -57,7 +57,8 @@ pub(crate) fn open(path: &Path, query_only: bool) -> Result<Connection, sqlx::Er
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
     })
     .map_err(to_sqlx)?;
-    conn.set_prepared_statement_cache_capacity(32);
+    // Room for the statements of a pull sync page (`directory_sync.rs`) beside the others.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -474,7 +474,7 @@ pub(crate) fn scrub(text: &str) -> String {
 }
 
 /// A field as stored: scrubbed, credentials redacted, cut to `max` bytes.
-fn clean(text: &str, max: usize) -> String {
+pub(crate) fn clean(text: &str, max: usize) -> String {
     truncate_utf8(&redact_secrets(&scrub(text)), max)
 }
 
