@@ -120,7 +120,15 @@ impl Hub {
             self.sync_connection(connection_id).await?;
         }
         let b = self.binding(connection_id)?;
-        let out = b.connector.test_connection(&b.context).await;
+        // With the credential a pull would carry (a token from the connection's provider), so
+        // the connector's API checks test what a sync will meet. A provider that cannot give one
+        // is the answer.
+        let ctx = match self.api_call_context(&b).await {
+            Ok((ctx, _, _)) => ctx,
+            Err(e) if b.connector.has(idplex_runtime::Capability::DirectorySync) => return Err(e),
+            Err(_) => (*b.context).clone(),
+        };
+        let out = b.connector.test_connection(&ctx).await;
         let out = self.observe(&b, out).await?;
         let connector = b.connector.label().to_string();
         let contract_version = b.connector.contract_version().to_string();

@@ -24,6 +24,7 @@ use serde::Serialize;
 pub use secrets::{SecretError, SecretKey};
 
 mod admin;
+pub mod directory_sync;
 pub mod native_scim;
 pub mod provisioning;
 pub mod secrets;
@@ -37,6 +38,7 @@ pub use oidc::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCrede
 pub use sp_key::SpKeyView;
 pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SignedOut, SingleLogout, SsoError, SsoErrorClass};
 pub use users::UserCredential;
+pub use directory_sync::{SyncProgress, SyncReport, SyncStatus, Trigger as SyncTrigger};
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
 
 /// The store's plain data types and settings that front ends name (records they show, queries
@@ -54,7 +56,7 @@ pub mod store {
 /// request and operation records, the runtime's configuration).
 pub mod runtime {
     pub use idplex_runtime::{
-        CallError, DEFAULT_MAX_INSTANCES_PER_CONNECTION, InstallError, ListQuery, Operation, PatchOp, ResourceKind,
+        CONTRACT_VERSION, CallError, DEFAULT_MAX_INSTANCES_PER_CONNECTION, InstallError, ListQuery, Operation, PatchOp, ResourceKind,
         RuntimeConfig, SamlAttribute, ScimRequest, VerifiedAssertion,
     };
 }
@@ -180,7 +182,7 @@ pub struct InstallReport {
 }
 
 /// Diagnostic switches of a [`Hub`]. `Default` is what production runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HubOptions {
     /// **Benchmarking aid, never for production.** SCIM requests of every bound connection are
     /// normalized and rendered by the host's native generic RFC 7644 dialect ([`native_scim`])
@@ -192,6 +194,12 @@ pub struct HubOptions {
     /// plain `http://`, the credential included (`idplex serve
     /// --insecure-egress-http-loopback`). Off: egress is https only.
     pub egress_plain_http_loopback: bool,
+    /// **Tests and local development only.** Egress to an allowed https destination
+    /// (`host[:port]`) goes over plain http to a loopback `ip:port` instead, credential
+    /// included, on directory pulls (`idplex serve|sync run --insecure-egress-redirect
+    /// graph.microsoft.com=127.0.0.1:PORT`): a local stand-in of the IdP's API, the connector
+    /// unchanged.
+    pub egress_redirects: Vec<(String, String)>,
 }
 
 /// Store + runtime + the live bindings of this process.
@@ -218,6 +226,8 @@ pub struct Hub {
     sso_starts: sso::StartBudget,
     /// The SP signing key's signer, parsed once per key ([`sp_key`]).
     sp_signer: Mutex<Option<(String, Arc<idplex_saml::authn_request::RedirectSigner>, Arc<idplex_saml::cert::Certificate>)>>,
+    /// Access tokens of the connections' credential providers ([`directory_sync::credentials`]).
+    credentials: directory_sync::credentials::CredentialCache,
 }
 
 impl Hub {
@@ -253,6 +263,7 @@ impl Hub {
             sso_idps: Mutex::default(),
             sso_refusals: sso::RefusalBudget::default(),
             sso_starts: sso::StartBudget::default(),
+            credentials: Default::default(),
             sp_signer: Mutex::default(),
         })
     }
@@ -342,6 +353,9 @@ impl Hub {
         if let Some(e) = refusal {
             return Err(e.into());
         }
+        // Checked for shape here; a token endpoint on plain http (loopback only) is refused when
+            // used, unless this process allows it (tests).
+            directory_sync::credentials::CredentialSpec::from_config(&config, true)?;
         let new = NewConnection { config: self.secrets.seal_config(config), ..new };
         Ok(self.store.create_connection(&new).await?)
     }
@@ -360,6 +374,9 @@ impl Hub {
         let current = self.store.get_connection(id).await?;
         if let Some(config) = update.config.take() {
             let config = secrets_as_strings(config);
+            // Checked for shape here; a token endpoint on plain http (loopback only) is refused when
+            // used, unless this process allows it (tests).
+            directory_sync::credentials::CredentialSpec::from_config(&config, true)?;
             if let Some(version) = &current.active_version {
                 let (_, loaded) = self.connector_version(&current.connector_name, version).await?;
                 check_connection_config(&loaded, &config)?;
@@ -761,6 +778,10 @@ impl Hub {
                 if let Err(e) = hub.store.prune_sync_log(cutoff).await {
                     tracing::warn!(error = %e, "could not prune the SCIM sync log");
                 }
+                // The directory sync log (pull runs and their problems) keeps the same retention.
+                if let Err(e) = hub.store.prune_directory_sync_log(cutoff).await {
+                    tracing::warn!(error = %e, "could not prune the directory sync log");
+                }
             }
         })
     }
@@ -1119,7 +1140,9 @@ pub fn call_context(
                     let mut value = value;
                     value.set_sensitive(true);
                     credential = Some(Credential { header: http::header::AUTHORIZATION, value });
-                } else if !k.starts_with(SECRET_PREFIX) {
+                } else if !k.starts_with(SECRET_PREFIX) && !k.starts_with(directory_sync::credentials::CREDENTIAL_PREFIX) {
+                    // `credential.*` keys configure the host's credential provider: not the
+                    // connector's business.
                     config.insert(k.clone(), text);
                 }
             }

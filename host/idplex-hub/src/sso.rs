@@ -59,9 +59,9 @@ pub const MAX_JIT_GROUPS: usize = 200;
 /// The longest session a connection may open, in minutes (as for admin-opened sessions).
 pub const MAX_SSO_SESSION_TTL_MINUTES: i64 = crate::MAX_SESSION_TTL_MINUTES as i64;
 
-const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(crate) const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// Why a sign-in (or its start) was refused: a stable code, what the user may be shown, and a
 /// detail for the admin (in the event, never in the browser).
@@ -1144,7 +1144,7 @@ impl Hub {
 /// `base` with the identity's profile: userName, externalId, name, displayName, emails, and
 /// enterprise-extension attributes. Other attributes the connector returns are not stored
 /// (they would need a declared schema).
-fn merged_resource(base: &serde_json::Value, user: &CanonicalUser) -> Result<serde_json::Value, SsoError> {
+pub(crate) fn merged_resource(base: &serde_json::Value, user: &CanonicalUser) -> Result<serde_json::Value, SsoError> {
     use serde_json::{Value, json};
     let mut r = base.clone();
     let Some(obj) = r.as_object_mut() else {

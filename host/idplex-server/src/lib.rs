@@ -20,12 +20,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use idplex_hub::provisioning::operation_json;
 use idplex_hub::runtime::{CallError, InstallError, ResourceKind, SamlAttribute, ScimRequest, VerifiedAssertion};
 use idplex_hub::store::NewConnection;
-use idplex_hub::{ErrorClass, Hub, HubError, ScimService, redacted};
+use idplex_hub::{ErrorClass, Hub, HubError, ScimService, SyncTrigger, redacted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -126,6 +126,9 @@ pub fn router_with_state(state: AppState) -> Router {
         .route("/connections/{id}/dry-run/scim", post(dry_run_scim))
         .route("/connections/{id}/dry-run/sso", post(dry_run_sso))
         .route("/connections/{id}/test", post(test_connection))
+        .route("/connections/{id}/sync", get(sync_status).post(sync_run))
+        .route("/connections/{id}/sync/schedule", put(sync_schedule))
+        .route("/connections/{id}/sync/log", get(sync_log))
         .route("/events", get(events))
         .route("/connections/{id}/scim-tokens", get(list_scim_tokens).post(create_scim_token))
         .route("/connections/{id}/scim-tokens/{token}/rotate", post(rotate_scim_token))
@@ -352,6 +355,77 @@ async fn rollback(State(s): State<AppState>, Path(id): Path<String>, headers: He
 async fn test_connection(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let report = s.hub.test_connection(&id).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct SyncRunQuery {
+    /// Run to the end and answer the report (default: start it and answer 202 at once).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /admin/v1/connections/{id}/sync`: a manual directory pull. 409 while one runs.
+async fn sync_run(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<SyncRunQuery>) -> ApiResult<Response> {
+    if q.wait {
+        let report = s.hub.run_directory_sync(&id, SyncTrigger::Manual, None).await?;
+        return Ok(Json(serde_json::to_value(report).unwrap_or_default()).into_response());
+    }
+    let status = s.hub.directory_sync_status(&id, 1).await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    if status.state.as_ref().is_some_and(|st| st.lease_owner.is_some() && st.lease_expires_at.is_some_and(|t| t > now)) {
+        return Err(HubError::Store(idplex_hub::store::StoreError::Conflict {
+            what: "directory sync of connection",
+            key: id,
+            reason: "is already running; GET /admin/v1/connections/{id}/sync shows its progress".into(),
+        })
+        .into());
+    }
+    let hub = s.hub.clone();
+    let connection = id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = hub.run_directory_sync(&connection, SyncTrigger::Manual, None).await {
+            tracing::warn!(connection = %connection, error = %e, "manual directory sync not run");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "connection_id": id, "started": true }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct SyncStatusQuery {
+    #[serde(default)]
+    runs: Option<u32>,
+}
+
+/// `GET /admin/v1/connections/{id}/sync`: the schedule, the pass in progress, recent runs.
+async fn sync_status(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<SyncStatusQuery>) -> ApiResult<Json<Value>> {
+    let status = s.hub.directory_sync_status(&id, q.runs.unwrap_or(10)).await?;
+    Ok(Json(serde_json::to_value(status).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct SyncScheduleBody {
+    enabled: bool,
+    #[serde(default)]
+    interval_minutes: Option<u64>,
+}
+
+/// `PUT /admin/v1/connections/{id}/sync/schedule`: `{"enabled": true, "interval_minutes": 15}`.
+async fn sync_schedule(State(s): State<AppState>, Path(id): Path<String>, Json(body): Json<SyncScheduleBody>) -> ApiResult<Json<Value>> {
+    let minutes = body.interval_minutes.unwrap_or(15);
+    let state = s.hub.set_directory_sync_schedule(&id, body.enabled, std::time::Duration::from_secs(minutes.saturating_mul(60))).await?;
+    Ok(Json(serde_json::to_value(state).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct SyncLogQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /admin/v1/connections/{id}/sync/log`: failed pages and per-item warnings, newest first.
+async fn sync_log(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<SyncLogQuery>) -> ApiResult<Json<Value>> {
+    let lines = s.hub.directory_sync_log(&id, q.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({ "connection_id": id, "log": lines })))
 }
 
 fn actor(headers: &HeaderMap) -> &str {

@@ -116,6 +116,10 @@ enum Command {
     /// An organization's session policy (idle and absolute timeouts).
     #[command(subcommand)]
     Org(OrgCmd),
+    /// Directory pull sync of a connection (Google Workspace, Entra ID, …): run it now, its
+    /// status, its schedule, its log.
+    #[command(subcommand)]
+    Sync(SyncCmd),
     /// Show connector events (traps, timeouts, refused installs, ...), newest first.
     Events {
         /// Only events of this connection.
@@ -159,10 +163,12 @@ struct ServeArgs {
     /// share of request time. Logged loudly at startup.
     #[arg(long)]
     native_scim_passthrough: bool,
-    /// TESTS AND LOCAL DEVELOPMENT ONLY: let connectors reach loopback addresses over plain
-    /// http (credential included). Without it egress is https only. Logged loudly at startup.
-    #[arg(long)]
-    insecure_egress_http_loopback: bool,
+    #[command(flatten)]
+    egress: EgressDevArgs,
+    /// How often to look for directory syncs that are due (seconds); 0 turns the scheduler off
+    /// in this process.
+    #[arg(long, env = "IDPLEX_SYNC_SCHEDULER_SECS", default_value_t = 30)]
+    sync_scheduler_secs: u64,
     /// SCIM requests one connector instance may serve, in sequence and only for its own
     /// connection, before it is retired. 1 gives every request a fresh instance (slower; see
     /// ARCHITECTURE.md, invariant 3).
@@ -201,6 +207,68 @@ enum ConnectorCmd {
         #[arg(long)]
         connection: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SyncCmd {
+    /// Pull the connection's directory now (continues an interrupted pass), with progress on
+    /// stderr and a summary at the end; exit 3 if the run failed.
+    Run {
+        /// Connection id.
+        connection: String,
+        #[command(flatten)]
+        egress: EgressDevArgs,
+    },
+    /// The schedule, the pass in progress and the recent runs of a connection.
+    Status {
+        /// Connection id.
+        connection: String,
+        /// How many recent runs.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// Turn the scheduled sync on (every --every minutes, default 15) or off (--off).
+    Schedule {
+        /// Connection id.
+        connection: String,
+        /// Minutes between runs (at least 1).
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+        every: u64,
+        /// Turn the schedule off.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Failed pages and per-item warnings of the connection's runs, newest first.
+    Log {
+        /// Connection id.
+        connection: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// Egress switches for tests and local development (never production).
+#[derive(Args, Clone, Default)]
+struct EgressDevArgs {
+    /// TESTS AND LOCAL DEVELOPMENT ONLY: let connectors reach loopback addresses over plain
+    /// http (credential included), and token endpoints be plain http on loopback. Without it
+    /// egress is https only. Logged loudly.
+    #[arg(long)]
+    insecure_egress_http_loopback: bool,
+    /// TESTS AND LOCAL DEVELOPMENT ONLY: `HOST[:PORT]=127.0.0.1:PORT` sends a directory pull's
+    /// requests to an allowed https host over plain http to that loopback address instead (a
+    /// local stand-in of the IdP's API). Repeatable. Logged loudly.
+    #[arg(long = "insecure-egress-redirect", value_parser = parse_redirect)]
+    redirects: Vec<(String, String)>,
+}
+
+fn parse_redirect(s: &str) -> Result<(String, String), String> {
+    let (from, to) = s.split_once('=').ok_or("expected HOST=127.0.0.1:PORT")?;
+    let addr: std::net::SocketAddr = to.parse().map_err(|_| format!("{to:?} is not an ip:port"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{to} is not a loopback address"));
+    }
+    Ok((from.trim().to_ascii_lowercase(), to.to_string()))
 }
 
 #[derive(Subcommand)]
@@ -687,7 +755,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.instance_wait = Duration::from_millis(args.connector_instance_wait_ms);
             HubOptions {
                 native_scim_passthrough: args.native_scim_passthrough,
-                egress_plain_http_loopback: args.insecure_egress_http_loopback,
+                egress_plain_http_loopback: args.egress.insecure_egress_http_loopback,
+                egress_redirects: args.egress.redirects.clone(),
+            }
+        }
+        Command::Sync(SyncCmd::Run { egress, .. }) => {
+            warn_insecure(egress);
+            HubOptions {
+                egress_plain_http_loopback: egress.insecure_egress_http_loopback,
+                egress_redirects: egress.redirects.clone(),
+                ..HubOptions::default()
             }
         }
         _ => HubOptions::default(),
@@ -709,6 +786,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::App(cmd) => app(&hub, g.json, cmd).await,
         Command::Oidc(cmd) => oidc(&hub, g.json, cmd).await,
         Command::Org(cmd) => org(&hub, g.json, cmd).await,
+        Command::Sync(cmd) => sync(&hub, g.json, cmd).await,
         Command::Events { connection, limit } => {
             let events = hub.events(connection.as_deref(), limit).await?;
             emit(g.json, &json!({ "events": events }), || {
@@ -734,9 +812,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
-    if args.insecure_egress_http_loopback {
-        tracing::warn!("--insecure-egress-http-loopback: connectors may send credentials over plain http to loopback; never use this in production");
-    }
+    warn_insecure(&args.egress);
     if args.native_scim_passthrough {
         println!("WARNING: --native-scim-passthrough: SCIM requests bypass the connectors and their sandbox (benchmarking aid, never for production)");
     }
@@ -762,6 +838,8 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sign_in_pruner = hub.spawn_sign_in_pruner(Duration::from_secs(300));
+    let sync_scheduler = (args.sync_scheduler_secs > 0)
+        .then(|| hub.spawn_directory_sync_scheduler(Duration::from_secs(args.sync_scheduler_secs), 2, stop_rx.clone()));
     let watcher = hub.spawn_watcher(Duration::from_millis(args.watch_ms), stop_rx.clone());
     let pruner = (args.sync_log_retention_days > 0).then(|| {
         let retention = Duration::from_secs(u64::from(args.sync_log_retention_days) * 86_400);
@@ -797,6 +875,9 @@ async fn serve(hub: Arc<Hub>, g: &Global, args: ServeArgs) -> anyhow::Result<()>
     };
     idplex_server::serve(hub.clone(), listener, shutdown).await?;
     sign_in_pruner.abort();
+    if let Some(s) = sync_scheduler {
+        s.abort();
+    }
     let _ = watcher.await;
     let _ = event_pruner.await;
     if let Some(pruner) = pruner {
@@ -1001,6 +1082,98 @@ async fn connection(hub: &Hub, json_out: bool, cmd: ConnectionCmd) -> anyhow::Re
             let conn = hub.set_scim_delete_policy(&connection, policy.into()).await?;
             emit(json_out, &redacted(&conn), || {
                 format!("connection {}: a SCIM DELETE of a user now does {:?}", conn.id, conn.scim_delete_policy.as_str())
+            });
+        }
+    }
+    Ok(())
+}
+
+fn warn_insecure(egress: &EgressDevArgs) {
+    if egress.insecure_egress_http_loopback {
+        tracing::warn!("--insecure-egress-http-loopback: connectors may send credentials over plain http to loopback; never use this in production");
+    }
+    for (from, to) in &egress.redirects {
+        tracing::warn!(%from, %to, "--insecure-egress-redirect: pull requests to this host go over plain http to loopback; never use this in production");
+    }
+}
+
+async fn sync(hub: &Hub, json_out: bool, cmd: SyncCmd) -> anyhow::Result<()> {
+    match cmd {
+        SyncCmd::Run { connection, .. } => {
+            let interactive = !json_out;
+            let progress = move |p: &idplex_hub::SyncProgress| {
+                if interactive {
+                    eprint!(
+                        "\r{} pass: {} pages, {} users, {} groups seen; {} created, {} changed, {} removed, {} warnings   ",
+                        p.pass_kind.as_deref().unwrap_or("?"),
+                        p.pages, p.users_seen, p.groups_seen, p.created, p.changed, p.removed, p.errors
+                    );
+                }
+            };
+            let report = hub.run_directory_sync(&connection, idplex_hub::SyncTrigger::Manual, Some(&progress)).await?;
+            if interactive {
+                eprintln!();
+            }
+            emit(json_out, &serde_json::to_value(&report)?, || {
+                let t = &report.totals;
+                let mut line = format!(
+                    "sync run {} of {}: {} in {:.1} s — {} pass, {} pages, {} users and {} groups seen, {} created, {} changed, {} removed, {} warnings/errors",
+                    report.run_id, report.connection_id, report.outcome, report.duration_ms as f64 / 1000.0,
+                    t.pass_kind.as_deref().unwrap_or("?"), t.pages, t.users_seen, t.groups_seen, t.created, t.changed, t.removed, t.errors
+                );
+                if let Some(m) = &report.message {
+                    line.push_str(&format!("\n  error: {m}\n  (idplex sync log {} shows every problem)", report.connection_id));
+                }
+                line
+            });
+            if report.outcome != "ok" {
+                return Err(HubError::Invalid { what: "directory sync", reason: report.message.unwrap_or_default() }.into());
+            }
+        }
+        SyncCmd::Status { connection, runs } => {
+            let status = hub.directory_sync_status(&connection, runs).await?;
+            emit(json_out, &serde_json::to_value(&status)?, || {
+                let mut lines = Vec::new();
+                match &status.state {
+                    None => lines.push(format!("connection {connection}: never synced, no schedule")),
+                    Some(st) => {
+                        lines.push(format!(
+                            "connection {connection}: schedule {}{}",
+                            if st.enabled { format!("every {} min", st.interval_secs / 60) } else { "off".into() },
+                            st.next_run_at.map(|t| format!(", next run {}", rfc3339(t))).unwrap_or_default()
+                        ));
+                        if let Some(p) = &st.pass {
+                            lines.push(format!("  pass {} ({}) in progress since {}: {} pages applied", p.id, p.kind, rfc3339(p.started_at), p.pages));
+                        }
+                        lines.push(format!("  next pass: {}", if st.resume_cursor.is_some() { "delta" } else { "full" }));
+                    }
+                }
+                for r in &status.recent_runs {
+                    lines.push(format!(
+                        "  run {} {} {:<8} {} {:>7.1} s  {} pages, {} users, {} groups; +{} ~{} -{}; {} problems{}",
+                        r.id, rfc3339(r.started_at), r.outcome, r.pass_kind.as_deref().unwrap_or("-"),
+                        r.finished_at.map_or(0.0, |f| (f - r.started_at) as f64 / 1000.0),
+                        r.pages, r.users_seen, r.groups_seen, r.created, r.changed, r.removed, r.errors,
+                        r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    ));
+                }
+                lines.join("\n")
+            });
+        }
+        SyncCmd::Schedule { connection, every, off } => {
+            let state = hub.set_directory_sync_schedule(&connection, !off, Duration::from_secs(every * 60)).await?;
+            emit(json_out, &serde_json::to_value(&state)?, || {
+                if state.enabled {
+                    format!("connection {connection}: pulled every {} minutes", state.interval_secs / 60)
+                } else {
+                    format!("connection {connection}: scheduled sync off")
+                }
+            });
+        }
+        SyncCmd::Log { connection, limit } => {
+            let lines = hub.directory_sync_log(&connection, limit).await?;
+            emit(json_out, &json!({ "connection_id": connection, "log": lines }), || {
+                lines.iter().map(|l| format!("{} run {} {:<7} {}", rfc3339(l.at), l.run_id, l.level, l.message)).collect::<Vec<_>>().join("\n")
             });
         }
     }
