@@ -17,6 +17,7 @@
 //! Every wait is bounded: a CLI run, server start-up, an HTTP request or a shutdown that takes
 //! too long fails the test instead of hanging it.
 
+pub mod directory_apis;
 pub mod saml_idp;
 pub mod sso_app;
 
@@ -141,7 +142,8 @@ impl TestEnv {
         path
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// The command `idplex --db … --data-dir … ARGS`, not started (for a test that kills it).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--db")
             .arg(&self.db_url)
@@ -382,6 +384,15 @@ impl Server {
     }
 
     /// `POST /admin/v1/connections` and return the new connection's id (asserts 201).
+    /// The newest installed version of the connector `name` (the bundled one on a fresh server).
+    pub async fn newest_version(&self, name: &str) -> String {
+        let r = self.get(&format!("/admin/v1/connectors/{name}")).await;
+        r.expect(200);
+        let v = r.body.clone();
+        let versions = v["versions"].as_array().unwrap_or_else(|| panic!("versions of {name}: {v}"));
+        versions.last().and_then(|m| m["version"].as_str()).unwrap_or_else(|| panic!("no version of {name}: {v}")).to_string()
+    }
+
     pub async fn create_connection(&self, body: &Value) -> String {
         let r = self.post_json("/admin/v1/connections", body).await;
         r.expect(201);

@@ -8,6 +8,7 @@
 mod first_party;
 mod large_group;
 mod native;
+mod pull_sync;
 mod sso;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +25,7 @@ use idplex_runtime::{
 use serde_json::{Value, json};
 
 /// The sections there are (3 includes 3b).
-const SECTIONS: std::ops::RangeInclusive<u32> = 1..=8;
+const SECTIONS: std::ops::RangeInclusive<u32> = 1..=9;
 
 /// What runs and how many times, overridable by environment variables.
 struct Settings {
@@ -56,7 +57,7 @@ fn env_only() -> Option<BTreeSet<u32>> {
         .split(',')
         .map(|n| match n.trim().parse() {
             Ok(n) if SECTIONS.contains(&n) => n,
-            _ => panic!("BENCH_ONLY={v:?}: expected a comma list of section numbers 1 to 8"),
+            _ => panic!("BENCH_ONLY={v:?}: expected a comma list of section numbers 1 to 9"),
         })
         .collect();
     Some(only)
@@ -696,6 +697,14 @@ fn main() -> Result<()> {
         // BENCH_SSO_SYNC=normal: without the fsync of each commit (what it costs).
         let sync = std::env::var("BENCH_SSO_SYNC").unwrap_or_else(|_| "full".into()).parse().map_err(anyhow::Error::msg)?;
         sso::run(&mut r, signins, users, concurrency, sync)?;
+    }
+
+    // 9. Directory pull sync from local stand-ins of the Google Directory API and Graph.
+    if s.runs(9) {
+        let users = env_num("BENCH_PULL_USERS", 100_000usize).max(1);
+        r.section(&format!("9. directory pull sync, {users} users (google-workspace and entra-id against local API stand-ins)"));
+        let multi = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        multi.block_on(pull_sync::run(&mut r, users))?;
     }
 
     println!("{}", r.rows.join("\n"));

@@ -94,8 +94,9 @@ fn ada() -> Value {
 }
 
 async fn connection(server: &Server, connector: &str, via: &str) -> String {
+    let version = server.newest_version(connector).await;
     server
-        .create_connection(&json!({"name": format!("{connector}-{via}"), "connector": connector, "version": "1.0.0",
+        .create_connection(&json!({"name": format!("{connector}-{via}"), "connector": connector, "version": version,
             "org_id": format!("org-{connector}-{via}")}))
         .await
 }

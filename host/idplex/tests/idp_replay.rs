@@ -46,8 +46,9 @@ struct Answer {
 
 impl<'a> Directory<'a> {
     async fn new(server: &'a Server, vector: &str, connector: &str) -> Self {
+        let version = server.newest_version(connector).await;
         let conn = server
-            .create_connection(&json!({"name": vector, "connector": connector, "version": "1.0.0",
+            .create_connection(&json!({"name": vector, "connector": connector, "version": version,
                 "org_id": format!("org-{vector}")}))
             .await;
         let t = server.post_json(&format!("/admin/v1/connections/{conn}/scim-tokens"), &json!({})).await;
