@@ -5,7 +5,7 @@
 //! Baseline in the same run: the store applying the same users without connector or HTTP
 //! (pre-converted pages), which is what the sync engine adds on top of.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use idplex_hub::store::NewConnection;
@@ -130,6 +130,5 @@ pub async fn run(r: &mut Report, users: usize) -> Result<()> {
     r.json.insert("pull_entra_full_s".into(), json!(crate::round(full_took.as_secs_f64(), 3)));
     r.json.insert("pull_entra_delta_s".into(), json!(crate::round(delta_took.as_secs_f64(), 3)));
     r.json.insert("pull_entra_full_over_delta".into(), json!(crate::round(ratio, 1)));
-    let _ = Duration::ZERO;
     Ok(())
 }

@@ -91,7 +91,7 @@ impl CredentialSpec {
         let invalid = |what: &'static str, reason: String| HubError::Invalid { what, reason };
         let require = |key: &'static str, kind: &str| -> Result<String, HubError> {
             get(key).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                invalid(key_name(key), format!("`{key}` is required with credential.kind={kind}"))
+                invalid(key, format!("`{key}` is required with credential.kind={kind}"))
             })
         };
         let scopes = get("credential.scopes")
@@ -166,11 +166,6 @@ impl CredentialSpec {
         };
         hex::encode(sha2::Sha256::digest(text.as_bytes()))
     }
-}
-
-/// `credential.token_url` → its key name as a `'static` str for errors.
-fn key_name(key: &'static str) -> &'static str {
-    key
 }
 
 /// The RS256 signing key of a service account's `private_key` (PKCS#8 PEM, as Google issues
