@@ -762,6 +762,8 @@ pub struct Faults {
     token_epoch: AtomicU64,
     delta_epoch: AtomicU64,
     latency_ms: AtomicU64,
+    garble: AtomicU64,
+    garble_skip: AtomicU64,
 }
 
 fn take_one(counter: &AtomicU64) -> bool {
@@ -804,6 +806,13 @@ impl Faults {
         self.drop.store(n, Ordering::SeqCst);
     }
 
+    /// After `skip` more data requests, the next `n` get a 200 with well-formed JSON that is not
+    /// what the API returns (ids as numbers, the list as a string): a page no connector can read.
+    pub fn garble_after(&self, skip: u64, n: u64) {
+        self.garble_skip.store(skip, Ordering::SeqCst);
+        self.garble.store(n, Ordering::SeqCst);
+    }
+
     /// The next `n` token requests answer 503 `temporarily_unavailable` with Retry-After: 1.
     pub fn fail_token_requests_next(&self, n: u64) {
         self.token_fail.store(n, Ordering::SeqCst);
@@ -831,7 +840,10 @@ impl Faults {
 
     /// Clears every pending fault counter and the latency (not expiries already made).
     pub fn clear(&self) {
-        for c in [&self.throttle, &self.unavailable, &self.fail, &self.quota, &self.drop, &self.token_fail, &self.latency_ms] {
+        for c in [
+            &self.throttle, &self.unavailable, &self.fail, &self.quota, &self.drop, &self.token_fail, &self.latency_ms,
+            &self.garble, &self.garble_skip,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
     }
@@ -1012,6 +1024,13 @@ impl Common {
                 "rateLimitExceeded",
                 "PERMISSION_DENIED",
             ));
+        }
+        if f.garble.load(Ordering::SeqCst) > 0 && !take_one(&f.garble_skip) && take_one(&f.garble) {
+            let body = match flavor {
+                Flavor::Google => r#"{"kind":"admin#directory#users","users":"garbled","nextPageToken":7}"#,
+                Flavor::Graph => r#"{"@odata.context":"garbled","value":{"id":7}}"#,
+            };
+            return Err(json_response(StatusCode::OK, "application/json; charset=UTF-8", body.to_string()));
         }
         let drop = take_one(&f.drop);
         if drop {

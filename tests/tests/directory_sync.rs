@@ -205,6 +205,27 @@ async fn a_failing_run_removes_nobody_and_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_the_connector_cannot_read_fails_the_run_and_applies_nothing_of_it() {
+    let (w, api, conn) = google_world(1_200, 0, 0).await;
+    // users.list answers 500 users a page: the first page is read, the second is garbage.
+    api.faults().garble_after(1, 1);
+    let report = w.hub.run_directory_sync(&conn, SyncTrigger::Manual, None).await.unwrap();
+    assert_eq!(report.outcome, "error", "{report:?}");
+    let message = report.message.clone().unwrap_or_default();
+    assert!(!message.is_empty(), "the run says why: {report:?}");
+    assert_eq!((report.totals.pages, report.totals.created), (1, 500), "the first page only: {report:?}");
+    assert_eq!(users(&w, &conn).await.len(), 500, "nothing of the unreadable page was applied");
+    let log = w.hub.directory_sync_log(&conn, 100).await.unwrap();
+    assert!(log.iter().any(|l| l.level == "error" && l.message.contains(&message)), "the failure is in the log: {log:?}");
+    // The IdP answers properly again: the pass continues at the page that failed.
+    let again = w.hub.run_directory_sync(&conn, SyncTrigger::Manual, None).await.unwrap();
+    assert_eq!(again.outcome, "ok", "{again:?}");
+    assert_eq!(again.totals.created, 700, "{again:?}");
+    assert_unique(&users(&w, &conn).await);
+    assert_eq!(users(&w, &conn).await.len(), 1_200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_fail_the_run_with_the_token_endpoints_answer() {
     let creds = GraphCreds::generate(3);
     let api = GraphApi::start(Directory::generate(10, 1, 2, 3), creds.clone()).await;

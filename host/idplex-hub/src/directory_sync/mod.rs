@@ -83,7 +83,7 @@ impl Trigger {
     }
 }
 
-/// Progress of a run, after each page.
+/// Progress of a run, after each page: the run's [`SyncRunTotals`] as admins see them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncProgress {
     pub pass_kind: Option<String>,
@@ -94,6 +94,21 @@ pub struct SyncProgress {
     pub changed: u64,
     pub removed: u64,
     pub errors: u64,
+}
+
+impl From<&SyncRunTotals> for SyncProgress {
+    fn from(t: &SyncRunTotals) -> Self {
+        SyncProgress {
+            pass_kind: t.pass_kind.map(|k| k.to_string()),
+            pages: t.pages,
+            users_seen: t.users_seen,
+            groups_seen: t.groups_seen,
+            created: t.created,
+            changed: t.changed,
+            removed: t.removed,
+            errors: t.errors,
+        }
+    }
 }
 
 /// The outcome of a run.
@@ -126,7 +141,7 @@ struct Run<'a> {
     connection_id: String,
     owner: String,
     run_id: i64,
-    totals: SyncProgress,
+    totals: SyncRunTotals,
     logged: usize,
 }
 
@@ -183,7 +198,7 @@ impl Hub {
                 }
             })
         };
-        let mut run = Run { hub: self, connection_id: connection_id.to_string(), owner, run_id, totals: SyncProgress::default(), logged: 0 };
+        let mut run = Run { hub: self, connection_id: connection_id.to_string(), owner, run_id, totals: SyncRunTotals::default(), logged: 0 };
         let outcome = run.pass(started, progress).await;
         renewer.abort();
         let (outcome_name, message, complete) = match &outcome {
@@ -195,8 +210,8 @@ impl Hub {
             run.problem("error", m).await;
             tracing::warn!(connection = %connection_id, run = run_id, error = %m, "directory sync failed");
         }
-        let totals = run.store_totals(message.clone());
-        if let Err(e) = self.store.finish_sync_run(run_id, outcome_name, &totals).await {
+        run.totals.message = message.clone();
+        if let Err(e) = self.store.finish_sync_run(run_id, outcome_name, &run.totals).await {
             tracing::error!(error = %e, run = run_id, "could not record the end of a directory sync run");
         }
         if let Err(e) = self.store.release_sync_lease(connection_id, &run.owner).await {
@@ -212,7 +227,7 @@ impl Hub {
             connection_id: connection_id.to_string(),
             outcome: outcome_name.to_string(),
             duration_ms: started.elapsed().as_millis() as u64,
-            totals: run.totals,
+            totals: SyncProgress::from(&run.totals),
             pass_complete: complete,
             message,
         })
@@ -325,6 +340,12 @@ impl Hub {
 }
 
 impl Run<'_> {
+    /// Pulls and applies the pages of the pass in progress (or of a new one) until it completes.
+    ///
+    /// Pipelined: while a page is applied (its transaction on the store's writer, off this
+    /// task), the connector already pulls the next one from the cursor the page carries. The
+    /// cursor is still saved only with the page it leads to, so a crash or a failed apply
+    /// costs at most the page pulled ahead, which the next run asks for again.
     async fn pass(&mut self, started: Instant, progress: Option<&(dyn Fn(&SyncProgress) + Send + Sync)>) -> Result<(), HubError> {
         let hub = self.hub;
         let id = self.connection_id.clone();
@@ -337,7 +358,8 @@ impl Run<'_> {
                 hub.store.begin_pull_pass(&id, &self.owner, kind, resume).await?
             }
         };
-        self.totals.pass_kind = Some(pass.kind.to_string());
+        self.totals.pass_kind = Some(pass.kind);
+        let mut pulled_ahead: Option<Result<PullPage, HubError>> = None;
         loop {
             if started.elapsed() > RUN_DEADLINE {
                 return Err(HubError::Invalid {
@@ -345,7 +367,10 @@ impl Run<'_> {
                     reason: format!("the run passed its deadline of {} s; the next run continues the pass", RUN_DEADLINE.as_secs()),
                 });
             }
-            let page = self.pull_with_retries(pass.cursor.clone()).await?;
+            let page = match pulled_ahead.take() {
+                Some(page) => page?,
+                None => self.pull_with_retries(pass.cursor.clone()).await?,
+            };
             let kind = match page.kind {
                 WitPassKind::Full => PassKind::Full,
                 WitPassKind::Delta => PassKind::Delta,
@@ -356,35 +381,40 @@ impl Run<'_> {
                 self.problem("warning", &format!("the connector answered a {kind} page in a {} pass: the pass starts over as {kind}", pass.kind)).await;
                 hub.store.abandon_pull_pass(&id, &self.owner).await?;
                 pass = hub.store.begin_pull_pass(&id, &self.owner, kind, None).await?;
-                self.totals.pass_kind = Some(kind.to_string());
+                self.totals.pass_kind = Some(kind);
             }
             let pulled = convert_page(page).map_err(|reason| HubError::Invalid {
                 what: "directory page",
                 reason: format!("page {} of the pass: {reason}; nothing of this page was applied", pass.pages + 1),
             })?;
-            let applied = hub.store.apply_pull_page(&id, &self.owner, pass.id, pass.kind, &pulled).await?;
-            self.totals.pages += 1;
-            self.totals.users_seen += applied.users_seen;
-            self.totals.groups_seen += applied.groups_seen;
-            self.totals.created += applied.created;
-            self.totals.changed += applied.changed;
-            self.totals.removed += applied.removed;
-            self.totals.errors += applied.problems.len() as u64;
+            let next = pulled.next.clone();
+            let applying = {
+                let (store, connection, owner) = (hub.store.clone(), id.clone(), self.owner.clone());
+                let (pass_id, pass_kind) = (pass.id, pass.kind);
+                tokio::spawn(async move { store.apply_pull_page(&connection, &owner, pass_id, pass_kind, &pulled).await })
+            };
+            if let Some(cursor) = &next {
+                pulled_ahead = Some(self.pull_with_retries(Some(cursor.clone())).await);
+            }
+            let applied = applying.await.map_err(|e| HubError::Invalid {
+                what: "directory page",
+                reason: format!("page {} of the pass could not be applied: {e}", pass.pages + 1),
+            })??;
+            self.totals.add_page(&applied);
             for p in &applied.problems {
                 self.problem("warning", p).await;
             }
             if let Some(progress) = progress {
-                progress(&self.totals);
+                progress(&SyncProgress::from(&self.totals));
             }
-            let totals = self.store_totals(None);
-            if let Err(e) = hub.store.update_sync_run_progress(self.run_id, &totals).await {
+            if let Err(e) = hub.store.update_sync_run_progress(self.run_id, &self.totals).await {
                 tracing::warn!(error = %e, "could not record directory sync progress");
             }
             if applied.pass_complete {
                 return Ok(());
             }
             pass.pages += 1;
-            pass.cursor = pulled.next.clone();
+            pass.cursor = next;
         }
     }
 
@@ -436,21 +466,6 @@ impl Run<'_> {
         self.logged += 1;
         if let Err(e) = self.hub.store.record_sync_problem(self.run_id, &self.connection_id, level, message).await {
             tracing::warn!(error = %e, "could not record a directory sync problem");
-        }
-    }
-
-    fn store_totals(&self, message: Option<String>) -> SyncRunTotals {
-        let t = &self.totals;
-        SyncRunTotals {
-            pass_kind: t.pass_kind.as_deref().and_then(|k| k.parse().ok()),
-            pages: t.pages,
-            users_seen: t.users_seen,
-            groups_seen: t.groups_seen,
-            created: t.created,
-            changed: t.changed,
-            removed: t.removed,
-            errors: t.errors,
-            message,
         }
     }
 }
