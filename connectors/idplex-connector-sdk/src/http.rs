@@ -12,10 +12,12 @@
 //!   host and path, never the query string (page tokens, filters) of the URL.
 //! * The pure parts — [`Url::parse`], [`encode_query_value`], [`encode_path_segment`],
 //!   [`with_query`], [`idp_error_message`], [`upstream_error`] — run anywhere and are tested
-//!   natively. Outside the sandbox [`get_json`] answers an `internal` error instead of calling
-//!   out, so a connector's pull logic is best written against a fetcher
-//!   (`&mut dyn FnMut(&str) -> Result<Response, ConnectorError>`, see [`Fetch`]): the `Guest` impl
-//!   passes `&mut get_json`, native tests a [`crate::testing::FakeHttp`] holding recorded pages.
+//!   natively. Outside the sandbox [`get_json`] never calls out: it answers from the
+//!   [`crate::testing::FakeHttp`] of the [`crate::testing::MockHost`] installed on the test's
+//!   thread (an `internal` error without one), so native tests can run a connector's `Guest`
+//!   impls as they are. Pull logic written against a fetcher
+//!   (`&mut dyn FnMut(&str) -> Result<Response, ConnectorError>`, see [`Fetch`]) can also be
+//!   handed a `FakeHttp` directly: the `Guest` impl passes `&mut get_json`.
 //!
 //! The host answers `upstream` errors of a `directory-pull` call on 401, 429, 503 and 5xx by
 //! retrying the same cursor (waiting as `Retry-After` asks, refreshing the credential after a
@@ -320,11 +322,12 @@ pub fn check(what: &str, response: Response) -> Result<Response, ConnectorError>
 /// host refuses (a host not allowed, too many requests) or that fails in transit is an
 /// `upstream` error naming the host and path (not the query).
 ///
-/// Outside the sandbox (native tests) it calls nothing and answers an `internal` error: feed the
-/// connector's logic a [`crate::testing::FakeHttp`] instead.
+/// Outside the sandbox (native tests) it calls nothing: it answers from the egress
+/// ([`crate::testing::FakeHttp`]) of the [`crate::testing::MockHost`] installed on the current
+/// thread, matching `url` exactly as given; without one, an `internal` error.
 pub fn get_json(url: &str) -> Result<Response, ConnectorError> {
     let parsed = Url::parse(url)?;
-    imp::get(&parsed)
+    imp::get(url, &parsed)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -332,12 +335,14 @@ mod imp {
     use super::{Response, Url};
     use crate::ConnectorError;
 
-    pub fn get(url: &Url) -> Result<Response, ConnectorError> {
-        Err(ConnectorError::internal(format!(
-            "no egress outside the sandbox (GET {}{}): pass a fake fetcher in native tests",
-            url.authority,
-            url.path()
-        )))
+    pub fn get(url: &str, parsed: &Url) -> Result<Response, ConnectorError> {
+        crate::mock_host::fetch(url).unwrap_or_else(|| {
+            Err(ConnectorError::internal(format!(
+                "no egress outside the sandbox (GET {}{}): install a testing::MockHost with .egress(FakeHttp) in native tests",
+                parsed.authority,
+                parsed.path()
+            )))
+        })
     }
 }
 
@@ -349,7 +354,7 @@ mod imp {
     use wasip2::http::types::{Fields, IncomingBody, Method, OutgoingRequest, Scheme};
     use wasip2::io::streams::StreamError;
 
-    pub fn get(url: &Url) -> Result<Response, ConnectorError> {
+    pub fn get(_: &str, url: &Url) -> Result<Response, ConnectorError> {
         let target = format!("{}://{}{}", url.scheme, url.authority, url.path());
         let fail = |what: &str, detail: &dyn std::fmt::Debug| {
             ConnectorError::upstream(format!("GET {target}: {what}: {detail:?}"))

@@ -1,7 +1,9 @@
 //! # idplex connector SDK
 //!
 //! Everything a Rust crate needs to become an idplex *connector*: the bindings of the WIT world
-//! `idplex:connector/connector@1.2.0` (generated once, here, from `wit/connector.wit`), the
+//! `idplex:connector/connector@1.2.0` (generated once, here, from the copy of the contract this
+//! crate carries, `wit/connector.wit`, so it builds as a `path` or `git` dependency from
+//! anywhere), the
 //! [`export_connector!`] macro that wires a type implementing the export traits into the
 //! component's exports, and a few helpers for the chores every connector repeats (logging,
 //! reading config, building [`ConnectorError`]s, parsing JSON), plus the generic RFC 7644 SCIM
@@ -28,7 +30,12 @@
 //! ```
 //!
 //! then builds with `cargo build --release --target wasm32-unknown-unknown` and turns the core
-//! module into a component (see `connectors/README.md`).
+//! module into a component (see the crate's `README.md`).
+//!
+//! Native tests (`cargo test`) call the same `Guest` functions under a [`testing::MockHost`],
+//! which answers the host imports (config, log, clock, egress) for the test's thread. In the
+//! sandbox a panic is logged to the host, with its message and location, by the
+//! [`panic_hook`] that [`export_connector!`] installs, before the instance traps.
 //!
 //! A connector that does not pull answers `directory_pull::pull` with
 //! `Err(ConnectorError::unsupported_capability("my-idp", "directory-sync"))`, like
@@ -43,7 +50,9 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "connector",
-        path: "../../wit",
+        // The copy of the contract inside this crate (`wit/connector.wit`), so the SDK builds
+        // wherever it is checked out; the host's `sdk_wit` test keeps it equal to `wit/`.
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "export_connector",
         default_bindings_module: "idplex_connector_sdk::bindings",
@@ -57,7 +66,92 @@ pub mod bindings {
 /// interface the `connector` world exports (`metadata`, `provisioning`, `directory-sync`, `sso`,
 /// `schemas`, `diagnostics`, `directory-pull`) and forwards them to the `Guest` trait impls of
 /// `MyConnector`. Invoke it exactly once, in the `cdylib` crate.
-pub use bindings::export_connector;
+///
+/// Every export first installs the SDK's [`panic_hook`] (once per instance), so a panic in the
+/// connector reaches the host's log, and the error the admin sees, with its message and location
+/// before the instance traps.
+///
+/// Native tests call the `Guest` impls directly (`<MyConnector as provisioning::Guest>::normalize(..)`),
+/// under a [`testing::MockHost`] for the imports; the export functions only run in the sandbox.
+#[macro_export]
+macro_rules! export_connector {
+    ($ty:ty) => {
+        const _: () = {
+            /// The type the component exports: it forwards every call to the connector type's
+            /// `Guest` impls, after installing the SDK's panic hook.
+            struct __IdplexConnectorExports;
+
+            impl $crate::metadata::Guest for __IdplexConnectorExports {
+                fn describe() -> $crate::metadata::ConnectorInfo {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::metadata::Guest>::describe()
+                }
+            }
+            impl $crate::provisioning::Guest for __IdplexConnectorExports {
+                fn normalize(
+                    request: $crate::provisioning::ScimRequest,
+                ) -> ::core::result::Result<$crate::__private::Vec<$crate::provisioning::Operation>, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::provisioning::Guest>::normalize(request)
+                }
+                fn render(
+                    kind: $crate::ResourceKind,
+                    resource: $crate::Json,
+                ) -> ::core::result::Result<$crate::Json, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::provisioning::Guest>::render(kind, resource)
+                }
+            }
+            impl $crate::directory_sync::Guest for __IdplexConnectorExports {
+                fn pull(
+                    cursor: ::core::option::Option<$crate::__private::String>,
+                ) -> ::core::result::Result<$crate::directory_sync::SyncPage, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::directory_sync::Guest>::pull(cursor)
+                }
+            }
+            impl $crate::sso::Guest for __IdplexConnectorExports {
+                fn map_assertion(
+                    assertion: $crate::sso::VerifiedAssertion,
+                ) -> ::core::result::Result<$crate::sso::SsoIdentity, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::sso::Guest>::map_assertion(assertion)
+                }
+            }
+            impl $crate::schemas::Guest for __IdplexConnectorExports {
+                fn extensions(
+                ) -> ::core::result::Result<$crate::__private::Vec<$crate::schemas::SchemaExtension>, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::schemas::Guest>::extensions()
+                }
+            }
+            impl $crate::diagnostics::Guest for __IdplexConnectorExports {
+                fn test_connection(
+                ) -> ::core::result::Result<$crate::__private::Vec<$crate::diagnostics::Check>, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::diagnostics::Guest>::test_connection()
+                }
+            }
+            impl $crate::directory_pull::Guest for __IdplexConnectorExports {
+                fn pull(
+                    request: $crate::directory_pull::PullRequest,
+                ) -> ::core::result::Result<$crate::directory_pull::PullPage, $crate::ConnectorError> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::directory_pull::Guest>::pull(request)
+                }
+            }
+
+            $crate::bindings::export_connector!(__IdplexConnectorExports with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// What [`export_connector!`] expands to refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use std::string::String;
+    pub use std::vec::Vec;
+}
 
 /// Re-export of `serde_json`, so connectors build JSON with the same version the SDK helpers use.
 pub use serde_json;
@@ -355,7 +449,19 @@ pub mod diagnostics {
 /// Lines land in the host's log tagged with the connector and the directory it serves; the host
 /// rate-limits and truncates them. Never log secrets or whole request bodies.
 pub mod log {
-    pub use crate::bindings::idplex::connector::log::{Level, log};
+    pub use crate::bindings::idplex::connector::log::Level;
+
+    /// Writes one line at `level` to the host's log (`idplex:connector/log`).
+    ///
+    /// Outside the sandbox (native tests) the line goes to the [`crate::testing::MockHost`]
+    /// installed on the current thread, which keeps it for the test to read; without one, to
+    /// standard error (which the test harness captures).
+    pub fn log(level: Level, message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::idplex::connector::log::log(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::mock_host::log(level, message);
+    }
 
     /// Logs `message` at trace level (very chatty diagnostics; usually filtered out).
     pub fn trace(message: &str) {
@@ -385,7 +491,30 @@ pub mod log {
 /// strings on the wire; the getters here parse them and name the key in their errors.
 pub mod config {
     use crate::ConnectorError;
-    pub use crate::bindings::idplex::connector::config::{entries, get};
+
+    /// The value the admin set for `key` on the connection, `None` if unset
+    /// (`idplex:connector/config.get`).
+    ///
+    /// Outside the sandbox: the config of the [`crate::testing::MockHost`] installed on the
+    /// current thread; without one, `None` for every key.
+    pub fn get(key: &str) -> Option<String> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::idplex::connector::config::get(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::mock_host::config_get(key);
+    }
+
+    /// Every key and value of the connection's config, sorted by key
+    /// (`idplex:connector/config.entries`).
+    ///
+    /// Outside the sandbox: the config of the [`crate::testing::MockHost`] installed on the
+    /// current thread (sorted by key, as the host sorts it); without one, empty.
+    pub fn entries() -> Vec<(String, String)> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::idplex::connector::config::entries();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::mock_host::config_entries();
+    }
 
     /// The value of `key`, or `default` if the admin did not set it.
     pub fn get_or(key: &str, default: &str) -> String {
@@ -434,7 +563,17 @@ pub mod config {
 
 /// Wall-clock time from the host (`idplex:connector/clock`); a connector has no other clock.
 pub mod clock {
-    pub use crate::bindings::idplex::connector::clock::now_unix_millis;
+    /// Milliseconds since the Unix epoch, UTC, from the host (`idplex:connector/clock`).
+    ///
+    /// Outside the sandbox: the time set on the [`crate::testing::MockHost`] installed on the
+    /// current thread ([`MockHost::clock`](crate::testing::MockHost::clock)); without one, or
+    /// when it sets none, the machine's clock.
+    pub fn now_unix_millis() -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::idplex::connector::clock::now_unix_millis();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::mock_host::now_unix_millis();
+    }
 }
 
 /// Constructors for [`ConnectorError`], one per [`ErrorKind`], so that returning an error reads
@@ -512,15 +651,21 @@ pub mod scim {
 }
 
 pub mod http;
+pub mod panic_hook;
 pub mod saml_mapping;
 pub mod scim_dialect;
 
+/// The host imports outside the sandbox: the state of [`testing::MockHost`].
+#[cfg(not(target_arch = "wasm32"))]
+mod mock_host;
+
 /// Helpers for a connector's native unit tests: the shared IdP fixture vectors as
 /// [`ScimRequest`](provisioning::ScimRequest)s, assertion and config builders, a fake HTTP API
-/// and a pass driver for `directory-pull` logic.
+/// and a pass driver for `directory-pull` logic, and a mock host for the imports
+/// ([`testing::MockHost`], native builds only).
 ///
-/// Usable by any connector's `#[cfg(test)]` code; nothing in it calls a host import, so it runs
-/// outside the sandbox. See the module page for what each helper is for.
+/// Usable by any connector's `#[cfg(test)]` code. See the module page for what each helper is
+/// for.
 pub mod testing;
 
 /// JSON helpers that turn parse failures into [`ConnectorError`]s naming what was being read.

@@ -15,9 +15,13 @@
 //!   records the URLs asked; [`run_pass`] drives a pull function through a whole pass, checking
 //!   the cursors; [`members`] reads a page's memberships as plain strings.
 //!
-//! Nothing here calls a host import: outside the sandbox those abort the test process, so pass
-//! [`cfg`] where the connector would pass `&config::get`. The helpers panic (with a message
-//! naming what was expected) instead of returning errors, as tests want.
+//! - the host itself: [`MockHost`] scripts the imports (`config`, `log`, `clock`, and egress
+//!   through a [`FakeHttp`]) for the current thread, so a test can call a connector's `Guest`
+//!   impls, the very functions the component exports, and read what it logged.
+//!
+//! Pure functions can also take [`cfg`] where the connector would pass `&config::get`. The
+//! helpers panic (with a message naming what was expected) instead of returning errors, as
+//! tests want.
 //!
 //! [`ScimRequest`]: crate::provisioning::ScimRequest
 //! [`VerifiedAssertion`]: crate::sso::VerifiedAssertion
@@ -36,6 +40,7 @@
 //! [`FakeHttp`]: crate::testing::FakeHttp
 //! [`run_pass`]: crate::testing::run_pass
 //! [`members`]: crate::testing::members
+//! [`MockHost`]: crate::testing::MockHost
 //!
 //! ```ignore
 //! use idplex_connector_sdk::testing::{request_of, vector, vectors};
@@ -51,6 +56,9 @@
 //!     assert_eq!(body["userName"], "jdoe@example.com");
 //! }
 //! ```
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::mock_host::{LogLine, MockHost, MockHostGuard};
 
 use crate::provisioning::{Operation, PatchOperation, ScimRequest};
 use crate::sso::SamlAttribute;

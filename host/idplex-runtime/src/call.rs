@@ -347,10 +347,15 @@ impl LoadedConnector {
                         requested,
                     });
                 }
-                let detail = match e.downcast_ref::<Trap>() {
+                let mut detail = match e.downcast_ref::<Trap>() {
                     Some(trap) => trap.to_string(),
                     None => format!("{e:#}"),
                 };
+                // What the connector's panic hook logged just before the trap (its message and
+                // where it panicked), so the admin reads why, not only `unreachable`.
+                if let Some(panic) = state.log.panic() {
+                    detail = format!("{detail}; {panic}");
+                }
                 return Err(CallError::Trap { connector: connector(), detail });
             }
             Ok(Ok(value)) => value,

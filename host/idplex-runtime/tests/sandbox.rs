@@ -123,6 +123,30 @@ async fn a_trapping_connector_fails_only_that_call() {
     assert_eq!(ok, r#"{"a":1}"#);
 }
 
+#[tokio::test]
+async fn a_panicking_connector_says_why_in_its_error_and_in_the_host_log() {
+    let rt = shared_runtime();
+    let h = hostile(&rt).await;
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // The SDK's panic hook (installed by `export_connector!`) logs the panic before the trap;
+    // the host adds that line to the trap's error, which is what the admin reads (the
+    // connector event's message, the admin API's `message`).
+    let err = h.render(&ctx(&[("mode", "trap")], Limits::default()), ResourceKind::User, "{}".into()).await.unwrap_err();
+    assert_eq!(err.kind(), "trap");
+    let message = err.to_string();
+    assert!(message.starts_with("connector hostile@1.0.0 crashed (trap): wasm trap: "), "{message}");
+    assert!(message.contains("; panicked at ") && message.contains("hostile/src/lib.rs:"), "{message}");
+    assert!(message.ends_with(": hostile connector: mode=trap"), "{message}");
+
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().find(|l| l.contains("hostile connector: mode=trap")).unwrap_or_else(|| panic!("no panic line in the host log: {text}"));
+    assert!(line.contains("ERROR") && line.contains("hostile@1.0.0") && line.contains("panicked at "), "{line}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_connector_is_stopped_at_its_deadline_while_others_keep_running() {
     let rt = shared_runtime();

@@ -1,6 +1,10 @@
 //! `idplex:connector/log`: a connector's log lines in the host's log, under target `connector`,
 //! with its name and connection; escaped so no message can forge another line, and capped per
 //! call ([`LINES_PER_CALL`] lines of at most [`LINE_MAX`] bytes).
+//!
+//! An `error` line starting with [`PANIC_PREFIX`] (what the SDK's panic hook writes just before
+//! the guest traps: `panicked at src/lib.rs:12:5: message`) is also kept for the call, even past
+//! the cap, so that the trap's error names the panic ([`Log::panic`]).
 
 use std::sync::Arc;
 
@@ -13,20 +17,36 @@ use crate::bindings::v1::idplex::connector::log as contract;
 pub(crate) const LINES_PER_CALL: u32 = 64;
 pub(crate) const LINE_MAX: usize = 2048;
 
+/// How the `error` line a connector logs as it panics starts (the SDK's panic hook:
+/// `panicked at <file>:<line>:<column>: <message>`).
+pub(crate) const PANIC_PREFIX: &str = "panicked at ";
+
+/// The longest panic line kept for the call's error (in bytes, after escaping).
+pub(crate) const PANIC_MAX: usize = 512;
+
 /// The log capability's state.
 pub(crate) struct Log {
     pub(crate) label: Arc<str>,
     pub(crate) connection: Option<String>,
     lines: u32,
+    /// The last panic line of this call (escaped, at most [`PANIC_MAX`] bytes).
+    panic: Option<String>,
 }
 
 impl Log {
     pub(crate) fn new(label: Arc<str>, connection: Option<String>) -> Log {
-        Log { label, connection, lines: 0 }
+        Log { label, connection, lines: 0, panic: None }
     }
 
     pub(crate) fn start_call(&mut self) {
         self.lines = 0;
+        self.panic = None;
+    }
+
+    /// The panic the connector reported during the current (or just ended) call, if any: the
+    /// message its panic hook logged before the trap.
+    pub(crate) fn panic(&self) -> Option<&str> {
+        self.panic.as_deref()
     }
 
     /// Notes in the host log how many lines of this call were dropped, if any.
@@ -45,6 +65,9 @@ impl Log {
 
 impl contract::Host for Log {
     fn log(&mut self, level: contract::Level, message: String) {
+        if matches!(level, contract::Level::Error) && message.starts_with(PANIC_PREFIX) {
+            self.panic = Some(sanitize_log_message(&message, PANIC_MAX));
+        }
         self.lines = self.lines.saturating_add(1);
         if self.lines > LINES_PER_CALL {
             return;
@@ -96,4 +119,39 @@ pub(crate) fn sanitize_log_message(message: &str, max: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contract::{Host, Level};
+
+    fn log() -> Log {
+        Log::new(Arc::from("acme@1.0.0"), Some("conn_1".into()))
+    }
+
+    #[test]
+    fn the_panic_line_is_kept_for_the_call_even_past_the_line_cap() {
+        let mut l = log();
+        l.start_call();
+        for i in 0..LINES_PER_CALL + 10 {
+            l.log(Level::Info, format!("line {i}"));
+        }
+        l.log(Level::Warn, "panicked at a warning is not a panic".into());
+        assert_eq!(l.panic(), None);
+        l.log(Level::Error, "panicked at src/lib.rs:3:5: bad\ninput\u{1b}[2K".into());
+        assert_eq!(l.panic(), Some(r"panicked at src/lib.rs:3:5: bad\ninput\u{1b}[2K"), "escaped onto one line");
+        l.end_call();
+        assert!(l.panic().is_some(), "still there when the call's error is built, after end_call");
+        l.start_call();
+        assert_eq!(l.panic(), None, "a new call starts without the last one's panic");
+    }
+
+    #[test]
+    fn the_panic_line_is_bounded() {
+        let mut l = log();
+        l.log(Level::Error, format!("{PANIC_PREFIX}src/lib.rs:1:1: {}", "x".repeat(10_000)));
+        let kept = l.panic().unwrap();
+        assert!(kept.len() <= PANIC_MAX + '…'.len_utf8() && kept.ends_with('…'), "{} bytes", kept.len());
+    }
 }
