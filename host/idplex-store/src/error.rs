@@ -60,6 +60,12 @@ pub enum StoreError {
     #[error("invalid database URL: {reason}")]
     InvalidUrl { reason: String },
 
+    /// The database was opened with [`crate::OpenOptions::must_exist`] and there is none at
+    /// `location` (no SQLite file, or a PostgreSQL database idplex never set up). Nothing was
+    /// created.
+    #[error("no idplex database at {location}")]
+    NoDatabase { location: String },
+
     /// Applying the embedded schema migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -81,7 +87,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
+        matches!(self, StoreError::NotFound { .. } | StoreError::NoDatabase { .. })
     }
 
     pub fn is_conflict(&self) -> bool {

@@ -77,6 +77,12 @@ pub struct OpenOptions {
     /// SQLite only: how durable an acknowledged write is ([`SqliteSync`]; default
     /// [`SqliteSync::Full`]).
     pub sqlite_synchronous: SqliteSync,
+    /// Open only a database idplex already set up: a SQLite file that does not exist, or a
+    /// PostgreSQL database (schema) without idplex's migrations, is [`StoreError::NoDatabase`]
+    /// and nothing is created. The admin CLI opens this way, so that run from the wrong
+    /// directory it says so instead of creating a new, empty database and reporting success
+    /// into it. Existing databases are still migrated forward.
+    pub must_exist: bool,
 }
 
 /// SQLite's `synchronous` setting on the write path (WAL mode).
@@ -195,6 +201,7 @@ mod scim_tokens;
 mod sign_in;
 mod sync_log;
 mod tokens;
+mod trust;
 mod user_tokens;
 
 pub use directory::{
@@ -226,6 +233,7 @@ pub use sync_log::{
     SyncLogEntry, SyncLogPage, SyncLogQuery, SyncLogRecord, SyncOperation, SyncOutcome,
 };
 pub use tokens::ADMIN_TOKEN_PREFIX;
+pub use trust::{Admission, MAX_PUBLISHER_BYTES, ModulePublisher, NewTrustedKey, TrustPolicy, TrustRule, TrustedKey};
 pub use user_tokens::{
     ListedUserApiToken, MAX_USER_TOKEN_LABEL_BYTES, SessionEndReason, USER_API_TOKEN_DEFAULT_TTL_MS,
     MAX_USER_TOKEN_LIMIT, USER_API_TOKEN_PREFIX, USER_SESSION_DEFAULT_TTL_MS, USER_SESSION_PREFIX,
@@ -306,8 +314,15 @@ impl Store {
                 reason: "a PostgreSQL schema was requested for a SQLite database".into(),
             });
         }
+        if options.must_exist && scratch.is_none() {
+            let file = connect.get_filename();
+            if !file.is_file() {
+                let location = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+                return Err(StoreError::NoDatabase { location: location.display().to_string() });
+            }
+        }
         let connect = connect
-            .create_if_missing(true)
+            .create_if_missing(!options.must_exist)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         // Held until the schema is migrated (dropped at the end of this function).
@@ -375,14 +390,23 @@ impl Store {
                     ),
                 });
             }
-            // Create it with a throw-away connection, before the pool's connections use it.
-            let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&connect).await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .execute(&mut conn)
-                .await?;
-            sqlx::Connection::close(conn).await?;
+            if !options.must_exist {
+                // Create it with a throw-away connection, before the pool's connections use it.
+                let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&connect).await?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                    .execute(&mut conn)
+                    .await?;
+                sqlx::Connection::close(conn).await?;
+            }
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        let location = format!(
+            "PostgreSQL database {:?} on {}:{}{}",
+            connect.get_database().unwrap_or("(default)"),
+            connect.get_host(),
+            connect.get_port(),
+            options.postgres_schema.as_ref().map(|s| format!(", schema {s:?}")).unwrap_or_default()
+        );
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or_else(default_pool_size))
             // No ping (a network round trip) before every statement. A connection that died
@@ -392,6 +416,16 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
+        if options.must_exist {
+            // sqlx's bookkeeping table, resolved through the search_path like every idplex table.
+            let set_up: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&pool)
+                .await?;
+            if !set_up {
+                pool.close().await;
+                return Err(StoreError::NoDatabase { location });
+            }
+        }
         POSTGRES_MIGRATOR.run(&pool).await?;
         let store = Store {
             pools: Pools::Postgres(pool),

@@ -41,6 +41,10 @@ pub struct ModuleSummary {
     pub size_bytes: i64,
     pub info: serde_json::Value,
     pub installed_at: i64,
+    /// Who published it, as judged at install (signature and trust policy); `None` for a
+    /// module installed before signatures were checked.
+    #[serde(default)]
+    pub publisher: Option<crate::ModulePublisher>,
 }
 
 /// A connection to create. `id` is generated (`conn_<hex>`) when `None`.

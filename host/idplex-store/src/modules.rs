@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{InsertOutcome, ModuleSummary, NewModule, Store, StoreError, now_ms, to_json};
+use crate::{InsertOutcome, ModulePublisher, ModuleSummary, NewModule, Store, StoreError, now_ms, to_json};
 
 #[derive(sqlx::FromRow)]
 struct ModuleRow {
@@ -13,12 +13,16 @@ struct ModuleRow {
     size_bytes: i64,
     info_json: String,
     installed_at: i64,
+    admitted_as: Option<String>,
+    publisher: Option<String>,
+    publisher_key: Option<String>,
 }
 
 impl ModuleRow {
     fn into_summary(self) -> Result<ModuleSummary, StoreError> {
         let info = serde_json::from_str(&self.info_json)
             .map_err(|e| StoreError::corrupt("info_json of module", &self.sha256, e))?;
+        let publisher = ModulePublisher::from_columns(&self.sha256, self.admitted_as, self.publisher, self.publisher_key)?;
         Ok(ModuleSummary {
             sha256: self.sha256,
             name: self.name,
@@ -27,16 +31,18 @@ impl ModuleRow {
             size_bytes: self.size_bytes,
             info,
             installed_at: self.installed_at,
+            publisher,
         })
     }
 }
 
 const SUMMARY_COLUMNS: &str =
-    "sha256, name, version, contract_version, size_bytes, info_json, installed_at";
+    "sha256, name, version, contract_version, size_bytes, info_json, installed_at, admitted_as, publisher, publisher_key";
 
 const INSERT_MODULE: &str = "INSERT INTO modules \
-     (sha256, name, version, contract_version, size_bytes, info_json, component, installed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+     (sha256, name, version, contract_version, size_bytes, info_json, component, installed_at, \
+      admitted_as, publisher, publisher_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
 
 /// The row that blocked an insert: same sha256, or same name@version.
 const FIND_CLASH: &str =
@@ -52,6 +58,17 @@ impl Store {
     /// different sha256 for an installed name@version (or the same bytes under another
     /// name@version) is a [`StoreError::Conflict`].
     pub async fn insert_module(&self, module: &NewModule) -> Result<InsertOutcome, StoreError> {
+        self.insert_module_with_publisher(module, None).await
+    }
+
+    /// [`Store::insert_module`], recording who published it ([`ModulePublisher`]) in the same
+    /// statement. When the same bytes are already installed, their record is replaced by this
+    /// one if it differs (the newest judgement of the same bytes).
+    pub async fn insert_module_with_publisher(
+        &self,
+        module: &NewModule,
+        publisher: Option<&ModulePublisher>,
+    ) -> Result<InsertOutcome, StoreError> {
         for (what, value) in [
             ("connector name", &module.name),
             ("connector version", &module.version),
@@ -82,6 +99,9 @@ impl Store {
                 .bind(&info)
                 .bind(&module.component)
                 .bind(now)
+                .bind(publisher.map(|p| p.admitted_as.as_str()))
+                .bind(publisher.and_then(|p| p.publisher.as_deref()))
+                .bind(publisher.and_then(|p| p.fingerprint.as_deref()))
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -105,6 +125,11 @@ impl Store {
             .find(|(_, name, version)| *name == module.name && *version == module.version);
         if let Some((other_sha, _, _)) = same_name_version {
             if *other_sha == sha256 {
+                if let Some(publisher) = publisher
+                    && self.get_module_by_hash(&sha256).await?.publisher.as_ref() != Some(publisher)
+                {
+                    self.set_module_publisher(&sha256, publisher).await?;
+                }
                 return Ok(InsertOutcome::AlreadyPresent { sha256 });
             }
             return Err(StoreError::conflict(
