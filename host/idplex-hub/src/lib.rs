@@ -24,6 +24,7 @@ use serde::Serialize;
 pub use secrets::{SecretError, SecretKey};
 
 mod admin;
+pub mod conformance;
 pub mod directory_sync;
 pub mod native_scim;
 pub mod provisioning;
@@ -31,7 +32,9 @@ pub mod secrets;
 pub mod oidc;
 pub mod sso;
 pub mod sp_key;
+pub mod trust;
 mod users;
+pub mod vendor;
 
 pub use provisioning::{ScimCall, ScimReply, ScimService, ScimTarget, ScimTypes};
 pub use oidc::{AppUpdate, AppView, AuthorizeOutcome, AuthorizeParams, BasicCredentials, NewApp, OidcError, SigningKeyView, TokenForm};
@@ -40,6 +43,7 @@ pub use sso::{SamlUpdate, SamlView, SignInStart, SignedIn, SignedOut, SingleLogo
 pub use users::UserCredential;
 pub use directory_sync::{SyncProgress, SyncReport, SyncStatus, Trigger as SyncTrigger};
 pub use admin::{CheckOutcome, ConnectionTest, MAX_ADMIN_TOKEN_TTL_DAYS, MAX_SESSION_TTL_MINUTES, MAX_USER_TOKEN_TTL_DAYS};
+pub use conformance::{CaseOutcome, CheckCase, CheckOptions, CheckReport, check_component};
 
 /// The store's plain data types and settings that front ends name (records they show, queries
 /// and filters they decode, retention settings). The store itself is reached through [`Hub`].
@@ -50,6 +54,7 @@ pub mod store {
         StoreError,
         SyncLogCursor, SyncLogQuery, UserTokenCursor, UserTokenFilter,
     };
+    pub use idplex_store::{Admission, ModulePublisher, TrustPolicy, TrustRule, TrustedKey};
 }
 
 /// The connector runtime's data types and settings that front ends name (the contract's
@@ -102,6 +107,10 @@ pub enum HubError {
     /// the fields, never a `secret.*` value).
     #[error(transparent)]
     Config(#[from] ConfigViolation),
+    /// The module's signature is invalid, or the deployment's trust policy refuses its publisher
+    /// (or its lack of a signature) ([`trust`]).
+    #[error("connector refused: {0}")]
+    Trust(#[from] trust::TrustRefusal),
 }
 
 /// Coarse classes of [`HubError`], for CLI exit codes and HTTP statuses.
@@ -129,7 +138,8 @@ impl HubError {
             HubError::Refused(_)
             | HubError::Invalid { .. }
             | HubError::MissingCapability { .. }
-            | HubError::Config(_) => ErrorClass::Invalid,
+            | HubError::Config(_)
+            | HubError::Trust(_) => ErrorClass::Invalid,
             HubError::NotBound(_) | HubError::BindFailed { .. } => ErrorClass::Conflict,
             HubError::Store(e) if e.is_not_found() => ErrorClass::NotFound,
             HubError::Store(StoreError::NothingToRollBack { .. }) => ErrorClass::Conflict,
@@ -152,6 +162,7 @@ impl HubError {
             HubError::Invalid { .. } => "invalid",
             HubError::Secret(_) => "secret",
             HubError::Config(_) => "config_invalid",
+            HubError::Trust(e) => e.kind(),
             HubError::Store(_) => match self.class() {
                 ErrorClass::NotFound => "not_found",
                 ErrorClass::Conflict => "conflict",
@@ -179,6 +190,8 @@ pub struct InstallReport {
     pub size_bytes: usize,
     /// The connector's self-description.
     pub info: serde_json::Value,
+    /// Who published it, as the trust policy judged it ([`trust`]).
+    pub publisher: idplex_store::ModulePublisher,
 }
 
 /// Diagnostic switches of a [`Hub`]. `Default` is what production runs.
@@ -438,34 +451,76 @@ impl Hub {
     /// The names of the first-party connectors shipped in this binary ([`idplex_bundled`]) are
     /// reserved: a component describing itself under one of them is refused
     /// ([`InstallError::ReservedName`]) unless it is byte for byte the bundled one.
+    ///
+    /// Then the deployment's trust policy judges the module ([`trust`]): a signature that does
+    /// not verify is refused, and so is an unsigned module or one signed by a key the deployment
+    /// does not trust unless the policy allows it ([`HubError::Trust`], recorded as an
+    /// `install_refused` event). The bytes are stored as sent (signature included), with who
+    /// published them.
     pub async fn install(&self, bytes: &[u8]) -> Result<InstallReport, HubError> {
+        let (loaded, publisher) = self.admit(bytes, "upload").await?;
+        let version = loaded.info().version.clone();
+        let report = self.store_module(loaded, publisher, version).await?;
+        tracing::info!(connector = %format!("{}@{}", report.name, report.version), sha256 = %report.sha256, outcome = report.outcome, "connector installed");
+        Ok(report)
+    }
+
+    /// What every install goes through: the runtime's validation (with the reserved first-party
+    /// names), then the trust policy. A refusal of either is recorded as an `install_refused`
+    /// event naming `what` (an upload, a dev build) or the module.
+    pub(crate) async fn admit(&self, bytes: &[u8], what: &str) -> Result<(Arc<LoadedConnector>, idplex_store::ModulePublisher), HubError> {
+        let refused = |connector: String, message: String| NewEvent {
+            at: None,
+            connection_id: None,
+            connector,
+            kind: EventKind::InstallRefused,
+            message,
+        };
         let loaded = match self.runtime.install_with(bytes, &reserve_first_party_names).await {
             Ok(l) => Arc::new(l),
             Err(e) => {
-                let event = NewEvent {
-                    at: None,
-                    connection_id: None,
-                    connector: format!("upload of {} bytes", bytes.len()),
-                    kind: EventKind::InstallRefused,
-                    message: e.to_string(),
-                };
-                if let Err(store_err) = self.store.record_event(&event).await {
+                if let Err(store_err) = self.store.record_event(&refused(format!("{what} of {} bytes", bytes.len()), e.to_string())).await {
                     tracing::error!(error = %store_err, "could not record refused install");
                 }
-                tracing::warn!(reason = %e, "connector install refused");
+                tracing::warn!(reason = %e, "connector {what} refused");
                 return Err(e.into());
             }
         };
+        match self.judge(bytes, &loaded).await {
+            Ok(publisher) => Ok((loaded, publisher)),
+            Err(e) => {
+                if let HubError::Trust(refusal) = &e {
+                    if let Err(store_err) = self.store.record_event(&refused(format!("{what} of {}", loaded.label()), refusal.to_string())).await {
+                        tracing::error!(error = %store_err, "could not record refused install");
+                    }
+                    tracing::warn!(reason = %refusal, "connector {what} refused by the trust policy");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores an admitted module as `name@version` with who published it, and keeps its loaded
+    /// form. The same bytes again are `already_installed`.
+    pub(crate) async fn store_module(
+        &self,
+        loaded: Arc<LoadedConnector>,
+        publisher: idplex_store::ModulePublisher,
+        version: String,
+    ) -> Result<InstallReport, HubError> {
         let info = loaded.info();
         let outcome = self
             .store
-            .insert_module(&NewModule {
-                name: info.name.clone(),
-                version: info.version.clone(),
-                contract_version: loaded.contract_version().to_string(),
-                info: info_json(info),
-                component: loaded.component_bytes().to_vec(),
-            })
+            .insert_module_with_publisher(
+                &NewModule {
+                    name: info.name.clone(),
+                    version: version.clone(),
+                    contract_version: loaded.contract_version().to_string(),
+                    info: info_json(info),
+                    component: loaded.component_bytes().to_vec(),
+                },
+                Some(&publisher),
+            )
             .await?;
         let report = InstallReport {
             outcome: match outcome {
@@ -474,17 +529,18 @@ impl Hub {
             },
             sha256: loaded.hash().0.clone(),
             name: info.name.clone(),
-            version: info.version.clone(),
+            version,
             contract_version: loaded.contract_version().to_string(),
             size_bytes: loaded.component_bytes().len(),
             info: info_json(info),
+            publisher,
         };
-        tracing::info!(connector = %loaded.label(), sha256 = %report.sha256, outcome = report.outcome, "connector installed");
         self.loaded.lock().unwrap().insert(report.sha256.clone(), loaded);
         Ok(report)
     }
 
-    /// Install every first-party connector compiled into this binary (idempotent).
+    /// Install every first-party connector compiled into this binary (idempotent). They are
+    /// trusted as part of the binary, whatever the trust policy ([`trust`]).
     pub async fn install_bundled(&self) -> Result<Vec<InstallReport>, HubError> {
         let mut reports = Vec::new();
         for bundled in idplex_bundled::FIRST_PARTY {

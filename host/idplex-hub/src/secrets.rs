@@ -61,6 +61,16 @@ impl SecretKey {
     /// file does not exist. Several processes starting at once agree on one key: the file is
     /// created exclusively, and a loser reads the winner's.
     pub fn load_or_create(path: &Path) -> Result<SecretKey, SecretError> {
+        SecretKey::read(path, true)
+    }
+
+    /// The key in `path`, which must exist: a missing file is an error naming it (the admin
+    /// CLI never makes a key, which would seal secrets the server cannot open).
+    pub fn load(path: &Path) -> Result<SecretKey, SecretError> {
+        SecretKey::read(path, false)
+    }
+
+    fn read(path: &Path, create_missing: bool) -> Result<SecretKey, SecretError> {
         let fail = |detail: String| SecretError::KeyFile { path: path.display().to_string(), detail };
         for _ in 0..50 {
             match std::fs::read_to_string(path) {
@@ -72,7 +82,14 @@ impl SecretKey {
                 // Being written by another process right now: wait for it.
                 Ok(text) if text.is_empty() => std::thread::sleep(std::time::Duration::from_millis(10)),
                 Ok(_) => return Err(fail(format!("expected {} hex digits", 2 * KEY_LEN))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path).map_err(|e| fail(e.to_string()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_missing => {
+                    create(path).map_err(|e| fail(e.to_string()))?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(fail(
+                        "there is no such file; `idplex serve` or `idplex init` creates it, and replicas sharing a database must share it (IDPLEX_SECRET_KEY_FILE)".into(),
+                    ));
+                }
                 Err(e) => return Err(fail(e.to_string())),
             }
         }

@@ -224,6 +224,12 @@ impl LoadedConnector {
         }
     }
 
+    /// Why the connector's `config-schema` does not compile as JSON Schema, if it does not (only
+    /// possible for a connector loaded without the install checks, [`Runtime::load`]).
+    pub fn config_schema_error(&self) -> Option<&str> {
+        self.config_schema.as_ref().err().map(String::as_str)
+    }
+
     /// Whether the connector declared `capability`.
     pub fn has(&self, capability: Capability) -> bool {
         self.info.capabilities.contains(&capability)
@@ -231,7 +237,14 @@ impl LoadedConnector {
 
     /// `metadata.describe`.
     pub async fn describe(&self, ctx: &CallContext) -> Result<ConnectorInfo, CallError> {
-        self.run(
+        self.describe_in(&mut Warm::default(), ctx).await
+    }
+
+    /// [`LoadedConnector::describe`] in `warm`'s instance (see [`Warm`]): with a fresh `Warm`,
+    /// the caller can read the memory the call used ([`Warm::memory_bytes`]).
+    pub async fn describe_in(&self, warm: &mut Warm, ctx: &CallContext) -> Result<ConnectorInfo, CallError> {
+        self.run_in(
+            warm,
             ctx,
             Box::new(|c, s| Box::pin(async move { c.metadata().call_describe(s).await })),
         )
@@ -408,8 +421,20 @@ impl LoadedConnector {
 
     /// `sso.map-assertion`.
     pub async fn map_assertion(&self, ctx: &CallContext, assertion: VerifiedAssertion) -> Result<SsoIdentity, CallError> {
+        self.map_assertion_in(&mut Warm::default(), ctx, assertion).await
+    }
+
+    /// [`LoadedConnector::map_assertion`] in `warm`'s instance (see [`Warm`]): with a fresh
+    /// `Warm`, the caller can read the memory the call used ([`Warm::memory_bytes`]).
+    pub async fn map_assertion_in(
+        &self,
+        warm: &mut Warm,
+        ctx: &CallContext,
+        assertion: VerifiedAssertion,
+    ) -> Result<SsoIdentity, CallError> {
         let out = self
-            .run(
+            .run_in(
+                warm,
                 ctx,
                 Box::new(move |c, s| {
                     Box::pin(async move { c.sso().call_map_assertion(s, &assertion).await })
@@ -731,8 +756,9 @@ impl Runtime {
 }
 
 /// The component of uploaded bytes: as they are, or a core module with WIT metadata
-/// componentized; refused if neither, or larger than `limit`.
-fn componentize(bytes: &[u8], limit: usize) -> Result<Vec<u8>, InstallError> {
+/// componentized; refused if neither, or larger than `limit`. Public for the vendor kit
+/// (`idplex connector build` componentizes with exactly what install does).
+pub fn componentize(bytes: &[u8], limit: usize) -> Result<Vec<u8>, InstallError> {
     let component_bytes: Vec<u8> = if wasmparser::Parser::is_component(bytes) {
         bytes.to_vec()
     } else if wasmparser::Parser::is_core_wasm(bytes) {
@@ -834,20 +860,53 @@ fn check_import(import: &str) -> Result<(), InstallError> {
     }
 }
 
+/// The rule for a connector's `name` (what `describe` may answer): 1-64 characters of `a-z`,
+/// `0-9` and `-`, not starting with `-`. The error names the name and the rule.
+pub fn check_connector_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok { Ok(()) } else { Err(format!("name {name:?} must be 1-64 characters of a-z, 0-9 and '-'")) }
+}
+
 fn validate_info(info: &ConnectorInfo) -> Result<(), InstallError> {
-    let bad = |detail: String| Err(InstallError::BadMetadata { detail });
-    let name_ok = !info.name.is_empty()
-        && info.name.len() <= 64
-        && info.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !info.name.starts_with('-');
-    if !name_ok {
-        return bad(format!("name {:?} must be 1-64 characters of a-z, 0-9 and '-'", info.name));
+    match info_problems(info).into_iter().next() {
+        Some((_, detail)) => Err(InstallError::BadMetadata { detail }),
+        None => Ok(()),
+    }
+}
+
+/// The field of a `connector-info` that one of the host's metadata checks is about
+/// ([`info_problems`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InfoField {
+    /// `name` ([`check_connector_name`]).
+    Name,
+    /// `version`: semver.
+    Version,
+    /// `config-schema`: a JSON object (its compilation as JSON Schema is checked apart).
+    ConfigSchema,
+    /// `egress-hosts`: host names, `host:port`, or patterns `{config-key}.domain.tld`.
+    EgressHosts,
+}
+
+/// Every problem the install checks find in a connector's self-description, in the order they
+/// check them (install refuses with the first, [`InstallError::BadMetadata`]); empty when it
+/// passes. The config schema's compilation as JSON Schema is not part of it.
+pub fn info_problems(info: &ConnectorInfo) -> Vec<(InfoField, String)> {
+    let mut problems = Vec::new();
+    if let Err(reason) = check_connector_name(&info.name) {
+        problems.push((InfoField::Name, reason));
     }
     if semver::Version::parse(&info.version).is_err() {
-        return bad(format!("version {:?} of {} is not a semver version (e.g. 1.2.3)", info.version, info.name));
+        problems.push((
+            InfoField::Version,
+            format!("version {:?} of {} is not a semver version (e.g. 1.2.3)", info.version, info.name),
+        ));
     }
     if !serde_json::from_str::<serde_json::Value>(&info.config_schema).is_ok_and(|v| v.is_object()) {
-        return bad(format!("config-schema of {} is not a JSON object", info.name));
+        problems.push((InfoField::ConfigSchema, format!("config-schema of {} is not a JSON object", info.name)));
     }
     for host in &info.egress_hosts {
         let ok = !host.is_empty()
@@ -855,13 +914,16 @@ fn validate_info(info: &ConnectorInfo) -> Result<(), InstallError> {
             && (host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
                 || crate::egress::host_pattern_key(host).is_some());
         if !ok {
-            return bad(format!(
-                "egress host {host:?} of {} is not a host name, host:port, or a pattern `{{config-key}}.domain.tld`",
-                info.name
+            problems.push((
+                InfoField::EgressHosts,
+                format!(
+                    "egress host {host:?} of {} is not a host name, host:port, or a pattern `{{config-key}}.domain.tld`",
+                    info.name
+                ),
             ));
         }
     }
-    Ok(())
+    problems
 }
 
 /// Whether a core module carries wit-bindgen's `component-type*` custom section (the WIT

@@ -51,7 +51,7 @@ pub use engine::{
 };
 pub use config_schema::ConfigViolation;
 pub use install::{
-    InstallError, InstallPolicy, LoadedConnector, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, MAX_PULL_CURSOR_BYTES, ModuleHash, Rendering,
+    InfoField, InstallError, InstallPolicy, LoadedConnector, check_connector_name, componentize, info_problems, MAX_DECLARED_EXTENSIONS, MAX_DIAGNOSTIC_CHECKS, MAX_PULL_CURSOR_BYTES, ModuleHash, Rendering,
 };
 pub use registry::{Binding, Registry};
 pub use reuse::{IdleInstances, InstanceReuse};

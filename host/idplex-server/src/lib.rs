@@ -2,7 +2,8 @@
 //! server under `/scim/v2/{connection}` ([`scim`]) and the users' own API under `/api/v1`
 //! ([`me`]). User lifecycle and sync log admin routes are in [`lifecycle`]; SAML sign-in (the ACS,
 //! SP metadata, login entry points) and its admin routes in [`saml`]; the OpenID Connect provider
-//! for downstream apps and its admin routes in [`oidc`].
+//! for downstream apps and its admin routes in [`oidc`]; the trust policy and trusted publisher
+//! keys of connector modules in [`trust`].
 //!
 //! This crate routes, authenticates, decodes and encodes; the use cases are the hub's
 //! ([`idplex_hub::ScimService`] for SCIM, [`Hub`] for the rest). It names no store or runtime
@@ -34,6 +35,7 @@ pub mod me;
 pub mod oidc;
 pub mod saml;
 pub mod scim;
+pub mod trust;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -136,6 +138,7 @@ pub fn router_with_state(state: AppState) -> Router {
         .merge(lifecycle::admin_routes())
         .merge(saml::admin_routes())
         .merge(oidc::admin_routes())
+        .merge(trust::admin_routes())
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

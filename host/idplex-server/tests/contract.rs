@@ -173,8 +173,11 @@ async fn a_connector_fault_during_test_connection_is_an_error_and_an_event() {
     let (status, body) = env.admin(&admin, Method::POST, &format!("/connections/{conn}/test"), None).await;
     assert!(status.is_server_error(), "{status} {body}");
     assert_eq!(body["error"], "trap", "{body}");
+    // The SDK's panic hook sent the panic to the host log before the trap: the admin reads why.
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("; panicked at ") && message.ends_with(": hostile connector: mode=trap"), "{body}");
     let events = env.hub.events(Some(&conn), 10).await.unwrap();
-    assert!(events.iter().any(|e| e.message.contains("trap")), "{events:?}");
+    assert!(events.iter().any(|e| e.message.contains("trap") && e.message.contains("hostile connector: mode=trap")), "{events:?}");
 
     let (status, body) = env.admin(&admin, Method::POST, "/connections/nope/test", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");

@@ -28,6 +28,7 @@ pub mod sync_log;
 pub use errors::{connector_failure, hub_failure};
 pub use locks::PatchLocks;
 pub use resources::MAX_LIST_RESPONSE_BYTES;
+pub(crate) use resources::keep_host_owned;
 pub use sync_log::SyncLogger;
 
 /// What a SCIM request addresses under `/scim/v2/{connection}`.

@@ -819,7 +819,7 @@ fn host_owned(kind: ResourceKind) -> &'static [&'static str] {
 /// Puts the host's values of [`host_owned`] attributes back into `rendered` (attribute names
 /// compared without case, as SCIM does): a value the host did not send is removed, a value it
 /// sent replaces whatever the connector made of it.
-fn keep_host_owned(kind: ResourceKind, host: &Value, rendered: &mut Value) -> Result<(), ScimError> {
+pub(crate) fn keep_host_owned(kind: ResourceKind, host: &Value, rendered: &mut Value) -> Result<(), ScimError> {
     let Some(out) = rendered.as_object_mut() else {
         return Err(ScimError::with_status(502, "the connector rendered a resource that is not a JSON object"));
     };

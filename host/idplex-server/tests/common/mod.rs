@@ -25,6 +25,8 @@ pub async fn env() -> Env {
     let mut runtime = RuntimeConfig::new(dir.path().join("cache"));
     runtime.max_concurrent_instances = 16;
     let hub = Hub::connect(&url, &Default::default(), runtime, HubOptions::default(), SecretKey::ephemeral()).await.expect("hub");
+    // The test fixtures are unsigned: let them in (a new deployment refuses unsigned modules).
+    hub.set_trust_policy(Some(idplex_hub::store::TrustRule::Allow), None, "test").await.expect("trust policy");
     let app = idplex_server::router(hub.clone());
     Env { hub, app, _dir: dir }
 }
