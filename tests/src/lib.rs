@@ -89,8 +89,21 @@ impl CliOutput {
 }
 
 impl TestEnv {
-    /// A fresh env running the binary at `bin` (pass `env!("CARGO_BIN_EXE_idplex")`).
+    /// A fresh env running the binary at `bin` (pass `env!("CARGO_BIN_EXE_idplex")`), its
+    /// database created by `idplex init`.
     pub async fn new(bin: &str) -> TestEnv {
+        let env = TestEnv::without_database(bin).await;
+        // The admin commands never create a database (only `init` and `serve` do).
+        env.cli(&["init"]).await.expect_code(0);
+        // The test fixtures are unsigned and a new deployment refuses unsigned modules: allow
+        // them here (the tests of that refusal set the policy back to refuse).
+        env.cli(&["connector", "trust", "policy", "--unsigned", "allow"]).await.expect_code(0);
+        env
+    }
+
+    /// A fresh env whose database does not exist yet (for tests of what creates one): no
+    /// SQLite file, or an empty PostgreSQL schema.
+    pub async fn without_database(bin: &str) -> TestEnv {
         let dir = tempfile::Builder::new()
             .prefix("idplex-e2e-")
             .tempdir()
@@ -100,7 +113,7 @@ impl TestEnv {
             .filter(|u| !u.trim().is_empty())
         {
             Some(base) => {
-                let schema = PgSchema::create(&base).await;
+                let schema = PgSchema::create_empty(&base).await;
                 let sep = if base.contains('?') { '&' } else { '?' };
                 (
                     format!("{base}{sep}options=-c%20search_path%3D{}", schema.name),
@@ -480,24 +493,19 @@ struct PgSchema {
 }
 
 impl PgSchema {
-    async fn create(base_url: &str) -> PgSchema {
+    /// A new schema, empty: what a PostgreSQL database looks like before idplex set it up.
+    async fn create_empty(base_url: &str) -> PgSchema {
+        use sqlx::Connection;
         let name = format!("t_{}", unique());
-        // The store's own mechanism: it creates the schema and migrates into it.
-        let store = idplex_store::Store::open_with(
-            base_url,
-            &idplex_store::OpenOptions {
-                postgres_schema: Some(name.clone()),
-                max_connections: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot prepare schema {name} on {DATABASE_URL_VAR}: {e}"));
-        store.close().await;
-        PgSchema {
-            base_url: base_url.to_string(),
-            name,
-        }
+        let mut conn = sqlx::PgConnection::connect(base_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {DATABASE_URL_VAR}: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create schema {name}: {e}"));
+        let _ = conn.close().await;
+        PgSchema { base_url: base_url.to_string(), name }
     }
 }
 

@@ -18,6 +18,10 @@ use idplex_hub::store::{
 };
 use serde_json::{Value, json};
 
+mod cmd_check;
+mod cmd_kit;
+mod cmd_trust;
+
 /// mimalloc instead of the system allocator: a request allocates and frees many small objects on
 /// several threads (tokio workers, the SQLite connection threads), where glibc's allocator spent
 /// ~13% of the server's CPU time under SCIM load. Without transparent huge pages (`no_thp`),
@@ -66,8 +70,13 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (admin API, health and readiness endpoints).
+    /// Run the server (admin API, health and readiness endpoints). Creates the database (and
+    /// the key sealing connection secrets) when there is none yet.
     Serve(ServeArgs),
+    /// Create the database (migrated) and the secret key, and exit; `serve` installs the
+    /// bundled connectors when it starts. The other admin commands never create a database: run
+    /// from the wrong directory, they say where they looked instead of answering from an empty one.
+    Init,
     /// Install, list, inspect, activate and roll back connector modules.
     #[command(subcommand)]
     Connector(ConnectorCmd),
@@ -207,6 +216,24 @@ enum ConnectorCmd {
         #[arg(long)]
         connection: String,
     },
+    /// Create a connector crate that builds as it is (vendor kit).
+    New(cmd_kit::NewArgs),
+    /// Build a connector crate to a component (wasm32 build + componentize); no database.
+    Build(cmd_kit::BuildArgs),
+    /// Build, install as a dev build (VERSION+dev.SHA12) and activate on a connection, again on
+    /// every change of the crate's sources.
+    Dev(cmd_kit::DevArgs),
+    /// Run the host's conformance checks on a module (loaded exactly as install loads it; no
+    /// database): one line per case, exit 3 when a case fails.
+    Check(cmd_check::CheckArgs),
+    /// Make a publisher key pair for signing connector modules (no database).
+    Keygen(cmd_trust::KeygenArgs),
+    /// Sign a connector module with a publisher key (no database).
+    Sign(cmd_trust::SignArgs),
+    /// The publisher keys this deployment trusts, and its policy for unsigned modules and
+    /// modules signed by untrusted keys.
+    #[command(subcommand)]
+    Trust(cmd_trust::TrustCmd),
 }
 
 #[derive(Subcommand)]
@@ -718,22 +745,53 @@ fn bounded(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions) -> anyhow::Result<Arc<Hub>> {
-    std::fs::create_dir_all(&g.data_dir)
-        .with_context(|| format!("cannot create data directory {}", g.data_dir.display()))?;
+/// Opens the hub over the database the global options name. Only `create` (serve, init) makes a
+/// missing database, data directory or secret key; every other command refuses, naming what it
+/// looked for and how to point it elsewhere.
+async fn open_hub(g: &Global, runtime: RuntimeConfig, options: HubOptions, create: bool) -> anyhow::Result<Arc<Hub>> {
+    if create {
+        std::fs::create_dir_all(&g.data_dir)
+            .with_context(|| format!("cannot create data directory {}", g.data_dir.display()))?;
+    }
     let url = match &g.db {
         Some(url) => url.clone(),
         None => format!("sqlite://{}", g.data_dir.join("idplex.db").display()),
     };
-    let open = OpenOptions { sqlite_synchronous: g.sqlite_synchronous, ..Default::default() };
+    let open = OpenOptions { sqlite_synchronous: g.sqlite_synchronous, must_exist: !create, ..Default::default() };
     // The key sealing connection secrets never enters the database; replicas sharing one
     // PostgreSQL database must share this file.
     let key_file = match std::env::var_os("IDPLEX_SECRET_KEY_FILE") {
         Some(path) => std::path::PathBuf::from(path),
         None => g.data_dir.join("secret.key"),
     };
-    let secrets = SecretKey::load_or_create(&key_file).map_err(HubError::from)?;
-    Hub::connect(&url, &open, runtime, options, secrets).await
+    let hint = "point it at your deployment with --db URL (or IDPLEX_DB) or --data-dir DIR (or IDPLEX_DATA_DIR); `idplex init` or `idplex serve` creates a new one";
+    let where_from = || {
+        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
+        match &g.db {
+            Some(_) => format!("it looked where --db (or IDPLEX_DB) points, from the working directory {cwd}"),
+            None => format!("no --db was given, so it looked in --data-dir {:?} under the working directory {cwd}", g.data_dir.display()),
+        }
+    };
+    let name_the_database = |e: anyhow::Error| match e.downcast_ref::<HubError>() {
+        Some(HubError::Store(idplex_hub::store::StoreError::NoDatabase { .. })) => {
+            e.context(format!("this command never creates a database ({}); {hint}", where_from()))
+        }
+        _ => e,
+    };
+    let secrets = if create {
+        SecretKey::load_or_create(&key_file).map_err(HubError::from)?
+    } else {
+        match SecretKey::load(&key_file) {
+            Ok(key) => key,
+            Err(missing) => {
+                // Say which is missing: the database (the usual case: the wrong directory), or
+                // only its key.
+                drop(Hub::connect(&url, &open, runtime, options, SecretKey::ephemeral()).await.map_err(name_the_database)?);
+                return Err(anyhow::Error::from(HubError::from(missing)).context(format!("the database exists but not its secret key; {hint}")));
+            }
+        }
+    };
+    Hub::connect(&url, &open, runtime, options, secrets).await.map_err(name_the_database)
 }
 
 /// Print `value` as JSON, or `text` for people.
@@ -747,6 +805,15 @@ fn emit(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
+    // The vendor kit's `connector new|build` need no database.
+    match &cli.command {
+        Command::Connector(ConnectorCmd::New(args)) => return cmd_kit::new(args, g.json),
+        Command::Connector(ConnectorCmd::Build(args)) => return cmd_kit::build(args, g.json).await,
+        Command::Connector(ConnectorCmd::Check(args)) => return cmd_check::run(g.json, args).await,
+        Command::Connector(ConnectorCmd::Keygen(args)) => return cmd_trust::keygen(args, g.json),
+        Command::Connector(ConnectorCmd::Sign(args)) => return cmd_trust::sign(args, g.json).await,
+        _ => {}
+    }
     let mut runtime = RuntimeConfig::new(g.data_dir.join("cache"));
     let options = match &cli.command {
         Command::Serve(args) => {
@@ -769,10 +836,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => HubOptions::default(),
     };
-    let hub = open_hub(g, runtime, options).await?;
+    let creates = matches!(cli.command, Command::Serve(_) | Command::Init);
+    let hub = open_hub(g, runtime, options, creates).await?;
     hub.set_public_url(&g.public_url)?;
     match cli.command {
         Command::Serve(args) => serve(hub, g, args).await,
+        Command::Init => init(g).await,
         Command::Connector(cmd) => connector(&hub, g.json, cmd).await,
         Command::Connection(cmd) => connection(&hub, g.json, cmd).await,
         Command::Token(cmd) => token(&hub, g.json, cmd).await,
@@ -807,6 +876,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+    }
+}
+
+async fn init(g: &Global) -> anyhow::Result<()> {
+    let location = match &g.db {
+        Some(url) => without_password(url),
+        None => g.data_dir.join("idplex.db").display().to_string(),
+    };
+    emit(g.json, &json!({ "database": location, "data_dir": g.data_dir }), || {
+        format!("database ready at {location} (data directory {})", g.data_dir.display())
+    });
+    Ok(())
+}
+
+/// A database URL fit to print: a password in its user info is replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -933,8 +1026,14 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
             let report = hub.install(&bytes).await?;
             emit(json_out, &serde_json::to_value(&report)?, || {
                 format!(
-                    "{} {}@{} (sha256 {}, {} bytes, contract {})",
-                    report.outcome, report.name, report.version, report.sha256, report.size_bytes, report.contract_version
+                    "{} {}@{} (sha256 {}, {} bytes, contract {}; publisher {})",
+                    report.outcome,
+                    report.name,
+                    report.version,
+                    report.sha256,
+                    report.size_bytes,
+                    report.contract_version,
+                    report.publisher
                 )
             });
         }
@@ -943,7 +1042,10 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
             emit(json_out, &json!({ "connectors": modules }), || {
                 modules
                     .iter()
-                    .map(|m| format!("{}@{}  sha256:{}  {} bytes", m.name, m.version, &m.sha256[..16], m.size_bytes))
+                    .map(|m| {
+                        let publisher = m.publisher.as_ref().map_or_else(|| "unknown (installed before signatures were checked)".to_string(), |p| p.to_string());
+                        format!("{}@{}  sha256:{}  {} bytes  publisher: {publisher}", m.name, m.version, &m.sha256[..16], m.size_bytes)
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -992,6 +1094,14 @@ async fn connector(hub: &Hub, json_out: bool, cmd: ConnectorCmd) -> anyhow::Resu
                 )
             });
         }
+        ConnectorCmd::New(_) | ConnectorCmd::Build(_) | ConnectorCmd::Check(_) => {
+            unreachable!("connector new|build|check run before the database is opened")
+        }
+        ConnectorCmd::Dev(args) => cmd_kit::dev(hub, json_out, args).await?,
+        ConnectorCmd::Keygen(_) | ConnectorCmd::Sign(_) => {
+            unreachable!("connector keygen|sign run before the database is opened")
+        }
+        ConnectorCmd::Trust(cmd) => cmd_trust::trust(hub, json_out, cmd).await?,
     }
     Ok(())
 }
