@@ -490,7 +490,7 @@ impl Hub {
             Ok(publisher) => Ok((loaded, publisher)),
             Err(e) => {
                 if let HubError::Trust(refusal) = &e {
-                    if let Err(store_err) = self.store.record_event(&refused(format!("{what} of {}", loaded.label()), refusal.to_string())).await {
+                    if let Err(store_err) = self.store.record_event(&refused(loaded.label().to_string(), refusal.to_string())).await {
                         tracing::error!(error = %store_err, "could not record refused install");
                     }
                     tracing::warn!(reason = %refusal, "connector {what} refused by the trust policy");
