@@ -90,7 +90,7 @@ fn create_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()>
 }
 
 /// `idplex connector keygen --publisher NAME [--out DIR]`: a new Ed25519 key pair. Refuses to
-/// overwrite either file.
+/// overwrite either file; creates DIR (mode 0700) when it does not exist.
 pub fn keygen(args: &KeygenArgs, json_out: bool) -> anyhow::Result<()> {
     check_publisher_name(&args.publisher)?;
     let private = args.out.join(format!("{}.{KEY_EXT}", args.publisher));
@@ -103,6 +103,14 @@ pub fn keygen(args: &KeygenArgs, json_out: bool) -> anyhow::Result<()> {
             }
             .into());
         }
+    }
+    if !args.out.is_dir() {
+        // A new key directory is private to its owner (like ~/.ssh).
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&args.out).with_context(|| format!("cannot create the key directory {}", args.out.display()))?;
     }
     let (key, pem) = PublisherKey::generate()?;
     let public_line = key.public(&args.publisher).line();

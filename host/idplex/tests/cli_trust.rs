@@ -21,14 +21,17 @@ fn mode(path: &std::path::Path) -> u32 {
 async fn keygen_sign_trust_install_and_inspect_show_the_publisher() {
     // The publisher's side needs no database.
     let publisher = TestEnv::without_database(BIN).await;
-    let dir = publisher.data_dir().to_str().unwrap().to_string();
+    // A key directory that does not exist yet is made, private to its owner.
+    let keys = publisher.data_dir().join("keys");
+    let dir = keys.to_str().unwrap().to_string();
     let made = publisher.cli_json(&["connector", "keygen", "--publisher", "acme", "--out", &dir]).await.ok_json();
     let fingerprint = made["fingerprint"].as_str().unwrap().to_string();
     assert_eq!(fingerprint.len(), 16);
-    let private = publisher.data_dir().join("acme.idplex-key");
-    let public = publisher.data_dir().join("acme.idplex-pub");
+    let private = keys.join("acme.idplex-key");
+    let public = keys.join("acme.idplex-pub");
     #[cfg(unix)]
     {
+        assert_eq!(mode(&keys), 0o700, "a new key directory is its owner's only");
         assert_eq!(mode(&private), 0o600, "the private key is its owner's only");
         assert_eq!(mode(&public), 0o644);
     }
