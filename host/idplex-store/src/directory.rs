@@ -1587,6 +1587,23 @@ impl Store {
         add: &[String],
         remove: &[String],
     ) -> Result<DirectoryGroup, StoreError> {
+        self.change_group_members_with(connection_id, id, expected_version, add, remove, true).await
+    }
+
+    /// [`Store::change_group_members`], reading the committed member list only if
+    /// `with_members` (otherwise `members` is empty). The write transaction holds the store's
+    /// write lock (SQLite has one writer): reading a 100,000-member list inside it stalls every
+    /// other write for as long, so a caller that answers without the members (or reads them
+    /// afterwards, outside the lock) passes `false`.
+    pub async fn change_group_members_with(
+        &self,
+        connection_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        add: &[String],
+        remove: &[String],
+        with_members: bool,
+    ) -> Result<DirectoryGroup, StoreError> {
         let sql = format!(
             "UPDATE directory_groups SET version = version + 1, updated_at = $1 \
              WHERE id = $2 AND connection_id = $3 AND ($4 IS NULL OR version = $4) \
@@ -1615,10 +1632,11 @@ impl Store {
                         }
                         query.execute(&mut *tx).await?;
                     }
-                    let current = sqlx::query_scalar(LIVE_MEMBERS)
-                        .bind(id)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                    let current = if with_members {
+                        sqlx::query_scalar(LIVE_MEMBERS).bind(id).fetch_all(&mut *tx).await?
+                    } else {
+                        Vec::new()
+                    };
                     Some((row, current))
                 }
             }

@@ -190,7 +190,7 @@ impl<'a> Ctx<'a> {
                 let rendered = self.render_prepared(kind, None, &prepared, &projection).await?;
                 let stored = self.create(kind, prepared).await?;
                 note.resource_id = Some(stored.id.clone());
-                Ok(self.finish(&stored, rendered, StatusCode::CREATED, &projection))
+                Ok(self.finish(stored, rendered, StatusCode::CREATED, &projection))
             }
             Operation::Get(id) => {
                 let stored = self.load(kind, &id, projection.returns(self.rt(kind), kind.derived())).await?;
@@ -202,7 +202,7 @@ impl<'a> Ctx<'a> {
                 let prepared = without_password(prepare_resource(self.rt(kind), &connector_json(&json)?, &OPTIONS)?);
                 let rendered = self.render_prepared(kind, Some(&id), &prepared, &projection).await?;
                 let stored = self.replace(kind, &id, self.if_match()?, prepared).await?;
-                Ok(self.finish(&stored, rendered, StatusCode::OK, &projection))
+                Ok(self.finish(stored, rendered, StatusCode::OK, &projection))
             }
             Operation::Patch((id, patch)) => {
                 note.resource_id = Some(id.clone());
@@ -220,7 +220,7 @@ impl<'a> Ctx<'a> {
                     return self.change_members(&id, &add, &remove, &projection).await;
                 }
                 let (stored, rendered) = self.patch(kind, &id, ops, &projection).await?;
-                Ok(self.finish(&stored, rendered, StatusCode::OK, &projection))
+                Ok(self.finish(stored, rendered, StatusCode::OK, &projection))
             }
             Operation::Delete(id) => {
                 note.resource_id = Some(id.clone());
@@ -320,7 +320,10 @@ impl<'a> Ctx<'a> {
 
     /// A membership PATCH of a group, applied as a delta (one transaction, no rewrite of the
     /// member list): the group is rendered first (its document, without members: those the host
-    /// attaches after the commit), then the delta is committed.
+    /// attaches after the commit), then the delta is committed. The member list of the reply
+    /// (unless the client excluded it) is read after the commit, outside the store's write lock:
+    /// a large group's list is a read like a GET's, not a stall of every other write. It is the
+    /// group as committed or as changed since, with the matching version.
     async fn change_members(
         &self,
         id: &str,
@@ -337,10 +340,15 @@ impl<'a> Ctx<'a> {
         let rendered = self.render_prepared(kind, Some(id), &current.body, projection).await?;
         let group = self
             .store()
-            .change_group_members(self.connection, id, expected, add, remove)
+            .change_group_members_with(self.connection, id, expected, add, remove, false)
             .await
             .map_err(|e| store_failure(kind, e))?;
-        Ok(self.finish(&Stored::group(group, true), rendered, StatusCode::OK, projection))
+        let stored = if projection.returns(self.rt(kind), kind.derived()) {
+            self.load(kind, id, true).await?
+        } else {
+            Stored::group(group, false)
+        };
+        Ok(self.finish(stored, rendered, StatusCode::OK, projection))
     }
 
     /// A general PATCH: load, apply, render, store if unchanged since loaded. Returns the stored
@@ -752,15 +760,16 @@ impl<'a> Ctx<'a> {
 
     /// The answer to a write: the rendering made before the commit, with the committed
     /// resource's host-owned attributes.
-    fn finish(&self, stored: &Stored, rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
+    fn finish(&self, stored: Stored, rendered: Value, status: StatusCode, projection: &Projection) -> ScimReply {
         let rt = self.rt(stored.kind);
-        // Projected before the host-owned attributes go in (they are projected already): a
-        // large member list is copied as few times as possible.
+        // Projected before the host-owned attributes go in (they are projected already), and
+        // those moved, not copied: a large member list is built once and copied once (by the
+        // projection).
         let mut out = projection.apply(rt, &rendered);
         let host = projection.apply(rt, &stored.to_scim(self.base));
         // `render` checked that the rendering is an object; only then does this put anything.
-        let _ = keep_host_owned(stored.kind, &host, &mut out);
-        reply(stored, out, status, self.base)
+        let _ = move_host_owned(stored.kind, host, &mut out);
+        reply(&stored, out, status, self.base)
     }
 
     /// The connector's rendering of `resource`, checked to still be the same resource, with the
@@ -820,14 +829,27 @@ fn host_owned(kind: ResourceKind) -> &'static [&'static str] {
 /// compared without case, as SCIM does): a value the host did not send is removed, a value it
 /// sent replaces whatever the connector made of it.
 pub(crate) fn keep_host_owned(kind: ResourceKind, host: &Value, rendered: &mut Value) -> Result<(), ScimError> {
+    put_host_owned(kind, rendered, |name| host.get(name).cloned())
+}
+
+/// [`keep_host_owned`] taking the host's values instead of copying them.
+fn move_host_owned(kind: ResourceKind, mut host: Value, rendered: &mut Value) -> Result<(), ScimError> {
+    put_host_owned(kind, rendered, |name| host.as_object_mut().and_then(|o| o.remove(name)))
+}
+
+fn put_host_owned(
+    kind: ResourceKind,
+    rendered: &mut Value,
+    mut host_value: impl FnMut(&str) -> Option<Value>,
+) -> Result<(), ScimError> {
     let Some(out) = rendered.as_object_mut() else {
         return Err(ScimError::with_status(502, "the connector rendered a resource that is not a JSON object"));
     };
     let names = host_owned(kind);
     out.retain(|k, _| !names.iter().any(|n| k.eq_ignore_ascii_case(n)));
     for name in names {
-        if let Some(v) = host.get(*name) {
-            out.insert((*name).to_string(), v.clone());
+        if let Some(v) = host_value(name) {
+            out.insert((*name).to_string(), v);
         }
     }
     Ok(())
