@@ -14,7 +14,7 @@
 use idplex_connector_sdk::saml_mapping::{self, SamlMapping};
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, metadata,
-    diagnostics, provisioning, schemas, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// Machine name of this connector.
@@ -85,6 +85,13 @@ impl diagnostics::Guest for CustomSaml {
     /// The config, through the connector's own assertion mapping; nothing to reach (push only).
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         Ok(diagnostics::push_connector_checks(|| SamlMapping::map_assertion(&saml_mapping::GENERIC, &diagnostics::probe_assertion(), &config::get), false))
+    }
+}
+
+impl scim_reads::Guest for CustomSaml {
+    /// The generic RFC 7644 dialect are plain RFC 7644: the host decodes them.
+    fn as_sent() -> Vec<ResourceKind> {
+        scim_reads::BOTH.to_vec()
     }
 }
 

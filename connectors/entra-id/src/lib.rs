@@ -26,7 +26,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync,
-    export_connector, http, log, metadata, provisioning, schemas, scim_dialect, sso,
+    export_connector, http, log, metadata, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// Machine name of this connector.
@@ -131,6 +131,13 @@ pub fn checks(get: &dyn Fn(&str) -> Option<String>, fetch: &mut http::Fetch<'_>)
         checks.push(check);
     }
     checks
+}
+
+impl scim_reads::Guest for EntraId {
+    /// Entra's lookups (the Test Connection probe included) are plain RFC 7644: the host decodes them.
+    fn as_sent() -> Vec<ResourceKind> {
+        scim_reads::BOTH.to_vec()
+    }
 }
 
 export_connector!(EntraId);

@@ -26,7 +26,7 @@ mod tests;
 use idplex_connector_sdk::saml_mapping::SamlMapping;
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync,
-    export_connector, http, metadata, provisioning, schemas, scim_dialect, sso,
+    export_connector, http, metadata, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// Machine name of this connector.
@@ -136,6 +136,13 @@ pub fn checks(get: &dyn Fn(&str) -> Option<String>, fetch: &mut http::Fetch<'_>)
         fetch(&pull::probe_url(&scope)),
     ));
     checks
+}
+
+impl scim_reads::Guest for GoogleWorkspace {
+    /// No SCIM provisioning: no reads to decode.
+    fn as_sent() -> Vec<ResourceKind> {
+        Vec::new()
+    }
 }
 
 export_connector!(GoogleWorkspace);

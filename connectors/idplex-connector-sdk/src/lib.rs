@@ -1,7 +1,7 @@
 //! # idplex connector SDK
 //!
 //! Everything a Rust crate needs to become an idplex *connector*: the bindings of the WIT world
-//! `idplex:connector/connector@1.2.0` (generated once, here, from the copy of the contract this
+//! `idplex:connector/connector@1.3.0` (generated once, here, from the copy of the contract this
 //! crate carries, `wit/connector.wit`, so it builds as a `path` or `git` dependency from
 //! anywhere), the
 //! [`export_connector!`] macro that wires a type implementing the export traits into the
@@ -25,6 +25,7 @@
 //! impl schemas::Guest for MyConnector { /* extensions(): Ok(vec![]) if none (contract 1.1) */ }
 //! impl diagnostics::Guest for MyConnector { /* test_connection() (contract 1.1) */ }
 //! impl directory_pull::Guest for MyConnector { /* pull(request): passes (contract 1.2) */ }
+//! impl scim_reads::Guest for MyConnector { /* as_sent(): GETs the host decodes (contract 1.3) */ }
 //!
 //! export_connector!(MyConnector);
 //! ```
@@ -140,6 +141,12 @@ macro_rules! export_connector {
                     <$ty as $crate::directory_pull::Guest>::pull(request)
                 }
             }
+            impl $crate::scim_reads::Guest for __IdplexConnectorExports {
+                fn as_sent() -> $crate::__private::Vec<$crate::ResourceKind> {
+                    $crate::panic_hook::install();
+                    <$ty as $crate::scim_reads::Guest>::as_sent()
+                }
+            }
 
             $crate::bindings::export_connector!(__IdplexConnectorExports with_types_in $crate::bindings);
         };
@@ -189,6 +196,19 @@ pub mod metadata {
 /// The `provisioning` export: implement [`provisioning::Guest`] to normalize inbound SCIM.
 pub mod provisioning {
     pub use crate::bindings::exports::idplex::connector::provisioning::*;
+}
+
+/// The `scim-reads` export (contract 1.3): implement [`scim_reads::Guest`] to list the resource
+/// kinds whose SCIM `GET` requests your IdP sends in plain RFC 7644. The host decodes those
+/// itself (as [`scim_dialect::parse`] would) and does not call `normalize` for them: a sandbox
+/// call saved on every lookup. Answer [`scim_reads::BOTH`] if your `normalize` hands `GET`s to
+/// the generic dialect unchanged, `Vec::new()` if it rewrites anything in them (or has no
+/// provisioning).
+pub mod scim_reads {
+    pub use crate::bindings::exports::idplex::connector::scim_reads::*;
+
+    /// Both resource kinds: what a connector answers whose reads are all plain RFC 7644.
+    pub const BOTH: [crate::ResourceKind; 2] = [crate::ResourceKind::User, crate::ResourceKind::Group];
 }
 
 /// The `directory-sync` export: implement [`directory_sync::Guest`] to pull from an IdP API.

@@ -13,7 +13,7 @@ use idplex_connector_sdk::sso::VerifiedAssertion;
 use idplex_connector_sdk::testing::{self, FakeHttp, MockHost};
 use idplex_connector_sdk::{
     CanonicalUser, ConnectorError, ErrorKind, Json, ResourceKind, clock, config, diagnostics, directory_pull,
-    directory_sync, export_connector, http, log, metadata, provisioning, schemas, scim_dialect, sso,
+    directory_sync, export_connector, http, log, metadata, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// A small connector for "Acme IdP", written as a vendor would.
@@ -103,6 +103,12 @@ impl directory_pull::Guest for Acme {
         }
         page.next = body["next"].as_u64().map(|n| n.to_string());
         Ok(page)
+    }
+}
+
+impl scim_reads::Guest for Acme {
+    fn as_sent() -> Vec<ResourceKind> {
+        scim_reads::BOTH.to_vec()
     }
 }
 

@@ -17,7 +17,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, log, metadata,
-    diagnostics, provisioning, schemas, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// Machine name of this connector.
@@ -99,6 +99,13 @@ impl diagnostics::Guest for Okta {
     /// The config, through the connector's own assertion mapping; nothing to reach (push only).
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         Ok(diagnostics::push_connector_checks(|| saml::map_assertion(&diagnostics::probe_assertion(), &config::get), true))
+    }
+}
+
+impl scim_reads::Guest for Okta {
+    /// Okta's lookups (`userName eq`, by id, group lists) are plain RFC 7644: the host decodes them.
+    fn as_sent() -> Vec<ResourceKind> {
+        scim_reads::BOTH.to_vec()
     }
 }
 

@@ -18,7 +18,7 @@ mod tests;
 
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, directory_pull, directory_sync, export_connector, metadata,
-    diagnostics, provisioning, schemas, scim_dialect, sso,
+    diagnostics, provisioning, schemas, scim_dialect, scim_reads, sso,
 };
 
 /// Machine name of this connector.
@@ -94,6 +94,13 @@ impl diagnostics::Guest for OneLogin {
     /// The config, through the connector's own assertion mapping; nothing to reach (push only).
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         Ok(diagnostics::push_connector_checks(|| saml::map_assertion(&diagnostics::probe_assertion(), &config::get), true))
+    }
+}
+
+impl scim_reads::Guest for OneLogin {
+    /// OneLogin's lookups (its `+` for spaces and trailing `&` are the host's query decoding) are plain RFC 7644: the host decodes them.
+    fn as_sent() -> Vec<ResourceKind> {
+        scim_reads::BOTH.to_vec()
     }
 }
 

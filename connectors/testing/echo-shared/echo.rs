@@ -16,7 +16,7 @@ use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync, export_connector, metadata,
-    provisioning, schemas, sso,
+    provisioning, schemas, scim_reads, sso,
 };
 
 /// The version this build reports.
@@ -83,6 +83,23 @@ impl schemas::Guest for Echo {
 impl diagnostics::Guest for Echo {
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         Ok(vec![diagnostics::check("config", Ok(format!("echo {VERSION} has nothing to check")))])
+    }
+}
+
+impl scim_reads::Guest for Echo {
+    /// The kinds named in the config key `reads_as_sent` (`user`, `group`, comma-separated):
+    /// echo's `normalize` refuses every `GET`, so a `GET` that succeeds was decoded by the host.
+    fn as_sent() -> Vec<ResourceKind> {
+        let listed = config::get("reads_as_sent").unwrap_or_default();
+        let mut kinds = Vec::new();
+        for name in listed.split(',').map(str::trim) {
+            match name {
+                "user" => kinds.push(ResourceKind::User),
+                "group" => kinds.push(ResourceKind::Group),
+                _ => {}
+            }
+        }
+        kinds
     }
 }
 

@@ -8,7 +8,7 @@
 use idplex_connector_sdk::provisioning::{Operation, ScimRequest};
 use idplex_connector_sdk::{
     ConnectorError, Json, ResourceKind, diagnostics, directory_pull, directory_sync, export_connector, metadata,
-    provisioning, schemas, sso,
+    provisioning, schemas, scim_reads, sso,
 };
 
 struct Odd;
@@ -64,6 +64,12 @@ impl schemas::Guest for Odd {
 impl diagnostics::Guest for Odd {
     fn test_connection() -> Result<Vec<diagnostics::Check>, ConnectorError> {
         Ok(Vec::new())
+    }
+}
+
+impl scim_reads::Guest for Odd {
+    fn as_sent() -> Vec<ResourceKind> {
+        Vec::new()
     }
 }
 

@@ -122,7 +122,7 @@ mod tests {
             let (version, interfaces): (&str, &[&str]) = if name == "contract-1-0" {
                 ("1.0.0", &["metadata", "provisioning", "directory-sync", "sso"])
             } else {
-                ("1.2.0", &["metadata", "provisioning", "directory-sync", "sso", "schemas", "diagnostics", "directory-pull"])
+                ("1.3.0", &["metadata", "provisioning", "directory-sync", "sso", "schemas", "diagnostics", "directory-pull", "scim-reads"])
             };
             for interface in interfaces {
                 let want = format!("idplex:connector/{interface}@{version}");

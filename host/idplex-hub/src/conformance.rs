@@ -284,6 +284,8 @@ pub mod cases {
     pub const SCHEMAS: &str = "schemas: extensions are usable";
     /// `diagnostics.test-connection` answers.
     pub const DIAGNOSTICS: &str = "diagnostics: test-connection answers";
+    /// `scim-reads.as-sent` answers kinds the host may decode itself (contract 1.3).
+    pub const SCIM_READS: &str = "scim-reads: reads the host decodes";
     /// No call exceeded its deadline, memory or output cap.
     pub const LIMITS: &str = "limits";
 
@@ -404,6 +406,7 @@ impl Checker<'_> {
                 "sso",
                 "directory-sync",
                 cases::SCHEMAS,
+                cases::SCIM_READS,
                 cases::DIAGNOSTICS,
                 cases::LIMITS,
             ] {
@@ -426,6 +429,7 @@ impl Checker<'_> {
         self.sso(&loaded, &ctx).await;
         self.directory_sync(&loaded, &ctx).await;
         self.schemas(&loaded, &ctx).await;
+        self.scim_reads(&loaded, &ctx).await;
         self.diagnostics(&loaded, &ctx).await;
         self.limits();
     }
@@ -913,6 +917,43 @@ impl Checker<'_> {
         self.push(cases::SCHEMAS, outcome, detail, m);
     }
 
+    /// The kinds a connector takes as sent are decoded by the host instead of its `normalize`:
+    /// sound when the `GET` cases above pass (the connector answers them as the host would).
+    async fn scim_reads(&mut self, loaded: &LoadedConnector, ctx: &CallContext) {
+        let started = Instant::now();
+        let out = loaded.reads_as_sent(ctx).await;
+        let m = self.record("scim-reads.as-sent".into(), started, None, &out);
+        let (outcome, detail) = match out {
+            Err(e) => (CaseOutcome::Fail, e.to_string()),
+            Ok(kinds) if kinds.is_empty() => (CaseOutcome::Pass, "none: every GET goes through normalize".to_string()),
+            Ok(_) if !loaded.has(Capability::Provisioning) => (
+                CaseOutcome::Fail,
+                "lists kinds whose reads the host should decode, without the provisioning capability".to_string(),
+            ),
+            Ok(kinds) => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.endpoint()).collect();
+                let failed: Vec<String> = self
+                    .report
+                    .failures()
+                    .filter(|c| c.name.strip_prefix("provisioning: GET /").is_some_and(|rest| names.iter().any(|n| rest.starts_with(n))))
+                    .map(|c| c.name.clone())
+                    .collect();
+                if failed.is_empty() {
+                    (
+                        CaseOutcome::Pass,
+                        format!("GET /{} decoded by the host, as the connector's own answers to the GET cases above", names.join(", GET /")),
+                    )
+                } else {
+                    (
+                        CaseOutcome::Fail,
+                        format!("takes reads as sent, yet answers {} otherwise than the host decodes them", failed.join(", ")),
+                    )
+                }
+            }
+        };
+        self.push(cases::SCIM_READS, outcome, detail, m);
+    }
+
     async fn diagnostics(&mut self, loaded: &LoadedConnector, ctx: &CallContext) {
         let hosts = idplex_runtime::fill_host_patterns(&loaded.info().egress_hosts, |k| ctx.config.get(k).cloned())
             .unwrap_or_default();
@@ -1249,6 +1290,15 @@ fn scim_cases() -> Vec<ScimCase> {
             None,
         ),
         case("POST /Groups (create)", "POST", Group, None, &[], Some(group_body())),
+        case("GET /Groups/{id}", "GET", Group, Some(GROUP_ID), &[("excludedAttributes", "members")], None),
+        case(
+            "GET /Groups?filter=displayName eq",
+            "GET",
+            Group,
+            None,
+            &[("filter", "displayName eq \"Tour Guides\""), ("excludedAttributes", "members")],
+            None,
+        ),
         case(
             "PATCH /Groups/{id} add members",
             "PATCH",

@@ -658,14 +658,15 @@ impl Hub {
             what: "schema extensions",
             reason: format!("{} declares one the host cannot use: {reason}", connector.label()),
         })?;
-        Ok(PreparedBinding { connector, context: Arc::new(context), types })
+        let reads_as_sent = connector.reads_as_sent(&context).await?;
+        Ok(PreparedBinding { connector, context: Arc::new(context), types, reads_as_sent })
     }
 
     /// Publishes a prepared binding of `conn` in this process unless one at least as new is
     /// (see [`Hub::bind`]); whether it was published.
     fn publish(&self, conn: &Connection, prepared: PreparedBinding) -> bool {
-        let PreparedBinding { connector, context, types } = prepared;
-        let extras = provisioning::BindingExtras::new(types);
+        let PreparedBinding { connector, context, types, reads_as_sent } = prepared;
+        let extras = provisioning::BindingExtras::new(types, &reads_as_sent);
         let binding = Binding::new(conn.id.clone(), connector, context, conn.updated_at).with_derived(Arc::new(extras));
         let published = self.registry.bind_if_newer(binding);
         self.lock_failures().remove(&conn.id);
@@ -938,6 +939,8 @@ struct PreparedBinding {
     connector: Arc<LoadedConnector>,
     context: Arc<CallContext>,
     types: provisioning::ScimTypes,
+    /// The kinds whose reads the host decodes itself (contract 1.3 `scim-reads`).
+    reads_as_sent: Vec<idplex_runtime::ResourceKind>,
 }
 
 /// One SCIM request's view of its connection's connector: see [`Hub::provisioning`].
@@ -985,10 +988,17 @@ impl Provisioning<'_> {
         self.serves_unchanged(idplex_runtime::ResourceKind::User) && self.serves_unchanged(idplex_runtime::ResourceKind::Group)
     }
 
-    /// `provisioning.normalize` of the request's envelope.
+    /// `provisioning.normalize` of the request's envelope; a `GET` of a kind the connector
+    /// takes as sent (contract 1.3 `scim-reads`) is decoded by the host without a call.
     pub async fn normalize(&mut self, request: ScimRequest) -> Result<Vec<Operation>, HubError> {
         if self.hub.options.native_scim_passthrough {
             return native_scim::normalize(&request).map_err(native_refusal);
+        }
+        if self.reads_as_sent(&request) {
+            return provisioning::read_as_sent(&request).map(|op| vec![op]).map_err(|e| HubError::Call(CallError::Connector {
+                connector: self.binding.connector.label().to_string(),
+                error: e,
+            }));
         }
         self.reclaim_instance();
         let b = &self.binding;
@@ -1001,6 +1011,12 @@ impl Provisioning<'_> {
             Err(detail) => Err(CallError::InvalidOutput { connector: b.connector.label().to_string(), detail }),
         });
         self.hub.observe(b, out).await
+    }
+
+    /// Whether `request` is a read its connector takes as sent (see [`Provisioning::normalize`]).
+    pub fn reads_as_sent(&self, request: &ScimRequest) -> bool {
+        request.method == "GET"
+            && provisioning::BindingExtras::of(&self.binding).is_some_and(|e| e.reads_as_sent(request.resource))
     }
 
     /// `provisioning.render` of a stored resource.

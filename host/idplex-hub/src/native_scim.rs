@@ -11,10 +11,11 @@
 //! exactly one RFC operation, bodies are checked to be JSON objects listing the resource's core
 //! schema, PATCH messages are parsed into their operations, list parameters into a query; a
 //! stored resource is rendered unchanged (not parsed again). Errors carry the same
-//! kind, message and `scimType`.
+//! kind, message and `scimType`. Its `GET` decoding is the production one of reads a connector
+//! takes as sent ([`crate::provisioning::read_as_sent`]), which the same test thereby checks.
 
 use idplex_runtime::{
-    ConnectorErrorKind, ListQuery, Operation, PatchOp, PatchOperation, ResourceKind, ScimRequest,
+    ConnectorErrorKind, Operation, PatchOp, PatchOperation, ResourceKind, ScimRequest,
     WitConnectorError,
 };
 use serde_json::{Map, Value};
@@ -91,10 +92,8 @@ pub fn normalize(request: &ScimRequest) -> Result<Vec<Operation>> {
         "PUT" => Operation::Replace((need_id("PUT")?, resource_body(request, kind)?)),
         "PATCH" => Operation::Patch((need_id("PATCH")?, patch_operations(request)?)),
         "DELETE" => Operation::Delete(need_id("DELETE")?),
-        "GET" => match id {
-            Some(id) => Operation::Get(id.to_string()),
-            None => Operation::Query(list_query(&request.query)?),
-        },
+        // The host's own decoding of reads, as for a connector that takes them as sent.
+        "GET" => crate::provisioning::read_as_sent(request)?,
         other => {
             return Err(WitConnectorError {
                 kind: ConnectorErrorKind::Unsupported,
@@ -189,49 +188,4 @@ fn patch_operation(index: usize, op: &Value) -> Result<PatchOperation> {
         _ => {}
     }
     Ok(PatchOperation { op: kind, path, value })
-}
-
-fn list_query(params: &[(String, String)]) -> Result<ListQuery> {
-    let mut query = ListQuery {
-        filter: None,
-        start_index: None,
-        count: None,
-        sort_by: None,
-        sort_descending: false,
-        attributes: Vec::new(),
-        excluded_attributes: Vec::new(),
-    };
-    let non_empty = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
-    let list = |v: &str| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-    for (name, value) in params {
-        match name.to_ascii_lowercase().as_str() {
-            "filter" => query.filter = non_empty(value),
-            // RFC 7644 §3.4.2.4: a startIndex below 1 means 1, a negative count means 0.
-            "startindex" => query.start_index = Some(integer("startIndex", value)?.max(1) as u32),
-            "count" => query.count = Some(integer("count", value)?.max(0) as u32),
-            "sortby" => query.sort_by = non_empty(value),
-            "sortorder" => {
-                query.sort_descending = match value.trim().to_ascii_lowercase().as_str() {
-                    "ascending" | "" => false,
-                    "descending" => true,
-                    _ => {
-                        return Err(invalid(
-                            format!("query parameter `sortOrder` must be `ascending` or `descending`, got `{value}`"),
-                            Some("invalidValue"),
-                        ));
-                    }
-                }
-            }
-            "attributes" => query.attributes = list(value),
-            "excludedattributes" => query.excluded_attributes = list(value),
-            _ => {}
-        }
-    }
-    Ok(query)
-}
-
-fn integer(name: &str, value: &str) -> Result<i64> {
-    value.trim().parse::<i64>().map(|n| n.min(u32::MAX as i64)).map_err(|_| {
-        invalid(format!("query parameter `{name}` must be an integer, got `{value}`"), Some("invalidValue"))
-    })
 }

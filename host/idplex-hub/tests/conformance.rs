@@ -83,8 +83,13 @@ async fn every_first_party_connector_passes_every_case() {
             assert!(d.contains("as the generic RFC 7644 dialect"), "{d}");
             detail(&report, "provisioning: PATCH /Users/{id} remove without path (refused)", CaseOutcome::Pass);
             detail(&report, "provisioning: render keeps a group valid", CaseOutcome::Pass);
+            // Every first-party SCIM dialect takes its reads as sent (contract 1.3).
+            let reads = detail(&report, cases::SCIM_READS, CaseOutcome::Pass);
+            assert!(reads.contains("GET /Users, GET /Groups decoded by the host"), "{reads}");
         } else {
             detail(&report, &cases::undeclared("provisioning"), CaseOutcome::Pass);
+            let reads = detail(&report, cases::SCIM_READS, CaseOutcome::Pass);
+            assert!(reads.contains("every GET goes through normalize"), "{reads}");
         }
         if declares("sso") {
             let d = detail(&report, "sso: NameID e-mail address with common attribute names", CaseOutcome::Pass);
@@ -119,6 +124,7 @@ async fn hostile_in_its_passthrough_mode_fails_the_generic_dialect_cases() {
         "provisioning: PATCH /Users/{id} remove with path",
         "provisioning: PATCH /Users/{id} remove without path (refused)",
         "provisioning: GET /Users?filter=userName eq",
+        "provisioning: GET /Groups?filter=displayName eq",
         "provisioning: PATCH /Groups/{id} add members",
         "provisioning: PATCH /Groups/{id} remove members",
     ]

@@ -163,8 +163,9 @@ async fn a_request_that_renders_nothing_holds_its_instance_only_for_normalize() 
     hub.install_bundled().await.unwrap();
     let conn = hub.create_connection(connection("quick", json!({}))).await.unwrap();
     let conn = hub.activate(&conn.id, "1.0.0", "test").await.unwrap();
+    // A DELETE goes through `normalize` (a GET would not: custom-saml takes reads as sent).
     let get = || ScimRequest {
-        method: "GET".into(),
+        method: "DELETE".into(),
         resource: ResourceKind::User,
         id: Some("u1".into()),
         query: Vec::new(),
@@ -207,4 +208,14 @@ async fn a_request_that_renders_nothing_holds_its_instance_only_for_normalize() 
     drop(second);
     assert_eq!(binding.idle.len(), 1);
     assert_eq!(hub.binding(&conn.id).unwrap().idle.len(), 0, "the new binding starts with none");
+    // A read the connector takes as sent (contract 1.3) is decoded by the host: no instance.
+    let mut read = hub.provisioning(&conn.id).unwrap();
+    let binding = hub.binding(&conn.id).unwrap();
+    let read_request = ScimRequest { method: "GET".into(), ..get() };
+    assert!(read.reads_as_sent(&read_request));
+    let ops = read.normalize(read_request).await.unwrap();
+    assert!(matches!(&ops[..], [idplex_hub::runtime::Operation::Get(id)] if id == "u1"), "{ops:?}");
+    assert!(!read.reads_as_sent(&ScimRequest { resource: ResourceKind::Group, ..get() }), "a DELETE is never a read");
+    drop(read);
+    assert_eq!(binding.idle.len(), 0, "no instance was started for the read");
 }

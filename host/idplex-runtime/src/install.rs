@@ -172,6 +172,8 @@ pub struct LoadedConnector {
     exports_diagnostics: bool,
     /// Whether the component exports `directory-pull` (contract 1.2).
     exports_directory_pull: bool,
+    /// Whether the component exports `scim-reads` (contract 1.3).
+    exports_scim_reads: bool,
     component_bytes: Arc<[u8]>,
     /// The compiled `config-schema`, or why it is unusable (only for a module installed before
     /// schemas were checked at install; such a config cannot be changed until it is replaced).
@@ -481,6 +483,36 @@ impl LoadedConnector {
         Ok(out)
     }
 
+    /// `scim-reads.as-sent` (contract 1.3) with `ctx`'s config: the resource kinds whose `GET`
+    /// requests the host decodes itself instead of calling `normalize`, each once. Empty for a
+    /// component built against an earlier minor.
+    pub async fn reads_as_sent(&self, ctx: &CallContext) -> Result<Vec<ResourceKind>, CallError> {
+        if !self.exports_scim_reads {
+            return Ok(Vec::new());
+        }
+        let mut kinds = self
+            .run(
+                ctx,
+                Box::new(|c, s| {
+                    Box::pin(async move {
+                        match c.scim_reads() {
+                            Some(reads) => reads.call_as_sent(s).await,
+                            None => Ok(Vec::new()),
+                        }
+                    })
+                }),
+            )
+            .await?;
+        if kinds.len() > 2 {
+            return Err(CallError::InvalidOutput {
+                connector: self.label.to_string(),
+                detail: format!("scim-reads.as-sent listed {} resource kinds; there are two (user, group)", kinds.len()),
+            });
+        }
+        kinds.dedup();
+        Ok(kinds)
+    }
+
     /// `diagnostics.test-connection` (contract 1.1) with `ctx`'s config and egress: the checks
     /// the connector made, each name and detail bounded. `None` for a component built against
     /// 1.0, which has no such call.
@@ -612,6 +644,7 @@ impl Runtime {
         let pre = ConnectorPre::new(pre).map_err(|e| InstallError::Mismatch { detail: format!("{e:#}") })?;
         let (exports_schemas, exports_diagnostics) = (pre.has_schemas(), pre.has_diagnostics());
         let exports_directory_pull = pre.has_directory_pull();
+        let exports_scim_reads = pre.has_scim_reads();
 
         let mut loaded = LoadedConnector {
             runtime: self.clone(),
@@ -632,6 +665,7 @@ impl Runtime {
             exports_schemas,
             exports_diagnostics,
             exports_directory_pull,
+            exports_scim_reads,
             component_bytes,
             config_schema: Err("not described yet".into()),
         };

@@ -11,10 +11,12 @@
 //!   bind it, naming the attribute, and the connection keeps serving as it was;
 //! * *test connection* reports a connector's checks, and a connector fault there is an error
 //!   and an event;
-//! * the host knows only the RFC's schema URNs: a pre-RFC one a connector passes on is refused.
+//! * the host knows only the RFC's schema URNs: a pre-RFC one a connector passes on is refused;
+//! * a 1.3 connector's `scim-reads` (the kinds whose `GET`s it takes as sent) makes the host
+//!   decode those reads itself, per binding, and only those.
 
 use axum::http::{Method, StatusCode};
-use idplex_bundled::testing::{CONTRACT_1_0, HOSTILE};
+use idplex_bundled::testing::{CONTRACT_1_0, ECHO_V1, HOSTILE};
 use idplex_hub::store::{ConnectionUpdate, NewConnection};
 use serde_json::{Value, json};
 
@@ -198,4 +200,50 @@ async fn a_pre_rfc_urn_passed_on_by_a_connector_is_refused_naming_the_rfc_urn() 
     let (status, error) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&legacy_ext)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert!(error["detail"].as_str().unwrap().contains("urn:scim:schemas:extension:enterprise:2.0"), "{error}");
+}
+
+/// `echo`'s `normalize` refuses every `GET` (501) and takes `reads_as_sent` from its config, so a
+/// `GET` that is answered was decoded by the host without the connector.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_a_connector_takes_as_sent_are_decoded_by_the_host_and_only_those() {
+    let env = env().await;
+    let (conn, token) = env.connection("echo-reads", ECHO_V1, json!({"reads_as_sent": "user"})).await;
+    let body = json!({"schemas": [USER], "userName": "ada@example.com"});
+    let (status, created) = env.send(&token, Method::POST, &format!("/scim/v2/{conn}/Users"), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    // (echo renders every resource it is shown into something else, so these reads are chosen
+    // to need no rendering: a count of 0, an id that does not exist.)
+    let filter = "/Users?filter=userName%20eq%20%22ADA@example.com%22&attributes=userName&count=0";
+    let (status, list) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}{filter}"), None).await;
+    assert_eq!((status, list["totalResults"].as_u64()), (StatusCode::OK, Some(1)), "{list}");
+    let (status, error) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Users/no-such-user"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    // The host's decoding refuses what the generic dialect refuses, with its message.
+    let (status, error) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Users?count=many"), None).await;
+    assert_eq!((status, error["scimType"].as_str()), (StatusCode::BAD_REQUEST, Some("invalidValue")), "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("`count` must be an integer"), "{error}");
+    // Groups are not listed: their reads still go to the connector, which refuses them.
+    let (status, error) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Groups"), None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("echo 1.0.0: GET not handled"), "{error}");
+    // Writes always go through the connector.
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    let (status, _) = env.send(&token, Method::PATCH, &format!("/scim/v2/{conn}/Users/{id}"), Some(&patch)).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+
+    // The answer holds per binding: a config change rebinds, and then the connector decides.
+    env.hub
+        .update_connection(&conn, ConnectionUpdate { config: Some(json!({})), ..Default::default() })
+        .await
+        .expect("config change");
+    let (status, error) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}/Users/no-such-user"), None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{error}");
+    let (status, _) = env.send(&token, Method::GET, &format!("/scim/v2/{conn}{filter}"), None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    // Another connection of the same module, without the key, never had it.
+    let (other, other_token) = env.connection("echo-plain", ECHO_V1, json!({})).await;
+    let (status, _) = env.send(&other_token, Method::GET, &format!("/scim/v2/{other}/Users"), None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
 }

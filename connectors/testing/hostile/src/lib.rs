@@ -42,7 +42,7 @@ use idplex_connector_sdk::provisioning::{ListQuery, Operation, ScimRequest};
 use idplex_connector_sdk::serde_json::json;
 use idplex_connector_sdk::{
     CanonicalUser, ConnectorError, Json, ResourceKind, config, diagnostics, directory_pull, directory_sync,
-    export_connector, metadata, provisioning, schemas, sso,
+    export_connector, metadata, provisioning, schemas, scim_reads, sso,
 };
 
 /// Hosts declared in `describe().egress_hosts` (fixed at compile time).
@@ -415,6 +415,13 @@ impl diagnostics::Guest for Hostile {
             _ => Ok("hostile: mode is usable".to_string()),
         };
         Ok(vec![diagnostics::check("config", outcome)])
+    }
+}
+
+impl scim_reads::Guest for Hostile {
+    /// None: every `GET` goes through `normalize`, where the modes misbehave.
+    fn as_sent() -> Vec<ResourceKind> {
+        Vec::new()
     }
 }
 

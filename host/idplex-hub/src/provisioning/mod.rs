@@ -22,11 +22,13 @@ use crate::Hub;
 
 mod errors;
 mod locks;
+mod reads;
 mod resources;
 pub mod sync_log;
 
 pub use errors::{connector_failure, hub_failure};
 pub use locks::PatchLocks;
+pub use reads::read_as_sent;
 pub use resources::MAX_LIST_RESPONSE_BYTES;
 pub(crate) use resources::keep_host_owned;
 pub use sync_log::SyncLogger;
@@ -270,11 +272,22 @@ impl ScimTypes {
 pub(crate) struct BindingExtras {
     pub(crate) types: ScimTypes,
     unchanged: [std::sync::atomic::AtomicBool; 2],
+    /// Per kind, whether the connector takes its reads as sent (contract 1.3 `scim-reads`).
+    as_sent: [bool; 2],
 }
 
 impl BindingExtras {
-    pub(crate) fn new(types: ScimTypes) -> Self {
-        BindingExtras { types, unchanged: Default::default() }
+    pub(crate) fn new(types: ScimTypes, reads_as_sent: &[ResourceKind]) -> Self {
+        let mut as_sent = [false; 2];
+        for kind in reads_as_sent {
+            as_sent[Self::slot(*kind)] = true;
+        }
+        BindingExtras { types, unchanged: Default::default(), as_sent }
+    }
+
+    /// Whether `GET`s of `kind` are decoded by the host ([`read_as_sent`]).
+    pub(crate) fn reads_as_sent(&self, kind: ResourceKind) -> bool {
+        self.as_sent[Self::slot(kind)]
     }
 
     pub(crate) fn of(binding: &idplex_runtime::Binding) -> Option<&BindingExtras> {

@@ -14,12 +14,12 @@ wasmtime::component::bindgen!({
 pub const MAJOR: u64 = 1;
 
 /// The exact contract version of the WIT these bindings were generated from.
-pub const VERSION: &str = "1.2.0";
+pub const VERSION: &str = "1.3.0";
 
-use exports::idplex::connector::{diagnostics, directory_pull, directory_sync, metadata, provisioning, schemas, sso};
+use exports::idplex::connector::{diagnostics, directory_pull, directory_sync, metadata, provisioning, schemas, scim_reads, sso};
 
 /// The exports of a component, looked up once when it is loaded. The interfaces of 1.0 are
-/// required; those added since (`schemas`, `diagnostics`: 1.1; `directory-pull`: 1.2) are optional, absent from a
+/// required; those added since (`schemas`, `diagnostics`: 1.1; `directory-pull`: 1.2; `scim-reads`: 1.3) are optional, absent from a
 /// component built against an earlier minor (wasmtime's export lookup is semver-aware, so a
 /// 1.0 component's `metadata@1.0.0` is found under `metadata@1.1.0`). Used instead of the
 /// generated `ConnectorPre`, which requires every export of the newest world.
@@ -32,6 +32,7 @@ pub(crate) struct ExportsPre<T: 'static> {
     schemas: Option<schemas::GuestIndices>,
     diagnostics: Option<diagnostics::GuestIndices>,
     directory_pull: Option<directory_pull::GuestIndices>,
+    scim_reads: Option<scim_reads::GuestIndices>,
 }
 
 /// The exports of one instance (see [`ExportsPre`]).
@@ -43,6 +44,7 @@ pub struct Exports {
     schemas: Option<schemas::Guest>,
     diagnostics: Option<diagnostics::Guest>,
     directory_pull: Option<directory_pull::Guest>,
+    scim_reads: Option<scim_reads::Guest>,
 }
 
 impl Exports {
@@ -74,6 +76,10 @@ impl Exports {
     pub fn directory_pull(&self) -> Option<&directory_pull::Guest> {
         self.directory_pull.as_ref()
     }
+    /// `scim-reads` (1.3), if the component exports it.
+    pub fn scim_reads(&self) -> Option<&scim_reads::Guest> {
+        self.scim_reads.as_ref()
+    }
 }
 
 impl<T: Send + 'static> ExportsPre<T> {
@@ -84,6 +90,7 @@ impl<T: Send + 'static> ExportsPre<T> {
         let schemas = if exported("schemas") { Some(schemas::GuestIndices::new(&pre)?) } else { None };
         let diagnostics = if exported("diagnostics") { Some(diagnostics::GuestIndices::new(&pre)?) } else { None };
         let directory_pull = if exported("directory-pull") { Some(directory_pull::GuestIndices::new(&pre)?) } else { None };
+        let scim_reads = if exported("scim-reads") { Some(scim_reads::GuestIndices::new(&pre)?) } else { None };
         Ok(ExportsPre {
             metadata: metadata::GuestIndices::new(&pre)?,
             provisioning: provisioning::GuestIndices::new(&pre)?,
@@ -92,6 +99,7 @@ impl<T: Send + 'static> ExportsPre<T> {
             schemas,
             diagnostics,
             directory_pull,
+            scim_reads,
             pre,
         })
     }
@@ -111,6 +119,11 @@ impl<T: Send + 'static> ExportsPre<T> {
         self.directory_pull.is_some()
     }
 
+    /// Whether the component exports `scim-reads` (1.3).
+    pub fn has_scim_reads(&self) -> bool {
+        self.scim_reads.is_some()
+    }
+
     /// Instantiates the component in `store` and loads its exports.
     pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate_async(&mut store).await?;
@@ -122,6 +135,7 @@ impl<T: Send + 'static> ExportsPre<T> {
             schemas: self.schemas.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             diagnostics: self.diagnostics.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             directory_pull: self.directory_pull.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+            scim_reads: self.scim_reads.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
         })
     }
 }
