@@ -886,8 +886,10 @@ impl Hub {
     pub fn provisioning(&self, connection_id: &str) -> Result<Provisioning<'_>, HubError> {
         let binding = self.binding(connection_id)?;
         require(&binding, idplex_runtime::Capability::Provisioning, "provisioning")?;
-        let warm = binding.idle.take();
-        Ok(Provisioning { hub: self, binding, warm })
+        // No instance yet: the first call takes one of the binding's idle ones
+        // (`reclaim_instance`). A request that makes no call (a read the connector takes as
+        // sent) never holds one, nor counts toward an instance's retirement.
+        Ok(Provisioning { hub: self, binding, warm: idplex_runtime::Warm::default() })
     }
 
     /// Normalize a SCIM request through the connection's connector (or, with

@@ -190,8 +190,9 @@ async fn a_request_that_renders_nothing_holds_its_instance_only_for_normalize() 
     // Now a request gives its instance back as soon as `normalize` answered, keeps its binding
     // for the rest, and renders without one.
     let mut second = hub.provisioning(&conn.id).unwrap();
-    assert_eq!(binding.idle.len(), 0, "taken for the request");
+    assert_eq!(binding.idle.len(), 1, "not taken before the request's first call");
     second.normalize(get()).await.unwrap();
+    assert_eq!(binding.idle.len(), 0, "taken for the call");
     assert!(second.renders_nothing());
     second.release_instance();
     assert_eq!(binding.idle.len(), 1, "back while the request goes on");
@@ -209,13 +210,18 @@ async fn a_request_that_renders_nothing_holds_its_instance_only_for_normalize() 
     assert_eq!(binding.idle.len(), 1);
     assert_eq!(hub.binding(&conn.id).unwrap().idle.len(), 0, "the new binding starts with none");
     // A read the connector takes as sent (contract 1.3) is decoded by the host: no instance.
-    let mut read = hub.provisioning(&conn.id).unwrap();
     let binding = hub.binding(&conn.id).unwrap();
+    let mut write = hub.provisioning(&conn.id).unwrap();
+    write.normalize(get()).await.unwrap();
+    drop(write);
+    assert_eq!(binding.idle.len(), 1, "an instance waits with the binding");
+    let mut read = hub.provisioning(&conn.id).unwrap();
     let read_request = ScimRequest { method: "GET".into(), ..get() };
     assert!(read.reads_as_sent(&read_request));
     let ops = read.normalize(read_request).await.unwrap();
     assert!(matches!(&ops[..], [idplex_hub::runtime::Operation::Get(id)] if id == "u1"), "{ops:?}");
     assert!(!read.reads_as_sent(&ScimRequest { resource: ResourceKind::Group, ..get() }), "a DELETE is never a read");
+    assert_eq!(binding.idle.len(), 1, "the read took no instance");
     drop(read);
-    assert_eq!(binding.idle.len(), 0, "no instance was started for the read");
+    assert_eq!(binding.idle.len(), 1);
 }
