@@ -198,7 +198,11 @@ pub(crate) type CallFn<'a, R> = Box<
 /// binding (see [`crate::reuse`]).
 #[derive(Default)]
 pub struct Warm {
-    live: Option<Live>,
+    pub(crate) live: Option<Live>,
+    /// The idle set this was taken from ([`IdleInstances::take`](crate::IdleInstances::take)),
+    /// if any: a first call that must wait for an instance permit looks there again once it is
+    /// registered as waiting (see [`crate::gate`]).
+    pub(crate) home: Option<std::sync::Weak<crate::reuse::IdleSet>>,
 }
 
 /// A started (or starting) instance with its store and its connection's permit.
@@ -227,9 +231,9 @@ impl Warm {
         self.live.as_ref().map_or(0, |l| l.store.data().limiter.current)
     }
 
-    /// Whether other calls of the instance's connection wait for an instance permit.
-    pub(crate) fn contended(&self) -> bool {
-        self.live.as_ref().and_then(|l| l.permit.as_ref()).is_some_and(|p| p.contended())
+    /// The gate of the instance's connection (none without an instance or a connection).
+    pub(crate) fn gate(&self) -> Option<Arc<crate::gate::Gate>> {
+        self.live.as_ref().and_then(|l| l.permit.as_ref()).map(|p| p.gate().clone())
     }
 
     /// Hands the instance to a call of its connection waiting for a permit
@@ -237,9 +241,9 @@ impl Warm {
     pub(crate) fn hand_over(self) -> Option<Warm> {
         let live = self.live?;
         let Some(gate) = live.permit.as_ref().map(|p| p.gate().clone()) else {
-            return Some(Warm { live: Some(live) });
+            return Some(Warm { live: Some(live), home: None });
         };
-        crate::gate::hand_over(&gate, live).map(|live| Warm { live: Some(live) })
+        crate::gate::hand_over(&gate, live).map(|live| Warm { live: Some(live), home: None })
     }
 
     /// Count one more request completed by the instance, and return the count (0 without one).
@@ -279,7 +283,12 @@ impl LoadedConnector {
             Some(live) if self.owns(&live, ctx) => live,
             stale => {
                 drop(stale);
-                match self.runtime.admit(&self.label, ctx, &|live| self.owns(live, ctx)).await? {
+                // Once registered as waiting, the call looks in the idle set it took from again:
+                // an instance parked there after it looked, while nobody waited yet, would
+                // otherwise hold the permit it waits for (`crate::gate::Runtime::admit`).
+                let home = warm.home.clone();
+                let reclaim = move || home.as_ref().and_then(std::sync::Weak::upgrade).and_then(|set| set.take_live());
+                match self.runtime.admit(&self.label, ctx, &|live| self.owns(live, ctx), &reclaim).await? {
                     crate::gate::Admission::Adopted(live) => live,
                     crate::gate::Admission::Permit(permit) => {
                         Live { store: self.new_store(ctx), instance: None, requests: 0, permit }

@@ -93,6 +93,11 @@ impl Gate {
         };
         drop(expired);
     }
+
+    /// Whether calls wait for a permit (then an instance that is done goes to one of them).
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
 }
 
 /// How a call got the right to run an instance of its connection ([`Runtime::admit`]).
@@ -116,13 +121,6 @@ pub(crate) struct InstancePermit {
 }
 
 impl InstancePermit {
-    /// Whether calls of this connection are waiting for a permit: then an instance that is
-    /// done should be handed to one of them ([`hand_over`]), not kept idle in its binding,
-    /// where a waiting call would never find it.
-    pub(crate) fn contended(&self) -> bool {
-        self.gate.waiting.load(Ordering::Acquire) > 0
-    }
-
     pub(crate) fn gate(&self) -> &Arc<Gate> {
         &self.gate
     }
@@ -166,12 +164,19 @@ impl Runtime {
     /// connection): a permit at once if the connection is under its cap; else, while waiting,
     /// whichever comes first of a permit released and an instance handed over by a finished
     /// request that `fits` this call (the caller's [`crate::install::LoadedConnector`] started
-    /// it for the same context).
+    /// it for the same context), or an instance `reclaim` finds idle in the caller's binding.
+    ///
+    /// `reclaim` closes a race with [`crate::reuse`]: a request that ends while nobody waits
+    /// parks its instance idle, and a call that had already found that idle set empty would
+    /// then wait for the very permit the parked instance holds. So a waiting call looks there
+    /// again after it is counted as waiting, and `IdleInstances::put` looks at the count again
+    /// after parking (both under the idle set's lock, so one of the two sees the other).
     pub(crate) async fn admit(
         &self,
         label: &str,
         ctx: &CallContext,
         fits: &(dyn Fn(&Live) -> bool + Sync),
+        reclaim: &(dyn Fn() -> Option<Live> + Sync),
     ) -> Result<Admission, CallError> {
         let Some(connection) = ctx.connection_id.as_deref() else {
             return Ok(Admission::Permit(None));
@@ -202,6 +207,9 @@ impl Runtime {
             tokio::pin!(handed);
             handed.as_mut().enable();
             if let Some(live) = gate.take_handed(fits, max_wait) {
+                break Ok(Admission::Adopted(live));
+            }
+            if let Some(live) = reclaim().filter(|live| fits(live)) {
                 break Ok(Admission::Adopted(live));
             }
             tokio::select! {

@@ -23,11 +23,11 @@
 //!
 //! `max_requests = 1` turns this off: every request gets a fresh instance.
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::call::Warm;
+use crate::call::{Live, Warm};
 use crate::engine::Runtime;
 
 /// How connector instances are kept between the requests of a binding.
@@ -65,23 +65,23 @@ struct Idle {
 
 /// The instances of one binding waiting for its next SCIM request (see the module docs).
 pub struct IdleInstances {
+    set: Arc<IdleSet>,
+}
+
+/// What [`IdleInstances`] shares with the [`Warm`]s taken from it (by a weak reference: a
+/// request whose first call waits for a permit looks here again, see [`crate::gate`]).
+pub(crate) struct IdleSet {
     runtime: Runtime,
     idle: Mutex<Vec<Idle>>,
 }
 
-impl IdleInstances {
-    /// An empty set, counted against `runtime`'s limits.
-    pub fn new(runtime: &Runtime) -> Self {
-        IdleInstances { runtime: runtime.clone(), idle: Mutex::new(Vec::new()) }
-    }
-
+impl IdleSet {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An instance for a new request: the most recently returned one still fresh enough, or an
-    /// empty [`Warm`] (the request's first call then instantiates).
-    pub fn take(&self) -> Warm {
+    /// The most recently parked instance still fresh enough, releasing the expired ones.
+    fn take_idle(&self) -> Option<Warm> {
         let timeout = self.runtime.config().instance_reuse.idle_timeout;
         let (found, expired) = {
             let mut idle = self.lock();
@@ -90,32 +90,18 @@ impl IdleInstances {
         };
         self.release(expired.len() + usize::from(found.is_some()));
         drop(expired);
-        found.map(|i| i.warm).unwrap_or_default()
+        found.map(|i| i.warm)
     }
 
-    /// Return a request's instance when the request is over. Kept if it is healthy and within
-    /// the bounds of [`InstanceReuse`]; released otherwise.
-    pub fn put(&self, mut warm: Warm) {
+    /// [`IdleSet::take_idle`] for a call waiting for a permit of its connection.
+    pub(crate) fn take_live(&self) -> Option<Live> {
+        self.take_idle().and_then(|w| w.live)
+    }
+
+    /// Keeps `warm` idle within the caps of [`InstanceReuse`] (released beyond them).
+    fn park(&self, mut warm: Warm) {
+        warm.home = None;
         let reuse = self.runtime.config().instance_reuse;
-        if !warm.is_started() {
-            return;
-        }
-        if warm.count_request() >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
-            return;
-        }
-        // Calls of this connection wait for an instance permit (it is at its cap): hand this
-        // instance, permit included, to one of them ([`crate::gate`]). Kept idle here, it would
-        // hold the permit while the waiter, which found no idle instance when it started, waits
-        // out its `instance_wait` and fails `busy`; dropped, the waiter would start afresh.
-        let warm = if warm.contended() {
-            match warm.hand_over() {
-                None => return,
-                // Nobody waits any more: keep it idle after all.
-                Some(warm) => warm,
-            }
-        } else {
-            warm
-        };
         let total_cap = reuse
             .max_idle_total
             .min(self.runtime.config().max_concurrent_instances as usize / 4);
@@ -133,29 +119,92 @@ impl IdleInstances {
         idle.push(Idle { warm, since: Instant::now() });
     }
 
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.runtime.inner.idle_total.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for IdleSet {
+    fn drop(&mut self) {
+        let n = self.idle.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        self.release(n);
+    }
+}
+
+impl IdleInstances {
+    /// An empty set, counted against `runtime`'s limits.
+    pub fn new(runtime: &Runtime) -> Self {
+        IdleInstances { set: Arc::new(IdleSet { runtime: runtime.clone(), idle: Mutex::new(Vec::new()) }) }
+    }
+
+    /// An instance for a new request: the most recently returned one still fresh enough, or an
+    /// empty [`Warm`] (the request's first call then instantiates, or waits for a permit of
+    /// its connection and looks here again meanwhile).
+    pub fn take(&self) -> Warm {
+        let mut warm = self.set.take_idle().unwrap_or_default();
+        warm.home = Some(Arc::downgrade(&self.set));
+        warm
+    }
+
+    /// Return a request's instance when the request is over. Kept if it is healthy and within
+    /// the bounds of [`InstanceReuse`]; released otherwise.
+    pub fn put(&self, mut warm: Warm) {
+        let reuse = self.set.runtime.config().instance_reuse;
+        if !warm.is_started() {
+            return;
+        }
+        if warm.count_request() >= reuse.max_requests || warm.memory_bytes() > reuse.max_memory_bytes {
+            return;
+        }
+        let Some(gate) = warm.gate() else {
+            self.set.park(warm);
+            return;
+        };
+        // Calls of this connection wait for an instance permit (it is at its cap): hand this
+        // instance, permit included, to one of them ([`crate::gate`]). Kept idle here, it would
+        // hold the permit while the waiter, which found no idle instance when it started, waits
+        // out its `instance_wait` and fails `busy`; dropped, the waiter would start afresh.
+        // After parking, look at the waiters again: one may have counted itself in and looked
+        // here between the first look and the parking (the other half is in `Runtime::admit`).
+        loop {
+            if gate.has_waiters() {
+                match warm.hand_over() {
+                    None => return,
+                    // Nobody waits any more: keep it idle after all.
+                    Some(back) => warm = back,
+                }
+            }
+            self.set.park(warm);
+            if !gate.has_waiters() {
+                return;
+            }
+            match self.set.take_idle() {
+                Some(newest) => warm = newest,
+                // A waiter took it already.
+                None => return,
+            }
+        }
+    }
+
     /// Release the instances idle for longer than [`InstanceReuse::idle_timeout`]. Returns how
     /// many were released.
     pub fn sweep(&self) -> usize {
-        let timeout = self.runtime.config().instance_reuse.idle_timeout;
-        let expired = take_expired(&mut self.lock(), timeout);
-        self.release(expired.len());
+        let timeout = self.set.runtime.config().instance_reuse.idle_timeout;
+        let expired = take_expired(&mut self.set.lock(), timeout);
+        self.set.release(expired.len());
         expired.len()
     }
 
     /// How many instances wait.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.set.lock().len()
     }
 
     /// Whether none wait.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn release(&self, n: usize) {
-        if n > 0 {
-            self.runtime.inner.idle_total.fetch_sub(n, Ordering::AcqRel);
-        }
     }
 }
 
@@ -164,13 +213,6 @@ impl IdleInstances {
 fn take_expired(idle: &mut Vec<Idle>, timeout: Duration) -> Vec<Idle> {
     let fresh_from = idle.iter().position(|i| i.since.elapsed() < timeout).unwrap_or(idle.len());
     idle.drain(..fresh_from).collect()
-}
-
-impl Drop for IdleInstances {
-    fn drop(&mut self) {
-        let n = self.idle.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).len();
-        self.release(n);
-    }
 }
 
 impl std::fmt::Debug for IdleInstances {

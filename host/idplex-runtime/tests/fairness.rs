@@ -210,3 +210,36 @@ async fn a_connection_at_its_cap_hands_its_instances_on_instead_of_starting_afre
     // when a hand-over raced a waiter's timeout, began afresh.
     assert!(fresh <= 6, "{fresh} of 200 requests started a fresh instance");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_at_the_cap_finds_an_instance_parked_after_it_looked() {
+    // The interleaving that once failed CI as `busy`, made deterministic: request B looks for
+    // an idle instance and finds none; request A then ends while nobody waits yet, so its
+    // instance (holding the connection's only permit) is parked idle; B's first call then needs
+    // a permit. B must continue in A's parked instance, not wait out `instance_wait` behind it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.max_instances_per_connection = 1;
+    cfg.instance_wait = Duration::from_secs(3);
+    let rt = Runtime::new(cfg).unwrap();
+    let c = Arc::new(rt.install(HOSTILE).await.expect("hostile installs"));
+    let idle = idplex_runtime::IdleInstances::new(&rt);
+    let ctx = ctx("conn_parked", "count", Limits::default());
+
+    let mut a = idle.take();
+    let first = c.render_in(&mut a, &ctx, ResourceKind::User, "{}".into()).await.expect("A's call");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&first).unwrap()["calls"], 1);
+    let mut b = idle.take();
+    assert!(!b.is_started(), "nothing was idle when B looked");
+    idle.put(a);
+    assert_eq!(idle.len(), 1, "A's instance is parked: nobody waited when it ended");
+
+    let out = c.render_in(&mut b, &ctx, ResourceKind::User, "{}".into()).await;
+    let out = out.unwrap_or_else(|e| panic!("B waited behind the parked instance: {e}"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["calls"],
+        2,
+        "B continues in A's instance (its second call)"
+    );
+    assert!(idle.is_empty());
+}
