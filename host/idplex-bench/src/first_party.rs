@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use idplex_runtime::{CallContext, Capability, Operation, SamlAttribute, VerifiedAssertion};
+use idplex_runtime::{CallContext, Capability, Operation, SamlAttribute, VerifiedAssertion, Warm};
 use serde_json::{Value, json};
 
-use crate::{Report, Settings, Stats, post_users, runtime_in, time_async, us};
+use crate::{Report, Settings, Stats, post_users, runtime_in, time_async, time_sync, us};
 
 /// Target of a fresh instance + one `map_assertion` of a typical assertion, p50.
 const MAP_ASSERTION_P50_TARGET_US: f64 = 20.0;
@@ -235,6 +235,39 @@ pub fn run(s: &Settings, rt: &tokio::runtime::Runtime, r: &mut Report, warm: &Pa
                 "x",
             );
         }
+
+        // What the connector adds to a SCIM create as the server runs it: `normalize` in the
+        // instance the binding keeps between requests (`idplex_runtime::reuse`), against the
+        // host's native generic dialect decoding a body. Divided by the server's CPU time per
+        // POST (`scripts/bench-scim`, "server CPU per request"), this is the connector's share
+        // of a create without wrk's noise.
+        let kept = std::cell::RefCell::new(Warm::default());
+        let (c, x) = (&connector, &ctx);
+        let norm_kept = rt.block_on(time_async(s, &request, |q| {
+            let kept = &kept;
+            async move {
+                let mut warm = kept.take();
+                let out = c.normalize_in(&mut warm, x, q).await;
+                kept.replace(warm);
+                out
+            }
+        }))?;
+        r.latency_us(&format!("{key}_normalize_post_kept"), "  normalize POST /Users, kept instance", norm_kept);
+        // The native dialect is RFC 7644's: an IdP's quirks (Entra's "True", OneLogin's pre-RFC
+        // URNs) are the connector's to undo, so those bodies are compared with the RFC body.
+        let rfc_body = typical(REFERENCE).and_then(|t| t.scim_create).context("the reference has a SCIM body")?;
+        let (native_request, native_of) = match idplex_hub::native_scim::normalize(&request) {
+            Ok(_) => (request.clone(), "its body"),
+            Err(_) => (post_users(&rfc_body), "the RFC body"),
+        };
+        let native = time_sync(s, || idplex_hub::native_scim::normalize(&native_request).map_err(|e| e.message))?;
+        r.latency_us(&format!("{key}_normalize_post_native"), &format!("  native generic dialect, {native_of}"), native);
+        r.figure(
+            &format!("{key}_normalize_post_added_us"),
+            "    connector's added time per POST (p50 difference)",
+            us(norm_kept.p50) - us(native.p50),
+            "µs",
+        );
     }
     Ok(())
 }
