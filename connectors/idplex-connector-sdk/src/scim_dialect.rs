@@ -24,42 +24,116 @@ use crate::provisioning::{ListQuery, Operation, PatchOpKind, PatchOperation, Sci
 use crate::{ConnectorError, Json, ResourceKind, scim};
 use serde_json::{Map, Value};
 
-/// A resource body (POST, PUT) as received, parsed; re-encoded only if a dialect changed it.
+/// A resource body (POST, PUT) as received; parsed into an object only when a dialect looks at
+/// it, and re-encoded only if a dialect changed it.
+///
+/// [`Body::parse`] reads the text once without building it (checking it is one JSON object and
+/// keeping only its `schemas`), which is all the generic dialect needs: a body no quirk touches
+/// is handed to the host as the IdP sent it, and the host parses it anyway. The first
+/// [`Body::object`], [`Body::object_mut`] or [`Body::edit`] parses it in full. In the sandbox
+/// that skips most of a create's guest work (allocating every key and value of the body).
 #[derive(Debug, Clone)]
 pub struct Body {
     text: String,
-    object: Map<String, Value>,
+    /// The parsed object, once asked for.
+    object: std::cell::OnceCell<Map<String, Value>>,
+    /// Why the text could not be parsed in full (the skim is more lenient than a full parse on
+    /// invalid escapes such as a lone surrogate): [`Body::into_json`] answers it.
+    broken: std::cell::OnceCell<ConnectorError>,
+    /// `schemas` as the skim read it (`None`: absent), while `object` is not parsed.
+    schemas: Option<Value>,
+    /// What errors call the body.
+    what: String,
     changed: bool,
 }
 
+/// What [`Body::parse`] keeps of a body: `schemas` (absent, or any JSON value including `null`).
+#[derive(serde::Deserialize)]
+struct Skim {
+    #[serde(default)]
+    schemas: Present,
+}
+
+/// A member that was present (even as `null`); `None` when absent.
+#[derive(Default)]
+struct Present(Option<Value>);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <Value as serde::Deserialize>::deserialize(d).map(|v| Present(Some(v)))
+    }
+}
+
 impl Body {
-    /// Parses `text` as a JSON object (`what` names it in errors).
+    /// Reads `text` as a JSON object (`what` names it in errors), without building it.
     pub fn parse(text: &str, what: &str) -> Result<Self, ConnectorError> {
-        Ok(Body { text: text.to_string(), object: parse_object(text, what)?, changed: false })
+        let body = |object: std::cell::OnceCell<Map<String, Value>>, schemas| Body {
+            text: text.to_string(),
+            object,
+            broken: std::cell::OnceCell::new(),
+            schemas,
+            what: what.to_string(),
+            changed: false,
+        };
+        // Only an object can be a resource (a struct would also deserialize from an array).
+        if text.trim_start().starts_with('{')
+            && let Ok(skim) = serde_json::from_str::<Skim>(text)
+        {
+            return Ok(body(std::cell::OnceCell::new(), skim.schemas.0));
+        }
+        // Not an object, not JSON, or a duplicate `schemas` member: the full parse decides (and
+        // names the error), as before the skim.
+        Ok(body(std::cell::OnceCell::from(parse_object(text, what)?), None))
     }
 
-    /// The body as an object.
+    /// The body as the IdP sent it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The body as an object (parsed now if not yet).
     pub fn object(&self) -> &Map<String, Value> {
-        &self.object
+        self.object.get_or_init(|| {
+            parse_object(&self.text, &self.what).unwrap_or_else(|e| {
+                let _ = self.broken.set(e);
+                Map::new()
+            })
+        })
     }
 
     /// The body as an object, to edit: it will be re-encoded.
     pub fn object_mut(&mut self) -> &mut Map<String, Value> {
+        self.object();
         self.changed = true;
-        &mut self.object
+        self.object.get_mut().expect("parsed by object()")
     }
 
     /// Lets `fix` edit the body in place; `fix` answers whether it changed anything, and only
     /// then is the body re-encoded (no copy of the object to find out).
     pub fn edit(&mut self, fix: impl FnOnce(&mut Map<String, Value>) -> bool) -> bool {
-        let changed = fix(&mut self.object);
+        self.object();
+        let changed = fix(self.object.get_mut().expect("parsed by object()"));
         self.changed |= changed;
         changed
     }
 
+    /// The body's `schemas` member (`None` when absent).
+    fn schemas(&self) -> Option<&Value> {
+        match self.object.get() {
+            Some(object) => object.get("schemas"),
+            None => self.schemas.as_ref(),
+        }
+    }
+
     /// The JSON text to hand to the host: the original unless edited.
     pub fn into_json(self) -> Result<Json, ConnectorError> {
-        if self.changed { crate::json::to_json(&self.object) } else { Ok(self.text) }
+        if let Some(e) = self.broken.into_inner() {
+            return Err(e);
+        }
+        match self.object.into_inner() {
+            Some(object) if self.changed => crate::json::to_json(&object),
+            _ => Ok(self.text),
+        }
     }
 }
 
@@ -203,7 +277,9 @@ fn resource_body(request: &ScimRequest, kind: ResourceKind) -> Result<Body, Conn
 
 /// A body whose `schemas` lists the core schema of `kind`, as JSON text.
 fn checked_body(body: Body, kind: ResourceKind) -> Result<Json, ConnectorError> {
-    require_schema(body.object(), scim::core_schema(kind))?;
+    if body.broken.get().is_none() {
+        require_schemas(body.schemas(), scim::core_schema(kind))?;
+    }
     body.into_json()
 }
 
@@ -285,7 +361,12 @@ pub fn unwrap_stringified_roles(roles: &mut Value) -> bool {
 
 /// Requires `schemas` to be an array of strings containing `urn`.
 pub fn require_schema(object: &Map<String, Value>, urn: &str) -> Result<(), ConnectorError> {
-    let schemas = match object.get("schemas") {
+    require_schemas(object.get("schemas"), urn)
+}
+
+/// [`require_schema`] of a `schemas` member (`None`: absent).
+fn require_schemas(schemas: Option<&Value>, urn: &str) -> Result<(), ConnectorError> {
+    let schemas = match schemas {
         Some(Value::Array(items)) => items,
         Some(other) => {
             return Err(ConnectorError::invalid_request(format!(
@@ -577,6 +658,51 @@ mod tests {
         assert!(!path_names("inactive", "active"));
         assert!(!path_names("emails[type eq \"work\"].active", "active"));
         assert!(!path_names("é:active", "active"));
+    }
+
+    /// A body is read once without being built (only `schemas` kept); the first look at the
+    /// object parses it in full. Both readings must agree on every body a dialect can see.
+    #[test]
+    fn a_body_is_parsed_in_full_only_when_a_dialect_looks_at_it() {
+        let err = |body: &str| normalize(&req("POST", None, Some(body))).unwrap_err();
+        // Untouched: handed on as sent, never built.
+        let body = Body::parse(USER, "request body").unwrap();
+        assert!(body.object.get().is_none(), "skimmed, not parsed");
+        assert_eq!(body.into_json().unwrap(), USER);
+        // A look (no change) parses it, and still hands on the text as sent.
+        let body = Body::parse(USER, "request body").unwrap();
+        assert_eq!(body.object()["userName"], "a");
+        assert_eq!(body.into_json().unwrap(), USER);
+        // An edit re-encodes it.
+        let mut body = Body::parse(USER, "request body").unwrap();
+        assert!(body.edit(|o| o.insert("active".into(), Value::Bool(true)).is_none()));
+        let edited: Value = serde_json::from_str(&body.into_json().unwrap()).unwrap();
+        assert_eq!(edited["active"], true);
+
+        // The same errors as the full parse, with the same scimType.
+        let e = err(r#"{"schemas":null,"userName":"a"}"#);
+        assert!(e.message.contains("must be an array of URNs, got null"), "{}", e.message);
+        let e = err(r#"{"userName":"a"}"#);
+        assert!(e.message.contains("no `schemas` attribute"), "{}", e.message);
+        let e = err(r#"[{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]}]"#);
+        assert!(e.message.contains("must be a JSON object, got array"), "{}", e.message);
+        let e = err(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":}"#);
+        assert_eq!(e.scim_type.as_deref(), Some("invalidSyntax"), "{}", e.message);
+        // A duplicate `schemas`: the last one counts, as in the full parse (and the host's).
+        let twice = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"schemas":["x"],"userName":"a"}"#;
+        assert!(err(twice).message.contains("must contain `urn:ietf:params:scim:schemas:core:2.0:User`"));
+        let twice = r#"{"schemas":["x"],"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"a"}"#;
+        assert!(normalize(&req("POST", None, Some(twice))).is_ok());
+
+        // A lone surrogate passes the skim but not the full parse: untouched, the text goes on
+        // as sent (the host's own parse refuses it); looked at, the body is refused here rather
+        // than edited as an empty object.
+        let lone = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"\ud800"}"#;
+        let mut body = Body::parse(lone, "request body").unwrap();
+        body.edit(|o| o.insert("active".into(), Value::Bool(true)).is_none());
+        let e = body.into_json().unwrap_err();
+        assert_eq!(e.scim_type.as_deref(), Some("invalidSyntax"), "{}", e.message);
+        assert!(e.message.contains("request body is not valid JSON"), "{}", e.message);
     }
 
     #[test]

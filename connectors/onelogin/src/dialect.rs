@@ -68,7 +68,18 @@ fn is_legacy(text: &str) -> bool {
 
 /// Renames the legacy URNs of a body; leaves the body untouched (not re-encoded) if it has none.
 fn rename_in_body(body: &mut Body, kind: ResourceKind) {
-    body.edit(|object| rename_object(object, kind));
+    if may_name_legacy_urns(body.text()) {
+        body.edit(|object| rename_object(object, kind));
+    }
+}
+
+/// Whether a body's text can hold a pre-RFC URN: it spells `urn:scim:schemas:` (in any ASCII
+/// case), or it has an escape, behind which a URN could hide (`urn\u003ascim…`). A body with
+/// neither is passed on without being parsed in full (the common case: an RFC template).
+fn may_name_legacy_urns(text: &str) -> bool {
+    const PREFIX: &[u8] = b"urn:scim:schemas:";
+    text.contains('\\')
+        || text.as_bytes().windows(PREFIX.len()).any(|w| w.eq_ignore_ascii_case(PREFIX))
 }
 
 /// `schemas` and extension keys (the SDK's `rename_legacy_urns`), then URN-qualified attribute

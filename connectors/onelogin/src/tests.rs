@@ -164,6 +164,31 @@ fn legacy_urns_of_the_default_template_become_rfc() {
     );
 }
 
+/// A body that cannot name a legacy URN passes without being parsed in full; one that can,
+/// however it spells the URN (any ASCII case, or behind a JSON escape), is renamed.
+#[test]
+fn legacy_urns_are_found_in_any_spelling_and_rfc_bodies_are_not_rebuilt() {
+    let post = |text: &str| {
+        let mut req = request("POST", ResourceKind::User, None, None);
+        req.body = Some(text.to_string());
+        body_of(&dialect::normalize(&req).unwrap())
+    };
+    for text in [
+        r#"{"schemas":["URN:SCIM:SCHEMAS:CORE:2.0"],"userName":"a"}"#,
+        r#"{"schemas":["urn\u003ascim:schemas:core:2.0"],"userName":"a"}"#,
+        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"urn\u003ascim:schemas:extension:enterprise:2.0":{"department":"Eng"},"userName":"a"}"#,
+    ] {
+        let body = post(text);
+        assert!(body["schemas"].as_array().unwrap().contains(&json!(USER_SCHEMA)), "{text}: {body}");
+        assert!(body.as_object().unwrap().keys().all(|k| !k.starts_with("urn:scim:")), "{text}: {body}");
+    }
+    assert_eq!(post(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"urn\u003ascim:schemas:extension:enterprise:2.0":{"department":"Eng"},"userName":"a"}"#)[ENT]["department"], "Eng");
+    let rfc = r#"{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"}"#;
+    let mut req = request("POST", ResourceKind::User, None, None);
+    req.body = Some(rfc.to_string());
+    assert!(matches!(&dialect::normalize(&req).unwrap()[..], [Operation::Create(b)] if b == rfc), "as sent, spaces and all");
+}
+
 #[test]
 fn a_put_without_active_keeps_the_user_active() {
     let all = vectors(ONELOGIN);
