@@ -103,18 +103,22 @@ impl Body {
 
     /// The body as an object, to edit: it will be re-encoded.
     pub fn object_mut(&mut self) -> &mut Map<String, Value> {
-        self.object();
         self.changed = true;
-        self.object.get_mut().expect("parsed by object()")
+        self.parsed_mut()
     }
 
     /// Lets `fix` edit the body in place; `fix` answers whether it changed anything, and only
     /// then is the body re-encoded (no copy of the object to find out).
     pub fn edit(&mut self, fix: impl FnOnce(&mut Map<String, Value>) -> bool) -> bool {
-        self.object();
-        let changed = fix(self.object.get_mut().expect("parsed by object()"));
+        let changed = fix(self.parsed_mut());
         self.changed |= changed;
         changed
+    }
+
+    /// The parsed object (parsed now if not yet), mutably.
+    fn parsed_mut(&mut self) -> &mut Map<String, Value> {
+        self.object();
+        self.object.get_mut().expect("parsed by object()")
     }
 
     /// The body's `schemas` member (`None` when absent).
