@@ -392,7 +392,7 @@ impl LoadedConnector {
             && state.limiter.limit == ctx.limits.memory_bytes.min(self.runtime.config().max_memory_bytes)
     }
 
-    fn new_store(&self, ctx: &CallContext) -> Store<CallState> {
+    pub(crate) fn new_store(&self, ctx: &CallContext) -> Store<CallState> {
         let runtime = &self.runtime;
         let memory = ctx.limits.memory_bytes.min(runtime.config().max_memory_bytes);
         let epoch = EpochState::new(ctx, runtime.inner.cpu.clone());

@@ -248,7 +248,7 @@ impl LoadedConnector {
         self.run_in(
             warm,
             ctx,
-            Box::new(|c, s| Box::pin(async move { c.metadata().call_describe(s).await })),
+            Box::new(|c, s| Box::pin(async move { c.metadata(&mut *s)?.call_describe(s).await })),
         )
         .await
     }
@@ -274,7 +274,7 @@ impl LoadedConnector {
                 warm,
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.provisioning().call_normalize(s, &request).await })
+                    Box::pin(async move { c.provisioning(&mut *s)?.call_normalize(s, &request).await })
                 }),
             )
             .await?;
@@ -332,7 +332,7 @@ impl LoadedConnector {
                 warm,
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.provisioning().call_render(s, kind, &resource).await })
+                    Box::pin(async move { c.provisioning(&mut *s)?.call_render(s, kind, &resource).await })
                 }),
             )
             .await?;
@@ -354,7 +354,7 @@ impl LoadedConnector {
             .run(
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.directory_sync().call_pull(s, cursor.as_deref()).await })
+                    Box::pin(async move { c.directory_sync(&mut *s)?.call_pull(s, cursor.as_deref()).await })
                 }),
             )
             .await?;
@@ -380,7 +380,7 @@ impl LoadedConnector {
                     ctx,
                     Box::new(move |c, s| {
                         Box::pin(async move {
-                            match c.directory_pull() {
+                            match c.directory_pull(&mut *s)? {
                                 Some(p) => p.call_pull(s, &request).await,
                                 None => Err(wasmtime::Error::msg("directory-pull export vanished")),
                             }
@@ -439,7 +439,7 @@ impl LoadedConnector {
                 warm,
                 ctx,
                 Box::new(move |c, s| {
-                    Box::pin(async move { c.sso().call_map_assertion(s, &assertion).await })
+                    Box::pin(async move { c.sso(&mut *s)?.call_map_assertion(s, &assertion).await })
                 }),
             )
             .await?;
@@ -465,7 +465,7 @@ impl LoadedConnector {
                 ctx,
                 Box::new(|c, s| {
                     Box::pin(async move {
-                        match c.schemas() {
+                        match c.schemas(&mut *s)? {
                             Some(schemas) => schemas.call_extensions(s).await,
                             None => Ok(Ok(Vec::new())),
                         }
@@ -495,7 +495,7 @@ impl LoadedConnector {
                 ctx,
                 Box::new(|c, s| {
                     Box::pin(async move {
-                        match c.scim_reads() {
+                        match c.scim_reads(&mut *s)? {
                             Some(reads) => reads.call_as_sent(s).await,
                             None => Ok(Vec::new()),
                         }
@@ -525,7 +525,7 @@ impl LoadedConnector {
                 ctx,
                 Box::new(|c, s| {
                     Box::pin(async move {
-                        match c.diagnostics() {
+                        match c.diagnostics(&mut *s)? {
                             Some(d) => d.call_test_connection(s).await,
                             None => Ok(Ok(Vec::new())),
                         }

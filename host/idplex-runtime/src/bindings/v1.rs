@@ -16,15 +16,17 @@ pub const MAJOR: u64 = 1;
 /// The exact contract version of the WIT these bindings were generated from.
 pub const VERSION: &str = "1.3.0";
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use exports::idplex::connector::{diagnostics, directory_pull, directory_sync, metadata, provisioning, schemas, scim_reads, sso};
 
-/// The exports of a component, looked up once when it is loaded. The interfaces of 1.0 are
-/// required; those added since (`schemas`, `diagnostics`: 1.1; `directory-pull`: 1.2; `scim-reads`: 1.3) are optional, absent from a
-/// component built against an earlier minor (wasmtime's export lookup is semver-aware, so a
-/// 1.0 component's `metadata@1.0.0` is found under `metadata@1.1.0`). Used instead of the
-/// generated `ConnectorPre`, which requires every export of the newest world.
-pub(crate) struct ExportsPre<T: 'static> {
-    pre: wasmtime::component::InstancePre<T>,
+/// The export indices of a component, looked up once when it is loaded. The interfaces of 1.0
+/// are required; those added since (`schemas`, `diagnostics`: 1.1; `directory-pull`: 1.2;
+/// `scim-reads`: 1.3) are optional, absent from a component built against an earlier minor
+/// (wasmtime's export lookup is semver-aware, so a 1.0 component's `metadata@1.0.0` is found
+/// under `metadata@1.1.0`).
+struct Indices {
     metadata: metadata::GuestIndices,
     provisioning: provisioning::GuestIndices,
     directory_sync: directory_sync::GuestIndices,
@@ -35,63 +37,143 @@ pub(crate) struct ExportsPre<T: 'static> {
     scim_reads: Option<scim_reads::GuestIndices>,
 }
 
-/// The exports of one instance (see [`ExportsPre`]).
+/// A component ready to instantiate, with its exports' indices (see [`Indices`]). Used instead
+/// of the generated `ConnectorPre`, which requires every export of the newest world.
+///
+/// Loading an interface of an instance type-checks its functions, which costs about as much as
+/// a small call. The first instance (the one `describe` runs in when the component is
+/// installed or loaded) loads every interface, so an export of the wrong shape refuses the
+/// component then; every later instance loads only the interface a call uses, when it uses it.
+pub(crate) struct ExportsPre<T: 'static> {
+    pre: wasmtime::component::InstancePre<T>,
+    indices: Arc<Indices>,
+    /// Whether an instance of this component has had every export type-checked.
+    checked: AtomicBool,
+}
+
+/// The exports of one instance, each interface loaded on first use (see [`ExportsPre`]).
 pub struct Exports {
-    metadata: metadata::Guest,
-    provisioning: provisioning::Guest,
-    directory_sync: directory_sync::Guest,
-    sso: sso::Guest,
-    schemas: Option<schemas::Guest>,
-    diagnostics: Option<diagnostics::Guest>,
-    directory_pull: Option<directory_pull::Guest>,
-    scim_reads: Option<scim_reads::Guest>,
+    instance: wasmtime::component::Instance,
+    indices: Arc<Indices>,
+    metadata: OnceLock<metadata::Guest>,
+    provisioning: OnceLock<provisioning::Guest>,
+    directory_sync: OnceLock<directory_sync::Guest>,
+    sso: OnceLock<sso::Guest>,
+    schemas: OnceLock<schemas::Guest>,
+    diagnostics: OnceLock<diagnostics::Guest>,
+    directory_pull: OnceLock<directory_pull::Guest>,
+    scim_reads: OnceLock<scim_reads::Guest>,
+}
+
+/// The interface in `cell`, loaded by `load` on first use.
+fn loaded<G>(cell: &OnceLock<G>, load: impl FnOnce() -> wasmtime::Result<G>) -> wasmtime::Result<&G> {
+    if let Some(guest) = cell.get() {
+        return Ok(guest);
+    }
+    let guest = load()?;
+    Ok(cell.get_or_init(|| guest))
+}
+
+/// An optional interface: `None` when the component does not export it.
+fn loaded_optional<'a, I, G>(
+    indices: Option<&I>,
+    cell: &'a OnceLock<G>,
+    load: impl FnOnce(&I) -> wasmtime::Result<G>,
+) -> wasmtime::Result<Option<&'a G>> {
+    indices.map(|i| loaded(cell, || load(i))).transpose()
 }
 
 impl Exports {
+    fn new(instance: wasmtime::component::Instance, indices: Arc<Indices>) -> Exports {
+        Exports {
+            instance,
+            indices,
+            metadata: OnceLock::new(),
+            provisioning: OnceLock::new(),
+            directory_sync: OnceLock::new(),
+            sso: OnceLock::new(),
+            schemas: OnceLock::new(),
+            diagnostics: OnceLock::new(),
+            directory_pull: OnceLock::new(),
+            scim_reads: OnceLock::new(),
+        }
+    }
+
     /// `metadata` (1.0).
-    pub fn metadata(&self) -> &metadata::Guest {
-        &self.metadata
+    pub fn metadata(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<&metadata::Guest> {
+        loaded(&self.metadata, || self.indices.metadata.load(store, &self.instance))
     }
     /// `provisioning` (1.0).
-    pub fn provisioning(&self) -> &provisioning::Guest {
-        &self.provisioning
+    pub fn provisioning(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<&provisioning::Guest> {
+        loaded(&self.provisioning, || self.indices.provisioning.load(store, &self.instance))
     }
     /// `directory-sync` (1.0).
-    pub fn directory_sync(&self) -> &directory_sync::Guest {
-        &self.directory_sync
+    pub fn directory_sync(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<&directory_sync::Guest> {
+        loaded(&self.directory_sync, || self.indices.directory_sync.load(store, &self.instance))
     }
     /// `sso` (1.0).
-    pub fn sso(&self) -> &sso::Guest {
-        &self.sso
+    pub fn sso(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<&sso::Guest> {
+        loaded(&self.sso, || self.indices.sso.load(store, &self.instance))
     }
     /// `schemas` (1.1), if the component exports it.
-    pub fn schemas(&self) -> Option<&schemas::Guest> {
-        self.schemas.as_ref()
+    pub fn schemas(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<&schemas::Guest>> {
+        loaded_optional(self.indices.schemas.as_ref(), &self.schemas, |i| i.load(store, &self.instance))
     }
     /// `diagnostics` (1.1), if the component exports it.
-    pub fn diagnostics(&self) -> Option<&diagnostics::Guest> {
-        self.diagnostics.as_ref()
+    pub fn diagnostics(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<&diagnostics::Guest>> {
+        loaded_optional(self.indices.diagnostics.as_ref(), &self.diagnostics, |i| i.load(store, &self.instance))
     }
     /// `directory-pull` (1.2), if the component exports it.
-    pub fn directory_pull(&self) -> Option<&directory_pull::Guest> {
-        self.directory_pull.as_ref()
+    pub fn directory_pull(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<&directory_pull::Guest>> {
+        loaded_optional(self.indices.directory_pull.as_ref(), &self.directory_pull, |i| i.load(store, &self.instance))
     }
     /// `scim-reads` (1.3), if the component exports it.
-    pub fn scim_reads(&self) -> Option<&scim_reads::Guest> {
-        self.scim_reads.as_ref()
+    pub fn scim_reads(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<&scim_reads::Guest>> {
+        loaded_optional(self.indices.scim_reads.as_ref(), &self.scim_reads, |i| i.load(store, &self.instance))
+    }
+
+    /// The interfaces loaded so far, by WIT name.
+    #[cfg(test)]
+    fn loaded(&self) -> Vec<&'static str> {
+        [
+            ("metadata", self.metadata.get().is_some()),
+            ("provisioning", self.provisioning.get().is_some()),
+            ("directory-sync", self.directory_sync.get().is_some()),
+            ("sso", self.sso.get().is_some()),
+            ("schemas", self.schemas.get().is_some()),
+            ("diagnostics", self.diagnostics.get().is_some()),
+            ("directory-pull", self.directory_pull.get().is_some()),
+            ("scim-reads", self.scim_reads.get().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, loaded)| loaded.then_some(name))
+        .collect()
+    }
+
+    /// Loads (and so type-checks) every interface the component exports.
+    fn load_all(&self, mut store: impl wasmtime::AsContextMut) -> wasmtime::Result<()> {
+        self.metadata(&mut store)?;
+        self.provisioning(&mut store)?;
+        self.directory_sync(&mut store)?;
+        self.sso(&mut store)?;
+        self.schemas(&mut store)?;
+        self.diagnostics(&mut store)?;
+        self.directory_pull(&mut store)?;
+        self.scim_reads(&mut store)?;
+        Ok(())
     }
 }
 
 impl<T: Send + 'static> ExportsPre<T> {
-    /// Resolves the exports of `pre`'s component; an export present with the wrong shape is an
-    /// error naming it.
+    /// Resolves the exports of `pre`'s component (their presence; their types are checked in
+    /// the first instance, see [`ExportsPre`]).
     pub fn new(pre: wasmtime::component::InstancePre<T>) -> wasmtime::Result<Self> {
         let exported = |name: &str| pre.component().get_export_index(None, &format!("idplex:connector/{name}@{VERSION}")).is_some();
         let schemas = if exported("schemas") { Some(schemas::GuestIndices::new(&pre)?) } else { None };
         let diagnostics = if exported("diagnostics") { Some(diagnostics::GuestIndices::new(&pre)?) } else { None };
         let directory_pull = if exported("directory-pull") { Some(directory_pull::GuestIndices::new(&pre)?) } else { None };
         let scim_reads = if exported("scim-reads") { Some(scim_reads::GuestIndices::new(&pre)?) } else { None };
-        Ok(ExportsPre {
+        let indices = Indices {
             metadata: metadata::GuestIndices::new(&pre)?,
             provisioning: provisioning::GuestIndices::new(&pre)?,
             directory_sync: directory_sync::GuestIndices::new(&pre)?,
@@ -100,48 +182,91 @@ impl<T: Send + 'static> ExportsPre<T> {
             diagnostics,
             directory_pull,
             scim_reads,
-            pre,
-        })
+        };
+        Ok(ExportsPre { pre, indices: Arc::new(indices), checked: AtomicBool::new(false) })
     }
 
     /// Whether the component exports `schemas` (1.1).
     pub fn has_schemas(&self) -> bool {
-        self.schemas.is_some()
+        self.indices.schemas.is_some()
     }
 
     /// Whether the component exports `diagnostics` (1.1).
     pub fn has_diagnostics(&self) -> bool {
-        self.diagnostics.is_some()
+        self.indices.diagnostics.is_some()
     }
 
     /// Whether the component exports `directory-pull` (1.2).
     pub fn has_directory_pull(&self) -> bool {
-        self.directory_pull.is_some()
+        self.indices.directory_pull.is_some()
     }
 
     /// Whether the component exports `scim-reads` (1.3).
     pub fn has_scim_reads(&self) -> bool {
-        self.scim_reads.is_some()
+        self.indices.scim_reads.is_some()
     }
 
-    /// Instantiates the component in `store` and loads its exports.
+    /// Instantiates the component in `store`. The first instance loads every export (an export
+    /// of the wrong shape is an error naming it); later ones load each on first use.
     pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports> {
         let instance = self.pre.instantiate_async(&mut store).await?;
-        Ok(Exports {
-            metadata: self.metadata.load(&mut store, &instance)?,
-            provisioning: self.provisioning.load(&mut store, &instance)?,
-            directory_sync: self.directory_sync.load(&mut store, &instance)?,
-            sso: self.sso.load(&mut store, &instance)?,
-            schemas: self.schemas.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-            diagnostics: self.diagnostics.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-            directory_pull: self.directory_pull.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-            scim_reads: self.scim_reads.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-        })
+        let exports = Exports::new(instance, self.indices.clone());
+        if !self.checked.load(Ordering::Acquire) {
+            exports.load_all(&mut store)?;
+            self.checked.store(true, Ordering::Release);
+        }
+        Ok(exports)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::ExportsPre;
+    use crate::{CallContext, Runtime, RuntimeConfig};
+
+    /// The first instance of a component type-checks every export (an export of the wrong shape
+    /// refuses the component at install, even one the install's `describe` does not call);
+    /// later instances load only what their calls use.
+    #[tokio::test]
+    async fn the_first_instance_loads_every_export_and_later_ones_only_what_a_call_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
+        // Loading runs `describe` in the component's first instance.
+        let connector = runtime.load(std::sync::Arc::from(idplex_bundled::testing::ECHO_V2)).await.unwrap();
+        let ctx = CallContext::default();
+        // A store as a call sets it up, with an epoch deadline no test reaches.
+        let new_store = || {
+            let mut store = connector.new_store(&ctx);
+            store.set_epoch_deadline(1_000_000);
+            store
+        };
+
+        let mut store = new_store();
+        let later = connector.pre.instantiate_async(&mut store).await.unwrap();
+        assert_eq!(later.loaded(), Vec::<&str>::new(), "a later instance loads nothing up front");
+        later.sso(&mut store).unwrap();
+        later.sso(&mut store).unwrap();
+        assert_eq!(later.loaded(), ["sso"]);
+        assert_eq!(later.schemas(&mut store).unwrap().is_some(), connector.pre.has_schemas());
+
+        let first = ExportsPre::new(connector.pre.pre.clone()).unwrap();
+        let mut store = new_store();
+        let exports = first.instantiate_async(&mut store).await.unwrap();
+        let mut every = vec!["metadata", "provisioning", "directory-sync", "sso"];
+        for (name, exported) in [
+            ("schemas", first.has_schemas()),
+            ("diagnostics", first.has_diagnostics()),
+            ("directory-pull", first.has_directory_pull()),
+            ("scim-reads", first.has_scim_reads()),
+        ] {
+            if exported {
+                every.push(name);
+            }
+        }
+        assert_eq!(exports.loaded(), every, "the first instance loads every export");
+        let mut store = new_store();
+        assert_eq!(first.instantiate_async(&mut store).await.unwrap().loaded(), Vec::<&str>::new());
+    }
     #[test]
     fn the_version_is_the_wit_package_version() {
         let wit = include_str!("../../../../wit/connector.wit");
