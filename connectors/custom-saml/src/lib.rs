@@ -70,7 +70,8 @@ impl sso::Guest for CustomSaml {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        SamlMapping::map_assertion(&saml_mapping::GENERIC, &assertion, &config::get)
+        let config = config::Snapshot::read();
+        SamlMapping::map_assertion(&saml_mapping::GENERIC, &assertion, &|key| config.get(key))
     }
 }
 

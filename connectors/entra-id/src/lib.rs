@@ -93,7 +93,8 @@ impl sso::Guest for EntraId {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        let mapped = claims::map_assertion(&assertion, &config::get)?;
+        let config = config::Snapshot::read();
+        let mapped = claims::map_assertion(&assertion, &|key| config.get(key))?;
         for warning in &mapped.warnings {
             log::warn(warning);
         }

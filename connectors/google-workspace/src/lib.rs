@@ -98,7 +98,8 @@ impl sso::Guest for GoogleWorkspace {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        saml::map_assertion(&assertion, &config::get)
+        let config = config::Snapshot::read();
+        saml::map_assertion(&assertion, &|key| config.get(key))
     }
 }
 

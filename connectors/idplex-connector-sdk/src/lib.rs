@@ -536,6 +536,33 @@ pub mod config {
         return crate::mock_host::config_entries();
     }
 
+    /// The connection's config read once, with one call into the host (`config.entries`),
+    /// for an export that looks up many keys: each [`Snapshot::get`] is then a lookup in the
+    /// guest, where each [`get`] is a call into the host. An SSO mapping reads a key per claim
+    /// (most of them unset), so `map-assertion` exports read a snapshot and pass
+    /// `&|key| config.get(key)` where a function takes `&config::get`.
+    #[derive(Debug, Clone, Default)]
+    pub struct Snapshot {
+        /// Sorted by key.
+        entries: Vec<(String, String)>,
+    }
+
+    impl Snapshot {
+        /// Every key and value of the connection's config ([`entries`]).
+        pub fn read() -> Snapshot {
+            let mut entries = entries();
+            // The host sends them sorted; sorting a sorted list is one pass.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Snapshot { entries }
+        }
+
+        /// The value of `key`, as [`get`] answered it when the snapshot was read.
+        pub fn get(&self, key: &str) -> Option<String> {
+            let found = self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+            Some(self.entries[found].1.clone())
+        }
+    }
+
     /// The value of `key`, or `default` if the admin did not set it.
     pub fn get_or(key: &str, default: &str) -> String {
         get(key).unwrap_or_else(|| default.to_string())

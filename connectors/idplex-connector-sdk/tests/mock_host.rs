@@ -259,3 +259,38 @@ fn an_unrecorded_request_fails_the_test_naming_the_url() {
     let _host = MockHost::new().config("domain", "acme.example").egress(FakeHttp::new()).install();
     let _ = <Acme as directory_pull::Guest>::pull(PullRequest { cursor: None });
 }
+
+#[test]
+fn a_config_snapshot_answers_every_key_as_the_host_does() {
+    let host = MockHost::new()
+        .configs(&[
+            ("attribute.email", "mail"),
+            ("attribute.email_verified", "verified"),
+            ("Attribute.Email", "upper"),
+            ("user_name_source", "attribute"),
+            ("", "empty key"),
+            ("zz", ""),
+        ])
+        .install();
+    let snapshot = config::Snapshot::read();
+    for key in [
+        "attribute.email",
+        "attribute.email_verified",
+        "Attribute.Email",
+        "user_name_source",
+        "",
+        "zz",
+        "attribute.emai",
+        "attribute.email ",
+        "tenant_id",
+        "zzz",
+    ] {
+        assert_eq!(snapshot.get(key), config::get(key), "key {key:?}");
+    }
+    // A snapshot is what the config was when it was read.
+    host.set_config("tenant_id", Some("72f988bf"));
+    assert_eq!(snapshot.get("tenant_id"), None);
+    assert_eq!(config::Snapshot::read().get("tenant_id").as_deref(), Some("72f988bf"));
+    drop(host);
+    assert_eq!(config::Snapshot::read().get("attribute.email"), None, "no host: an empty config");
+}

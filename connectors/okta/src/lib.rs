@@ -77,7 +77,8 @@ impl sso::Guest for Okta {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        let (identity, dropped) = saml::map_assertion(&assertion, &config::get)?;
+        let config = config::Snapshot::read();
+        let (identity, dropped) = saml::map_assertion(&assertion, &|key| config.get(key))?;
         if dropped > 0 {
             log::debug(&format!(
                 "groups_filter dropped {dropped} group(s) of the assertion"

@@ -78,7 +78,8 @@ impl sso::Guest for OneLogin {
     fn map_assertion(
         assertion: sso::VerifiedAssertion,
     ) -> Result<sso::SsoIdentity, ConnectorError> {
-        saml::map_assertion(&assertion, &config::get)
+        let config = config::Snapshot::read();
+        saml::map_assertion(&assertion, &|key| config.get(key))
     }
 }
 
