@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use idplex_runtime::{CallContext, Capability, Operation, SamlAttribute, VerifiedAssertion, Warm};
 use serde_json::{Value, json};
 
-use crate::{Report, Settings, Stats, post_users, runtime_in, time_async, time_sync, us};
+use crate::{Report, Settings, Stats, post_users, runtime_in, time_async, time_kept, time_sync, us};
 
 /// Target of a fresh instance + one `map_assertion` of a typical assertion, p50.
 const MAP_ASSERTION_P50_TARGET_US: f64 = 20.0;
@@ -199,6 +199,11 @@ pub fn run(s: &Settings, rt: &tokio::runtime::Runtime, r: &mut Report, warm: &Pa
             "µs",
             MAP_ASSERTION_P50_TARGET_US,
         );
+        // The same call in an instance kept between calls: what is the mapping itself.
+        let map_kept = rt.block_on(time_kept(s, &input.assertion, async |warm: &mut Warm, a| {
+            connector.map_assertion_in(warm, &ctx, a).await
+        }))?;
+        r.latency_us(&format!("{key}_map_assertion_kept"), "  map_assertion, kept instance", map_kept);
 
         if !connector.has(Capability::Provisioning) {
             ensure!(input.scim_create.is_none(), "{name}: a SCIM body but no provisioning capability");
@@ -241,16 +246,8 @@ pub fn run(s: &Settings, rt: &tokio::runtime::Runtime, r: &mut Report, warm: &Pa
         // host's native generic dialect decoding a body. Divided by the server's CPU time per
         // POST (`scripts/bench-scim`, "server CPU per request"), this is the connector's share
         // of a create without wrk's noise.
-        let kept = std::cell::RefCell::new(Warm::default());
-        let (c, x) = (&connector, &ctx);
-        let norm_kept = rt.block_on(time_async(s, &request, |q| {
-            let kept = &kept;
-            async move {
-                let mut warm = kept.take();
-                let out = c.normalize_in(&mut warm, x, q).await;
-                kept.replace(warm);
-                out
-            }
+        let norm_kept = rt.block_on(time_kept(s, &request, async |warm: &mut Warm, q| {
+            connector.normalize_in(warm, &ctx, q).await
         }))?;
         r.latency_us(&format!("{key}_normalize_post_kept"), "  normalize POST /Users, kept instance", norm_kept);
         // The native dialect is RFC 7644's: an IdP's quirks (Entra's "True", OneLogin's pre-RFC

@@ -296,11 +296,9 @@ fn post_users(body: &str) -> ScimRequest {
 
 /// Times `warmup + iters` awaited calls of `f(input.clone())` one by one (the clone of the input
 /// happens before the clock starts; dropping the result after it stops).
-async fn time_async<I, F, Fut, T, E>(s: &Settings, input: &I, mut f: F) -> Result<Stats>
+async fn time_async<I, T, E>(s: &Settings, input: &I, mut f: impl AsyncFnMut(I) -> Result<T, E>) -> Result<Stats>
 where
     I: Clone,
-    F: FnMut(I) -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
     for _ in 0..s.warmup {
@@ -316,6 +314,17 @@ where
         samples.push(dt);
     }
     Ok(Stats::of(samples))
+}
+
+/// [`time_async`] of calls that all run in one kept instance: `call` gets the same [`Warm`]
+/// every time (started by the first call, as a SCIM request's instance is).
+async fn time_kept<I, T, E>(s: &Settings, input: &I, mut call: impl AsyncFnMut(&mut Warm, I) -> Result<T, E>) -> Result<Stats>
+where
+    I: Clone,
+    E: std::fmt::Display,
+{
+    let mut warm = Warm::default();
+    time_async(s, input, async |i| call(&mut warm, i).await).await
 }
 
 /// Same as [`time_async`] for a synchronous function.
@@ -586,17 +595,9 @@ fn main() -> Result<()> {
             };
             let req_wasm = rt.block_on(time_async(&s, &get, one_get))?;
             r.latency_us("scim_get_request_wasm", "SCIM GET ?filter: instance + normalize + render", req_wasm);
-            let kept = std::cell::RefCell::new(Warm::default());
-            let req_reused = rt.block_on(time_async(&s, &get, |q: ScimRequest| {
-                let stored = stored.clone();
-                let kept = &kept;
-                async move {
-                    let mut warm = kept.take();
-                    c.normalize_in(&mut warm, x, q).await?;
-                    let out = c.render_in(&mut warm, x, ResourceKind::User, stored).await;
-                    kept.replace(warm);
-                    out
-                }
+            let req_reused = rt.block_on(time_kept(&s, &get, async |warm: &mut Warm, q: ScimRequest| {
+                c.normalize_in(warm, x, q).await?;
+                c.render_in(warm, x, ResourceKind::User, stored.clone()).await
             }))?;
             r.latency_us(
                 "scim_get_request_reused",
